@@ -1,0 +1,30 @@
+"""The SQLModel tables of the whole domain (SPEC §2) and the bot's shared state."""
+
+from storage.models.batches import Batch, PoolMember, Stratum
+from storage.models.common import utcnow
+from storage.models.directory import (
+    Conflict,
+    Holiday,
+    InspectionObject,
+    Inspector,
+    Item,
+    Listed,
+    Team,
+    Unit,
+)
+from storage.models.infrastructure import (
+    AuditEntry,
+    DirectoryChange,
+    ImportRun,
+    InboundDelivery,
+    OutboxMessage,
+)
+from storage.models.planning import AnnualPlan, PlanAdjustment
+from storage.models.workflow import Assignment, FollowUp, Result, Task
+
+__all__ = [
+    "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "DirectoryChange",
+    "FollowUp", "Holiday", "ImportRun", "InboundDelivery", "InspectionObject", "Inspector",
+    "Item", "Listed", "OutboxMessage", "PlanAdjustment", "PoolMember", "Result", "Stratum",
+    "Task", "Team", "Unit", "utcnow",
+]

@@ -1,0 +1,78 @@
+"""Tasks, inspector assignments, results and follow-ups (SPEC §2 steps 5–10)."""
+
+from datetime import date, datetime
+
+from sqlalchemy import JSON, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.models.common import utcnow
+
+
+class Task(SQLModel, table=True):
+    """One visit to one object, covering the items of every stratum that drew it (art. 13)."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("batch_id", "object_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: str = Field(foreign_key="batches.id", index=True)
+    position: int
+    object_id: str = Field(foreign_key="objects.id", index=True)
+    strata: list[str] = Field(default_factory=list, sa_type=JSON)
+    items: list[str] = Field(default_factory=list, sa_type=JSON)
+    team_id: str | None = None
+    needs_expert: bool = False
+    status: str = Field(default="drawn", index=True)
+    # drawn → accepted → inspected → submitted → approved (published); or unstaffed
+    inspected_on: date | None = None  # starts the 20-working-day clock (art. 20)
+
+
+class Assignment(SQLModel, table=True):
+    """An inspector on a task: drawn, or drawn later as a recusal replacement."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("task_id", "inspector_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="tasks.id", index=True)
+    inspector_id: str = Field(foreign_key="inspectors.id", index=True)
+    position: int  # order accepted; 0 is the lead (主办)
+    origin: str = "draw"  # draw | replacement
+    status: str = "drawn"  # drawn | confirmed | recused
+    answered_at: datetime | None = None
+    recusal_reason: str | None = None
+    assigned_at: datetime = Field(default_factory=utcnow)
+
+
+class Result(SQLModel, table=True):
+    """The result of a task: one of the eight categories of art. 20."""
+
+    __tablename__ = "results"
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="tasks.id", index=True)
+    category: int  # 1..8, SPEC §2
+    note: str = ""
+    signed: bool | None = None  # legal representative signed (art. 14)
+    unsigned_reason: str | None = None
+    noncooperation_case: int | None = None  # art. 19 (一)–(四), with category 6
+    status: str = "submitted"  # submitted | returned | approved
+    submitted_by: str
+    submitted_at: datetime = Field(default_factory=utcnow)
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    return_reason: str | None = None
+    published_at: datetime | None = None
+
+
+class FollowUp(SQLModel, table=True):
+    """Work handed over after a result (art. 18): to a unit, another agency, the judiciary."""
+
+    __tablename__ = "follow_ups"
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="tasks.id", index=True)
+    kind: str  # handover | transfer_agency | transfer_judiciary
+    target: str  # unit id, or the receiving agency's name
+    abnormal_list: bool = False  # listing required: an order to rectify cannot replace it
+    note: str = ""
+    status: str = "open"  # open | done
+    created_by: str
+    created_at: datetime = Field(default_factory=utcnow)
+    closed_at: datetime | None = None

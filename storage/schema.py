@@ -1,0 +1,41 @@
+"""Schema migrations through Alembic, driven from the bot's own engine."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config(str(files("storage.migrations") / "alembic.ini"))
+    config.set_main_option("script_location", str(files("storage.migrations")))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Create or migrate the schema to the newest revision."""
+    command.upgrade(alembic_config(engine), "head")
+
+
+def check(engine: Engine) -> None:
+    """Raise if the models and the newest migration disagree (``alembic check``)."""
+    command.check(alembic_config(engine))
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def is_at_head(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision(engine)
