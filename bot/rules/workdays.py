@@ -100,6 +100,8 @@ class Calendar:
 
     def is_provisional(self, day: date) -> bool:
         """Whether ``day``'s status may still change when an arrangement arrives."""
+        if day in self._official_days:
+            return False
         if not self.is_official_year(day.year):
             return True
         return (

@@ -1,0 +1,59 @@
+"""The aiohttp application: health endpoints now; platform callbacks, the scheduler
+and the outbox dispatcher join it as they are built."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+from sqlalchemy import Engine, text
+
+from bot.settings import Settings
+from storage import schema
+from storage.db import engine_for
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", Engine)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> web.Application:
+    app = web.Application()
+    app[SETTINGS] = settings
+    app[ENGINE] = engine or engine_for(settings.database.url)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and serving."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """The database answers and its schema is at the newest migration."""
+    engine = request.app[ENGINE]
+    try:
+        at_head = await asyncio.to_thread(_schema_at_head, engine)
+    except Exception as exc:  # any database failure means "not ready", never a 500
+        log.warning("readiness check failed: %s", type(exc).__name__)
+        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
+    if not at_head:
+        return web.json_response({"status": "unavailable", "database": "schema behind"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+def _schema_at_head(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return schema.is_at_head(engine)
+
+
+def serve(settings: Settings, *, print_url: str | None = None) -> None:
+    """Run the server until interrupted."""
+    app = create_app(settings)
+    web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,
+                handle_signals=True, shutdown_timeout=10)

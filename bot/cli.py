@@ -1,0 +1,118 @@
+"""The ``shuangsui`` command (SPEC §3). Standard output carries only what the contract
+says; progress, summaries and logs go to standard error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bot.settings import ConfigError, Settings, load_settings
+from bot.terminal import bar_chart, err, progress
+from bot.texts import say
+
+KIND_CHOICES = ("units", "objects", "inspectors", "teams", "items", "conflicts", "holidays", "plans")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shuangsui", description=say("cli", "description"))
+    parser.add_argument("-c", "--config", help=say("cli", "help_config"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help=say("cli", "help_demo"))
+    demo.add_argument("--data", default="demo-data", help=say("cli", "help_demo_data"))
+    demo.add_argument("--seed-only", action="store_true", help=say("cli", "help_seed_only"))
+    commands.add_parser("serve", help=say("cli", "help_serve"))
+
+    db = commands.add_parser("db", help=say("cli", "help_db"))
+    db.add_subparsers(dest="db_command", required=True).add_parser("upgrade", help=say("cli", "help_db_upgrade"))
+
+    imports = commands.add_parser("import", help=say("cli", "help_import"))
+    imports.add_argument("kind", choices=KIND_CHOICES)
+    imports.add_argument("file", type=Path)
+    imports.add_argument("--dry-run", action="store_true", help=say("cli", "help_dry_run"))
+    imports.add_argument("--partial", action="store_true", help=say("cli", "help_partial"))
+
+    audit = commands.add_parser("audit", help=say("cli", "help_audit"))
+    audit.add_subparsers(dest="audit_command", required=True).add_parser("verify", help=say("cli", "help_audit_verify"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        err(str(exc))
+        return 2
+    handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit}
+    return handler[args.command](settings, args)
+
+
+def _engine(settings: Settings):
+    from storage.db import engine_for
+
+    return engine_for(settings.database.url)
+
+
+def run_db(settings: Settings, args) -> int:
+    from storage import schema
+
+    schema.upgrade(_engine(settings))
+    err(say("cli", "db_upgraded", revision=schema.current_revision(_engine(settings))))
+    return 0
+
+
+def run_import(settings: Settings, args) -> int:
+    from storage.importing import import_file
+
+    started = time.perf_counter()
+    outcome = import_file(_engine(settings), args.kind, args.file, dry_run=args.dry_run,
+                          partial=args.partial, progress=progress)
+    if not outcome.ok:
+        for problem in outcome.problems:
+            err(say("import", "problem", line=problem.line, reason=problem.reason))
+        err(say("import", "refused", path=str(args.file), count=len(outcome.problems)))
+        return 1
+    if args.dry_run:
+        for change in outcome.changes:
+            print(say("import", "change", action=change.action, key="|".join(map(str, change.key)),
+                      fields=change.fields))
+    counts = outcome.counts()
+    labels = say("import", "chart_labels").split(",")
+    keys = ("added", "updated", "relisted", "delisted", "removed", "unchanged")
+    err(bar_chart([(label, counts[key]) for label, key in zip(labels, keys) if counts[key] or key != "removed"]))
+    err(say("import", "summary", kind=args.kind, counts=counts, seconds=time.perf_counter() - started,
+            dry_run=args.dry_run))
+    return 0
+
+
+def run_audit(settings: Settings, args) -> int:
+    from storage import audit
+    from storage.db import transaction
+
+    with transaction(_engine(settings)) as session:
+        report = audit.verify(session)
+    if report.ok:
+        print(say("cli", "audit_ok", entries=report.entries))
+        return 0
+    print(say("cli", "audit_broken", seq=report.broken_seq, problem=report.problem, entries=report.entries))
+    return 1
+
+
+def run_serve(settings: Settings, args) -> int:
+    from bot.app import serve
+
+    serve(settings)
+    return 0
+
+
+def run_demo(settings: Settings, args) -> int:
+    from bot.demo import run
+
+    return run(settings, Path(args.data), serve_after=not args.seed_only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

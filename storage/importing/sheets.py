@@ -1,0 +1,114 @@
+"""Reading a directory file — CSV (UTF-8 with or without BOM, or GB18030) or XLSX —
+into its header and rows of text, each with the line number a person sees."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from bot.texts import say
+
+
+class UnreadableFile(Exception):
+    """The file cannot be read at all (not a row problem); the message says why."""
+
+
+@dataclass(frozen=True)
+class Sheet:
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]  # (line number, cells); the header is line 1
+    total: int | None  # number of data lines, when known up front (for progress)
+
+
+def read_sheet(path: Path) -> Sheet:
+    """Open ``path`` by its extension and return its header and rows."""
+    if not path.exists():
+        raise UnreadableFile(say("import", "no_such_file", path=str(path)))
+    suffix = path.suffix.lower()
+    if suffix == ".xlsx":
+        return _read_xlsx(path)
+    if suffix in (".csv", ".txt", ""):
+        return _read_csv(path)
+    raise UnreadableFile(say("import", "unknown_format", path=str(path)))
+
+
+def decode(data: bytes) -> str:
+    """Excel saves CSV as UTF-8 with a BOM or, on Chinese Windows, as GB18030."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("gb18030")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(say("import", "bad_encoding")) from exc
+
+
+def _read_csv(path: Path) -> Sheet:
+    text = decode(path.read_bytes())
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise UnreadableFile(say("import", "empty_file", path=str(path))) from None
+    except csv.Error as exc:
+        raise UnreadableFile(say("import", "bad_csv", line=1, error=str(exc))) from None
+    total = text.count("\n")
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        start = reader.line_num + 1
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise UnreadableFile(say("import", "bad_csv", line=start, error=str(exc))) from None
+            yield start, cells
+            start = reader.line_num + 1
+
+    return Sheet([cell.strip() for cell in header], rows(), total)
+
+
+def _read_xlsx(path: Path) -> Sheet:
+    from openpyxl import load_workbook  # only XLSX users pay for the import
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds for a damaged file
+        raise UnreadableFile(say("import", "bad_xlsx", path=str(path), error=str(exc))) from None
+    sheet = book.worksheets[0]
+    values = sheet.iter_rows(values_only=True)
+    try:
+        header = [cell_text(v).strip() for v in next(values)]
+    except StopIteration:
+        raise UnreadableFile(say("import", "empty_file", path=str(path))) from None
+    while header and header[-1] == "":
+        header.pop()
+    total = (sheet.max_row - 1) if sheet.max_row else None
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        for line, row in enumerate(values, start=2):
+            yield line, [cell_text(v) for v in row[: len(header)]]
+        book.close()
+
+    return Sheet(header, rows(), total)
+
+
+def cell_text(value) -> str:
+    """An XLSX cell as the text a person typed (dates as YYYY-MM-DD, 3.0 as 3)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
