@@ -260,11 +260,7 @@ def test_unknown_kind_is_refused():
         calendar_from_rows([Row(date(2031, 1, 1), "休", 2031)])
 
 
-def test_load_calendar_reads_imported_rows(request):
-    try:
-        session = request.getfixturevalue("session")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/conftest.py has no `session` fixture yet")
+def test_load_calendar_reads_imported_rows(session):
     from storage.models import Holiday
 
     session.add(Holiday(day=date(2031, 1, 23), kind="holiday", year=2031))

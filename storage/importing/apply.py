@@ -120,7 +120,7 @@ def _scope(kind: Kind, parsed: ParsedFile):
     if kind.name == "conflicts":
         return table.c.origin == "import"
     if kind.name in ("holidays", "plans"):
-        years = sorted({row["day"].year if kind.name == "holidays" else row["year"] for _, row in parsed.rows})
+        years = sorted({row["year"] for _, row in parsed.rows})
         return table.c.year.in_(years)
     return true()
 

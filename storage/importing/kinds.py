@@ -32,6 +32,7 @@ class Kind:
     columns: tuple[Column, ...]
     check: Callable[[dict], None] | None = None  # whole-row rule, raises BadValue
     derive: Callable[[dict], dict] = field(default=lambda row: row)  # fields not in the file
+    complete: Callable[[list[dict]], None] | None = None  # file-level fill-in after all rows
 
     def column_named(self, header_name: str) -> Column | None:
         name = header_name.strip()
@@ -53,6 +54,21 @@ def _team_size(row: dict) -> None:
 def _workday_on_weekend(row: dict) -> None:
     if row["kind"] == "workday" and row["day"].weekday() < 5:
         raise v.BadValue(say("import", "workday_not_weekend", value=row["day"].isoformat()))
+
+
+def _notice_years(rows: list[dict]) -> None:
+    """File each day under the year of the State Council notice that arranges it.
+
+    A notice for year N may arrange the last days of December N−1 (the 2019 notice made
+    2018-12-29 a workday); such a day belongs to N when the file also has days of N,
+    unless the optional ``year`` column says otherwise.
+    """
+    years = {row["day"].year for row in rows}
+    for row in rows:
+        if row["year"] is None:
+            day = row["day"]
+            late_december = day.month == 12 and day.day >= 25
+            row["year"] = day.year + 1 if late_december and day.year + 1 in years else day.year
 
 
 def _plan_dates(row: dict) -> None:
@@ -122,7 +138,8 @@ KINDS: dict[str, Kind] = {
         Kind("holidays", Holiday, ("day",), (
             Column("day", ("date", "日期"), v.day),
             Column("kind", ("kind", "类型"), v.choice(v.HOLIDAY_KINDS, "bad_holiday_kind")),
-        ), check=_workday_on_weekend, derive=lambda row: {**row, "year": row["day"].year}),
+            Column("year", ("year", "年度"), _year, False, None),
+        ), check=_workday_on_weekend, complete=_notice_years),
         Kind("plans", AnnualPlan, ("year", "office_id", "name"), (
             Column("year", ("year", "年度"), _year),
             _id("office_id", "office", "科室", "牵头科室", refers_to="units"),

@@ -78,6 +78,8 @@ def parse_sheet(
             for column in kind.columns:
                 row.setdefault(column.field, column.default)  # optional columns the file lacks
             parsed.rows.append((line, kind.derive(row)))
+    if kind.complete is not None and not parsed.problems:
+        kind.complete([row for _, row in parsed.rows])
     return parsed
 
 
@@ -88,6 +90,9 @@ def _row_reasons(kind, mapped, cells, known_ids, row: dict) -> list[str]:
     cells = cells + [""] * (len(mapped) - len(cells))
     for column, cell in zip(mapped, cells):
         if column is None:
+            continue
+        if not column.in_header and not cell.strip():
+            row[column.field] = column.default  # an empty optional cell means the default
             continue
         try:
             row[column.field] = column.parse(cell)

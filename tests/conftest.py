@@ -1,0 +1,91 @@
+"""Test databases: every storage test runs on SQLite, and on PostgreSQL when
+``SHUANGSUI_TEST_PG_URL`` names a server (CI always sets it). Each PostgreSQL run
+creates its own database and drops it at the end."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, SQLModel
+
+from storage import schema
+from storage.db import make_engine
+
+PG_ENV = "SHUANGSUI_TEST_PG_URL"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get(PG_ENV):
+        return
+    skip = pytest.mark.skip(reason=f"PostgreSQL tests are off: set {PG_ENV} (CI does)")
+    for item in items:
+        if "pg" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    url = os.environ.get(PG_ENV)
+    return f"PostgreSQL tests: {'on, ' + make_url(url).render_as_string(hide_password=True) if url else 'off (set ' + PG_ENV + ')'}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    """One migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    schema.upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """A fresh PostgreSQL database for the whole run, migrated once, dropped at the end."""
+    admin_url = make_url(os.environ[PG_ENV])
+    name = f"shuangsui_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(admin_url.render_as_string(hide_password=False))
+    admin = admin.execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    schema.upgrade(engine)
+    yield url, engine
+    engine.dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request, tmp_path) -> str:
+    """A migrated, empty database's URL, on each backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "test.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url, engine = request.getfixturevalue("pg_database")
+    tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    return url
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
