@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help=say("cli", "help_demo"))
     demo.add_argument("--data", default="demo-data", help=say("cli", "help_demo_data"))
     demo.add_argument("--seed-only", action="store_true", help=say("cli", "help_seed_only"))
+    demo.add_argument("--objects", type=int, default=30_000, help=say("cli", "help_demo_objects"))
     commands.add_parser("serve", help=say("cli", "help_serve"))
 
     db = commands.add_parser("db", help=say("cli", "help_db"))
@@ -111,7 +112,7 @@ def run_serve(settings: Settings, args) -> int:
 def run_demo(settings: Settings, args) -> int:
     from bot.demo import run
 
-    return run(settings, Path(args.data), serve_after=not args.seed_only)
+    return run(settings, Path(args.data), serve_after=not args.seed_only, objects=args.objects)
 
 
 if __name__ == "__main__":
