@@ -8,8 +8,11 @@ import logging
 
 from aiohttp import web
 from sqlalchemy import Engine, text
+from sqlmodel import Session
 
+from bot.clock import bureau_today
 from bot.settings import Settings
+from bot.texts import say
 from storage import schema
 from storage.db import engine_for
 
@@ -25,7 +28,26 @@ def create_app(settings: Settings, engine: Engine | None = None) -> web.Applicat
     app[ENGINE] = engine or engine_for(settings.database.url)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.on_startup.append(remind_missing_arrangements)
     return app
+
+
+async def remind_missing_arrangements(app: web.Application) -> None:
+    """Say so when deadlines this year or next can only be counted provisionally."""
+    try:
+        years = await asyncio.to_thread(_years_needing_arrangement, app[ENGINE], app[SETTINGS].bureau.timezone)
+    except Exception as exc:  # an unready database is /readyz's business, not start-up's
+        log.warning("calendar check skipped: %s", type(exc).__name__)
+        return
+    if years:
+        log.warning(say("calendar", "arrangement_missing", years=years))
+
+
+def _years_needing_arrangement(engine: Engine, timezone: str) -> list[int]:
+    from storage.calendar import load_calendar
+
+    with Session(engine) as session:
+        return load_calendar(session).years_needing_arrangement(bureau_today(timezone))
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -33,3 +33,14 @@ async def test_readiness_when_the_database_is_unreachable(aiohttp_client, tmp_pa
     assert (await client.get("/healthz")).status == 200
     response = await client.get("/readyz")
     assert response.status == 503 and (await response.json())["database"] == "unreachable"
+
+
+async def test_start_up_reminds_admins_of_a_missing_arrangement(aiohttp_client, engine, caplog):
+    import time_machine
+
+    from storage.calendar import bundled_arrangements
+
+    last_known = max(bundled_arrangements())
+    with time_machine.travel(f"{last_known}-11-02T03:00:00+00:00", tick=False):
+        await aiohttp_client(create_app(Settings(), engine))
+    assert f"{last_known + 1}年部分节假日安排" in caplog.text
