@@ -32,7 +32,9 @@ def pytest_collection_modifyitems(config, items):
 
 def pytest_report_header(config):
     url = os.environ.get(PG_ENV)
-    return f"PostgreSQL tests: {'on, ' + make_url(url).render_as_string(hide_password=True) if url else 'off (set ' + PG_ENV + ')'}"
+    if not url:
+        return f"PostgreSQL tests: off (set {PG_ENV})"
+    return f"PostgreSQL tests: on, {make_url(url).render_as_string(hide_password=True)}"
 
 
 @pytest.fixture(scope="session")

@@ -108,7 +108,8 @@ def _known_ids(session: Session) -> Callable[[str], set[str]]:
         if kind_name not in cache:
             table = KINDS[kind_name].model.__table__
             column = table.c[REFERENCE_FIELD[kind_name]]
-            cache[kind_name] = set(session.connection().execute(select(column).where(table.c.listed == true())).scalars())
+            listed = select(column).where(table.c.listed == true())
+            cache[kind_name] = set(session.connection().execute(listed).scalars())
         return cache[kind_name]
 
     return known
@@ -163,65 +164,86 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
 
 
 def _write(session, kind, path, outcome, stored, actor, partial, track) -> int:
-    data = path.read_bytes()
-    run = ImportRun(kind=kind.name, file_name=path.name, file_sha256=hashlib.sha256(data).hexdigest(),
+    """Write the changes, their history and the audit entry; return the import's id."""
+    run = ImportRun(kind=kind.name, file_name=path.name, file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
                     partial=partial, actor=actor, counts=outcome.counts())
     session.add(run)
     session.flush()
-    table = kind.model.__table__
-    connection = session.connection()
-    now = utcnow()
-    listed_kind = "listed" in table.c
-    key_match = and_(*(table.c[f] == bindparam(f"key_{f}") for f in kind.key))
-    history: list[dict] = []
+    writer = _Writer(session.connection(), kind, run.id, track)
     by_action: dict[str, list[Change]] = {}
     for change in outcome.changes:
         by_action.setdefault(change.action, []).append(change)
-        if change.action != "added":
-            history.append({"import_id": run.id, "kind": kind.name, "key": "|".join(map(str, change.key)),
-                            "action": change.action, "before": _jsonable(stored[change.key])})
-
-    def chunks(rows, desc):
-        for start in track(range(0, len(rows), CHUNK), total=(len(rows) + CHUNK - 1) // CHUNK, desc=desc):
-            yield rows[start:start + CHUNK]
-
-    added = [{f: after for f, (_, after) in c.fields.items()} for c in by_action.get("added", [])]
-    bookkeeping = {"listed": True, "first_import_id": run.id, "last_import_id": run.id,
-                   "updated_at": now, "delisted_at": None} if listed_kind else {"import_id": run.id}
-    if kind.name == "conflicts":
-        bookkeeping |= {"origin": "import", "declared_at": now}
-    for chunk in chunks(added, "写入"):
-        connection.execute(table.insert(), [row | bookkeeping for row in chunk])
-
-    for action in ("updated", "relisted"):
-        rows = by_action.get(action, [])
-        for field_names in {tuple(sorted(c.fields)) for c in rows}:
-            same_shape = [c for c in rows if tuple(sorted(c.fields)) == field_names]
-            values = {f: bindparam(f"new_{f}") for f in field_names}
-            if listed_kind:
-                values |= {"listed": True, "delisted_at": None, "last_import_id": run.id, "updated_at": now}
-            statement = table.update().where(key_match).values(values)
-            for chunk in chunks(same_shape, "更新"):
-                connection.execute(statement, [_key_params(kind, c) | {f"new_{f}": after for f, (_, after) in c.fields.items()}
-                                               for c in chunk])
-
-    if delisted := by_action.get("delisted"):
-        statement = table.update().where(key_match).values(listed=False, delisted_at=now, last_import_id=run.id)
-        for chunk in chunks(delisted, "停用"):
-            connection.execute(statement, [_key_params(kind, c) for c in chunk])
-    if removed := by_action.get("removed"):
-        statement = delete(table).where(key_match)
-        connection.execute(statement, [_key_params(kind, c) for c in removed])
-
-    for chunk in chunks(history, "留痕"):
-        connection.execute(DirectoryChange.__table__.insert(), chunk)
+    writer.insert(by_action.get("added", []))
+    writer.update(by_action.get("updated", []) + by_action.get("relisted", []))
+    writer.delist(by_action.get("delisted", []))
+    writer.remove(by_action.get("removed", []))
+    writer.keep_history([c for c in outcome.changes if c.action != "added"], stored)
     audit.record(session, actor, "directory.import", kind.name, import_id=run.id, file=path.name,
                  sha256=run.file_sha256, partial=partial, counts=outcome.counts())
     return run.id
 
 
-def _key_params(kind: Kind, change: Change) -> dict:
-    return {f"key_{f}": value for f, value in zip(kind.key, change.key)}
+class _Writer:
+    """Bulk statements for one import, in chunks so progress can be shown."""
+
+    def __init__(self, connection, kind: Kind, import_id: int, track) -> None:
+        self.connection, self.kind, self.import_id, self.track = connection, kind, import_id, track
+        self.table = kind.model.__table__
+        self.listed_kind = "listed" in self.table.c
+        self.key_match = and_(*(self.table.c[f] == bindparam(f"key_{f}") for f in kind.key))
+        self.now = utcnow()
+
+    def chunks(self, rows: list, desc: str):
+        count = (len(rows) + CHUNK - 1) // CHUNK
+        for start in self.track(range(0, len(rows), CHUNK), total=count, desc=desc):
+            yield rows[start:start + CHUNK]
+
+    def insert(self, changes: list[Change]) -> None:
+        if self.listed_kind:
+            bookkeeping = {"listed": True, "first_import_id": self.import_id, "last_import_id": self.import_id,
+                           "updated_at": self.now, "delisted_at": None}
+        else:
+            bookkeeping = {"import_id": self.import_id}
+        if self.kind.name == "conflicts":
+            bookkeeping |= {"origin": "import", "declared_at": self.now}
+        rows = [{f: after for f, (_, after) in c.fields.items()} | bookkeeping for c in changes]
+        for chunk in self.chunks(rows, "写入"):
+            self.connection.execute(self.table.insert(), chunk)
+
+    def update(self, changes: list[Change]) -> None:
+        """Changed fields, grouped by which fields changed (one statement per shape)."""
+        shapes: dict[tuple, list[Change]] = {}
+        for change in changes:
+            shapes.setdefault(tuple(sorted(change.fields)), []).append(change)
+        for fields, same_shape in shapes.items():
+            values = {f: bindparam(f"new_{f}") for f in fields}
+            if self.listed_kind:
+                values |= {"listed": True, "delisted_at": None, "last_import_id": self.import_id,
+                           "updated_at": self.now}
+            statement = self.table.update().where(self.key_match).values(values)
+            for chunk in self.chunks(same_shape, "更新"):
+                params = [self.key_params(c) | {f"new_{f}": after for f, (_, after) in c.fields.items()}
+                          for c in chunk]
+                self.connection.execute(statement, params)
+
+    def delist(self, changes: list[Change]) -> None:
+        statement = self.table.update().where(self.key_match).values(
+            listed=False, delisted_at=self.now, last_import_id=self.import_id)
+        for chunk in self.chunks(changes, "停用"):
+            self.connection.execute(statement, [self.key_params(c) for c in chunk])
+
+    def remove(self, changes: list[Change]) -> None:
+        if changes:
+            self.connection.execute(delete(self.table).where(self.key_match), [self.key_params(c) for c in changes])
+
+    def keep_history(self, changes: list[Change], stored: dict[tuple, dict]) -> None:
+        rows = [{"import_id": self.import_id, "kind": self.kind.name, "key": "|".join(map(str, c.key)),
+                 "action": c.action, "before": _jsonable(stored[c.key])} for c in changes]
+        for chunk in self.chunks(rows, "留痕"):
+            self.connection.execute(DirectoryChange.__table__.insert(), chunk)
+
+    def key_params(self, change: Change) -> dict:
+        return {f"key_{f}": value for f, value in zip(self.kind.key, change.key)}
 
 
 def _jsonable(row: dict) -> dict:

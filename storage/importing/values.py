@@ -10,8 +10,6 @@ from decimal import Decimal, InvalidOperation
 from bot.texts import say
 
 
-
-
 class BadValue(ValueError):
     """A cell that cannot be taken; ``str()`` is the reason, in Chinese."""
 
