@@ -1,0 +1,292 @@
+"""How long ``shuangsui import objects`` takes on a large directory, against floors.
+
+Runs the installed command line, as an administrator would, on a fresh SQLite
+database in a temporary directory::
+
+    shuangsui db upgrade
+    shuangsui import units units.csv
+    shuangsui import objects objects.csv      # 100k new objects            (timed)
+    shuangsui import objects objects.csv      # unchanged: diff only        (timed)
+    shuangsui import objects changed.csv      # ~1% changed, ~1% removed    (timed)
+    shuangsui import objects bad.csv          # one bad row at the end: exit 1, nothing written
+
+and, in the same run, two floors for the same rows: reading them with ``csv.reader``,
+and a bare ``sqlite3`` ``executemany`` into a table of the same shape. The machine is
+noisy, so the ratios to the floors matter more than the seconds. A re-import of the
+unchanged units file measures the fixed cost of any import (start-up, schema check).
+
+Usage: ``.venv/bin/python bench/import_bench.py [--objects N] [--repeat R] [--keep]``.
+Exits 1 if a step's exit status is not the expected one or the refused import wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+try:
+    from bot.synthetic_district import HEADERS, unit_rows, write_objects
+except ImportError:  # run from a checkout without the package installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bot.synthetic_district import HEADERS, unit_rows, write_objects
+
+SCRATCH_TABLE = """
+CREATE TABLE objects (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL, industry TEXT,
+    region TEXT, unit TEXT NOT NULL, address TEXT, status TEXT NOT NULL,
+    complaints INTEGER NOT NULL, abnormal INTEGER NOT NULL,
+    serious_violation INTEGER NOT NULL, key_sector INTEGER NOT NULL
+)"""
+
+
+@dataclass
+class Step:
+    label: str
+    rows: int
+    seconds: float
+    cli: bool = False
+    note: str = ""
+    stderr: str = ""
+
+
+# --- Input files ---------------------------------------------------------------------
+
+
+def write_inputs(work: Path, n: int, seed: int) -> tuple[dict[str, Path], float, dict]:
+    """The units file, ``n`` objects, a changed snapshot and a snapshot with a bad row."""
+    files = {name: work / f"{name}.csv" for name in ("units", "objects", "changed", "bad")}
+    with files["units"].open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(HEADERS["units"])
+        writer.writerows(unit_rows())
+    started = time.perf_counter()
+    write_objects(files["objects"], n, seed=seed)
+    generation = time.perf_counter() - started
+
+    rng = random.Random(f"{seed}:bench")
+    rows = read_rows(files["objects"])
+    changed, kept, removed = [], 0, 0
+    for row in rows:
+        roll = rng.random()
+        if roll < 0.01:
+            removed += 1
+            continue
+        if roll < 0.02:
+            row = row[:8] + [str(int(row[8]) + 1)] + row[9:]  # one more complaint
+            kept += 1
+        changed.append(row)
+    write_rows(files["changed"], changed)
+    bad_row = list(changed[-1])
+    bad_row[0], bad_row[8] = "91150602MABENCHBAD", "多次"  # complaints must be a count
+    write_rows(files["bad"], [*changed, bad_row])
+    facts = {"changed": kept, "removed": removed, "changed_rows": len(changed),
+             "bad_line": len(changed) + 2}  # the header is line 1
+    return files, generation, facts
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = csv.reader(f)
+        next(rows)
+        return list(rows)
+
+
+def write_rows(path: Path, rows: list[list[str]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(HEADERS["objects"])
+        writer.writerows(rows)
+
+
+# --- Floors ----------------------------------------------------------------------------
+
+
+def best_of(repeat: int, run) -> float:
+    return min(run() for _ in range(repeat))
+
+
+def time_parse(path: Path) -> float:
+    started = time.perf_counter()
+    read_rows(path)
+    return time.perf_counter() - started
+
+
+def time_sqlite(path: Path, rows: list[tuple] | None = None, *,
+                source: Path | None = None) -> float:
+    """A bare executemany into a fresh file, with the product's SQLite settings.
+
+    Given ``source`` instead of ``rows``, reading and converting it is timed too.
+    """
+    for leftover in path.parent.glob(path.name + "*"):
+        leftover.unlink()
+    started = time.perf_counter()
+    if source is not None:
+        rows = typed(read_rows(source))
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute(SCRATCH_TABLE)
+    connection.execute("BEGIN IMMEDIATE")
+    connection.executemany("INSERT INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+    connection.execute("COMMIT")
+    connection.close()
+    return time.perf_counter() - started
+
+
+def typed(rows: list[list[str]]) -> list[tuple]:
+    """CSV cells as the scratch table stores them (the count and flags as integers)."""
+    return [(*r[:8], int(r[8]), r[9] == "true", r[10] == "true", r[11] == "true") for r in rows]
+
+
+# --- The command line ----------------------------------------------------------------------
+
+
+def cli_command() -> list[str]:
+    script = Path(sys.executable).with_name("shuangsui")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
+
+
+def run_cli(args: list[str], *, env: dict, cwd: Path) -> tuple[float, int, str]:
+    started = time.perf_counter()
+    done = subprocess.run([*cli_command(), *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, encoding="utf-8", errors="replace")
+    return time.perf_counter() - started, done.returncode, done.stderr
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output on stderr)"
+
+
+def snapshot(db: Path) -> dict[str, tuple[int, str]]:
+    """Row count and content digest of every table, to prove a refusal wrote nothing."""
+    connection = sqlite3.connect(db)
+    try:
+        tables = [name for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        state = {}
+        for table in tables:
+            rows = sorted(repr(row) for row in connection.execute(f'SELECT * FROM "{table}"'))
+            state[table] = (len(rows), hashlib.sha256("\n".join(rows).encode()).hexdigest())
+        return state
+    finally:
+        connection.close()
+
+
+# --- Report ------------------------------------------------------------------------------
+
+
+def report(steps: list[Step], parse: float, floor: float, fixed: float) -> None:
+    print(f"{'step':<46}{'rows':>9}{'seconds':>10}{'rows/s':>10}"
+          f"{'×parse':>9}{'×floor':>9}{'net×floor':>11}")
+    for step in steps:
+        rate = f"{step.rows / step.seconds:,.0f}" if step.rows > 100 else ""
+        ratios = f"{step.seconds / parse:>9.1f}{step.seconds / floor:>9.1f}"
+        net = f"{max(step.seconds - fixed, 0) / floor:>11.1f}" if step.cli else ""
+        print(f"{step.label:<46}{step.rows:>9}{step.seconds:>10.3f}{rate:>10}{ratios}{net}")
+        if step.note:
+            print(f"{'':4}{step.note}")
+    print("floor = csv parse + sqlite3 executemany; net = seconds minus the fixed cost "
+          "of an import (re-importing the unchanged units file).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=100_000, help="objects to import")
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each floor (best kept)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="shuangsui-bench-"))
+    db = work / "bench.db"
+    env = {k: v for k, v in os.environ.items() if k != "SHUANGSUI_CONFIG"}
+    env["SHUANGSUI__DATABASE__URL"] = f"sqlite:///{db}"
+    failures: list[str] = []
+    try:
+        print(f"# {args.objects:,} objects, seed {args.seed}, in {work}", file=sys.stderr)
+        files, generation, facts = write_inputs(work, args.objects, args.seed)
+        n = args.objects
+
+        parse = best_of(args.repeat, lambda: time_parse(files["objects"]))
+        rows = typed(read_rows(files["objects"]))
+        scratch = work / "scratch.db"
+        insert = best_of(args.repeat, lambda: time_sqlite(scratch, rows))
+        floor = best_of(args.repeat, lambda: time_sqlite(scratch, source=files["objects"]))
+        del rows
+        steps = [
+            Step("generate objects (synthetic_district)", n, generation),
+            Step("floor: csv.reader parse", n, parse),
+            Step("floor: sqlite3 executemany (rows in memory)", n, insert),
+            Step("floor: parse + executemany", n, floor),
+        ]
+
+        def cli(label: str, rows: int, cli_args: list[str], expect: int, *, timed=True) -> Step:
+            print(f"# {label} …", file=sys.stderr, flush=True)
+            seconds, code, stderr = run_cli(cli_args, env=env, cwd=work)
+            note = f"exit {code}: {last_line(stderr)}"
+            if code != expect:
+                failures.append(f"{label}: exit {code}, expected {expect}")
+                note += "\n    " + "\n    ".join(stderr.strip().splitlines()[-15:])
+            elif code:  # a refusal: show the reported rows above the summary
+                note = f"exit {code}: " + "\n    ".join(stderr.strip().splitlines()[-3:])
+            step = Step(label, rows, seconds, cli=True, note=note, stderr=stderr)
+            if timed:
+                steps.append(step)
+            else:
+                print(f"#   {note}", file=sys.stderr)
+            return step
+
+        cli("shuangsui db upgrade", 0, ["db", "upgrade"], 0, timed=False)
+        cli("shuangsui import units", 16, ["import", "units", str(files["units"])], 0, timed=False)
+        fixed = cli("fixed cost: import units (unchanged, 16 rows)", 16,
+                    ["import", "units", str(files["units"])], 0).seconds
+        first = cli("import objects (all new)", n, ["import", "objects", str(files["objects"])], 0)
+        again = cli("re-import objects (unchanged)", n,
+                    ["import", "objects", str(files["objects"])], 0)
+        diff = cli(f"re-import ({facts['changed']} changed, {facts['removed']} removed)",
+                   facts["changed_rows"], ["import", "objects", str(files["changed"])], 0)
+        before = snapshot(db)
+        bad = cli("failing import (1 bad row at the end)", facts["changed_rows"] + 1,
+                  ["import", "objects", str(files["bad"])], 1)
+        after = snapshot(db)
+        differ = sorted(t for t in before.keys() | after.keys() if before.get(t) != after.get(t))
+        wrote = [t for t in differ if not t.startswith("audit")]  # the refusal is audited
+        bad.note += (f"\n    tables changed: {', '.join(differ) or 'none'}"
+                     f" ({'nothing written' if not wrote else 'WROTE ' + ', '.join(wrote)})")
+        if wrote:
+            failures.append(f"refused import changed {', '.join(wrote)}")
+        if str(facts["bad_line"]) not in bad.stderr:
+            failures.append(f"the refusal did not name line {facts['bad_line']}")
+
+        print()
+        report(steps, parse, floor, fixed)
+        print()
+        print(f"objects: {n:,} generated at {n / generation:,.0f} rows/s; import "
+              f"{first.seconds:.1f} s ({first.seconds / floor:.1f}× floor, "
+              f"{first.seconds / parse:.1f}× parse), unchanged re-import {again.seconds:.1f} s "
+              f"({again.seconds / floor:.1f}×), 1%/1% diff {diff.seconds:.1f} s "
+              f"({diff.seconds / floor:.1f}×), bad row refused in {bad.seconds:.1f} s "
+              f"({'nothing written' if not wrote else 'WROTE'}); fixed cost {fixed:.1f} s"
+              + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
+        return 1 if failures else 0
+    finally:
+        if args.keep:
+            print(f"# kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
