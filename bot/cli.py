@@ -60,8 +60,10 @@ def _engine(settings: Settings):
 def run_db(settings: Settings, args) -> int:
     from storage import schema
 
-    schema.upgrade(_engine(settings))
-    err(say("cli", "db_upgraded", revision=schema.current_revision(_engine(settings))))
+    engine = _engine(settings)
+    before = schema.current_revision(engine)
+    schema.upgrade(engine)
+    err(say("cli", "db_upgraded", before=before, after=schema.current_revision(engine)))
     return 0
 
 

@@ -33,6 +33,7 @@ class Change:
     action: str  # added | updated | delisted | relisted | removed
     key: tuple
     fields: dict = field(default_factory=dict)  # field → (before, after) for updates
+    row: dict | None = None  # the whole new row, for additions
 
 
 @dataclass
@@ -143,7 +144,7 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
         seen.add(key)
         before = stored.get(key)
         if before is None:
-            changes.append(Change("added", key, {f: (None, row[f]) for f in row}))
+            changes.append(Change("added", key, row=row))
             continue
         diff = {f: (before[f], row[f]) for f in fields if f in row and before[f] != row[f]}
         if listed_kind and not before["listed"]:
@@ -206,7 +207,7 @@ class _Writer:
             bookkeeping = {"import_id": self.import_id}
         if self.kind.name == "conflicts":
             bookkeeping |= {"origin": "import", "declared_at": self.now}
-        rows = [{f: after for f, (_, after) in c.fields.items()} | bookkeeping for c in changes]
+        rows = [c.row | bookkeeping for c in changes]
         for chunk in self.chunks(rows, "写入"):
             self.connection.execute(self.table.insert(), chunk)
 
