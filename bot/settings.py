@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.texts import say
 
@@ -27,10 +32,37 @@ ENV_PREFIX = "SHUANGSUI__"
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
+        """``secret = ""`` (as config.example.toml shows it) means "not set", like leaving it out."""
+        if value == "" and cls.model_fields[info.field_name].default is None:
+            return None
+        return value
+
+
+def url_password(url: str) -> str | None:
+    try:
+        return make_url(url).password
+    except ArgumentError:
+        return None
+
+
+def hide_password(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "***"
+
 
 class DatabaseSettings(Section):
     url: str = "sqlite:///shuangsui.db"
     echo: bool = False
+
+    def __repr_args__(self):
+        # A PostgreSQL password in the URL is a secret: never in a repr, str or log line.
+        for name, value in super().__repr_args__():
+            yield name, (hide_password(value) if name == "url" else value)
 
 
 class ServerSettings(Section):
@@ -135,15 +167,46 @@ def load_settings(explicit: str | os.PathLike | None = None) -> Settings:
             values = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(say("config", "missing_file", path=str(path))) from exc
+        except OSError as exc:  # a directory, no permission…
+            raise ConfigError(say("config", "unreadable_file", path=str(path), error=exc.strerror)) from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(say("config", "bad_toml", path=str(path), error=str(exc))) from exc
+    check_environment()
     try:
         settings = Settings(**values)
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc)) from None
+    except SettingsError as exc:  # a list or table in the environment that is not JSON
+        field = re.search(r'field "([^"]+)"', str(exc))
+        stem = ENV_PREFIX + (field.group(1).upper() if field else "")
+        names = sorted(name.upper() for name in os.environ if name.upper().startswith(stem))
+        raise ConfigError(say("config", "bad_env", names=", ".join(names) or stem)) from None
     if path is not None:
-        warn_if_secrets_exposed(path, settings)
+        warn_if_secrets_exposed(path, values)
     return settings
+
+
+def check_environment() -> None:
+    """A ``SHUANGSUI__…`` variable that names no key is a typo: refuse it, as in the file."""
+    for name in sorted(os.environ):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        model: type[BaseModel] = Settings
+        any_key = False  # the next part is a key of a table such as roles.units
+        for part in parts:
+            if any_key:
+                any_key = False
+                continue
+            field = model.model_fields.get(part)
+            if field is None:
+                raise ConfigError(say("config", "unknown_env", name=name.upper(), key=".".join(parts)))
+            annotation = field.annotation
+            if typing.get_origin(annotation) is dict:
+                annotation, any_key = typing.get_args(annotation)[1], True
+            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+                break
+            model = annotation
 
 
 def describe_errors(exc: ValidationError) -> str:
@@ -156,26 +219,28 @@ def describe_errors(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def holds_secrets(settings: Settings) -> bool:
-    """Whether any secret is configured (so that its file must be private)."""
-    return any(
-        value is not None
-        for value in (
-            settings.wecom.secret,
-            settings.wecom.token,
-            settings.wecom.encoding_aes_key,
-            settings.wecom.aibot.token,
-            settings.wecom.aibot.encoding_aes_key,
-            settings.dingtalk.app_secret,
-        )
-    )
+def holds_secrets(values: dict[str, Any], model: type[BaseModel] = Settings) -> bool:
+    """Whether the file's own ``values`` set a secret: a non-empty ``SecretStr`` key
+    anywhere in the model, or a password in the database URL."""
+    for name, field in model.model_fields.items():
+        value = values.get(name)
+        if value is None or value == "":
+            continue
+        annotation = field.annotation
+        if annotation in (SecretStr, SecretStr | None):
+            return True
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
+            if holds_secrets(value, annotation):
+                return True
+    database = values.get("database")
+    return isinstance(database, dict) and isinstance(database.get("url"), str) and bool(url_password(database["url"]))
 
 
-def warn_if_secrets_exposed(path: Path, settings: Settings) -> None:
+def warn_if_secrets_exposed(path: Path, values: dict[str, Any]) -> None:
     """Warn when a file holding secrets can be read by other users (SPEC §4)."""
     try:
         mode = path.stat().st_mode
     except OSError:
         return
-    if holds_secrets(settings) and mode & (stat.S_IRGRP | stat.S_IROTH):
+    if holds_secrets(values) and mode & (stat.S_IRGRP | stat.S_IROTH):
         log.warning(say("config", "secrets_readable", path=str(path), mode=oct(mode & 0o777)))
