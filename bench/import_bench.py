@@ -224,7 +224,6 @@ def main(argv: list[str] | None = None) -> int:
         scratch = work / "scratch.db"
         insert = best_of(args.repeat, lambda: time_sqlite(scratch, rows))
         floor = best_of(args.repeat, lambda: time_sqlite(scratch, source=files["objects"]))
-        del rows
         steps = [
             Step("generate objects (synthetic_district)", n, generation),
             Step("floor: csv.reader parse", n, parse),

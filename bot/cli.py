@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--dry-run", action="store_true", help=say("cli", "help_dry_run"))
     imports.add_argument("--partial", action="store_true", help=say("cli", "help_partial"))
 
+    verify = commands.add_parser("verify", help=say("cli", "help_verify"))
+    verify.add_argument("directory", type=Path)
+
     audit = commands.add_parser("audit", help=say("cli", "help_audit"))
     audit.add_subparsers(dest="audit_command", required=True).add_parser("verify", help=say("cli", "help_audit_verify"))
     return parser
@@ -42,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "verify":  # the citizen's check needs no configuration or database
+        from bot import verifier
+
+        return verifier.main([str(args.directory)])
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

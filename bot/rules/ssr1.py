@@ -19,8 +19,7 @@ from typing import NamedTuple
 ALGORITHM = "SSR-1"
 MIN_WEIGHT, MAX_WEIGHT = 1, 10
 _SECRET = re.compile(r"[0-9a-f]{64}")
-# Letters or digits of any script, "-" or "_" (DRAW.md, Notation); checked per character
-# because \w would also let combining marks and connector punctuation through.
+_SCORE_LENGTH = 64  # hex characters of a SHA-256
 _NAME_MAX = 32
 
 
@@ -69,6 +68,8 @@ def check_identifier(value: str, what: str = "identifier") -> str:
 def check_stratum_name(name: str) -> str:
     """Returns ``name`` if it is 1–32 letters or digits (any script), ``-`` or ``_``.
 
+    "Letters or digits" is ``str.isalnum``; the verifier applies the same test.
+
     Raises:
         ValueError: Otherwise; the name becomes a file name (``pool-<name>.txt``).
     """
@@ -101,11 +102,7 @@ def check_stratum_names(names: Iterable[str]) -> list[str]:
 
 
 def check_weight(w: int, where: str = "") -> int:
-    """Returns ``w`` if it is an integer from 1 to 10 (DRAW.md §2).
-
-    Raises:
-        ValueError: Otherwise.
-    """
+    """Returns ``w`` if it is an integer from 1 to 10 (DRAW.md §2), else ValueError."""
     if type(w) is not int or not MIN_WEIGHT <= w <= MAX_WEIGHT:
         raise ValueError(f"weight {w!r}{where} must be an integer from 1 to 10")
     return w
@@ -148,7 +145,7 @@ def parse_pool_line(line: str) -> tuple[str, int]:
 
 
 def pool_lines(members: Iterable[tuple[str, int]]) -> list[str]:
-    """The pool's lines, members sorted by id in code-point order (DRAW.md §2).
+    """The pool file's lines, members sorted by id in code-point order (DRAW.md §2).
 
     Raises:
         ValueError: On a bad id or weight, or an id listed twice.
@@ -182,7 +179,7 @@ def k_for_ratio(pool_size: int, percent: str) -> int:
 
     Args:
         pool_size: The number of members in the pool.
-        percent: ``p`` as a plain decimal string, e.g. ``"5"`` or ``"12.5"``.
+        percent: ``p`` as a decimal string, e.g. ``"5"``, ``"12.5"`` or ``"5%"``.
 
     Raises:
         ValueError: If ``percent`` is not a decimal greater than 0 and at most 100.
@@ -241,9 +238,11 @@ def select(stratum_seed: str, members: Iterable[tuple[str, int]], k: int) -> lis
     if k == 0:
         return []
     # The seed and "|" fill more than one SHA-256 block; hashing that prefix once and
-    # copying the state saves about a third of the work per member (measured).
+    # copying the state per member is faster (measured). Candidates are kept as
+    # score + id in one string: the score has a fixed length, so these strings order
+    # exactly as (score, id) tuples do, and sort several times faster.
     copy = hashlib.sha256(f"{stratum_seed}|".encode()).copy
-    best: list[tuple[str, str]] = []
+    best: list[str] = []
     worst = "g"  # sorts after every hex score: nothing is excluded until k are held
     for member_id, w in members:
         if w == 1:
@@ -254,13 +253,13 @@ def select(stratum_seed: str, members: Iterable[tuple[str, int]], k: int) -> lis
             check_weight(w, f" of {member_id!r}")
             s = min(_ticket(copy, member_id, j) for j in range(w))
         if s <= worst:
-            best.append((s, member_id))
+            best.append(s + member_id)
             if len(best) >= 2 * k:
                 best.sort()
                 del best[k:]
-                worst = best[-1][0]
+                worst = best[-1][:_SCORE_LENGTH]
     best.sort()
-    return [Scored(s, i) for s, i in best[:k]]
+    return [Scored(x[:_SCORE_LENGTH], x[_SCORE_LENGTH:]) for x in best[:k]]
 
 
 def merge_selections(parts: Iterable[Sequence[Scored]], k: int) -> list[Scored]:
