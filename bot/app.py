@@ -7,12 +7,12 @@ import asyncio
 import logging
 
 from aiohttp import web
-from sqlalchemy import Engine, text
-from sqlmodel import Session
+from sqlalchemy import Engine, func, text
+from sqlmodel import Session, select
 
 from bot.clock import bureau_today
 from bot.settings import Settings
-from bot.texts import say
+from bot.texts import page, say
 from storage import schema
 from storage.db import engine_for
 
@@ -26,6 +26,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> web.Applicat
     app = web.Application()
     app[SETTINGS] = settings
     app[ENGINE] = engine or engine_for(settings.database.url)
+    app.router.add_get("/", home)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.on_startup.append(remind_missing_arrangements)
@@ -48,6 +49,26 @@ def _years_needing_arrangement(engine: Engine, timezone: str) -> list[int]:
 
     with Session(engine) as session:
         return load_calendar(session).years_needing_arrangement(bureau_today(timezone))
+
+
+async def home(request: web.Request) -> web.Response:
+    """The front page: what the directories hold, and whether the calendar is official."""
+    engine, settings = request.app[ENGINE], request.app[SETTINGS]
+    counts = await asyncio.to_thread(_directory_counts, engine)
+    years = await asyncio.to_thread(_years_needing_arrangement, engine, settings.bureau.timezone)
+    html = page("pages/index.html.j2", bureau=settings.bureau.name, counts=counts,
+                biggest=max((n for _, n in counts), default=0), missing_years=years)
+    return web.Response(text=html, content_type="text/html")
+
+
+def _directory_counts(engine: Engine) -> list[tuple[str, int]]:
+    from storage.models import InspectionObject, Inspector, Item, Team, Unit
+
+    labels = say("pages", "directory_labels").split(",")
+    models = (Unit, InspectionObject, Inspector, Team, Item)
+    with Session(engine) as session:
+        return [(label, session.exec(select(func.count()).select_from(m).where(m.listed)).one())
+                for label, m in zip(labels, models, strict=True)]
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -8,7 +8,7 @@ value="2026-13-01")`` renders it.
 from functools import cache
 from importlib.resources import files
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 
 @cache
@@ -17,7 +17,7 @@ def environment() -> Environment:
     return Environment(
         loader=FileSystemLoader(str(root)),
         undefined=StrictUndefined,
-        autoescape=False,
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),  # pages only
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=False,

@@ -44,3 +44,23 @@ async def test_start_up_reminds_admins_of_a_missing_arrangement(aiohttp_client, 
     with time_machine.travel(f"{last_known}-11-02T03:00:00+00:00", tick=False):
         await aiohttp_client(create_app(Settings(), engine))
     assert f"{last_known + 1}年部分节假日安排" in caplog.text
+
+
+async def test_front_page_shows_the_directories(aiohttp_client, engine):
+    from storage.db import transaction
+    from storage.models import Unit
+
+    with transaction(engine) as session:
+        session.add(Unit(id="U1", name="信用监管室", kind="office"))
+    client = await aiohttp_client(create_app(Settings(), engine))
+    response = await client.get("/")
+    html = await response.text()
+    assert response.status == 200 and "名录库" in html
+    assert '<td>单位</td><td class="n">1</td>' in html
+
+
+def test_pages_escape_what_they_show():
+    from bot.texts import page
+
+    html = page("pages/index.html.j2", bureau="<script>x</script>", counts=[], biggest=0, missing_years=[])
+    assert "<script>x" not in html and "&lt;script&gt;x" in html
