@@ -95,7 +95,7 @@ def _schema_at_head(engine: Engine) -> bool:
     return schema.is_at_head(engine)
 
 
-def serve(settings: Settings, *, print_url: str | None = None) -> None:
+def serve(settings: Settings) -> None:
     """Run the server until interrupted."""
     app = create_app(settings)
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=None,

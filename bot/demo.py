@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -58,6 +57,3 @@ def _seed(engine, district_dir: Path, objects: int) -> int:
         err(say("demo", "imported", kind=kind, count=outcome.counts()["added"]))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(run(Settings(), Path("demo-data")))
