@@ -87,12 +87,11 @@ def run_import(settings: Settings, args) -> int:
         return 1
     if args.dry_run:
         for change in outcome.changes:
-            print(say("import", "change", action=change.action, key="|".join(map(str, change.key)),
+            print(say("import", "change", action_name=change.action, key="|".join(map(str, change.key)),
                       fields=change.fields))
     counts = outcome.counts()
-    labels = say("import", "chart_labels").split(",")
-    keys = ("added", "updated", "relisted", "delisted", "removed", "unchanged")
-    err(bar_chart([(label, counts[key]) for label, key in zip(labels, keys) if counts[key] or key != "removed"]))
+    err(bar_chart([(say("import", "action", name=key), count) for key, count in counts.items()
+                   if count or key != "removed"]))
     err(say("import", "summary", kind=args.kind, counts=counts, seconds=time.perf_counter() - started,
             dry_run=args.dry_run))
     return 0

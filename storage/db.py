@@ -10,10 +10,6 @@ from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
 
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine whose transactions serialise writers the same way on both databases.
 

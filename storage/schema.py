@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 
 from alembic import command
@@ -28,8 +29,12 @@ def check(engine: Engine) -> None:
     command.check(alembic_config(engine))
 
 
-def head_revision(engine: Engine) -> str | None:
-    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+@cache
+def head_revision() -> str | None:
+    """The newest migration shipped with this code (read once: it cannot change while running)."""
+    config = Config()
+    config.set_main_option("script_location", str(files("storage.migrations")))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -38,4 +43,4 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def is_at_head(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision(engine)
+    return current_revision(engine) == head_revision()

@@ -47,6 +47,7 @@ BAD_OBJECT_ROWS = {
     "bad kind": ("X1,甲,公司,,,S-DC", "类型「公司」不是检查对象类型"),
     "bad boolean": ("X1,甲,个体工商户,,,S-DC,,,0,也许,否,否", "「也许」不是是/否"),
     "bad count": ("X1,甲,个体工商户,,,S-DC,,,-1,否,否,否", "「-1」不是非负整数"),
+    "superscript count": ("X1,甲,个体工商户,,,S-DC,,,²,否,否,否", "「²」不是非负整数"),
     "bad status": ("X1,甲,个体工商户,,,S-DC,,歇业,0,否,否,否", "状态「歇业」无效"),
     "extra cells": ("X1,甲,个体工商户,,,S-DC,,,,,,,多余", "单元格多于表头"),
 }
@@ -137,7 +138,7 @@ def test_snapshot_updates_delists_relists_and_keeps_history(district, tmp_path):
     lines = OBJECTS.splitlines()
     changed = "\n".join([lines[0], lines[1].replace("林荫路1号", "林荫路2号"), lines[3]]) + "\n"
     outcome = import_file(district, "objects", write(tmp_path, "o.csv", changed))
-    assert outcome.counts() | {} == {"added": 0, "updated": 1, "relisted": 0, "delisted": 1, "removed": 0,
+    assert outcome.counts() == {"added": 0, "updated": 1, "relisted": 0, "delisted": 1, "removed": 0,
                                     "unchanged": 1}
     with transaction(district) as session:
         gone = session.get(InspectionObject, "91150602MA0N000002")

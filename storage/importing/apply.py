@@ -10,17 +10,17 @@ replaced per year; plans are a snapshot per year.
 from __future__ import annotations
 
 import getpass
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic_core import PydanticUndefined
 from sqlalchemy import Engine, and_, bindparam, delete, select, true
 from sqlmodel import Session
 
 from storage import audit
 from storage.db import transaction
-from storage.importing.kinds import KINDS, REFERENCE_FIELD, Kind
+from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
 from storage.importing.sheets import UnreadableFile, read_sheet
 from storage.models import DirectoryChange, ImportRun, utcnow
@@ -88,7 +88,7 @@ def import_file(
             outcome.changes, outcome.unchanged = _compare(kind, parsed, stored, partial)
             if dry_run:
                 raise _Refused  # roll back: a dry run writes nothing, not even its audit
-            outcome.import_id = _write(session, kind, path, outcome, stored, actor, partial, track)
+            outcome.import_id = _write(session, kind, path, sheet.sha256, outcome, stored, actor, partial, track)
     except UnreadableFile as exc:
         outcome.problems = [Problem(0, str(exc))]
     except _Refused:
@@ -107,8 +107,9 @@ def _known_ids(session: Session) -> Callable[[str], set[str]]:
 
     def known(kind_name: str) -> set[str]:
         if kind_name not in cache:
-            table = KINDS[kind_name].model.__table__
-            column = table.c[REFERENCE_FIELD[kind_name]]
+            referred = KINDS[kind_name]
+            table = referred.model.__table__
+            column = table.c[referred.key[0]]
             listed = select(column).where(table.c.listed == true())
             cache[kind_name] = set(session.connection().execute(listed).scalars())
         return cache[kind_name]
@@ -119,11 +120,10 @@ def _known_ids(session: Session) -> Callable[[str], set[str]]:
 def _scope(kind: Kind, parsed: ParsedFile):
     """The stored rows this file is a snapshot of."""
     table = kind.model.__table__
-    if kind.name == "conflicts":
-        return table.c.origin == "import"
-    if kind.name in ("holidays", "plans"):
-        years = sorted({row["year"] for _, row in parsed.rows})
-        return table.c.year.in_(years)
+    if kind.origin is not None:
+        return table.c.origin == kind.origin
+    if kind.per_year:
+        return table.c.year.in_(sorted({row["year"] for _, row in parsed.rows}))
     return true()
 
 
@@ -134,7 +134,7 @@ def _stored_rows(session: Session, kind: Kind, parsed: ParsedFile) -> dict[tuple
 
 
 def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial: bool) -> tuple[list[Change], int]:
-    fields = [c.field for c in parsed.columns] + [f for f in ("market", "year") if f in kind.model.__table__.c]
+    fields = [c.field for c in parsed.columns] + list(kind.derived)
     changes: list[Change] = []
     unchanged = 0
     seen: set[tuple] = set()
@@ -164,10 +164,10 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
     return changes, unchanged
 
 
-def _write(session, kind, path, outcome, stored, actor, partial, track) -> int:
+def _write(session, kind, path, sha256, outcome, stored, actor, partial, track) -> int:
     """Write the changes, their history and the audit entry; return the import's id."""
-    run = ImportRun(kind=kind.name, file_name=path.name, file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-                    partial=partial, actor=actor, counts=outcome.counts())
+    run = ImportRun(kind=kind.name, file_name=path.name, file_sha256=sha256, partial=partial, actor=actor,
+                    counts=outcome.counts())
     session.add(run)
     session.flush()
     writer = _Writer(session.connection(), kind, run.id, track)
@@ -200,14 +200,11 @@ class _Writer:
             yield rows[start:start + CHUNK]
 
     def insert(self, changes: list[Change]) -> None:
-        if self.listed_kind:
-            bookkeeping = {"listed": True, "first_import_id": self.import_id, "last_import_id": self.import_id,
-                           "updated_at": self.now, "delisted_at": None}
-        else:
-            bookkeeping = {"import_id": self.import_id}
-        if self.kind.name == "conflicts":
-            bookkeeping |= {"origin": "import", "declared_at": self.now}
-        rows = [c.row | bookkeeping for c in changes]
+        """New rows, with the model's defaults for what the file does not set."""
+        bookkeeping = _model_defaults(self.kind.model) | {
+            name: self.import_id for name in ("first_import_id", "last_import_id", "import_id") if name in self.table.c
+        }
+        rows = [bookkeeping | c.row for c in changes]
         for chunk in self.chunks(rows, "写入"):
             self.connection.execute(self.table.insert(), chunk)
 
@@ -247,13 +244,23 @@ class _Writer:
         return {f"key_{f}": value for f, value in zip(self.kind.key, change.key)}
 
 
+def _model_defaults(model) -> dict:
+    """Each field's default (factories called once), but not an autoincrement key's None."""
+    defaults = {}
+    keys = {column.name for column in model.__table__.primary_key.columns}
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None:
+            defaults[name] = info.default_factory()
+        elif info.default is not PydanticUndefined and not (name in keys and info.default is None):
+            defaults[name] = info.default
+    return defaults
+
+
 def _jsonable(row: dict) -> dict:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
 
 def _audit_refusal(engine: Engine, kind_name: str, path: Path, outcome: Outcome, actor: str) -> None:
-    if outcome.dry_run and not outcome.problems:
-        return
     with transaction(engine) as session:
         audit.record(session, actor, "directory.import_refused", kind_name, file=path.name,
                      dry_run=outcome.dry_run, bad_lines=len(outcome.problems),

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
+from bot.rules.workdays import NEW_YEAR_REACH_DAY
 from bot.texts import say
 from storage.importing import values as v
 from storage.models import AnnualPlan, Conflict, Holiday, InspectionObject, Inspector, Item, Team, Unit
@@ -33,6 +34,9 @@ class Kind:
     check: Callable[[dict], None] | None = None  # whole-row rule, raises BadValue
     derive: Callable[[dict], dict] = field(default=lambda row: row)  # fields not in the file
     complete: Callable[[list[dict]], None] | None = None  # file-level fill-in after all rows
+    derived: tuple[str, ...] = ()  # fields ``derive``/``complete`` set, compared like columns
+    per_year: bool = False  # the file is a snapshot of the years it names, not of the kind
+    origin: str | None = None  # only rows of this origin are the file's (conflicts: "import")
 
     def column_named(self, header_name: str) -> Column | None:
         name = header_name.strip()
@@ -67,7 +71,7 @@ def _notice_years(rows: list[dict]) -> None:
     for row in rows:
         if row["year"] is None:
             day = row["day"]
-            late_december = day.month == 12 and day.day >= 25
+            late_december = day.month == 12 and day.day >= NEW_YEAR_REACH_DAY
             row["year"] = day.year + 1 if late_december and day.year + 1 in years else day.year
 
 
@@ -107,7 +111,7 @@ KINDS: dict[str, Kind] = {
             Column("abnormal", ("abnormal", "经营异常"), v.boolean, False, False),
             Column("serious_violation", ("serious_violation", "严重违法失信"), v.boolean, False, False),
             Column("key_sector", ("key_sector", "重点领域"), v.boolean, False, False),
-        ), derive=lambda row: {**row, "market": row["kind"] not in v.NON_MARKET_KINDS}),
+        ), derive=lambda row: {**row, "market": row["kind"] not in v.NON_MARKET_KINDS}, derived=("market",)),
         Kind("inspectors", Inspector, ("id",), (
             _id("id", "id", "编号"),
             Column("name", ("name", "姓名", "名称"), v.required_text),
@@ -134,12 +138,12 @@ KINDS: dict[str, Kind] = {
             _id("inspector_id", "inspector_id", "检查人员编号", refers_to="inspectors"),
             _id("object_id", "object_id", "检查对象编号", refers_to="objects"),
             Column("reason", ("reason", "原因"), v.optional_text),
-        )),
+        ), origin="import"),
         Kind("holidays", Holiday, ("day",), (
             Column("day", ("date", "日期"), v.day),
             Column("kind", ("kind", "类型"), v.choice(v.HOLIDAY_KINDS, "bad_holiday_kind")),
             Column("year", ("year", "年度"), _year, False, None),
-        ), check=_workday_on_weekend, complete=_notice_years),
+        ), check=_workday_on_weekend, complete=_notice_years, derived=("year",), per_year=True),
         Kind("plans", AnnualPlan, ("year", "office_id", "name"), (
             Column("year", ("year", "年度"), _year),
             _id("office_id", "office", "科室", "牵头科室", refers_to="units"),
@@ -150,9 +154,6 @@ KINDS: dict[str, Kind] = {
             Column("scope", ("scope", "范围", "抽查范围"), v.optional_text),
             Column("start", ("start", "开始", "开始日期"), v.optional_day),
             Column("end", ("end", "结束", "结束日期"), v.optional_day),
-        ), check=_plan_dates),
+        ), check=_plan_dates, per_year=True),
     )
 }
-
-# The field of each kind that other kinds refer to (``refers_to``).
-REFERENCE_FIELD = {"units": "id", "inspectors": "id", "objects": "id", "items": "code", "teams": "id"}

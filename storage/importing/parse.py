@@ -64,7 +64,8 @@ def parse_sheet(
     for line, cells in progress(sheet.rows):
         if not any(cell.strip() for cell in cells):
             continue  # blank lines and Excel's empty trailing rows
-        reasons = _row_reasons(kind, mapped, cells, known_ids, row := {})
+        row: dict = {}
+        reasons = _row_reasons(kind, mapped, cells, known_ids, row)
         if not reasons:
             key = tuple(row[f] for f in kind.key)
             if key in first_line_of:

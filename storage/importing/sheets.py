@@ -4,6 +4,7 @@ into its header and rows of text, each with the line number a person sees."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ class Sheet:
     header: list[str]
     rows: Iterator[tuple[int, list[str]]]  # (line number, cells); the header is line 1
     total: int | None  # number of data lines, when known up front (for progress)
+    sha256: str  # of the file's bytes, as read once
 
 
 def read_sheet(path: Path) -> Sheet:
@@ -29,11 +31,11 @@ def read_sheet(path: Path) -> Sheet:
     if not path.exists():
         raise UnreadableFile(say("import", "no_such_file", path=str(path)))
     suffix = path.suffix.lower()
-    if suffix == ".xlsx":
-        return _read_xlsx(path)
-    if suffix in (".csv", ".txt", ""):
-        return _read_csv(path)
-    raise UnreadableFile(say("import", "unknown_format", path=str(path)))
+    if suffix not in (".xlsx", ".csv", ".txt", ""):
+        raise UnreadableFile(say("import", "unknown_format", path=str(path)))
+    data = path.read_bytes()
+    read = _read_xlsx if suffix == ".xlsx" else _read_csv
+    return read(path, data)
 
 
 def decode(data: bytes) -> str:
@@ -48,8 +50,8 @@ def decode(data: bytes) -> str:
         raise UnreadableFile(say("import", "bad_encoding")) from exc
 
 
-def _read_csv(path: Path) -> Sheet:
-    text = decode(path.read_bytes())
+def _read_csv(path: Path, data: bytes) -> Sheet:
+    text = decode(data)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -71,14 +73,14 @@ def _read_csv(path: Path) -> Sheet:
             yield start, cells
             start = reader.line_num + 1
 
-    return Sheet([cell.strip() for cell in header], rows(), total)
+    return Sheet([cell.strip() for cell in header], rows(), total, hashlib.sha256(data).hexdigest())
 
 
-def _read_xlsx(path: Path) -> Sheet:
+def _read_xlsx(path: Path, data: bytes) -> Sheet:
     from openpyxl import load_workbook  # only XLSX users pay for the import
 
     try:
-        book = load_workbook(path, read_only=True, data_only=True)
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many kinds for a damaged file
         raise UnreadableFile(say("import", "bad_xlsx", path=str(path), error=str(exc))) from None
     sheet = book.worksheets[0]
@@ -96,7 +98,7 @@ def _read_xlsx(path: Path) -> Sheet:
             yield line, [cell_text(v) for v in row[: len(header)]]
         book.close()
 
-    return Sheet(header, rows(), total)
+    return Sheet(header, rows(), total, hashlib.sha256(data).hexdigest())
 
 
 def cell_text(value) -> str:

@@ -71,7 +71,7 @@ def count(text: str) -> int:
     value = text.strip()
     if not value:
         return 0
-    if not value.isdigit():
+    if not value.isdecimal():  # isdigit() would take "²", which int() refuses
         raise BadValue(say("import", "bad_count", value=text))
     return int(value)
 
