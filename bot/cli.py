@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--dry-run", action="store_true", help=say("cli", "help_dry_run"))
     imports.add_argument("--partial", action="store_true", help=say("cli", "help_partial"))
 
+    from bot import batch_cli
+
+    batch_cli.add_parser(commands)
     verify = commands.add_parser("verify", help=say("cli", "help_verify"))
     verify.add_argument("directory", type=Path)
 
@@ -54,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         err(str(exc))
         return 2
-    handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit}
+    handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit,
+               "batch": run_batch}
     return handler[args.command](settings, args)
 
 
@@ -108,6 +112,12 @@ def run_audit(settings: Settings, args) -> int:
         return 0
     print(say("cli", "audit_broken", seq=report.broken_seq, problem=report.problem, entries=report.entries))
     return 1
+
+
+def run_batch(settings: Settings, args) -> int:
+    from bot import batch_cli
+
+    return batch_cli.run(settings, args)
 
 
 def run_serve(settings: Settings, args) -> int:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from bot.settings import Settings
 from bot.terminal import err, progress
 from bot.texts import say
 
+DEMO_LEAD = "U-XYS"  # the synthetic district's 信用监管室
 SEED_ORDER = ("units", "items", "inspectors", "teams", "objects", "conflicts")
 
 
@@ -21,7 +23,7 @@ def run(settings: Settings, data_dir: Path, *, serve_after: bool = True, objects
 
     data_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(data_dir / 'shuangsui-demo.db').resolve()}"
-    settings = settings.model_copy(update={"database": settings.database.model_copy(update={"url": url})})
+    settings = demo_settings(settings, data_dir, url)
     engine = engine_for(url)
     schema.upgrade(engine)
     if not _seeded(engine):
@@ -33,6 +35,19 @@ def run(settings: Settings, data_dir: Path, *, serve_after: bool = True, objects
         print(say("demo", "url", url=f"http://{settings.server.host}:{settings.server.port}/"), flush=True)
         serve(settings)
     return 0
+
+
+def demo_settings(settings: Settings, data_dir: Path, url: str) -> Settings:
+    """The demo's own database, its own sealing key, and the synthetic 信用监管室 as lead."""
+    from bot.sealing import demo_key
+
+    update = {"database": settings.database.model_copy(update={"url": url})}
+    if not settings.security.keys:
+        key = demo_key(data_dir / "sealing.key")
+        update["security"] = settings.security.model_copy(update={"keys": [SecretStr(key)]})
+    if not settings.bureau.default_lead:
+        update["bureau"] = settings.bureau.model_copy(update={"default_lead": DEMO_LEAD})
+    return settings.model_copy(update=update)
 
 
 def _seeded(engine) -> bool:

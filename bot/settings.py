@@ -16,6 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -117,6 +118,58 @@ class RolesSettings(Section):
     units: dict[str, UnitRoles] = {}
 
 
+#: Risk tags (DRAW.md §2, art. 11) an object can carry; ``draw.frequency_exempt`` names some.
+RISK_TAGS = ("complaints", "abnormal", "serious_violation", "key_sector")
+
+
+class RiskWeightSettings(Section):
+    """What each risk tag adds to an object's weight (1 when all are 0). The names are
+    those of ``bot.rules.risk.RiskWeights``."""
+
+    per_complaint: int = Field(0, ge=0, le=9)
+    complaints_max: int = Field(0, ge=0, le=9)
+    abnormal: int = Field(0, ge=0, le=9)
+    serious_violation: int = Field(0, ge=0, le=9)
+    key_sector: int = Field(0, ge=0, le=9)
+
+
+class DrawSettings(Section):
+    team_size: int = Field(2, ge=2)  # art. 14: at least two inspectors
+    slack: int = Field(1, ge=0)  # DRAW.md §5: load cap = ceil(n * tasks / E) + slack
+    frequency_cap: int = Field(0, ge=0)  # inspections of one object within the window; 0 = no cap
+    frequency_window_days: int = Field(0, ge=0)  # 0 = the calendar year; else the last N days
+    frequency_exempt: list[str] = []
+    risk_weights: RiskWeightSettings = RiskWeightSettings()
+
+    @field_validator("frequency_exempt")
+    @classmethod
+    def _known_tags(cls, tags: list[str]) -> list[str]:
+        tags = [tag.strip().lower() for tag in tags]
+        unknown = [tag for tag in tags if tag not in RISK_TAGS]
+        if unknown:
+            raise ValueError(say("sealing", "unknown_risk_tags", tags=unknown, known=RISK_TAGS))
+        return list(dict.fromkeys(tags))
+
+
+class SecuritySettings(Section):
+    #: Fernet keys: the first seals, all unseal (bot.sealing). Secrets.
+    keys: list[SecretStr] = []
+
+    @field_validator("keys")
+    @classmethod
+    def _fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        checked = []
+        for position, key in enumerate(keys, start=1):
+            value = key.get_secret_value().strip()
+            try:
+                Fernet(value)
+            except (ValueError, TypeError):
+                # Never the key itself in the message: only its position in the list.
+                raise ValueError(say("sealing", "bad_fernet_key", position=position, count=len(keys))) from None
+            checked.append(SecretStr(value))
+        return checked
+
+
 class Settings(BaseSettings):
     """The whole configuration; one section per table of SPEC §4."""
 
@@ -130,6 +183,8 @@ class Settings(BaseSettings):
     wecom: WeComSettings = WeComSettings()
     dingtalk: DingTalkSettings = DingTalkSettings()
     roles: RolesSettings = RolesSettings()
+    draw: DrawSettings = DrawSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @classmethod
     def settings_customise_sources(
@@ -220,14 +275,17 @@ def describe_errors(exc: ValidationError) -> str:
 
 
 def holds_secrets(values: dict[str, Any], model: type[BaseModel] = Settings) -> bool:
-    """Whether the file's own ``values`` set a secret: a non-empty ``SecretStr`` key
-    anywhere in the model, or a password in the database URL."""
+    """Whether the file's own ``values`` set a secret: a non-empty ``SecretStr`` key (or
+    a list of them holding a non-empty one) anywhere in the model, or a password in the
+    database URL."""
     for name, field in model.model_fields.items():
         value = values.get(name)
         if value is None or value == "":
             continue
         annotation = field.annotation
         if annotation in (SecretStr, SecretStr | None):
+            return True
+        if annotation == list[SecretStr] and isinstance(value, list) and any(item != "" for item in value):
             return True
         if isinstance(annotation, type) and issubclass(annotation, BaseModel) and isinstance(value, dict):
             if holds_secrets(value, annotation):

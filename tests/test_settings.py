@@ -541,9 +541,11 @@ def test_misspelt_environment_variable_is_a_config_error(monkeypatch, name):
 
 def test_correct_environment_variables_are_accepted(monkeypatch):
     """Every documented variable (and a unit's own key) is a known key."""
+    valid = {("draw", "team_size"): "2"}  # "1" would break art. 14
     for key in model_keys(Settings):
         if "*" not in key:
-            monkeypatch.setenv(env_name(key), "[]" if typing.get_origin(field_of(key).annotation) is list else "1")
+            value = "[]" if typing.get_origin(field_of(key).annotation) is list else "1"
+            monkeypatch.setenv(env_name(key), valid.get(key, value))
     monkeypatch.setenv("SHUANGSUI__ROLES__UNITS__U1__LEADS", '["a"]')
     monkeypatch.setenv("SHUANGSUI__SERVER__PORT", "8081")
     monkeypatch.setenv("SHUANGSUI__DATABASE__ECHO", "true")
@@ -586,3 +588,198 @@ def test_cli_uses_shuangsui_config(tmp_path, monkeypatch, capsys):
     assert cli.main(["db", "upgrade"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "server.port" in err
+
+
+# --- [draw] and [security] ------------------------------------------------------------------
+
+
+def fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+#: Not a Fernet key; the error must not echo it.
+BAD_KEY = f"{SECRET}-not-a-fernet-key"
+
+
+def test_draw_and_security_defaults_are_shown_in_the_example():
+    default, example = Settings(), load_settings(EXAMPLE)
+    assert default.draw.team_size == 2 and default.draw.slack == 1
+    assert default.draw.frequency_cap == 0 and default.draw.frequency_window_days == 0
+    assert default.draw.frequency_exempt == [] and default.security.keys == []
+    assert set(default.draw.risk_weights.model_dump().values()) == {0}
+    assert example.draw == default.draw
+    assert example.security.keys == []
+
+
+def test_risk_weight_names_match_the_rules():
+    from dataclasses import fields
+
+    from bot.rules.risk import RiskWeights
+    from bot.rules.scope import RISK_NAMES
+    from bot.settings import RISK_TAGS, RiskWeightSettings
+
+    assert list(RiskWeightSettings.model_fields) == [field.name for field in fields(RiskWeights)]
+    assert RiskWeights(**Settings().draw.risk_weights.model_dump()) == RiskWeights()
+    assert set(RISK_TAGS) == set(RISK_NAMES)
+
+
+def test_example_keeps_security_keys_empty():
+    assert tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))["security"]["keys"] == []
+
+
+@pytest.mark.parametrize(("text", "key", "env"), [
+    ("[draw]\nteam_size = 1\n", "draw.team_size", "SHUANGSUI__DRAW__TEAM_SIZE"),
+    ("[draw]\nslack = -1\n", "draw.slack", "SHUANGSUI__DRAW__SLACK"),
+    ("[draw]\nfrequency_cap = -1\n", "draw.frequency_cap", "SHUANGSUI__DRAW__FREQUENCY_CAP"),
+    ("[draw]\nfrequency_window_days = -7\n", "draw.frequency_window_days", "SHUANGSUI__DRAW__FREQUENCY_WINDOW_DAYS"),
+    ("[draw.risk_weights]\nabnormal = 10\n", "draw.risk_weights.abnormal",
+     "SHUANGSUI__DRAW__RISK_WEIGHTS__ABNORMAL"),
+    ("[draw.risk_weights]\nper_complaint = -1\n", "draw.risk_weights.per_complaint",
+     "SHUANGSUI__DRAW__RISK_WEIGHTS__PER_COMPLAINT"),
+    ("[draw.risk_weights]\nkey_sectr = 1\n", "draw.risk_weights.key_sectr", None),
+])
+def test_bad_draw_values_name_the_key(tmp_path, text, key, env):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path / "c.toml", text))
+    assert key in str(caught.value)
+    assert env is None or env in str(caught.value)
+
+
+def test_draw_values_in_range_are_taken(tmp_path):
+    settings = load_settings(write(tmp_path / "c.toml", """
+[draw]
+team_size = 3
+slack = 0
+frequency_cap = 2
+frequency_window_days = 365
+frequency_exempt = ["abnormal", "Key_Sector", "abnormal"]
+[draw.risk_weights]
+per_complaint = 1
+complaints_max = 3
+serious_violation = 9
+"""))
+    draw = settings.draw
+    assert (draw.team_size, draw.slack, draw.frequency_cap, draw.frequency_window_days) == (3, 0, 2, 365)
+    assert draw.frequency_exempt == ["abnormal", "key_sector"]
+    assert draw.risk_weights.model_dump() == {"per_complaint": 1, "complaints_max": 3, "abnormal": 0,
+                                              "serious_violation": 9, "key_sector": 0}
+
+
+def test_unknown_frequency_exempt_tag_is_refused(tmp_path):
+    path = write(tmp_path / "c.toml", '[draw]\nfrequency_exempt = ["abnormal", "complaint"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    message = str(caught.value)
+    assert "draw.frequency_exempt" in message and "SHUANGSUI__DRAW__FREQUENCY_EXEMPT" in message
+    assert "complaint" in message and "serious_violation" in message  # the culprit and the choices
+
+
+def test_environment_overrides_nested_risk_weights(tmp_path, monkeypatch):
+    path = write(tmp_path / "c.toml", "[draw.risk_weights]\nper_complaint = 2\nabnormal = 1\n")
+    monkeypatch.setenv("SHUANGSUI__DRAW__RISK_WEIGHTS__ABNORMAL", "3")
+    monkeypatch.setenv("SHUANGSUI__DRAW__TEAM_SIZE", "4")
+    monkeypatch.setenv("SHUANGSUI__DRAW__FREQUENCY_EXEMPT", '["serious_violation"]')
+    settings = load_settings(path)
+    assert settings.draw.risk_weights.abnormal == 3
+    assert settings.draw.risk_weights.per_complaint == 2  # the file's, untouched
+    assert settings.draw.team_size == 4 and settings.draw.frequency_exempt == ["serious_violation"]
+
+
+def test_bad_risk_weight_from_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("SHUANGSUI__DRAW__RISK_WEIGHTS__KEY_SECTOR", "12")
+    with pytest.raises(ConfigError, match="SHUANGSUI__DRAW__RISK_WEIGHTS__KEY_SECTOR"):
+        load_settings()
+
+
+@pytest.mark.parametrize("name", ["SHUANGSUI__DRAW__RISK_WEIGHTS__ABNORMAL", "SHUANGSUI__SECURITY__KEYS",
+                                  "shuangsui__draw__risk_weights__key_sector"])
+def test_environment_check_knows_the_new_keys(monkeypatch, name):
+    from bot.settings import check_environment
+
+    monkeypatch.setenv(name, "[]" if name.endswith("KEYS") else "1")
+    check_environment()
+
+
+@pytest.mark.parametrize("name", ["SHUANGSUI__DRAW__RISK_WEIGHTS__ABNORML", "SHUANGSUI__DRAW__RISK__ABNORMAL",
+                                  "SHUANGSUI__SECURITY__KEY", "SHUANGSUI__SECURTY__KEYS"])
+def test_misspelt_new_variables_are_refused(monkeypatch, name):
+    monkeypatch.setenv(name, "1")
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+
+
+def test_security_keys_from_file_and_environment(tmp_path, monkeypatch):
+    first, second = fernet_key(), fernet_key()
+    settings = load_settings(write(tmp_path / "c.toml", f'[security]\nkeys = ["{first}\\n", "{second}"]\n'))
+    assert [key.get_secret_value() for key in settings.security.keys] == [first, second]
+    assert first not in repr(settings) and first not in str(settings.security)
+    assert first not in settings.model_dump_json()
+
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{second}"]')
+    assert [key.get_secret_value() for key in load_settings(tmp_path / "c.toml").security.keys] == [second]
+
+
+@pytest.mark.parametrize("make", [
+    lambda good: [BAD_KEY],
+    lambda good: [good, BAD_KEY],  # the second one is named by its position
+    lambda good: [good[:-2] + "="],  # a key one character short
+    lambda good: [""],
+], ids=["not-base64", "second", "short", "empty"])
+def test_bad_fernet_key_is_refused_without_echoing_it(tmp_path, make):
+    good = fernet_key()
+    keys = make(good)
+    text = "[security]\nkeys = [" + ", ".join(f'"{key}"' for key in keys) + "]\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path / "c.toml", text))
+    message = str(caught.value)
+    assert "security.keys" in message and "SHUANGSUI__SECURITY__KEYS" in message
+    assert f"第 {len(keys)} 个" in message and "Fernet.generate_key()" in message
+    assert_no_secret(message, repr(caught.value))
+    for key in [good, *keys]:
+        assert not key or key not in message
+
+
+def test_bad_fernet_key_from_environment_is_not_echoed(monkeypatch):
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{BAD_KEY}"]')
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "security.keys" in str(caught.value)
+    assert_no_secret(str(caught.value))
+
+
+def test_security_keys_not_json_in_environment(monkeypatch):
+    """A bare key (not a JSON array) names the variable and does not echo the key."""
+    key = fernet_key()
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", key)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "SHUANGSUI__SECURITY__KEYS" in str(caught.value)
+    assert key not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640])
+def test_warns_when_a_file_with_security_keys_is_readable(tmp_path, caplog, mode):
+    key = fernet_key()
+    path = write(tmp_path / "c.toml", f'[security]\nkeys = ["{key}"]\n', mode)
+    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+        load_settings(path)
+    assert str(path) in caplog.text and "chmod 600" in caplog.text
+    assert key not in caplog.text
+
+
+def test_no_warning_for_empty_security_keys_or_keys_from_environment(tmp_path, monkeypatch, caplog):
+    path = write(tmp_path / "c.toml", "[security]\nkeys = []\n[draw]\nteam_size = 3\n", 0o644)
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{fernet_key()}"]')
+    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+        load_settings(path)
+    assert not caplog.records
+
+
+def test_holds_secrets_sees_a_list_of_secrets():
+    from bot.settings import holds_secrets
+
+    assert holds_secrets({"security": {"keys": ["x"]}})
+    assert not holds_secrets({"security": {"keys": []}})
+    assert not holds_secrets({"draw": {"frequency_exempt": ["abnormal"]}, "roles": {"admins": ["a"]}})

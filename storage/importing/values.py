@@ -7,6 +7,7 @@ import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
+from bot.rules.arguments import normalise
 from bot.texts import say
 
 
@@ -52,6 +53,12 @@ def required_text(text: str) -> str:
 
 def optional_text(text: str) -> str:
     return text.strip()
+
+
+def folded_text(text: str) -> str:
+    """Free text that filters match (industry, region): full-width forms folded the way
+    command arguments are (SPEC §5), so that 行业=食品（含保健食品）销售 finds it."""
+    return normalise(text).strip()
 
 
 def optional_id(text: str) -> str | None:

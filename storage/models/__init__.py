@@ -1,6 +1,6 @@
 """The SQLModel tables of the whole domain (SPEC §2) and the bot's shared state."""
 
-from storage.models.batches import Batch, PoolMember, Stratum
+from storage.models.batches import Batch, Stratum
 from storage.models.common import utcnow
 from storage.models.directory import (
     Conflict,
@@ -25,6 +25,6 @@ from storage.models.workflow import Assignment, FollowUp, Result, Task
 __all__ = [
     "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "DirectoryChange",
     "FollowUp", "Holiday", "ImportRun", "InboundDelivery", "InspectionObject", "Inspector",
-    "Item", "Listed", "OutboxMessage", "PlanAdjustment", "PoolMember", "Result", "Stratum",
+    "Item", "Listed", "OutboxMessage", "PlanAdjustment", "Result", "Stratum",
     "Task", "Team", "Unit", "utcnow",
 ]

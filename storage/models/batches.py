@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, Text, UniqueConstraint
+from sqlalchemy import JSON, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
@@ -56,12 +56,11 @@ class Stratum(SQLModel, table=True):
     k: int | None = None  # planned k, known at publication
     pool_size: int | None = None
     pool_digest: str | None = None
-
-
-class PoolMember(SQLModel, table=True):
-    """A member of a stratum's frozen pool with its weight at publication."""
-
-    __tablename__ = "pool_members"
-    stratum_id: int = Field(foreign_key="strata.id", primary_key=True)
-    object_id: str = Field(primary_key=True)
-    weight: int = 1
+    # The frozen pool: exactly the ``id|w`` lines hashed into ``pool_digest``
+    # (DRAW.md §2), zlib-compressed. One value, so the draw reads and checks it in one
+    # go and the export writes it out verbatim as pool-<name>.txt.
+    pool: bytes | None = Field(default=None, sa_type=LargeBinary)
+    # Digests of consecutive runs of pool lines, with each run's first id: when the pool
+    # no longer hashes to its digest, these name where it was changed.
+    pool_runs: list | None = Field(default=None, sa_type=JSON)
+    selected: list | None = Field(default=None, sa_type=JSON)  # [[id, score], …] ascending

@@ -1,0 +1,115 @@
+"""``shuangsui batch …`` (SPEC §3): the chat commands' service calls from a shell.
+
+Arguments are the chat commands' ``key=value`` pairs; ``--as USER_ID`` names the acting
+user, whose role is checked. Without it the local operator acts — someone who already
+holds the configuration and the database — and is audited as ``cli:<login>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from pathlib import Path
+
+from bot.batches import create, draw, lifecycle, publish
+from bot.batches.errors import Refusal
+from bot.batches.export import export
+from bot.clock import bureau_today, now
+from bot.roles import Actor, is_admin
+from bot.rules.arguments import ArgumentError, parse_arguments
+from bot.settings import Settings
+from bot.terminal import err
+from bot.texts import say
+from storage import audit
+from storage.db import engine_for, transaction
+
+ACTIONS = ("new", "stratum", "publish", "draw", "cancel", "export")
+
+
+def add_parser(commands) -> None:
+    batch = commands.add_parser("batch", help=say("cli", "help_batch"))
+    batch.add_argument("action", choices=ACTIONS)
+    batch.add_argument("arguments", nargs=argparse.REMAINDER)
+
+
+def run(settings: Settings, args) -> int:
+    engine = engine_for(settings.database.url)
+    rest, actor = _take_actor(list(args.arguments))
+    try:
+        if args.action == "export":
+            return _export(engine, rest)
+        with transaction(engine) as session:
+            if actor is not None and not is_admin(settings, actor):
+                raise Refusal("not_admin", actor=actor.label)
+            label = actor.label if actor else f"cli:{getpass.getuser()}"
+            lines = _act(session, settings, label, args.action, rest)
+    except Refusal as refusal:
+        if refusal.message == "not_admin":
+            with transaction(engine) as session:
+                audit.record(session, actor.label, "refused", f"batch {args.action}", role="admin")
+        err(refusal.text())
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _act(session, settings, actor: str, action: str, tokens: list[str]) -> list[str]:
+    keys = {"new": create.NEW_KEYS, "stratum": create.STRATUM_KEYS, "publish": publish.PUBLISH_KEYS,
+            "draw": draw.DRAW_KEYS, "cancel": lifecycle.CANCEL_KEYS}[action]
+    try:
+        arguments = parse_arguments(join_tokens(tokens), keys)
+    except ArgumentError as exc:
+        raise Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed) from None
+    if action == "new":
+        made = create.new_batch(session, settings, actor, arguments, bureau_today(settings.bureau.timezone))
+        return [say("batches", "created", batch=made.batch, size=made.pool_size), made.batch.id]
+    if action == "stratum":
+        made = create.add_stratum(session, actor, arguments)
+        return [say("batches", "stratum_added", batch=made.batch, stratum=made.stratum, size=made.pool_size)]
+    if action == "publish":
+        batch = publish.publish(session, settings, actor, arguments, now())
+        return say("batches", "published", batch=batch, strata=create.strata_of(session, batch.id)).splitlines()
+    if action == "draw":
+        drawn = draw.draw(session, settings, actor, arguments, now())
+        return say("batches", "drawn", drawn=drawn).splitlines()
+    batch = lifecycle.cancel(session, actor, arguments, now())
+    return [say("batches", "cancelled", batch=batch)]
+
+
+def _export(engine, tokens: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="shuangsui batch export")
+    parser.add_argument("batch")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--internal", action="store_true")
+    options = parser.parse_args(tokens)
+    with transaction(engine) as session:
+        written = export(session, options.batch, options.out, internal=options.internal)
+    for path in written:
+        print(path)
+    return 0
+
+
+def join_tokens(tokens: list[str]) -> str:
+    """Shell words back into one argument string; a value the shell kept whole stays whole."""
+    words = []
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if sep and any(ch.isspace() for ch in value) and value[:1] not in ('"', "“", "「"):
+            token = f"{key}=「{value}」"
+        words.append(token)
+    return " ".join(words)
+
+
+def _take_actor(tokens: list[str]) -> tuple[list[str], Actor | None]:
+    actor = None
+    rest = []
+    iterator = iter(tokens)
+    for token in iterator:
+        if token == "--as":
+            actor = Actor.parse(next(iterator, ""))
+        elif token.startswith("--as="):
+            actor = Actor.parse(token.removeprefix("--as="))
+        else:
+            rest.append(token)
+    return rest, actor

@@ -1,0 +1,149 @@
+"""The draw (DRAW.md §3–5): reveal the seed, select objects, staff the tasks.
+
+The draw uses the pools frozen at publication, whatever the directory has become since,
+and the inputs of matching as they stand at the draw, which are stored with the batch
+so that the export and every later check use exactly them. A draw that cannot staff a
+task fails as a whole and stores nothing. Nothing is ever redrawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, true
+from sqlmodel import Session
+
+from bot.batches import options
+from bot.batches.create import strata_of
+from bot.batches.errors import Refusal
+from bot.batches.selection import select_from_pool
+from bot.rules import matching, ssr1
+from bot.rules.arguments import Arguments
+from bot.sealing import SealingError, keys_of, unseal
+from bot.settings import Settings
+from storage import audit
+from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Task, Team
+from storage.pools import TamperedPool, thaw
+
+DRAW_KEYS = frozenset({"batch", "beacon_value"})
+
+
+@dataclass(frozen=True)
+class Drawn:
+    batch: Batch
+    selected: dict[str, int]  # stratum → objects selected
+    tasks: int
+    needs_expert: int
+
+
+def draw(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime) -> Drawn:
+    """Draw a published batch; on any refusal nothing is stored."""
+    batch = _published_batch(session, options.required(args, "batch"))
+    beacon = _beacon(batch, args.get("beacon_value"))
+    secret = _secret(batch, settings)
+    seed = ssr1.seed(batch.id, secret, beacon)
+    strata = strata_of(session, batch.id)
+    selections = []
+    for stratum in strata:
+        try:
+            data = thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs)
+        except TamperedPool as exc:
+            raise Refusal("pool_tampered", batch=batch.id, stratum=stratum.name, ids=exc.first_ids) from None
+        chosen = select_from_pool(data, stratum.pool_size, ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest),
+                                  stratum.k)
+        stratum.selected = [[s.id, s.score] for s in chosen]
+        selections.append((stratum.name, stratum.items, [s.id for s in chosen]))
+    tasks = ssr1.task_list(selections)
+    draw_date = now.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+    inputs = matching_inputs(session, batch, tasks, draw_date)
+    try:
+        staffed = match_recorded(seed, inputs)
+    except matching.DrawFailure as exc:
+        raise Refusal("cannot_staff", batch=batch.id, reason=exc.reason, object=exc.object_id, mode=exc.mode,
+                      unit=exc.unit) from None
+    batch.status, batch.drawn_at, batch.draw_date = "drawn", now, draw_date
+    _store(session, batch, tasks, staffed)
+    inputs["assignments"] = [{"object_id": a.object_id, "inspectors": list(a.inspectors), "team_id": a.team_id,
+                              "needs_expert": a.needs_expert} for a in staffed]  # the draw as made (SPEC §6)
+    batch.secret, batch.seed, batch.beacon, batch.matching_inputs = secret, seed, beacon, inputs
+    session.add_all([batch, *strata])
+    session.flush()
+    needs_expert = sum(a.needs_expert for a in staffed)
+    audit.record(session, actor, "batch.drawn", batch.id, seed=seed, beacon=beacon, tasks=len(tasks),
+                 selected={s.name: len(s.selected) for s in strata}, needs_expert=needs_expert)
+    return Drawn(batch, {s.name: len(s.selected) for s in strata}, len(tasks), needs_expert)
+
+
+def match_recorded(seed: str, inputs: dict) -> list[matching.Assignment]:
+    """Matching (DRAW.md §5) run on the recorded inputs, exactly as a check re-runs it."""
+    objects = [matching.TaskObject(o["id"], o["unit"], frozenset(o["required_specialties"])) for o in inputs["objects"]]
+    inspectors = [matching.Inspector(i["id"], i["unit"], frozenset(i["specialties"]), i["active"],
+                                     qualified=i["qualified"]) for i in inputs["inspectors"]]
+    teams = [matching.Team(t["id"], tuple(t["members"])) for t in inputs["teams"]]
+    return matching.match(seed, objects, inspectors, mode=inputs["mode"], teams=teams,
+                          conflicts={tuple(pair) for pair in inputs["conflicts"]},
+                          team_size=inputs["team_size"], slack=inputs["slack"])
+
+
+def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: date) -> dict:
+    """Everything matching reads, as it stands at the draw (SPEC §6 ``assignment.json``)."""
+    inspectors = session.exec(select(Inspector).where(Inspector.listed == true()).order_by(Inspector.id)).scalars()
+    teams = session.exec(select(Team).where(Team.listed == true()).order_by(Team.id)).scalars()
+    conflicts = session.exec(select(Conflict.inspector_id, Conflict.object_id).where(Conflict.listed == true())).all()
+    needs = dict(session.exec(select(Item.code, Item.specialty)).all())
+    object_ids = [t.object_id for t in tasks]
+    units = dict(session.exec(select(InspectionObject.id, InspectionObject.unit_id)
+                              .where(InspectionObject.id.in_(object_ids))).all()) if object_ids else {}
+    return {
+        "mode": batch.mode, "team_size": batch.team_size, "slack": batch.slack, "draw_date": on.isoformat(),
+        "inspectors": [{"id": i.id, "unit": i.unit_id, "active": i.active,
+                        "qualified": i.certificate_expiry is not None and on <= i.certificate_expiry,
+                        "specialties": sorted(i.specialties)} for i in inspectors],
+        "teams": [{"id": t.id, "members": list(t.members)} for t in teams],
+        "objects": [{"id": t.object_id, "unit": units[t.object_id],
+                     "required_specialties": sorted({needs[i] for i in t.items if needs.get(i)})} for t in tasks],
+        "conflicts": [list(pair) for pair in sorted({(c.inspector_id, c.object_id) for c in conflicts})],
+    }
+
+
+def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list[matching.Assignment]) -> None:
+    connection = session.connection()
+    connection.execute(Task.__table__.insert(), [
+        {"batch_id": batch.id, "position": n, "object_id": t.object_id, "strata": list(t.strata),
+         "items": list(t.items), "team_id": a.team_id, "needs_expert": a.needs_expert, "status": "drawn"}
+        for n, (t, a) in enumerate(zip(tasks, staffed, strict=True))])
+    ids = dict(connection.execute(select(Task.position, Task.id).where(Task.batch_id == batch.id)).all())
+    rows = [{"task_id": ids[n], "inspector_id": inspector, "position": p, "origin": "draw", "status": "drawn",
+             "assigned_at": batch.drawn_at} for n, a in enumerate(staffed) for p, inspector in enumerate(a.inspectors)]
+    if rows:
+        connection.execute(Assignment.__table__.insert(), rows)
+
+
+def _published_batch(session: Session, batch_id: str) -> Batch:
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise Refusal("unknown_batch", batch=batch_id)
+    if batch.status != "published":
+        raise Refusal("not_published", batch=batch_id, status=batch.status)
+    return batch
+
+
+def _beacon(batch: Batch, value: str | None) -> str:
+    """The beacon value verbatim: required when the plan announced one, refused otherwise."""
+    if batch.beacon_rule and not value:
+        raise Refusal("beacon_required", batch=batch.id, rule=batch.beacon_rule)
+    if value and not batch.beacon_rule:
+        raise Refusal("beacon_not_announced", batch=batch.id)
+    return value or ""
+
+
+def _secret(batch: Batch, settings: Settings) -> str:
+    try:
+        secret = unseal(batch.secret_encrypted, keys_of(settings))
+    except SealingError as exc:
+        raise Refusal("sealing", reason=str(exc)) from None
+    if ssr1.commitment(secret) != batch.commitment:
+        raise Refusal("commitment_mismatch", batch=batch.id)
+    return secret

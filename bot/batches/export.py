@@ -1,0 +1,58 @@
+"""The SSR-1 record of a drawn batch (SPEC §6): what anyone needs to re-check the draw."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from bot.batches.create import strata_of
+from bot.batches.errors import Refusal
+from bot.rules import ssr1
+from storage.models import Batch, Task
+
+DRAWN = ("drawn", "in_progress", "completed")
+
+
+def record(session: Session, batch: Batch) -> dict:
+    """``record.json``: commitment, revealed secret, seed, strata with selections, tasks."""
+    tasks = session.exec(select(Task).where(Task.batch_id == batch.id).order_by(Task.position)).scalars()
+    return {
+        "algorithm": ssr1.ALGORITHM, "batch_id": batch.id, "commitment": batch.commitment, "secret": batch.secret,
+        "beacon": batch.beacon, "seed": batch.seed,
+        "strata": [{"name": s.name, "filter": s.filter_description, "items": s.items, "pool_size": s.pool_size,
+                    "pool_digest": s.pool_digest, "ratio_percent": s.ratio_percent, "k": s.k,
+                    "pool_file": pool_file(s.name), "selected": [{"id": i, "score": sc} for i, sc in s.selected]}
+                   for s in strata_of(session, batch.id)],
+        "tasks": [{"object_id": t.object_id, "strata": t.strata, "items": t.items} for t in tasks],
+    }
+
+
+def pool_file(stratum_name: str) -> str:
+    return f"pool-{stratum_name}.txt"
+
+
+def export(session: Session, batch_id: str, out: Path, *, internal: bool = False) -> list[Path]:
+    """Write record.json and the pool files (and, internally, assignment.json) to ``out``."""
+    batch = session.get(Batch, batch_id)
+    if batch is None:
+        raise Refusal("unknown_batch", batch=batch_id)
+    if batch.status not in DRAWN and not (batch.status == "cancelled" and batch.drawn_at):
+        raise Refusal("not_drawn", batch=batch_id, status=batch.status)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [_write_json(out / "record.json", record(session, batch))]
+    for stratum in strata_of(session, batch.id):
+        path = out / pool_file(stratum.name)
+        path.write_bytes(zlib.decompress(stratum.pool))  # exactly the lines hashed into the digest
+        written.append(path)
+    if internal:
+        written.append(_write_json(out / "assignment.json", batch.matching_inputs))
+    return written
+
+
+def _write_json(path: Path, data: dict) -> Path:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,63 @@
+"""Publishing the sampling plan (art. 12, DRAW.md §1–2): freeze every stratum's pool,
+commit to a fresh secret, and make the plan public before the draw."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from bot.batches import options
+from bot.batches.create import draft_batch, strata_of
+from bot.batches.errors import Refusal
+from bot.rules import ssr1
+from bot.rules.arguments import Arguments
+from bot.rules.risk import RiskWeights
+from bot.rules.scope import Scope
+from bot.sealing import SealingError, keys_of, seal
+from bot.settings import Settings
+from storage import audit
+from storage.models import Batch
+from storage.pools import FrequencyCap, freeze, pool_members
+
+PUBLISH_KEYS = frozenset({"batch", "beacon"})
+
+
+def publish(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime) -> Batch:
+    """Freeze the pools, commit the seed and publish the plan; the batch leaves draft."""
+    batch = draft_batch(session, options.required(args, "batch"))
+    strata = strata_of(session, batch.id)
+    weights = RiskWeights(**settings.draw.risk_weights.model_dump())
+    cap = frequency_cap(settings, now)
+    for stratum in strata:
+        frozen = freeze(pool_members(session.connection(), Scope.from_json(stratum.filter), weights, cap))
+        stratum.pool, stratum.pool_runs = frozen.compressed(), frozen.runs
+        stratum.pool_size, stratum.pool_digest = frozen.size, frozen.digest
+        stratum.k = stratum.count if stratum.count is not None else ssr1.k_for_ratio(frozen.size, stratum.ratio_percent)
+    secret = ssr1.new_secret()  # 32 bytes from the OS CSPRNG (DRAW.md §1)
+    try:
+        batch.secret_encrypted = seal(secret, keys_of(settings))
+    except SealingError as exc:
+        raise Refusal("sealing", reason=str(exc)) from None
+    batch.commitment = ssr1.commitment(secret)
+    batch.beacon_rule = args.get("beacon") or ""
+    batch.status, batch.published_at = "published", now
+    session.add_all([batch, *strata])
+    session.flush()
+    audit.record(session, actor, "batch.published", batch.id, commitment=batch.commitment,
+                 beacon_rule=batch.beacon_rule, strata=[
+                     {"name": s.name, "pool_size": s.pool_size, "pool_digest": s.pool_digest, "k": s.k}
+                     for s in strata])
+    return batch
+
+
+def frequency_cap(settings: Settings, now: datetime) -> FrequencyCap:
+    """The configured cap; "this year" is the bureau's calendar year (art. 11: 防止执法扰民)."""
+    draw = settings.draw
+    if draw.frequency_window_days:
+        since = now - timedelta(days=draw.frequency_window_days)
+    else:
+        local = now.astimezone(ZoneInfo(settings.bureau.timezone))
+        since = local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+    return FrequencyCap(draw.frequency_cap, since, tuple(draw.frequency_exempt))

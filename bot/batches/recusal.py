@@ -1,0 +1,92 @@
+"""Recusal (回避, art. 12; DRAW.md §6): an inspector with a conflict of interest steps
+off a task, the conflict is recorded for every later draw, and one replacement is
+drawn at once by the same passes over the object's walk."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import select, true
+from sqlmodel import Session
+
+from bot.batches.errors import Refusal
+from bot.rules import matching
+from storage import audit
+from storage.models import Assignment, Batch, Conflict, Inspector, Task, utcnow
+
+OPEN = ("drawn", "in_progress")
+
+
+@dataclass(frozen=True)
+class Recused:
+    task: Task
+    replacement: str | None  # None: nobody left, the task is unstaffed
+    already: bool = False  # the same recusal was recorded before; nothing changed
+
+
+def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason: str, on: date,
+           now: datetime | None = None) -> Recused:
+    """Take ``inspector_id`` off task ``task_id`` for ``reason`` and draw a replacement."""
+    task = session.get(Task, task_id)
+    if task is None:
+        raise Refusal("unknown_task", task=task_id)
+    batch = session.get(Batch, task.batch_id)
+    if batch.status not in OPEN:
+        raise Refusal("task_closed", task=task_id, status=batch.status)
+    assignments = list(session.exec(select(Assignment).where(Assignment.task_id == task.id)
+                                    .order_by(Assignment.position)).scalars())
+    mine = next((a for a in assignments if a.inspector_id == inspector_id), None)
+    if mine is None:
+        raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
+    if mine.status == "recused":
+        replacement = next((a.inspector_id for a in assignments if a.position > mine.position
+                            and a.origin == "replacement"), None)
+        return Recused(task, replacement, already=True)
+    now = now or utcnow()
+    mine.status, mine.recusal_reason, mine.answered_at = "recused", reason, now
+    _record_conflict(session, inspector_id, task.object_id, reason, now)
+    session.flush()
+    replacement = _replacement(session, batch, task, assignments, on)
+    if replacement is None:
+        task.status = "unstaffed"
+    else:
+        session.add(Assignment(task_id=task.id, inspector_id=replacement, position=assignments[-1].position + 1,
+                               origin="replacement", assigned_at=now))
+    session.add_all([mine, task])
+    session.flush()
+    audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,
+                 object=task.object_id, reason=reason, replacement=replacement)
+    return Recused(task, replacement)
+
+
+def _record_conflict(session: Session, inspector_id: str, object_id: str, reason: str, now: datetime) -> None:
+    """The declared conflict stays on record for every later draw (imports never touch it)."""
+    existing = session.exec(select(Conflict).where(Conflict.inspector_id == inspector_id,
+                                                  Conflict.object_id == object_id,
+                                                  Conflict.origin == "recusal")).scalars().first()
+    if existing is None:
+        session.add(Conflict(inspector_id=inspector_id, object_id=object_id, reason=reason, origin="recusal",
+                             declared_at=now))
+    elif not existing.listed:
+        existing.listed, existing.delisted_at, existing.reason = True, None, reason
+        session.add(existing)
+
+
+def _replacement(session: Session, batch: Batch, task: Task, assignments: list[Assignment], on: date) -> str | None:
+    inputs = batch.matching_inputs
+    drawn_object = next(o for o in inputs["objects"] if o["id"] == task.object_id)
+    obj = matching.TaskObject(drawn_object["id"], drawn_object["unit"], frozenset(drawn_object["required_specialties"]))
+    inspectors = [matching.Inspector(i.id, i.unit_id, frozenset(i.specialties), i.active, i.certificate_expiry)
+                  for i in session.exec(select(Inspector).where(Inspector.listed == true())).scalars()]
+    conflicts = {(c.inspector_id, c.object_id) for c in session.exec(
+        select(Conflict).where(Conflict.listed == true(), Conflict.object_id == task.object_id)).scalars()}
+    standing = session.exec(select(Assignment.inspector_id).join(Task, Task.id == Assignment.task_id)
+                            .where(Task.batch_id == batch.id, Assignment.status != "recused")).all()
+    tasks = len(inputs["objects"])
+    members = [a.inspector_id for a in assignments if a.status != "recused"]
+    recused = {a.inspector_id for a in assignments if a.status == "recused"}
+    return matching.replacement(batch.seed, obj, inspectors, mode=batch.mode, members=members,
+                                loads=Counter(standing), tasks=tasks, conflicts=conflicts, recused=recused, on=on,
+                                team_size=batch.team_size, slack=batch.slack)

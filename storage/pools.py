@@ -1,0 +1,141 @@
+"""Pools (DRAW.md §2): which objects a stratum draws from, frozen at publication.
+
+A pool is the active, listed objects passing the stratum's scope, minus those the
+frequency cap excludes, each with its risk weight. Publication freezes it as the exact
+``id|w`` lines of its digest; the draw reads those lines back and refuses to go on if
+they no longer hash to the published digest (tampering).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, and_, false, func, or_, select, true
+
+from bot.rules import ssr1
+from bot.rules.risk import RiskWeights, frequency_exempt, weight
+from bot.rules.scope import Scope
+from storage.models import Batch, InspectionObject, Task
+
+RUN_LINES = 4096  # lines per run digest: enough to say where a tampered pool changed
+DRAWN_STATUSES = ("drawn", "in_progress", "completed")  # "inspected" = tasks of these batches
+_objects = InspectionObject.__table__
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    """At most ``cap`` inspections since ``since`` (0 = no cap), except for ``exempt`` risk tags."""
+
+    cap: int = 0
+    since: datetime | None = None
+    exempt: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FrozenPool:
+    lines: bytes  # b"id|w\n" for every member, sorted by id
+    size: int
+    digest: str
+    runs: list[list[str]]  # [first id, digest of the run's lines]
+
+    def compressed(self) -> bytes:
+        return zlib.compress(self.lines, 6)
+
+
+class TamperedPool(Exception):
+    """A stored pool no longer hashes to its published digest."""
+
+    def __init__(self, first_ids: list[str]) -> None:
+        super().__init__(f"pool changed near {first_ids}")
+        self.first_ids = first_ids  # the first id of every run that changed
+
+
+def scope_condition(scope: Scope):
+    """The scope as a SQL condition on the objects table (AND across, OR within)."""
+    c = _objects.c
+    conditions = [c.listed == true(), c.status == "active"]
+    for column, values in ((c.industry, scope.industries), (c.region, scope.regions),
+                           (c.kind, scope.kinds), (c.unit_id, scope.units)):
+        if values:
+            conditions.append(column.in_(values))
+    if scope.risks:
+        risky = {"complaints": c.complaints > 0, "abnormal": c.abnormal == true(),
+                 "serious_violation": c.serious_violation == true(), "key_sector": c.key_sector == true()}
+        conditions.append(or_(false(), *(risky[tag] for tag in scope.risks)))
+    return and_(*conditions)
+
+
+def capped_objects(connection: Connection, cap: FrequencyCap) -> set[str]:
+    """Objects already inspected ``cap.cap`` times in the window (to avoid 执法扰民, art. 11)."""
+    if cap.cap <= 0:
+        return set()
+    tasks, batches = Task.__table__, Batch.__table__
+    window = [batches.c.status.in_(DRAWN_STATUSES)]
+    if cap.since is not None:
+        window.append(batches.c.drawn_at >= cap.since)
+    query = (select(tasks.c.object_id).join(batches, batches.c.id == tasks.c.batch_id).where(*window)
+             .group_by(tasks.c.object_id).having(func.count() >= cap.cap))
+    return set(connection.execute(query).scalars())
+
+
+def pool_members(connection: Connection, scope: Scope, weights: RiskWeights,
+                 cap: FrequencyCap = FrequencyCap()) -> list[tuple[str, int]]:
+    """The pool as ``(id, w)`` sorted by id in Unicode scalar order (DRAW.md notation)."""
+    capped = capped_objects(connection, cap)
+    c = _objects.c
+    rows = connection.execute(select(c.id, c.complaints, c.abnormal, c.serious_violation, c.key_sector)
+                              .where(scope_condition(scope)))
+    members = [(row.id, weight(row, weights)) for row in rows
+               if row.id not in capped or frequency_exempt(row, cap.exempt)]
+    members.sort()  # Python orders str by code point: exactly DRAW.md's order
+    return members
+
+
+def pool_size(connection: Connection, scope: Scope, cap: FrequencyCap = FrequencyCap()) -> int:
+    """How many members the pool would have now (before it is frozen)."""
+    if cap.cap <= 0:
+        return connection.execute(select(func.count()).select_from(_objects).where(scope_condition(scope))).scalar_one()
+    return len(pool_members(connection, scope, RiskWeights(), cap))
+
+
+def freeze(members: Iterable[tuple[str, int]]) -> FrozenPool:
+    """The pool's exact lines, digest and run digests (members sorted by id)."""
+    lines = [ssr1.pool_line(member_id, w) for member_id, w in members]
+    data = "".join(lines).encode()
+    return FrozenPool(data, len(lines), hashlib.sha256(data).hexdigest(), _runs(lines))
+
+
+def thaw(compressed: bytes, digest: str, runs: list[list[str]]) -> bytes:
+    """The frozen lines, checked against the published digest.
+
+    Raises:
+        TamperedPool: naming the first id of every run of lines that changed.
+    """
+    try:
+        data = zlib.decompress(compressed)
+    except zlib.error:
+        raise TamperedPool([first for first, _ in runs]) from None
+    if hashlib.sha256(data).hexdigest() == digest:
+        return data
+    now = {first: run_digest for first, run_digest in _runs(data.decode(errors="replace").splitlines(True))}
+    changed = [first for first, run_digest in runs if now.get(first) != run_digest]
+    raise TamperedPool(changed or [first for first, _ in runs[:1]])
+
+
+def members_of(data: bytes) -> Iterator[tuple[str, int]]:
+    """The ``(id, w)`` of each frozen line."""
+    for line in data.decode().splitlines():
+        member_id, _, w = line.rpartition("|")
+        yield member_id, int(w)
+
+
+def _runs(lines: list[str]) -> list[list[str]]:
+    runs = []
+    for start in range(0, len(lines), RUN_LINES):
+        run = lines[start:start + RUN_LINES]
+        runs.append([run[0].rpartition("|")[0], hashlib.sha256("".join(run).encode()).hexdigest()])
+    return runs
