@@ -35,9 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--dry-run", action="store_true", help=say("cli", "help_dry_run"))
     imports.add_argument("--partial", action="store_true", help=say("cli", "help_partial"))
 
-    from bot import batch_cli
+    from bot import batch_cli, plan_cli
 
     batch_cli.add_parser(commands)
+    plan_cli.add_parser(commands)
     verify = commands.add_parser("verify", help=say("cli", "help_verify"))
     verify.add_argument("directory", type=Path)
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         err(str(exc))
         return 2
     handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit,
-               "batch": run_batch}
+               "batch": run_batch, "plan": run_plan}
     return handler[args.command](settings, args)
 
 
@@ -79,11 +80,27 @@ def run_db(settings: Settings, args) -> int:
 
 
 def run_import(settings: Settings, args) -> int:
+    """``import KIND FILE`` — and ``plan import FILE``, where a changed plan needs ``--reason``."""
+    import getpass
+
+    from bot.batches.errors import Refusal
+    from bot.clock import bureau_today
+    from bot.plans import import_plans
     from storage.importing import import_file
 
     started = time.perf_counter()
-    outcome = import_file(_engine(settings), args.kind, args.file, dry_run=args.dry_run,
-                          partial=args.partial, progress=progress)
+    actor = f"cli:{getpass.getuser()}"
+    try:
+        if args.kind == "plans":
+            outcome = import_plans(_engine(settings), args.file, actor=actor, reason=getattr(args, "reason", None),
+                                   today=bureau_today(settings.bureau.timezone), dry_run=args.dry_run,
+                                   partial=args.partial, progress=progress)
+        else:
+            outcome = import_file(_engine(settings), args.kind, args.file, dry_run=args.dry_run,
+                                  partial=args.partial, actor=actor, progress=progress)
+    except Refusal as refusal:
+        err(refusal.text())
+        return 1
     if not outcome.ok:
         for problem in outcome.problems:
             err(say("import", "problem", line=problem.line, reason=problem.reason))
@@ -118,6 +135,12 @@ def run_batch(settings: Settings, args) -> int:
     from bot import batch_cli
 
     return batch_cli.run(settings, args)
+
+
+def run_plan(settings: Settings, args) -> int:
+    from bot import plan_cli
+
+    return plan_cli.run(settings, args)
 
 
 def run_serve(settings: Settings, args) -> int:

@@ -70,8 +70,13 @@ def import_file(
     partial: bool = False,
     actor: str | None = None,
     progress: Progress | None = None,
+    after_write: Callable[[Session, Outcome], None] | None = None,
 ) -> Outcome:
-    """Import ``path`` as ``kind_name``: all of it, or — on any bad row — nothing."""
+    """Import ``path`` as ``kind_name``: all of it, or — on any bad row — nothing.
+
+    ``after_write`` runs in the import's transaction once the rows are written (plans
+    record their adjustments there); an exception from it undoes the whole import.
+    """
     kind = KINDS[kind_name]
     actor = actor or f"cli:{getpass.getuser()}"
     outcome = Outcome(kind_name, path, dry_run=dry_run)
@@ -89,6 +94,8 @@ def import_file(
             if dry_run:
                 raise _Refused  # roll back: a dry run writes nothing, not even its audit
             outcome.import_id = _write(session, kind, path, sheet.sha256, outcome, stored, actor, partial, track)
+            if after_write is not None:
+                after_write(session, outcome)
     except UnreadableFile as exc:
         outcome.problems = [Problem(0, str(exc))]
     except _Refused:

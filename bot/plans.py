@@ -1,0 +1,74 @@
+"""Annual plans (年度抽查工作计划, art. 11): import with adjustments, list, show.
+
+A plan names an office's items, ratio and frequency, scope and timing for a year. A
+re-import that changes a plan is an adjustment: it is recorded with its date and reason,
+and must be re-filed and re-published within 10 working days (art. 11).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from bot.batches.errors import Refusal
+from storage import audit
+from storage.importing import Outcome, import_file
+from storage.models import AnnualPlan, Batch, PlanAdjustment
+
+
+def import_plans(engine: Engine, path: Path, *, actor: str, reason: str | None, today: date,
+                 dry_run: bool = False, partial: bool = False, progress=None) -> Outcome:
+    """Import a plans file; a change to an existing plan needs a reason (an adjustment)."""
+
+    def record_adjustments(session: Session, outcome: Outcome) -> None:
+        changed = [c for c in outcome.changes if c.action in ("updated", "relisted")]
+        if changed and not reason:
+            raise Refusal("adjustment_needs_reason", plans=["/".join(map(str, c.key)) for c in changed])
+        for change in changed:
+            year, office, name = change.key
+            plan = session.exec(select(AnnualPlan).where(AnnualPlan.year == year, AnnualPlan.office_id == office,
+                                                         AnnualPlan.name == name)).scalar_one()
+            fields = {f: [_plain(before), _plain(after)] for f, (before, after) in change.fields.items()}
+            session.add(PlanAdjustment(plan_id=plan.id, adjusted_on=today, reason=reason, actor=actor,
+                                       changes=fields))
+            audit.record(session, actor, "plan.adjusted", str(plan.id), reason=reason, changes=fields)
+
+    return import_file(engine, "plans", path, dry_run=dry_run, partial=partial, actor=actor, progress=progress,
+                       after_write=record_adjustments)
+
+
+@dataclass(frozen=True)
+class PlanView:
+    plan: AnnualPlan
+    adjustments: list[PlanAdjustment]
+    batches: list[Batch]
+
+
+def list_plans(session: Session, year: int | None = None) -> list[tuple[AnnualPlan, int]]:
+    """Listed plans (of ``year``), each with how many batches were created from it."""
+    query = select(AnnualPlan).where(AnnualPlan.listed).order_by(AnnualPlan.year, AnnualPlan.office_id, AnnualPlan.id)
+    if year is not None:
+        query = query.where(AnnualPlan.year == year)
+    plans = list(session.exec(query).scalars())
+    counts: dict[int, int] = {}
+    for plan_id in session.exec(select(Batch.plan_id).where(Batch.plan_id.is_not(None))).scalars():
+        counts[plan_id] = counts.get(plan_id, 0) + 1
+    return [(plan, counts.get(plan.id, 0)) for plan in plans]
+
+
+def show_plan(session: Session, plan_id: int) -> PlanView:
+    plan = session.get(AnnualPlan, plan_id)
+    if plan is None:
+        raise Refusal("unknown_plan", value=str(plan_id))
+    adjustments = session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id)
+                               .order_by(PlanAdjustment.id)).scalars()
+    batches = session.exec(select(Batch).where(Batch.plan_id == plan_id).order_by(Batch.created_at)).scalars()
+    return PlanView(plan, list(adjustments), list(batches))
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, date) else value
