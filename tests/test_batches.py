@@ -15,6 +15,8 @@ from bot.batches.errors import Refusal
 from bot.batches.export import export
 from bot.rules import ssr1
 from bot.rules.arguments import parse_arguments
+from bot.sealing import new_key
+from bot.settings import Settings
 from storage.db import transaction
 from storage.models import Assignment, AuditEntry, Batch, Conflict, InspectionObject, Stratum, Task
 from tests.batch_district import batch_settings, seed_district
@@ -254,3 +256,21 @@ def test_recusal_with_nobody_left_marks_the_task_unstaffed(district):
                                                           Assignment.status != "recused")).scalars().first()
             result = recusal.recuse(session, "t", task.id, member.inspector_id, "其他", TODAY, NOW)
     assert result.replacement is None and session.get(Task, task.id).status == "unstaffed"
+
+
+@pytest.mark.parametrize("mode", ["交叉随机", "编组随机"])
+def test_a_synthetic_district_batch_round_trips_through_export_and_verify(engine, tmp_path, mode):
+    from bot.synthetic_district import generate_district
+    from storage.importing import import_file
+
+    for kind, path in generate_district(tmp_path / "district", objects=3000).items():
+        assert import_file(engine, kind, path, actor="test").ok
+    settings = Settings(security={"keys": [new_key()]}, bureau={"default_lead": "U-XYS"})
+    batch_id = new(engine, settings, f"名称=综合 事项=A01 比例=3% 方式={mode} 截止=2026-12-31")
+    act(engine, create.add_stratum, f"批次={batch_id} 名称=重点领域 风险=重点领域 事项=A01,A05 比例=5%",
+        create.STRATUM_KEYS)
+    act(engine, publish.publish, f"批次={batch_id} 信标=次日体彩排列三", publish.PUBLISH_KEYS, settings)
+    act(engine, draw.draw, f"批次={batch_id} 信标值=0 7 3", draw.DRAW_KEYS, settings)
+    with transaction(engine) as session:
+        export(session, batch_id, tmp_path / "out", internal=True)
+    assert verifier.main([str(tmp_path / "out")]) == 0
