@@ -47,22 +47,22 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import func, select
+
 try:
-    from bot.synthetic_district import CREDIT_OFFICE, generate_district
+    import bot  # noqa: F401
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bot.synthetic_district import CREDIT_OFFICE, generate_district
-
-from sqlalchemy import func, select
 
 from bot.batches import create, draw, publish, selection
 from bot.rules import matching, ssr1
 from bot.rules.arguments import parse_arguments
 from bot.sealing import keys_of, new_key, unseal
 from bot.settings import Settings
+from bot.synthetic_district import CREDIT_OFFICE, generate_district
 from storage.db import make_engine, transaction
 from storage.importing import import_file
-from storage.models import Assignment, Batch, Stratum, Task
+from storage.models import Assignment, Batch, InspectionObject, Stratum, Task
 from storage.pools import thaw
 from storage.schema import upgrade
 
@@ -183,7 +183,8 @@ def select_objects(session, stratum_id: int, stratum_seed: str, workers: int | N
 def match(seed: str, inputs: dict, batch: Batch, on) -> list[matching.Assignment]:
     """``matching.match`` called exactly as ``draw.draw`` calls it."""
     return matching.match(
-        seed, [matching.TaskObject(o["id"], o["unit"], frozenset(o["required_specialties"])) for o in inputs["objects"]],
+        seed,
+        [matching.TaskObject(o["id"], o["unit"], frozenset(o["required_specialties"])) for o in inputs["objects"]],
         [matching.Inspector(i["id"], i["unit"], frozenset(i["specialties"]), i["active"], qualified=i["qualified"])
          for i in inputs["inspectors"]],
         mode=batch.mode, on=on, teams=[matching.Team(t["id"], tuple(t["members"])) for t in inputs["teams"]],
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             seed = ssr1.seed(batch_id, unseal(batch.secret_encrypted, keys_of(settings)), beacon)
             stratum_seed = ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest)
             size, k = stratum.pool_size, stratum.k
-            objects_total = session.exec(select(func.count()).select_from(Task.__table__.c.object_id.table)).one()
+            objects_total = session.scalar(select(func.count()).select_from(InspectionObject))
             say(f"naive ORDER BY RANDOM() LIMIT {k:,} …")
             naive_seconds, naive_rows = naive(work / "bench.db", k, args.repeat)
 
@@ -285,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         with transaction(engine) as session:  # what the draw stored, against the phases
             stored = publish.strata_of(session, batch_id)[0].selected
             stored_inputs = session.get(Batch, batch_id).matching_inputs
-            task_rows = session.exec(select(func.count()).select_from(Task).where(Task.batch_id == batch_id)).one()
-            assignment_rows = session.exec(select(func.count()).select_from(Assignment).join(
-                Task, Task.id == Assignment.task_id).where(Task.batch_id == batch_id)).one()
+            task_rows = session.scalar(select(func.count()).select_from(Task).where(Task.batch_id == batch_id))
+            assignment_rows = session.scalar(select(func.count()).select_from(Assignment).join(
+                Task, Task.id == Assignment.task_id).where(Task.batch_id == batch_id))
         if chosen != chosen_one:
             failures.append("selection on every core differs from selection in one process")
         if stored != [[s.id, s.score] for s in chosen]:
@@ -299,11 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"stored {task_rows} tasks / {assignment_rows} assignments")
 
         walks = sorted(per_task[t.object_id] for t in tasks)
-        lists = sorted({len(inputs["inspectors"])} | set())
-        del lists
         mean_walk = statistics.fmean(walks) if walks else 0.0
-        selection_total = select_all
-        verdict = "PASS" if selection_total <= TARGET * floor else "MISS"
+        verdict = "PASS" if select_all <= TARGET * floor else "MISS"
         workers = f"{cores} processes" if parallel else "1 process (pool below PARALLEL_FROM or one core)"
         phases = [
             *setup,

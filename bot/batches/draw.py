@@ -89,8 +89,9 @@ def match_recorded(seed: str, inputs: dict) -> list[matching.Assignment]:
 
 def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: date) -> dict:
     """Everything matching reads, as it stands at the draw (SPEC §6 ``assignment.json``)."""
-    inspectors = session.exec(select(Inspector).where(Inspector.listed == true()).order_by(Inspector.id)).scalars()
-    teams = session.exec(select(Team).where(Team.listed == true()).order_by(Team.id)).scalars()
+    # Sorted here, not by the database: SQL collations need not be Unicode scalar order.
+    inspectors = sorted(session.exec(select(Inspector).where(Inspector.listed == true())).scalars(), key=_by_id)
+    teams = sorted(session.exec(select(Team).where(Team.listed == true())).scalars(), key=_by_id)
     conflicts = session.exec(select(Conflict.inspector_id, Conflict.object_id).where(Conflict.listed == true())).all()
     needs = dict(session.exec(select(Item.code, Item.specialty)).all())
     object_ids = [t.object_id for t in tasks]
@@ -106,6 +107,10 @@ def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: 
                      "required_specialties": sorted({needs[i] for i in t.items if needs.get(i)})} for t in tasks],
         "conflicts": [list(pair) for pair in sorted({(c.inspector_id, c.object_id) for c in conflicts})],
     }
+
+
+def _by_id(row) -> str:
+    return row.id
 
 
 def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list[matching.Assignment]) -> None:
