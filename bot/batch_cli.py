@@ -14,6 +14,7 @@ from pathlib import Path
 from bot.batches import create, draw, lifecycle, publish
 from bot.batches.errors import Refusal
 from bot.batches.export import export
+from bot.batches.records import strata_of
 from bot.clock import bureau_today, now
 from bot.roles import Actor, is_admin
 from bot.rules.arguments import ArgumentError, parse_arguments
@@ -69,7 +70,7 @@ def _act(session, settings, actor: str, action: str, tokens: list[str]) -> list[
         return [say("batches", "stratum_added", batch=made.batch, stratum=made.stratum, size=made.pool_size)]
     if action == "publish":
         batch = publish.publish(session, settings, actor, arguments, now())
-        return say("batches", "published", batch=batch, strata=create.strata_of(session, batch.id)).splitlines()
+        return say("batches", "published", batch=batch, strata=strata_of(session, batch.id)).splitlines()
     if action == "draw":
         drawn = draw.draw(session, settings, actor, arguments, now())
         return say("batches", "drawn", drawn=drawn).splitlines()

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from bot.batches import options
 from bot.batches.errors import Refusal
+from bot.batches.records import find_batch, strata_of
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments
 from bot.rules.scope import Scope, describe, parse_scope
@@ -82,19 +83,8 @@ def add_stratum(session: Session, actor: str, args: Arguments) -> Created:
     return Created(batch, stratum, size)
 
 
-def strata_of(session: Session, batch_id: str) -> list[Stratum]:
-    """A batch's strata in declared order."""
-    query = select(Stratum).where(Stratum.batch_id == batch_id).order_by(Stratum.position)
-    return list(session.exec(query).scalars())
-
-
 def draft_batch(session: Session, batch_id: str) -> Batch:
-    batch = session.get(Batch, batch_id)
-    if batch is None:
-        raise Refusal("unknown_batch", batch=batch_id)
-    if batch.status != "draft":
-        raise Refusal("not_draft", batch=batch_id, status=batch.status)
-    return batch
+    return find_batch(session, batch_id, ("draft",), "not_draft")
 
 
 def _stratum(batch, name, position, scope: Scope, item_codes, ratio, count) -> Stratum:

@@ -16,8 +16,8 @@ from sqlalchemy import select, true
 from sqlmodel import Session
 
 from bot.batches import options
-from bot.batches.create import strata_of
 from bot.batches.errors import Refusal
+from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_from_pool
 from bot.rules import matching, ssr1
 from bot.rules.arguments import Arguments
@@ -40,7 +40,7 @@ class Drawn:
 
 def draw(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime) -> Drawn:
     """Draw a published batch; on any refusal nothing is stored."""
-    batch = _published_batch(session, options.required(args, "batch"))
+    batch = find_batch(session, options.required(args, "batch"), ("published",), "not_published")
     beacon = _beacon(batch, args.get("beacon_value"))
     secret = _secret(batch, settings)
     seed = ssr1.seed(batch.id, secret, beacon)
@@ -124,15 +124,6 @@ def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list
              "assigned_at": batch.drawn_at} for n, a in enumerate(staffed) for p, inspector in enumerate(a.inspectors)]
     if rows:
         connection.execute(Assignment.__table__.insert(), rows)
-
-
-def _published_batch(session: Session, batch_id: str) -> Batch:
-    batch = session.get(Batch, batch_id)
-    if batch is None:
-        raise Refusal("unknown_batch", batch=batch_id)
-    if batch.status != "published":
-        raise Refusal("not_published", batch=batch_id, status=batch.status)
-    return batch
 
 
 def _beacon(batch: Batch, value: str | None) -> str:

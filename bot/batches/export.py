@@ -9,12 +9,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlmodel import Session
 
-from bot.batches.create import strata_of
 from bot.batches.errors import Refusal
+from bot.batches.records import find_batch, strata_of
 from bot.rules import ssr1
 from storage.models import Batch, Task
-
-DRAWN = ("drawn", "in_progress", "completed")
 
 
 def record(session: Session, batch: Batch) -> dict:
@@ -37,10 +35,8 @@ def pool_file(stratum_name: str) -> str:
 
 def export(session: Session, batch_id: str, out: Path, *, internal: bool = False) -> list[Path]:
     """Write record.json and the pool files (and, internally, assignment.json) to ``out``."""
-    batch = session.get(Batch, batch_id)
-    if batch is None:
-        raise Refusal("unknown_batch", batch=batch_id)
-    if batch.status not in DRAWN and not (batch.status == "cancelled" and batch.drawn_at):
+    batch = find_batch(session, batch_id)
+    if batch.drawn_at is None:  # drawn, in progress, completed — or cancelled after its draw
         raise Refusal("not_drawn", batch=batch_id, status=batch.status)
     out.mkdir(parents=True, exist_ok=True)
     written = [_write_json(out / "record.json", record(session, batch))]

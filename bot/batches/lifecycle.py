@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.batches import options
-from bot.batches.errors import Refusal
+from bot.batches.records import STATUSES, find_batch
 from bot.rules.arguments import Arguments
 from storage import audit
 from storage.models import Batch
@@ -20,11 +20,7 @@ FINAL = ("completed", "cancelled")
 def cancel(session: Session, actor: str, args: Arguments, now: datetime) -> Batch:
     batch_id = options.required(args, "batch")
     reason = options.required(args, "reason")
-    batch = session.get(Batch, batch_id)
-    if batch is None:
-        raise Refusal("unknown_batch", batch=batch_id)
-    if batch.status in FINAL:
-        raise Refusal("already_final", batch=batch_id, status=batch.status)
+    batch = find_batch(session, batch_id, tuple(s for s in STATUSES if s not in FINAL), "already_final")
     before = batch.status
     batch.status, batch.cancelled_at, batch.cancel_reason = "cancelled", now, reason
     session.add(batch)

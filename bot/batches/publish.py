@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from bot.batches import options
-from bot.batches.create import draft_batch, strata_of
+from bot.batches.create import draft_batch
 from bot.batches.errors import Refusal
+from bot.batches.records import strata_of
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments
 from bot.rules.risk import RiskWeights
