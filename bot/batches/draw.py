@@ -18,7 +18,7 @@ from sqlmodel import Session
 from bot.batches import options
 from bot.batches.errors import Refusal
 from bot.batches.records import find_batch, strata_of
-from bot.batches.selection import select_from_pool
+from bot.batches.selection import select_lines
 from bot.rules import matching, ssr1
 from bot.rules.arguments import Arguments
 from bot.sealing import SealingError, keys_of, unseal
@@ -51,8 +51,7 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
             data = thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs)
         except TamperedPool as exc:
             raise Refusal("pool_tampered", batch=batch.id, stratum=stratum.name, ids=exc.first_ids) from None
-        chosen = select_from_pool(data, stratum.pool_size, ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest),
-                                  stratum.k)
+        chosen = select_lines(ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest), data, stratum.k)
         stratum.selected = [[s.id, s.score] for s in chosen]
         selections.append((stratum.name, stratum.items, [s.id for s in chosen]))
     tasks = ssr1.task_list(selections)
