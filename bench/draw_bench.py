@@ -9,18 +9,22 @@ the same run times:
 
 * naive: ``SELECT id FROM objects ORDER BY RANDOM() LIMIT k`` on the same database
   (fast, but nobody can check it);
-* hash floor: one SHA-256 per pool member in a plain loop (one core);
+* hash floor: one SHA-256 per pool member in a plain loop (one core), and the same loop
+  cut across every core, to show what the machine's cores really give;
 * selection: the frozen pool read from the database, its digest checked, every member
-  scored and the k best kept (``thaw`` + ``select_from_pool``), on every core and in
-  one process;
-* matching: ``matching_inputs`` and ``matching.match`` for that selection's tasks, and
-  (untimed) how many SHA-256 each task's lazy walk cost (DRAW.md §5);
+  scored and the k best kept (``thaw`` + ``selection.select_lines``, as the draw does);
+  beside it, for comparison only, a sketch of the same on forked chunks (every core)
+  and the reference ``ssr1.select``;
+* matching: ``matching_inputs`` and ``match_recorded`` (``matching.match`` as the draw
+  calls it) for that selection's tasks, and (untimed) how many SHA-256 each task's lazy
+  walk cost (DRAW.md §5);
 * the whole draw: ``draw.draw`` in one transaction, storing tasks and assignments,
   commit included.
 
-Set-up (generation, imports, publication) is timed for information only. The machine
-is noisy, so the ratios to the floors matter more than the seconds; timing never fails
-the run. It exits 1 only if an import is refused or the draw disagrees with the phases
+Set-up (generation, imports, publication) is timed for information only. The phases
+but the draw run in interleaved rounds, best kept, so that a slow spell of a noisy
+machine hits them alike; the ratios to the floors matter more than the seconds. Timing
+never fails the run. It exits 1 only if an import is refused or the draw disagrees with the phases
 timed separately (the same seed must give the same selection and teams).
 
 Usage: ``.venv/bin/python bench/draw_bench.py [--objects N] [--inspectors N]
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import multiprocessing
 import os
 import secrets
 import shutil
@@ -41,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -54,7 +60,7 @@ try:
 except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.batches import create, draw, publish, selection
+from bot.batches import create, draw, publish, records, selection
 from bot.rules import matching, ssr1
 from bot.rules.arguments import parse_arguments
 from bot.sealing import keys_of, new_key, unseal
@@ -63,7 +69,7 @@ from bot.synthetic_district import CREDIT_OFFICE, generate_district
 from storage.db import make_engine, transaction
 from storage.importing import import_file
 from storage.models import Assignment, Batch, InspectionObject, Stratum, Task
-from storage.pools import thaw
+from storage.pools import members_of, thaw
 from storage.schema import upgrade
 
 IMPORT_ORDER = ("units", "items", "inspectors", "teams", "objects", "conflicts")
@@ -83,15 +89,6 @@ def timed(run: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = run()
     return time.perf_counter() - started, result
-
-
-def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    """The best time of ``repeat`` runs, with the last run's result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        seconds, result = timed(run)
-        best = min(best, seconds)
-    return best, result
 
 
 def say(text: str) -> None:
@@ -151,47 +148,103 @@ def _publish(engine, settings: Settings, batch_id: str) -> None:
 # --- The phases ------------------------------------------------------------------------------
 
 
-def naive(db: Path, k: int, repeat: int) -> tuple[float, int]:
+def naive(connection: sqlite3.Connection, k: int) -> int:
     """The unverifiable draw: SQLite's own PRNG over the whole table."""
-    connection = sqlite3.connect(db)
-    try:
-        return best_of(repeat, lambda: len(connection.execute(
-            "SELECT id FROM objects ORDER BY RANDOM() LIMIT ?", (k,)).fetchall()))
-    finally:
-        connection.close()
+    return len(connection.execute("SELECT id FROM objects ORDER BY RANDOM() LIMIT ?", (k,)).fetchall())
 
 
-def hash_floor(ids: list[str], stratum_seed: str, repeat: int) -> float:
+def hash_floor(ids: list[str], stratum_seed: str) -> None:
     """One SHA-256 per member, in the plainest loop: what any scoring must at least cost."""
     prefix = stratum_seed + "|"
-
-    def run() -> None:
-        for member_id in ids:
-            hashlib.sha256((prefix + member_id + "|0").encode()).hexdigest()
-
-    return best_of(repeat, run)[0]
+    for member_id in ids:
+        hashlib.sha256((prefix + member_id + "|0").encode()).hexdigest()
 
 
-def select_objects(session, stratum_id: int, stratum_seed: str, workers: int | None) -> list[ssr1.Scored]:
-    """As the draw selects: the frozen pool read and checked, scored, the k best kept."""
-    pool, digest, runs, size, k = session.connection().execute(
-        select(Stratum.pool, Stratum.pool_digest, Stratum.pool_runs, Stratum.pool_size, Stratum.k)
-        .where(Stratum.id == stratum_id)).one()
-    return selection.select_from_pool(thaw(pool, digest, runs), size, stratum_seed, k, workers=workers)
+def read_pool(session, stratum_id: int) -> tuple[bytes, int]:
+    """The frozen pool read from the database and checked against its digest, with its k."""
+    pool, digest, runs, k = session.connection().execute(
+        select(Stratum.pool, Stratum.pool_digest, Stratum.pool_runs, Stratum.k).where(Stratum.id == stratum_id)).one()
+    return thaw(pool, digest, runs), k
 
 
-def match(seed: str, inputs: dict, batch: Batch, on) -> list[matching.Assignment]:
-    """``matching.match`` called exactly as ``draw.draw`` calls it."""
-    return matching.match(
-        seed,
-        [matching.TaskObject(o["id"], o["unit"], frozenset(o["required_specialties"])) for o in inputs["objects"]],
-        [matching.Inspector(i["id"], i["unit"], frozenset(i["specialties"]), i["active"], qualified=i["qualified"])
-         for i in inputs["inspectors"]],
-        mode=batch.mode, on=on, teams=[matching.Team(t["id"], tuple(t["members"])) for t in inputs["teams"]],
-        conflicts={tuple(pair) for pair in inputs["conflicts"]}, team_size=batch.team_size, slack=batch.slack)
+def select_objects(session, stratum_id: int, stratum_seed: str) -> list[ssr1.Scored]:
+    """As the draw selects: the pool read and checked, every member scored, the k best kept."""
+    data, k = read_pool(session, stratum_id)
+    return selection.select_lines(stratum_seed, data, k)
 
 
-def hashes_per_task(seed: str, inputs: dict, batch: Batch, on) -> Counter[str]:
+def select_reference(session, stratum_id: int, stratum_seed: str) -> list[ssr1.Scored]:
+    """The same with the reference ``ssr1.select`` over decoded members (the earlier path)."""
+    data, k = read_pool(session, stratum_id)
+    return ssr1.select(stratum_seed, members_of(data), k)
+
+
+def select_forked(session, stratum_id: int, stratum_seed: str, workers: int) -> list[ssr1.Scored]:
+    """A sketch, not the product: ``select_lines`` on ``workers`` forked chunks of the pool,
+    each sending back its k best as one string, merged here (DRAW.md: any order, same result)."""
+    global _chunk_data
+    _chunk_data, k = read_pool(session, stratum_id)
+    cuts = [0]
+    for i in range(1, workers):
+        cuts.append(_chunk_data.find(b"\n", max(len(_chunk_data) * i // workers, cuts[-1])) + 1 or len(_chunk_data))
+    cuts.append(len(_chunk_data))
+    tasks = [(start, end, stratum_seed, k) for start, end in zip(cuts, cuts[1:], strict=False) if end > start]
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as executor:
+            parts = list(executor.map(_select_chunk, tasks))
+    finally:
+        _chunk_data = b""
+    merged = sorted(line for part in parts for line in part.split("\n") if line)[:k]
+    return [ssr1.Scored(line[:64], line[64:]) for line in merged]
+
+
+_chunk_data = b""  # inherited by the forked workers of select_forked
+
+
+def _select_chunk(task: tuple[int, int, str, int]) -> str:
+    start, end, stratum_seed, k = task
+    return "\n".join(s.score + s.id for s in selection.select_lines(stratum_seed, _chunk_data[start:end], k))
+
+
+def hash_floor_parallel(ids: list[str], stratum_seed: str, workers: int) -> None:
+    """The same loop cut into ``workers`` forked processes: how much the cores really give."""
+    global _floor_ids, _floor_prefix
+    _floor_ids, _floor_prefix = ids, stratum_seed + "|"
+    step = -(-len(ids) // workers)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as executor:
+            list(executor.map(_floor_part, [(start, start + step) for start in range(0, len(ids), step)]))
+    finally:
+        _floor_ids = []
+
+
+_floor_ids: list[str] = []  # inherited by the forked workers of hash_floor_parallel
+_floor_prefix = ""
+
+
+def _floor_part(bounds: tuple[int, int]) -> None:
+    for member_id in _floor_ids[bounds[0]:bounds[1]]:
+        hashlib.sha256((_floor_prefix + member_id + "|0").encode()).hexdigest()
+
+
+def interleaved(repeat: int, runs: dict[str, Callable[[], Any]]) -> dict[str, tuple[float, list[float], Any]]:
+    """Each run once per round, round after round: a slow spell of a noisy machine hits all
+    of them alike, so their ratios hold. Best time, every time and the last result of each."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    results: dict[str, Any] = {}
+    for round_ in range(repeat):
+        say(f"round {round_ + 1} of {repeat}: {', '.join(runs)} …")
+        for name, run in runs.items():
+            seconds, results[name] = timed(run)
+            times[name].append(seconds)
+    return {name: (min(times[name]), times[name], results[name]) for name in runs}
+
+
+def spread(times: list[float]) -> str:
+    return f"runs {min(times):.2f}–{max(times):.2f} s" if len(times) > 1 else ""
+
+
+def hashes_per_task(seed: str, inputs: dict) -> Counter[str]:
     """SHA-256 calls of each task's walk (untimed: ``matching.H`` wrapped by a counter)."""
     counts: Counter[str] = Counter()
     original = matching.H
@@ -202,7 +255,7 @@ def hashes_per_task(seed: str, inputs: dict, batch: Batch, on) -> Counter[str]:
 
     matching.H = counting
     try:
-        match(seed, inputs, batch, on)
+        draw.match_recorded(seed, inputs)
     finally:
         matching.H = original
     return counts
@@ -226,15 +279,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inspectors", type=int, default=2_000, help="inspectors in the district")
     parser.add_argument("--ratio", default="5", help="percent of the pool drawn")
     parser.add_argument("--seed", type=int, default=2026, help="district seed")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each phase but the draw (best kept)")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds of each phase but the draw (best kept)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="shuangsui-draw-bench-"))
+    cores = os.cpu_count() or 1
     failures: list[str] = []
     try:
         say(f"{args.objects:,} objects, {args.inspectors:,} inspectors, {args.ratio}% cross, "
-            f"{os.cpu_count()} cores, in {work}")
+            f"{cores} cores, in {work}")
         engine, settings, setup = set_up(work, args, failures)
         if failures:
             print("\n".join(failures))
@@ -245,36 +299,43 @@ def main(argv: list[str] | None = None) -> int:
         # The beacon's value is published after the plan: only now can anything be computed.
         beacon = f"{secrets.randbelow(10**5):05d}"
         at = datetime.now(UTC)
-        on = at.astimezone(ZoneInfo(settings.bureau.timezone)).date()
         with transaction(engine) as session:  # reads only: commits nothing
             batch = session.get(Batch, batch_id)
-            stratum = publish.strata_of(session, batch_id)[0]
+            stratum = records.strata_of(session, batch_id)[0]
             seed = ssr1.seed(batch_id, unseal(batch.secret_encrypted, keys_of(settings)), beacon)
             stratum_seed = ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest)
             size, k = stratum.pool_size, stratum.k
             objects_total = session.scalar(select(func.count()).select_from(InspectionObject))
-            say(f"naive ORDER BY RANDOM() LIMIT {k:,} …")
-            naive_seconds, naive_rows = naive(work / "bench.db", k, args.repeat)
-
             ids = [line.rpartition("|")[0] for line in thaw(stratum.pool, stratum.pool_digest,
                                                                  stratum.pool_runs).decode().splitlines()]
-            say(f"hash floor over {len(ids):,} members …")
-            floor = hash_floor(ids, stratum_seed, args.repeat)
-            del ids
-
-            cores = os.cpu_count() or 1
-            parallel = size >= selection.PARALLEL_FROM and cores >= 2
-            say("selection …")
-            select_all, chosen = best_of(args.repeat, lambda: select_objects(session, stratum.id, stratum_seed, None))
-            select_one, chosen_one = best_of(args.repeat, lambda: select_objects(session, stratum.id, stratum_seed, 1))
-            read_check = best_of(args.repeat, lambda: thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs))[0]
+            raw = sqlite3.connect(work / "bench.db")  # WAL: reads beside the session's write lock
+            try:
+                runs = interleaved(args.repeat, {
+                    "naive": lambda: naive(raw, k),
+                    "floor": lambda: hash_floor(ids, stratum_seed),
+                    "floor, every core": lambda: hash_floor_parallel(ids, stratum_seed, cores),
+                    "selection": lambda: select_objects(session, stratum.id, stratum_seed),
+                    "selection, forked": lambda: select_forked(session, stratum.id, stratum_seed, cores),
+                    "selection, reference": lambda: select_reference(session, stratum.id, stratum_seed),
+                    "thaw": lambda: thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs),
+                })
+            finally:
+                raw.close()
+            ids = []  # free the copy
+            chosen = runs["selection"][2]
 
             tasks = ssr1.task_list([(stratum.name, stratum.items, [s.id for s in chosen])])
-            say(f"matching {len(tasks):,} tasks …")
-            inputs_seconds, inputs = best_of(args.repeat, lambda: draw.matching_inputs(session, batch, tasks, on))
-            match_seconds, staffed = best_of(args.repeat, lambda: match(seed, inputs, batch, on))
-            per_task = hashes_per_task(seed, inputs, batch, on)
-            eligible = sum(1 for i in inputs["inspectors"] if i["active"] and i["qualified"])
+            on = at.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+            inputs = draw.matching_inputs(session, batch, tasks, on)
+            runs |= interleaved(args.repeat, {
+                "matching inputs": lambda: draw.matching_inputs(session, batch, tasks, on),
+                "match": lambda: draw.match_recorded(seed, inputs),
+            })
+            staffed = runs["match"][2]
+            per_task = hashes_per_task(seed, inputs)
+            eligible_in = Counter(i["unit"] for i in inputs["inspectors"] if i["active"] and i["qualified"])
+            eligible = eligible_in.total()
+            full_walk = statistics.fmean(eligible - eligible_in[o["unit"]] for o in inputs["objects"]) if tasks else 0
 
         say("the whole draw …")
         arguments = parse_arguments(f"批次={batch_id} 信标值={beacon}", draw.DRAW_KEYS)
@@ -284,13 +345,14 @@ def main(argv: list[str] | None = None) -> int:
         whole = time.perf_counter() - started
 
         with transaction(engine) as session:  # what the draw stored, against the phases
-            stored = publish.strata_of(session, batch_id)[0].selected
+            stored = records.strata_of(session, batch_id)[0].selected
             stored_inputs = session.get(Batch, batch_id).matching_inputs
             task_rows = session.scalar(select(func.count()).select_from(Task).where(Task.batch_id == batch_id))
             assignment_rows = session.scalar(select(func.count()).select_from(Assignment).join(
                 Task, Task.id == Assignment.task_id).where(Task.batch_id == batch_id))
-        if chosen != chosen_one:
-            failures.append("selection on every core differs from selection in one process")
+        for other in ("selection, forked", "selection, reference"):
+            if runs[other][2] != chosen:
+                failures.append(f"{other} differs from the draw's selection")
         if stored != [[s.id, s.score] for s in chosen]:
             failures.append("the draw stored another selection than the one timed")
         if [(a["object_id"], tuple(a["inspectors"])) for a in stored_inputs["assignments"]] != [
@@ -299,42 +361,56 @@ def main(argv: list[str] | None = None) -> int:
         if task_rows != len(tasks) or assignment_rows != sum(len(a.inspectors) for a in staffed):
             failures.append(f"stored {task_rows} tasks / {assignment_rows} assignments")
 
-        walks = sorted(per_task[t.object_id] for t in tasks)
-        mean_walk = statistics.fmean(walks) if walks else 0.0
-        verdict = "PASS" if select_all <= TARGET * floor else "MISS"
-        workers = f"{cores} processes" if parallel else "1 process (pool below PARALLEL_FROM or one core)"
+        best = {name: seconds for name, (seconds, _, _) in runs.items()}
+        floor, naive_seconds = best["floor"], best["naive"]
+        walks = sorted(per_task[t.object_id] for t in tasks) or [0]
+        mean_walk = statistics.fmean(walks)
+        verdict = "PASS" if best["selection"] <= TARGET * floor else "MISS"
+        matching_seconds = best["matching inputs"] + best["match"]
+        rest = whole - best["selection"] - matching_seconds
         phases = [
             *setup,
             Phase(f"naive: ORDER BY RANDOM() LIMIT {k:,}", naive_seconds,
-                  f"{naive_rows:,} of the objects table's {objects_total:,} rows, unverifiable"),
-            Phase(f"hash floor: 1 SHA-256 × {size:,} members, plain loop", floor),
-            Phase("selection: read + digest check + score + k best", select_all,
-                  f"{workers}; {verdict} against {TARGET:g}× the hash floor"),
-            Phase("selection, one process (workers=1)", select_one),
-            Phase("  of which thaw (decompress + digest check)", read_check),
-            Phase("matching: matching_inputs (read directory)", inputs_seconds,
+                  f"{objects_total:,} rows of the objects table, unverifiable; {spread(runs['naive'][1])}"),
+            Phase(f"hash floor: 1 SHA-256 × {size:,} members, plain loop", floor, spread(runs["floor"][1])),
+            Phase(f"  (machine check: the same loop on {cores} processes)", best["floor, every core"],
+                  f"{floor / best['floor, every core']:.2f}× faster than one core; "
+                  f"{spread(runs['floor, every core'][1])}"),
+            Phase("selection: read + digest check + score + k best", best["selection"],
+                  f"thaw + select_lines, one process, as draw.draw; {verdict} against {TARGET:g}× the hash floor; "
+                  f"{spread(runs['selection'][1])}"),
+            Phase(f"  sketch: select_lines on {cores} forked chunks, merged", best["selection, forked"],
+                  f"not the product: what the cores would give; {spread(runs['selection, forked'][1])}"),
+            Phase("  reference: ssr1.select over members_of", best["selection, reference"],
+                  f"the earlier path; {spread(runs['selection, reference'][1])}"),
+            Phase("  of which thaw (decompress + digest check)", best["thaw"]),
+            Phase("matching: matching_inputs (read directory)", best["matching inputs"],
                   f"{len(inputs['inspectors']):,} inspectors ({eligible:,} eligible), "
                   f"{len(inputs['conflicts']):,} conflicts"),
-            Phase(f"matching: match ({len(tasks):,} tasks, cross, n={batch.team_size})", match_seconds,
-                  f"SHA-256 per task: mean {mean_walk:.2f}, median {statistics.median(walks) if walks else 0:g}, "
-                  f"max {walks[-1] if walks else 0} (a full shuffle would be ~{eligible:,})"),
+            Phase(f"matching: match ({len(tasks):,} tasks, cross, n={batch.team_size})", best["match"],
+                  f"SHA-256 per task: mean {mean_walk:.2f}, median {statistics.median(walks):g}, "
+                  f"max {walks[-1]} (a whole shuffle of L(o): {full_walk:,.0f} on average)"),
             Phase("whole draw: draw.draw + store + commit", whole,
                   f"{drawn.tasks:,} tasks, {assignment_rows:,} assignments, "
                   f"{drawn.needs_expert:,} need an expert; run once"),
+            Phase("  of which storing, records, audit, commit (the rest)", rest,
+                  "whole draw minus the best selection and matching above"),
         ]
 
         print()
         report(phases, floor, naive_seconds)
         print(f"pool {size:,} of {args.objects:,} objects, k = {k:,} ({args.ratio}%), "
               f"{args.inspectors:,} inspectors, beacon {beacon!r} given at the draw; best of {args.repeat} "
-              f"but the draw; {cores} cores.")
+              f"interleaved rounds but the draw; {cores} cores.")
         print()
         print(f"draw: {args.objects:,} objects / {args.inspectors:,} inspectors, k {k:,}: selection "
-              f"{select_all:.2f} s = {select_all / floor:.2f}× hash floor ({floor:.2f} s) {verdict} "
-              f"(target ≤ {TARGET:g}×; one process {select_one / floor:.2f}×), {select_all / naive_seconds:.1f}× "
-              f"naive ORDER BY RANDOM() ({naive_seconds:.2f} s); matching {inputs_seconds + match_seconds:.2f} s "
-              f"({mean_walk:.2f} SHA-256/task, max {walks[-1] if walks else 0}); whole draw {whole:.2f} s = "
-              f"{whole / floor:.1f}× floor, {whole / naive_seconds:.1f}× naive"
+              f"{best['selection']:.2f} s = {best['selection'] / floor:.2f}× hash floor ({floor:.2f} s) {verdict} "
+              f"(target ≤ {TARGET:g}×; forked sketch {best['selection, forked'] / floor:.2f}×, "
+              f"reference ssr1.select {best['selection, reference'] / floor:.2f}×; "
+              f"{cores} cores give {floor / best['floor, every core']:.2f}× on the floor), "
+              f"{best['selection'] / naive_seconds:.1f}× naive ORDER BY RANDOM() ({naive_seconds:.2f} s); "
+              f"matching {matching_seconds:.2f} s ({mean_walk:.2f} SHA-256/task, max {walks[-1]}); whole draw "
+              f"{whole:.2f} s = {whole / floor:.1f}× floor, {whole / naive_seconds:.1f}× naive"
               + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
         return 1 if failures else 0
     finally:

@@ -28,6 +28,7 @@ from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspec
 from storage.pools import TamperedPool, thaw
 
 DRAW_KEYS = frozenset({"batch", "beacon_value"})
+IN_CHUNK = 10_000
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,11 @@ def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: 
     conflicts = session.exec(select(Conflict.inspector_id, Conflict.object_id).where(Conflict.listed == true())).all()
     needs = dict(session.exec(select(Item.code, Item.specialty)).all())
     object_ids = [t.object_id for t in tasks]
-    units = dict(session.exec(select(InspectionObject.id, InspectionObject.unit_id)
-                              .where(InspectionObject.id.in_(object_ids))).all()) if object_ids else {}
+    units: dict[str, str] = {}
+    for start in range(0, len(object_ids), IN_CHUNK):  # drivers cap a statement's parameters
+        chunk = object_ids[start:start + IN_CHUNK]
+        units.update(session.exec(select(InspectionObject.id, InspectionObject.unit_id)
+                                  .where(InspectionObject.id.in_(chunk))).all())
     return {
         "mode": batch.mode, "team_size": batch.team_size, "slack": batch.slack, "draw_date": on.isoformat(),
         "inspectors": [{"id": i.id, "unit": i.unit_id, "active": i.active,
