@@ -274,3 +274,25 @@ def test_a_synthetic_district_batch_round_trips_through_export_and_verify(engine
     with transaction(engine) as session:
         export(session, batch_id, tmp_path / "out", internal=True)
     assert verifier.main([str(tmp_path / "out")]) == 0
+
+
+def test_a_batch_advances_with_its_tasks(district):
+    settings = batch_settings()
+    batch_id = new(district, settings, "名称=x 事项=A01 数量=2 方式=大随机 截止=2026-12-31")
+    act(district, publish.publish, f"批次={batch_id}", publish.PUBLISH_KEYS, settings)
+    act(district, draw.draw, f"批次={batch_id}", draw.DRAW_KEYS, settings)
+
+    def set_tasks(*statuses):
+        with transaction(district) as session:
+            tasks = session.exec(select(Task).order_by(Task.position)).scalars().all()
+            for task, status in zip(tasks, statuses, strict=True):
+                task.status = status
+                session.add(task)
+            return lifecycle.advance(session, "system", batch_id, NOW).status
+
+    assert set_tasks("drawn", "drawn") == "drawn"
+    assert set_tasks("inspected", "drawn") == "in_progress"
+    assert set_tasks("approved", "submitted") == "in_progress"  # inspected but unpublished is not complete
+    assert set_tasks("approved", "approved") == "completed"
+    with pytest.raises(Refusal, match="already_final"):
+        act(district, lifecycle.cancel, f"批次={batch_id} 原因=x", lifecycle.CANCEL_KEYS)
