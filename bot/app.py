@@ -1,36 +1,81 @@
-"""The aiohttp application: health endpoints now; platform callbacks, the scheduler
-and the outbox dispatcher join it as they are built."""
+"""The aiohttp application: health endpoints, platform callbacks, and per instance the
+loops that finish inbound work and drain the outbox."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 
+import aiohttp
 from aiohttp import web
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
+import handlers
+from bot.chat.dispatcher import Dispatcher
+from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
 from bot.settings import Settings
 from bot.texts import page, say
+from bot.wecom import callback as wecom_callback
+from bot.wecom.api import WeComAPI
+from bot.wecom.sender import WeComSender
 from storage import schema
 from storage.db import engine_for
 
 log = logging.getLogger(__name__)
 
+MAX_REQUEST = 1024 * 1024  # bytes; platform callbacks are far smaller
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", Engine)
 
 
-def create_app(settings: Settings, engine: Engine | None = None) -> web.Application:
-    app = web.Application()
+PIPELINE = web.AppKey("pipeline", Pipeline)
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+
+
+def create_app(settings: Settings, engine: Engine | None = None, *, workers: bool = True) -> web.Application:
+    """The bot: health endpoints, platform callbacks, and (``workers``) the loops that
+    finish inbound work and drain the outbox."""
+    app = web.Application(client_max_size=MAX_REQUEST)
     app[SETTINGS] = settings
     app[ENGINE] = engine or engine_for(settings.database.url)
+    owner = instance_name()
+    app[PIPELINE] = pipeline = Pipeline(app[ENGINE], settings, handlers.router(), owner)
     app.router.add_get("/", home)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_routes(wecom_callback.routes(settings.wecom, pipeline.take))
     app.on_startup.append(remind_missing_arrangements)
+    if workers:
+        app.cleanup_ctx.append(_workers)
     return app
+
+
+def instance_name() -> str:
+    """Who claims rows: unique per process, readable in the database."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+async def _workers(app: web.Application):
+    """The dispatcher and the inbound sweeper, for as long as the app runs."""
+    settings, engine, pipeline = app[SETTINGS], app[ENGINE], app[PIPELINE]
+    async with aiohttp.ClientSession() as http:
+        senders = []
+        if settings.wecom.corp_id and settings.wecom.secret:
+            senders.append(WeComSender(settings, WeComAPI(settings.wecom, engine, pipeline.owner, http)))
+        app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner)
+        pipeline.on_processed = dispatcher.nudge
+        stop = asyncio.Event()
+        loops = [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(pipeline.run(stop))]
+        yield
+        await pipeline.drain()  # finish what was acknowledged, so a clean stop leaves nothing pending
+        stop.set()
+        dispatcher.nudge()
+        await asyncio.gather(*loops, return_exceptions=True)
 
 
 async def remind_missing_arrangements(app: web.Application) -> None:

@@ -92,6 +92,7 @@ class WeComSettings(Section):
     encoding_aes_key: SecretStr | None = None
     api_base: str = "https://qyapi.weixin.qq.com"
     callback_path: str = "/wecom/callback"
+    webhook_key: SecretStr | None = None  # the group robot for announcements and summaries
     aibot: WeComAIBotSettings = WeComAIBotSettings()
 
 

@@ -1,0 +1,14 @@
+"""The bot's features, one module each; ``router()`` joins their routes."""
+
+from bot.chat.router import Router
+
+
+def router() -> Router:
+    """Every command and card action of the bot."""
+    from handlers import help
+
+    joined = Router()
+    for feature in (help,):
+        joined.include(feature.router)
+    help.ROUTES.extend(joined.routes())
+    return joined

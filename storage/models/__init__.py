@@ -13,18 +13,20 @@ from storage.models.directory import (
     Unit,
 )
 from storage.models.infrastructure import (
+    AccessToken,
     AuditEntry,
     DirectoryChange,
     ImportRun,
     InboundDelivery,
     OutboxMessage,
+    SendSlot,
 )
 from storage.models.planning import AnnualPlan, PlanAdjustment
 from storage.models.workflow import Assignment, FollowUp, Result, Task
 
 __all__ = [
-    "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "DirectoryChange",
+    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "DirectoryChange",
     "FollowUp", "Holiday", "ImportRun", "InboundDelivery", "InspectionObject", "Inspector",
-    "Item", "Listed", "OutboxMessage", "PlanAdjustment", "Result", "Stratum",
+    "Item", "Listed", "OutboxMessage", "PlanAdjustment", "Result", "SendSlot", "Stratum",
     "Task", "Team", "Unit", "utcnow",
 ]

@@ -1,4 +1,5 @@
-"""Shared state of the running bot: imports, inbound dedupe, outbox, audit log."""
+"""Shared state of the running bot: imports, inbound deliveries, outbox, rate slots,
+access tokens, audit log."""
 
 from datetime import datetime
 
@@ -35,33 +36,70 @@ class DirectoryChange(SQLModel, table=True):
 
 
 class InboundDelivery(SQLModel, table=True):
-    """A platform delivery already taken: a retry hitting any instance is a duplicate."""
+    """A platform delivery, taken once: its key makes a retry hitting any instance a
+    duplicate, and the neutral event it carries is the durable work still to do."""
 
     __tablename__ = "inbound_deliveries"
     platform: str = Field(primary_key=True)
     delivery_key: str = Field(primary_key=True)
     received_at: datetime = Field(default_factory=utcnow, index=True)
+    event: dict = Field(default_factory=dict, sa_type=JSON)  # bot.chat.events.Event, as JSON
+    status: str = Field(default="pending", index=True)  # pending | processing | done | failed
+    owner: str | None = None  # the instance processing it
+    claimed_at: datetime | None = None
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    done_at: datetime | None = None
+    error: str | None = Field(default=None, sa_type=Text)
 
 
 class OutboxMessage(SQLModel, table=True):
-    """An outbound message, written with the state change that caused it."""
+    """An outbound message, written with the state change that caused it.
+
+    A dispatcher claims it (``storage.outbox.claim``), sends it and records the
+    platform's answer. ``in_doubt`` says an earlier attempt may have reached the
+    platform (it timed out, or its instance died while sending): the platform's own
+    idempotency key (card id, duplicate check) then makes the resend harmless.
+    """
 
     __tablename__ = "outbox"
     id: int | None = Field(default=None, primary_key=True)
     platform: str
-    recipient: str  # user id, chat id or webhook, per platform
-    kind: str  # text | card | card_update | group
-    payload: dict = Field(default_factory=dict, sa_type=JSON)
+    recipient: str  # user id, group name or reply route, per destination kind
+    kind: str  # the message type: text | card | card_update
+    payload: dict = Field(default_factory=dict, sa_type=JSON)  # destination + neutral message
     idempotency_key: str = Field(unique=True)
+    rate_key: str | None = Field(default=None, index=True)  # whose platform rate limit it counts against
     status: str = Field(default="pending", index=True)  # pending | sending | sent | failed
     owner: str | None = None
     claimed_at: datetime | None = None
     attempts: int = 0
+    in_doubt: bool = False
     next_attempt_at: datetime = Field(default_factory=utcnow, index=True)
     last_error: str | None = Field(default=None, sa_type=Text)
     platform_response: dict | None = Field(default=None, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class SendSlot(SQLModel, table=True):
+    """One send counted against a recipient's platform rate limit (kept an hour)."""
+
+    __tablename__ = "send_slots"
+    id: int | None = Field(default=None, primary_key=True)
+    rate_key: str = Field(index=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class AccessToken(SQLModel, table=True):
+    """A platform access token shared by every instance, refreshed by one at a time."""
+
+    __tablename__ = "access_tokens"
+    key: str = Field(primary_key=True)  # platform and app, e.g. wecom:<corp>:<agent>
+    token: str | None = Field(default=None, sa_type=Text)
+    expires_at: datetime | None = None
+    refresher: str | None = None  # the instance fetching a new one
+    refresh_started_at: datetime | None = None
 
 
 class AuditEntry(SQLModel, table=True):

@@ -1,0 +1,66 @@
+"""What a handler gets: the event, who sent it, a session, and ways to answer.
+
+Everything a handler writes — its state change, its answers, the cards it sends and
+the audit entry — commits in one transaction together with marking the event done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session
+
+from bot.chat.events import Event
+from bot.chat.identity import Identity
+from bot.chat.outbound import CARD, USER, Card, CardUpdate, Destination, Message, Text
+from bot.settings import Settings
+from storage import outbox
+
+
+@dataclass
+class Context:
+    session: Session
+    settings: Settings
+    event: Event
+    identity: Identity
+    now: datetime
+    _replies: list[Message] = field(default_factory=list)
+    _queued: int = 0
+
+    @property
+    def actor_label(self) -> str:
+        return self.identity.actor.label
+
+    def reply(self, message: str | Message) -> None:
+        """Answer the event where it came from; several texts are joined into one message
+        (a group reply route can be used once)."""
+        self._replies.append(Text(message) if isinstance(message, str) else message)
+
+    def send(self, destination: Destination, message: Message, key: str) -> bool:
+        """Queue a message elsewhere; ``key`` makes it once-only across retries."""
+        return outbox.queue(self.session, destination, message, key)
+
+    def send_private(self, platform_user: str, message: Message, key: str) -> bool:
+        return self.send(Destination(self.event.platform, USER, platform_user), message, key)
+
+    def close_card(self, closed: str, card: Card | None = None) -> None:
+        """Finish the clicked card: its buttons grey out with ``closed`` (or it is replaced)."""
+        action = self.event.action
+        if action is None:
+            return
+        update = CardUpdate(action.card_id, closed, action.update_token, card)
+        self.send(Destination(self.event.platform, CARD, self.event.sender), update, self._key("card"))
+
+    def flush(self) -> None:
+        """Queue the collected replies (called by the pipeline after the handler)."""
+        texts = [m.text for m in self._replies if isinstance(m, Text)]
+        others = [m for m in self._replies if not isinstance(m, Text)]
+        if texts:
+            self.send(self.event.reply_to, Text("\n\n".join(texts)), self._key("reply"))
+        for n, message in enumerate(others):
+            self.send(self.event.reply_to, message, self._key(f"reply-{n}"))
+        self._replies.clear()
+
+    def _key(self, suffix: str) -> str:
+        return f"event:{self.event.platform}:{self.event.delivery_key}:{suffix}"

@@ -1,0 +1,187 @@
+"""The outbox dispatcher: claim due messages, send them through their platform, record
+the platform's answer.
+
+Delivery is at-least-once from here: a message is marked sent only after the platform
+accepted it, so a crash in between sends it again. Each platform sender makes the
+resend harmless with the platform's own idempotency (WeCom: the card's ``task_id`` and
+``enable_duplicate_check``). Rate limits are kept by the claim (``storage.outbox``):
+over-budget messages wait, never drop. Transient failures back off; permanent ones are
+recorded and the admins are told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from bot.chat.outbound import USER, Destination, Message, Text, from_payload
+from bot.clock import now as clock_now
+from bot.roles import PLATFORMS
+from bot.settings import Settings
+from bot.texts import say
+from storage import outbox
+from storage.db import transaction
+from storage.models import OutboxMessage
+from storage.outbox import RateLimit
+
+log = logging.getLogger(__name__)
+
+GIVE_UP_AFTER = timedelta(hours=72)  # a message still undeliverable after this is failed, and said so
+MAX_BACKOFF = 300.0
+
+
+@dataclass(frozen=True)
+class Sent:
+    response: dict
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Not delivered this time. ``in_doubt``: the platform may have it (e.g. a timeout)."""
+
+    error: str
+    in_doubt: bool = False
+    after: float | None = None  # seconds; None = exponential backoff
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Refused for good (an unknown user, a malformed message)."""
+
+    error: str
+    response: dict | None = None
+
+
+Outcome = Sent | Retry | Failed
+
+
+class Sender(Protocol):
+    """One platform's way out."""
+
+    platform: str
+
+    def limits(self, rate_key: str) -> Sequence[RateLimit]: ...
+
+    async def send(self, destination: Destination, message: Message, *, in_doubt: bool) -> Outcome: ...
+
+
+class Dispatcher:
+    """Drains the outbox for this instance; any number of instances may run one."""
+
+    def __init__(self, engine: Engine, settings: Settings, senders: Sequence[Sender], owner: str,
+                 *, batch: int = 50, poll: float = 1.0) -> None:
+        self.engine, self.settings, self.owner = engine, settings, owner
+        self.senders = {s.platform: s for s in senders}
+        self.batch, self.poll = batch, poll
+        self._wake = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Something was queued: look now rather than at the next poll."""
+        self._wake.set()
+
+    def limits(self, rate_key: str) -> Sequence[RateLimit]:
+        sender = self.senders.get(rate_key.split(":", 1)[0])
+        return sender.limits(rate_key) if sender else ()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Send until ``stop`` is set; a failure of one round never ends the loop."""
+        while not stop.is_set():
+            try:
+                sent = await self.run_once()
+            except Exception:
+                log.exception("outbox round failed; retrying")
+                sent = 0
+            if sent:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            except TimeoutError:
+                pass
+
+    async def run_once(self) -> int:
+        """Claim one batch and send it; returns how many were claimed."""
+        rows = await asyncio.to_thread(self._claim)
+        if not rows:
+            return 0
+        await asyncio.gather(*(self._deliver(row) for row in rows))
+        return len(rows)
+
+    def _claim(self) -> list[OutboxMessage]:
+        with transaction(self.engine) as session:
+            now = clock_now()
+            rows = outbox.claim(session, self.owner, now, self.limits, batch=self.batch)
+            if random.random() < 0.02:  # keep the rate-slot table to the last hour
+                outbox.forget_old_slots(session, now)
+            return rows
+
+    async def _deliver(self, row: OutboxMessage) -> None:
+        destination, message = from_payload(row.payload)
+        sender = self.senders.get(row.platform)
+        if sender is None:
+            outcome: Outcome = Retry(f"platform {row.platform} not enabled here", after=60)
+        else:
+            try:
+                outcome = await sender.send(destination, message, in_doubt=row.in_doubt)
+            except Exception as exc:  # a bug in a sender must not lose the message
+                log.exception("sending outbox message %s failed", row.id)
+                outcome = Retry(type(exc).__name__, in_doubt=True)
+        await asyncio.to_thread(self._record, row, outcome)
+
+    def _record(self, row: OutboxMessage, outcome: Outcome) -> None:
+        now = clock_now()
+        with transaction(self.engine) as session:
+            if isinstance(outcome, Sent):
+                outbox.mark_sent(session, row.id, self.owner, outcome.response, now)
+                return
+            if isinstance(outcome, Retry) and now - row.created_at < GIVE_UP_AFTER:
+                delay = outcome.after if outcome.after is not None else _backoff(row.attempts)
+                outbox.mark_retry(session, row.id, self.owner, outcome.error, now + timedelta(seconds=delay),
+                                  in_doubt=outcome.in_doubt or row.in_doubt)
+                log.info("outbox message %s will be retried in %.0f s: %s", row.id, delay, outcome.error)
+                return
+            response = outcome.response if isinstance(outcome, Failed) else None
+            if outbox.mark_failed(session, row.id, self.owner, outcome.error, response):
+                log.warning("outbox message %s to %s failed for good: %s", row.id, row.platform, outcome.error)
+                self._tell_admins(session, row, outcome.error)
+
+    def _tell_admins(self, session, row: OutboxMessage, error: str) -> None:
+        """Surface a permanent failure to the admins on the same platform (never about a
+        failure notice itself, nor about a card update that could not be made)."""
+        if row.idempotency_key.startswith("send-failed:") or row.kind == "card_update":
+            return
+        notice = Text(say("chat", "send_failed", recipient=row.recipient, error=error,
+                          summary=_summary(row)))
+        for admin in admins_on(self.settings, row.platform):
+            outbox.queue(session, Destination(row.platform, USER, admin), notice, f"send-failed:{row.id}:{admin}")
+
+
+def admins_on(settings: Settings, platform: str) -> list[str]:
+    """The admins' user ids on ``platform`` (bare ids count on every platform)."""
+    found = []
+    for entry in settings.roles.admins:
+        prefix, sep, user = entry.partition(":")
+        if sep and prefix in PLATFORMS:
+            if prefix == platform:
+                found.append(user)
+        else:
+            found.append(entry)
+    return found
+
+
+def _summary(row: OutboxMessage) -> str:
+    message = row.payload.get("message", {})
+    text = message.get("text") or message.get("title") or ""
+    return text[:40]
+
+
+def _backoff(attempts: int) -> float:
+    base = min(MAX_BACKOFF, 2.0 ** max(attempts, 1))
+    return base * random.uniform(0.8, 1.2)

@@ -1,0 +1,57 @@
+"""Who is talking (SPEC §1): roles from configuration and the inspector directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from bot.roles import Actor, named
+from bot.settings import Settings
+from storage.models import Inspector
+
+ADMIN, SUPERVISOR, LEAD, APPROVER, ACCOUNTABILITY, INSPECTOR = (
+    "admin", "supervisor", "lead", "approver", "accountability", "inspector")
+ROLES = (ADMIN, SUPERVISOR, LEAD, APPROVER, ACCOUNTABILITY, INSPECTOR)
+_PLATFORM_ID = {"wecom": Inspector.wecom_userid, "dingtalk": Inspector.dingtalk_userid}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An actor with every role they hold; unit roles list their units."""
+
+    actor: Actor
+    roles: frozenset[str] = frozenset()
+    units: dict[str, frozenset[str]] = field(default_factory=dict)  # role → unit ids
+    inspector_id: str | None = None
+
+    def has(self, role: str) -> bool:
+        return role in self.roles or (role != ADMIN and ADMIN in self.roles)
+
+
+def identify(session: Session, settings: Settings, actor: Actor) -> Identity:
+    """Look ``actor`` up in ``[roles]`` and, by their platform id, in the inspector directory."""
+    roles, units = set(), {}
+    if named(settings.roles.admins, actor):
+        roles.add(ADMIN)
+    if named(settings.roles.supervisors, actor):
+        roles.add(SUPERVISOR)
+    for unit_id, unit in settings.roles.units.items():
+        for role, people in ((LEAD, unit.leads), (APPROVER, unit.approvers), (ACCOUNTABILITY, unit.accountability)):
+            if named(people, actor):
+                roles.add(role)
+                units.setdefault(role, set()).add(unit_id)
+    inspector_id = _inspector_of(session, actor)
+    if inspector_id:
+        roles.add(INSPECTOR)
+    return Identity(actor, frozenset(roles), {r: frozenset(u) for r, u in units.items()}, inspector_id)
+
+
+def _inspector_of(session: Session, actor: Actor) -> str | None:
+    column = _PLATFORM_ID.get(actor.platform)
+    if column is not None:
+        where = func.lower(column) == actor.user_id.lower()  # WeCom user ids are case-insensitive
+    else:
+        where = Inspector.id == actor.user_id  # the console and the CLI name inspectors by id
+    return session.exec(select(Inspector.id).where(where, Inspector.active, Inspector.listed)).first()

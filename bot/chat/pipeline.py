@@ -1,0 +1,187 @@
+"""The inbound pipeline, after a platform edge has verified and parsed a delivery:
+
+take (dedupe + persist, one transaction) → acknowledge → process (identify → route →
+handler), durably. The edge answers the platform as soon as ``take`` returns; the
+handler's work runs after, from the stored event, so a crash after the acknowledgement
+loses nothing: the row stays claimable and any instance finishes it.
+
+Takes from concurrent requests are committed together (``GroupCommit``): one database
+round trip for many callbacks keeps the acknowledgement well inside the platform's
+deadline under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from bot.chat.context import Context
+from bot.chat.events import Event
+from bot.chat.identity import identify
+from bot.chat.outbound import Text
+from bot.chat.router import Router
+from bot.clock import now as clock_now
+from bot.roles import Actor
+from bot.settings import Settings
+from bot.texts import say
+from storage import audit, inbound
+from storage.db import transaction
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+LEASE = timedelta(seconds=60)
+
+
+class GroupCommit:
+    """Writes the deliveries of concurrent requests in one transaction per round."""
+
+    def __init__(self, engine: Engine, max_batch: int = 500) -> None:
+        self._engine = engine
+        self._max_batch = max_batch
+        self._waiting: list[tuple[Event, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def take(self, event: Event) -> bool:
+        """Whether the delivery is new (False: a duplicate of one already taken)."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append((event, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_rounds())
+        return await future
+
+    async def _write_rounds(self) -> None:
+        while self._waiting:
+            round_, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
+            try:
+                new = await asyncio.to_thread(self._write, [event for event, _ in round_])
+            except Exception as exc:  # every waiting request answers "try again" (a 5xx the platform retries)
+                for _, future in round_:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            seen = set()
+            for event, future in round_:
+                key = (event.platform, event.delivery_key)
+                if not future.done():
+                    future.set_result(key in new and key not in seen)
+                seen.add(key)
+
+    def _write(self, events: list[Event]) -> set[tuple[str, str]]:
+        unique = {(e.platform, e.delivery_key): e for e in reversed(events)}  # first of each key wins
+        with transaction(self._engine) as session:
+            return inbound.take(session, [(p, k, e.to_json()) for (p, k), e in unique.items()], clock_now())
+
+
+class Pipeline:
+    """Takes events, and processes them on this instance (or any other, after a crash)."""
+
+    def __init__(self, engine: Engine, settings: Settings, router: Router, owner: str,
+                 on_processed: Callable[[], None] = lambda: None) -> None:
+        self.engine, self.settings, self.router, self.owner = engine, settings, router, owner
+        self.on_processed = on_processed  # e.g. wake the dispatcher: answers are queued
+        self._intake = GroupCommit(engine)
+        self._running: set[asyncio.Task] = set()  # strong references, as asyncio requires
+
+    async def take(self, event: Event) -> bool:
+        """Persist the delivery once; start its processing. Returns False for a duplicate."""
+        new = await self._intake.take(event)
+        if new:
+            task = asyncio.create_task(self.process([(event.platform, event.delivery_key)]))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return new
+
+    async def process(self, keys: Sequence[tuple[str, str]] | None = None) -> int:
+        """Claim the given deliveries (or any due or abandoned ones) and handle them."""
+        handled = await asyncio.to_thread(self.process_now, keys)
+        if handled:
+            self.on_processed()
+        return handled
+
+    async def run(self, stop: asyncio.Event, every: float = 2.0) -> None:
+        """Pick up deliveries left pending or abandoned (by a crash, here or elsewhere)."""
+        while not stop.is_set():
+            try:
+                while await self.process():
+                    pass
+            except Exception:
+                log.exception("sweeping inbound deliveries failed; retrying")
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            except TimeoutError:
+                pass
+
+    def process_now(self, keys: Sequence[tuple[str, str]] | None = None) -> int:
+        with transaction(self.engine) as session:
+            rows = inbound.claim(session, self.owner, clock_now(), keys=keys, lease=LEASE)
+        for row in rows:
+            self._handle(row.platform, row.delivery_key, Event.from_json(row.event), row.attempts)
+        return len(rows)
+
+    async def drain(self) -> None:
+        """Wait for the work started by this instance (graceful shutdown)."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    def _handle(self, platform: str, key: str, event: Event, attempts: int) -> None:
+        try:
+            with transaction(self.engine) as session:
+                now = clock_now()
+                ctx = Context(session, self.settings, event, identify(session, self.settings,
+                                                                      Actor(event.platform, event.sender)), now)
+                dispatch(self.router, ctx)
+                ctx.flush()
+                if not inbound.finish(session, platform, key, self.owner, now):
+                    raise TakenOver(key)
+        except TakenOver:
+            log.warning("delivery %s:%s was taken over by another instance; its result stands", platform, key)
+        except Exception as exc:
+            # Never the event's text in the log: only where it came from and what failed.
+            log.exception("handling delivery %s:%s failed (attempt %d)", platform, key, attempts)
+            give_up = attempts >= MAX_ATTEMPTS
+            with transaction(self.engine) as session:
+                inbound.give_back(session, platform, key, self.owner, type(exc).__name__,
+                                  clock_now() + timedelta(seconds=5 * attempts), give_up=give_up)
+                if give_up:
+                    Context(session, self.settings, event, identify(session, self.settings,
+                            Actor(event.platform, event.sender)), clock_now()).send(
+                        event.reply_to, Text(say("chat", "failed")), f"event:{platform}:{key}:failed")
+
+
+class TakenOver(Exception):
+    """Another instance claimed the delivery after this one's lease ran out."""
+
+
+def dispatch(router: Router, ctx: Context) -> None:
+    """Check the role, then run the handler (SPEC §1: roles before arguments)."""
+    route, word = router.find(ctx)
+    identity = ctx.identity
+    tried = word or (ctx.event.action.action if ctx.event.action else "")
+    if not identity.roles:
+        audit.record(ctx.session, identity.actor.label, "refused", tried, reason="no role")
+        ctx.reply(say("chat", "no_role", tried=tried))
+        return
+    if route is None:
+        if ctx.event.action is not None:
+            ctx.reply(say("chat", "unknown_action"))
+        elif not word and "帮助" in router.commands:
+            router.commands["帮助"].handler(ctx)
+        elif router.fallback is not None:
+            router.fallback(ctx)
+        else:
+            ctx.reply(say("chat", "unknown_command", word=word))
+        return
+    if route.private_only and ctx.event.chat != "private":
+        ctx.reply(say("chat", "private_only", command=route.name))
+        return
+    if route.roles and not any(identity.has(role) for role in route.roles):
+        audit.record(ctx.session, identity.actor.label, "refused", route.name, reason="role",
+                     needs=sorted(route.roles))
+        ctx.reply(say("chat", "needs_role", command=route.name, roles=sorted(route.roles)))
+        return
+    route.handler(ctx)

@@ -1,0 +1,122 @@
+"""The WeCom callback endpoints, thin: verify, parse, hand to the pipeline, answer.
+
+``/wecom/callback`` (self-built app, XML) and ``/wecom/aibot`` (AI bot, JSON, empty
+receiveid). Every failure before the pipeline is a clean 4xx with nothing stored; the
+answer is an empty 200 as soon as the delivery is durably taken (WeCom waits 5 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bot.callback_crypto import CallbackCryptoError, MsgCrypt
+from bot.chat.events import Event
+from bot.settings import WeComSettings
+from bot.wecom.parse import MalformedDelivery, aibot_event, app_event, envelope_json, envelope_xml
+
+log = logging.getLogger(__name__)
+
+REPLAY_WINDOW = 3600  # seconds a delivery's timestamp may be from our clock
+MAX_BODY = 64 * 1024  # WeCom callbacks are small; anything larger is refused unread
+
+Take = Callable[[Event], Awaitable[bool]]
+
+
+def routes(settings: WeComSettings, take: Take) -> list[web.RouteDef]:
+    """The callback routes of whichever WeCom entries are configured."""
+    found = []
+    if settings.token and settings.encoding_aes_key and settings.corp_id:
+        app_crypt = MsgCrypt(settings.token.get_secret_value(), settings.encoding_aes_key.get_secret_value(),
+                             settings.corp_id)
+        found += [web.get(settings.callback_path, _verify_url(app_crypt)),
+                  web.post(settings.callback_path, _app_delivery(app_crypt, take))]
+    bot = settings.aibot
+    if bot.token and bot.encoding_aes_key:
+        bot_crypt = MsgCrypt(bot.token.get_secret_value(), bot.encoding_aes_key.get_secret_value(), "")
+        found += [web.get(bot.callback_path, _verify_url(bot_crypt)),
+                  web.post(bot.callback_path, _aibot_delivery(bot_crypt, take, settings.api_base))]
+    return found
+
+
+def _signed(request: web.Request) -> tuple[str, str, str]:
+    query = request.query
+    signature, timestamp, nonce = (query.get(k, "") for k in ("msg_signature", "timestamp", "nonce"))
+    if not (signature and timestamp and nonce):
+        raise web.HTTPBadRequest(text="missing msg_signature, timestamp or nonce")
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= REPLAY_WINDOW
+    except ValueError:
+        fresh = False
+    if not fresh:
+        raise web.HTTPForbidden(text="timestamp outside the accepted window")
+    return signature, timestamp, nonce
+
+
+def _refuse(exc: Exception) -> web.HTTPException:
+    if isinstance(exc, CallbackCryptoError):
+        log.warning("WeCom callback refused: crypto error %s", exc.code)
+        return (web.HTTPUnauthorized if exc.code == -40001 else web.HTTPBadRequest)(text=f"error {exc.code}")
+    log.warning("WeCom callback refused: %s", exc)
+    return web.HTTPBadRequest(text="malformed delivery")
+
+
+async def _body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
+    body = await request.content.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+    return body
+
+
+async def _take(take: Take, event: Event | None) -> None:
+    """Hand the event over; a duplicate is acknowledged like a new one. If it cannot be
+    stored, WeCom gets a 503 and delivers it again."""
+    if event is None:
+        return
+    try:
+        await take(event)
+    except Exception as exc:
+        log.error("could not take a WeCom delivery: %s", type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="try again") from None
+
+
+def _verify_url(crypt: MsgCrypt):
+    async def verify_url(request: web.Request) -> web.Response:
+        """URL verification (A.4): answer the decrypted echostr, as is."""
+        signature, timestamp, nonce = _signed(request)
+        try:
+            echo = crypt.verify(signature, timestamp, nonce, request.query.get("echostr", ""))
+        except CallbackCryptoError as exc:
+            raise _refuse(exc) from None
+        return web.Response(body=echo, content_type="text/plain")
+    return verify_url
+
+
+def _app_delivery(crypt: MsgCrypt, take: Take):
+    async def app_delivery(request: web.Request) -> web.Response:
+        signature, timestamp, nonce = _signed(request)
+        try:
+            event = app_event(crypt.verify(signature, timestamp, nonce, envelope_xml(await _body(request))))
+        except (CallbackCryptoError, MalformedDelivery) as exc:
+            raise _refuse(exc) from None
+        await _take(take, event)
+        return web.Response(text="")
+    return app_delivery
+
+
+def _aibot_delivery(crypt: MsgCrypt, take: Take, api_base: str):
+    async def aibot_delivery(request: web.Request) -> web.Response:
+        signature, timestamp, nonce = _signed(request)
+        try:
+            event = aibot_event(crypt.verify(signature, timestamp, nonce, envelope_json(await _body(request))),
+                                api_base)
+        except (CallbackCryptoError, MalformedDelivery) as exc:
+            raise _refuse(exc) from None
+        await _take(take, event)
+        return web.Response(text="")
+    return aibot_delivery

@@ -1,0 +1,146 @@
+"""Sending outbox messages through WeCom: private messages and cards through the app
+(message/send), card updates (update_template_card), group pushes through the group
+robot webhook, group command answers through the AI bot's response_url.
+
+Idempotency at the platform makes our at-least-once delivery effectively once: a card's
+``task_id`` can be used once, so a resend of a delivered card is refused as a
+duplicate; a text resent while in doubt goes with ``enable_duplicate_check``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import timedelta
+
+from bot.chat.dispatcher import Failed, Outcome, Retry, Sent
+from bot.chat.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Message, Text
+from bot.settings import Settings
+from bot.wecom.api import Unreachable, WeComAPI
+from bot.wecom.cards import template_card, update_body
+from storage.outbox import RateLimit
+
+log = logging.getLogger(__name__)
+
+# B.2: per app per member 30 a minute and 1000 an hour, the excess silently dropped;
+# B.8: a group robot 20 a minute. A claimed send reaches WeCom at most a request
+# timeout later, so each window is counted that much longer than WeCom's own.
+_LATE = timedelta(seconds=15)
+MEMBER_LIMITS = (RateLimit(30, timedelta(minutes=1) + _LATE), RateLimit(1000, timedelta(hours=1) + _LATE))
+ROBOT_LIMITS = (RateLimit(20, timedelta(minutes=1) + _LATE),)
+
+TEXT_BYTES = 2048
+MARKDOWN_BYTES = 4096
+DUPLICATE_TASK_ID = 40058  # PROTOCOLS.md F: the exact code is unconfirmed; WeCom's "invalid parameter"
+RESPONSE_CODE_USED = {40058, 40078, 600021}  # unconfirmed likewise: a used or expired response code
+INVALID_USERS = {81013, 60111, 40031}  # all recipients invalid; user not found; invalid user list
+BUSY = {-1, 45009, 45033, 45011}  # system busy; frequency limits
+BUSY_WAIT = 60.0
+
+
+class WeComSender:
+    platform = "wecom"
+
+    def __init__(self, settings: Settings, api: WeComAPI) -> None:
+        self.settings, self.api = settings, api
+        self.agent_id = settings.wecom.agent_id
+        self.source = settings.bureau.name
+        self.link = settings.server.public_base_url.rstrip("/") + "/public/"
+
+    def limits(self, rate_key: str) -> Sequence[RateLimit]:
+        kind = rate_key.split(":", 2)[1]
+        return MEMBER_LIMITS if kind == USER else ROBOT_LIMITS if kind == GROUP else ()
+
+    async def send(self, destination: Destination, message: Message, *, in_doubt: bool) -> Outcome:
+        try:
+            if destination.kind == USER:
+                return await self._to_member(destination.address, message, in_doubt)
+            if destination.kind == CARD and isinstance(message, CardUpdate):
+                return await self._update_card(destination.address, message, in_doubt)
+            if destination.kind == GROUP:
+                return await self._to_group(message)
+            if destination.kind == REPLY:
+                return await self._reply(destination.address, message, in_doubt)
+        except Unreachable as exc:
+            return Retry(str(exc), in_doubt=exc.in_doubt)
+        return Failed(f"cannot send {type(message).__name__} to a WeCom {destination.kind}")
+
+    async def _to_member(self, user: str, message: Message, in_doubt: bool) -> Outcome:
+        body: dict = {"touser": user, "agentid": self.agent_id}
+        if isinstance(message, Card):
+            body |= {"msgtype": "template_card",
+                     "template_card": template_card(message, source=self.source, link=self.link)}
+        elif isinstance(message, Text):
+            body |= {"msgtype": "text", "text": {"content": clip(message.text, TEXT_BYTES)}}
+            if in_doubt:
+                # An earlier attempt may have arrived: let WeCom drop an identical resend.
+                # Only then, so that a person asking twice still gets two answers.
+                body |= {"enable_duplicate_check": 1, "duplicate_check_interval": 14400}
+        else:
+            return Failed(f"cannot send {type(message).__name__} to a member")
+        answer = await self.api.post("message/send", body)
+        code = answer.get("errcode", 0)
+        if code == 0:
+            if answer.get("invaliduser"):
+                return Failed(f"invalid user {answer['invaliduser']}", answer)
+            return Sent(_kept(answer))
+        if code == DUPLICATE_TASK_ID and in_doubt and isinstance(message, Card):
+            return Sent({"duplicate": True, **_kept(answer)})  # the earlier attempt was delivered
+        return _classify(code, answer)
+
+    async def _update_card(self, user: str, update: CardUpdate, in_doubt: bool) -> Outcome:
+        if not update.update_token:
+            return Failed("no response code to update the card with")
+        body = update_body(update, agent_id=self.agent_id, user=user, source=self.source, link=self.link)
+        answer = await self.api.post("message/update_template_card", body)
+        code = answer.get("errcode", 0)
+        if code == 0:
+            return Sent(_kept(answer))
+        if code in RESPONSE_CODE_USED and in_doubt:
+            return Sent({"duplicate": True})  # the earlier attempt used the one-time code
+        return _classify(code, answer)
+
+    async def _to_group(self, message: Message) -> Outcome:
+        key = self.settings.wecom.webhook_key
+        if key is None or not isinstance(message, Text):
+            return Failed("no group robot configured ([wecom] webhook_key)" if key is None
+                          else f"cannot push {type(message).__name__} to a group")
+        body = {"msgtype": "markdown", "markdown": {"content": clip(message.text, MARKDOWN_BYTES)}}
+        answer = await self.api.post("webhook/send", body, params={"key": key.get_secret_value()}, with_token=False)
+        code = answer.get("errcode", 0)
+        return Sent(_kept(answer)) if code == 0 else _classify(code, answer)
+
+    async def _reply(self, response_url: str, message: Message, in_doubt: bool) -> Outcome:
+        if not isinstance(message, Text):
+            return Failed(f"cannot answer with {type(message).__name__} in a group")
+        body = {"msgtype": "markdown", "markdown": {"content": clip(message.text, MARKDOWN_BYTES)}}
+        answer = await self.api.post_url(response_url, body)
+        code = answer.get("errcode", 0)
+        if code == 0:
+            return Sent(_kept(answer))
+        if in_doubt:
+            return Sent({"duplicate": True})  # the one-time response_url was used by the earlier attempt
+        return _classify(code, answer)
+
+
+def _classify(code: int, answer: dict) -> Outcome:
+    if code in BUSY:
+        return Retry(f"errcode {code}", after=BUSY_WAIT)
+    if code in INVALID_USERS:
+        return Failed(f"errcode {code}: invalid user", answer)
+    if code in (40014, 42001, 41001, 40001):
+        return Retry(f"errcode {code}: access token")
+    return Failed(f"errcode {code}", answer)
+
+
+def _kept(answer: dict) -> dict:
+    """What to keep of WeCom's answer (never the errmsg's hint text with our IP)."""
+    return {k: answer[k] for k in ("msgid", "response_code", "invaliduser") if answer.get(k)}
+
+
+def clip(text: str, limit: int) -> str:
+    """At most ``limit`` UTF-8 bytes, cut at a character boundary with an ellipsis."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "…"

@@ -1,0 +1,78 @@
+"""Inbound deliveries: the dedupe key and the durable work queue in one row.
+
+Taking a delivery is ``INSERT … ON CONFLICT DO NOTHING`` on (platform, delivery key):
+a retry that reaches another instance finds the row and is a duplicate. The row holds
+the neutral event, so the work it asks for survives a crash between the platform's
+acknowledgement and the handler; any instance claims what is pending or abandoned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from storage.models import InboundDelivery
+
+
+def take(session: Session, deliveries: Sequence[tuple[str, str, dict]], now: datetime) -> set[tuple[str, str]]:
+    """Insert (platform, delivery key, event) rows; returns the keys that were new."""
+    if not deliveries:
+        return set()
+    rows = [dict(platform=p, delivery_key=k, event=e, received_at=now, status="pending", attempts=0,
+                 next_attempt_at=now) for p, k, e in deliveries]
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (insert_(InboundDelivery).values(rows)
+                 .on_conflict_do_nothing(index_elements=["platform", "delivery_key"])
+                 .returning(InboundDelivery.platform, InboundDelivery.delivery_key))
+    return {tuple(row) for row in session.execute(statement)}
+
+
+def _claimable(now: datetime, lease: timedelta):
+    return or_(
+        and_(InboundDelivery.status == "pending", InboundDelivery.next_attempt_at <= now),
+        and_(InboundDelivery.status == "processing", InboundDelivery.claimed_at < now - lease),
+    )
+
+
+def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[str, str]] | None = None,
+          batch: int = 20, lease: timedelta = timedelta(seconds=60)) -> list[InboundDelivery]:
+    """Claim the given deliveries, or up to ``batch`` due or abandoned ones, for ``owner``."""
+    if keys is None:
+        pick = select(InboundDelivery.platform, InboundDelivery.delivery_key).where(_claimable(now, lease))
+        pick = pick.order_by(InboundDelivery.received_at).limit(batch)
+        if session.get_bind().dialect.name == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        keys = [tuple(row) for row in session.execute(pick)]
+    if not keys:
+        return []
+    return list(session.scalars(
+        update(InboundDelivery)
+        .where(tuple_(InboundDelivery.platform, InboundDelivery.delivery_key).in_(list(keys)), _claimable(now, lease))
+        .values(status="processing", owner=owner, claimed_at=now, attempts=InboundDelivery.attempts + 1)
+        .returning(InboundDelivery)
+        .execution_options(synchronize_session=False)
+    ).all())
+
+
+def _mine(platform: str, key: str, owner: str):
+    return and_(InboundDelivery.platform == platform, InboundDelivery.delivery_key == key,
+                InboundDelivery.owner == owner, InboundDelivery.status == "processing")
+
+
+def finish(session: Session, platform: str, key: str, owner: str, now: datetime) -> bool:
+    """Mark the work done, in the handler's own transaction (False: it was taken over)."""
+    result = session.execute(update(InboundDelivery).where(_mine(platform, key, owner))
+                             .values(status="done", done_at=now, error=None))
+    return result.rowcount == 1
+
+
+def give_back(session: Session, platform: str, key: str, owner: str, error: str, retry_at: datetime,
+              *, give_up: bool) -> None:
+    """After a handler failed: try again later, or stop (``failed``) after the last attempt."""
+    session.execute(update(InboundDelivery).where(_mine(platform, key, owner))
+                    .values(status="failed" if give_up else "pending", next_attempt_at=retry_at, error=error))

@@ -1,0 +1,164 @@
+"""The outbox: messages written with the change that caused them, claimed atomically
+by whichever instance's dispatcher gets there first.
+
+A claim is one ``UPDATE … WHERE id IN (…) AND <still claimable> RETURNING`` (portable);
+on PostgreSQL the candidates are read ``FOR UPDATE SKIP LOCKED`` and claims are
+serialised by an advisory lock, so the per-recipient rate budget read in the claim is
+never spent twice. A row whose instance died while sending is claimable again once its
+lease has run out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from bot.chat.outbound import GROUP, USER, Destination, Message, kind_of, to_payload
+from storage.models import OutboxMessage, SendSlot, utcnow
+
+_PG_CLAIM_LOCK = 0x5353_4F42  # "SSOB"
+SLOT_KEEP = timedelta(hours=1, minutes=5)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` sends per ``window`` to one rate key."""
+
+    count: int
+    window: timedelta
+
+
+#: rate key → its limits (the platform sender knows them); no limits means unlimited.
+RateLimits = Callable[[str], Sequence[RateLimit]]
+
+
+def rate_key(destination: Destination) -> str | None:
+    """Sends to one person or one group robot count against that recipient's limits;
+    replies and card updates use one-time platform handles and count against none."""
+    if destination.kind in (USER, GROUP):
+        return f"{destination.platform}:{destination.kind}:{destination.address}"
+    return None
+
+
+def queue(session: Session, destination: Destination, message: Message, key: str) -> bool:
+    """Add a message in the caller's transaction; a key already queued is left alone.
+
+    Returns whether it was new. ``key`` is stable for what the message is about, so a
+    handler run twice (a retried event) queues it once.
+    """
+    values = dict(platform=destination.platform, recipient=destination.address, kind=kind_of(message),
+                  payload=to_payload(destination, message), idempotency_key=key, rate_key=rate_key(destination),
+                  status="pending", attempts=0, in_doubt=False, next_attempt_at=utcnow(), created_at=utcnow())
+    dialect = session.get_bind().dialect.name
+    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert_(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return session.execute(statement).rowcount == 1
+
+
+def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,
+          lease: timedelta = timedelta(seconds=30)) -> list[OutboxMessage]:
+    """Claim up to ``batch`` due messages for ``owner``, within every recipient's rate limit.
+
+    Rows over a recipient's budget stay pending (delayed, never dropped). Each claimed
+    row with a rate key spends one slot of it, whether or not the send then succeeds.
+    """
+    pg = session.get_bind().dialect.name == "postgresql"
+    if pg:
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_CLAIM_LOCK))
+    stale = now - lease
+    claimable = or_(
+        and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
+        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < stale),
+    )
+    budget = _budgets(session, now, limits)
+    saturated = sorted(key for key, left in budget.items() if left <= 0)
+    candidates = select(OutboxMessage.id, OutboxMessage.rate_key).where(claimable)
+    if saturated:
+        candidates = candidates.where(or_(OutboxMessage.rate_key.is_(None),
+                                          OutboxMessage.rate_key.not_in(bindparam("full", saturated, expanding=True))))
+    candidates = candidates.order_by(OutboxMessage.id).limit(batch * 4)
+    if pg:
+        candidates = candidates.with_for_update(skip_locked=True)
+    picked = []
+    for row_id, rate_key in session.execute(candidates):
+        if rate_key is not None:
+            left = budget.get(rate_key, _unused(rate_key, limits))
+            if left <= 0:
+                continue
+            budget[rate_key] = left - 1
+        picked.append(row_id)
+        if len(picked) == batch:
+            break
+    if not picked:
+        return []
+    claimed = session.scalars(
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(picked), claimable)
+        .values(status="sending", owner=owner, claimed_at=now, attempts=OutboxMessage.attempts + 1,
+                # a row taken over from a dead instance may have reached the platform already
+                in_doubt=or_(OutboxMessage.in_doubt, OutboxMessage.status == "sending"))
+        .returning(OutboxMessage)
+        .execution_options(synchronize_session=False)
+    ).all()
+    slots = [{"rate_key": row.rate_key, "at": now} for row in claimed if row.rate_key]
+    if slots:
+        session.execute(insert(SendSlot), slots)
+    return sorted(claimed, key=lambda row: row.id)
+
+
+def _budgets(session: Session, now: datetime, limits: RateLimits) -> dict[str, int]:
+    """Sends left right now for each rate key that has spent any within the last hour."""
+    times: dict[str, list[datetime]] = {}
+    for key, at in session.execute(select(SendSlot.rate_key, SendSlot.at).where(SendSlot.at > now - SLOT_KEEP)):
+        times.setdefault(key, []).append(at)
+    return {key: min((limit.count - sum(1 for at in spent if at > now - limit.window) for limit in limits(key)),
+                     default=_UNLIMITED)
+            for key, spent in times.items()}
+
+
+def _unused(rate_key: str, limits: RateLimits) -> int:
+    return min((limit.count for limit in limits(rate_key)), default=_UNLIMITED)
+
+
+_UNLIMITED = 10**9
+
+
+def forget_old_slots(session: Session, now: datetime) -> None:
+    session.execute(delete(SendSlot).where(SendSlot.at < now - SLOT_KEEP))
+
+
+def _mine(row_id: int, owner: str):
+    return and_(OutboxMessage.id == row_id, OutboxMessage.owner == owner, OutboxMessage.status == "sending")
+
+
+def mark_sent(session: Session, row_id: int, owner: str, response: dict, now: datetime) -> bool:
+    """Record the platform's answer; False when the row was taken over meanwhile."""
+    result = session.execute(update(OutboxMessage).where(_mine(row_id, owner))
+                             .values(status="sent", sent_at=now, platform_response=response, last_error=None))
+    return result.rowcount == 1
+
+
+def mark_retry(session: Session, row_id: int, owner: str, error: str, retry_at: datetime, *, in_doubt: bool) -> bool:
+    """Put the row back for a later attempt (``in_doubt``: the platform may have it)."""
+    result = session.execute(update(OutboxMessage).where(_mine(row_id, owner))
+                             .values(status="pending", next_attempt_at=retry_at, last_error=error, in_doubt=in_doubt))
+    return result.rowcount == 1
+
+
+def mark_failed(session: Session, row_id: int, owner: str, error: str, response: dict | None) -> bool:
+    """A permanent failure: the platform refused it for good (recorded, surfaced to admins)."""
+    result = session.execute(update(OutboxMessage).where(_mine(row_id, owner))
+                             .values(status="failed", last_error=error, platform_response=response))
+    return result.rowcount == 1
+
+
+def depth(session: Session) -> dict[str, int]:
+    """Messages per status (for operators)."""
+    rows = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
+    return dict(rows)
