@@ -57,8 +57,9 @@ def queue(session: Session, destination: Destination, message: Message, key: str
                   status="pending", attempts=0, in_doubt=False, next_attempt_at=utcnow(), created_at=utcnow())
     dialect = session.get_bind().dialect.name
     insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert_(OutboxMessage).values(**values).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    return session.execute(statement).rowcount == 1
+    statement = (insert_(OutboxMessage).values(**values)
+                 .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OutboxMessage.id))
+    return session.execute(statement).first() is not None
 
 
 def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,

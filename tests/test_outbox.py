@@ -1,0 +1,197 @@
+"""The outbox and inbound queues: atomic claims, rate budgets, leases, shared tokens —
+on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session, select
+
+from bot.chat.outbound import GROUP, USER, Card, Destination, Text, from_payload
+from storage import inbound, outbox, tokens
+from storage.db import transaction
+from storage.models import OutboxMessage, SendSlot
+from storage.outbox import RateLimit
+
+T0 = datetime.now(UTC) + timedelta(minutes=1)  # queued rows are due from now
+MEMBER = (RateLimit(30, timedelta(seconds=75)), RateLimit(1000, timedelta(seconds=3615)))
+
+
+def limits(rate_key: str):
+    return MEMBER if ":user:" in rate_key else ()
+
+
+def to(user: str) -> Destination:
+    return Destination("wecom", USER, user)
+
+
+def fill(engine, n: int, user="zhangsan", prefix="m") -> None:
+    with transaction(engine) as session:
+        for i in range(n):
+            outbox.queue(session, to(user), Text(f"第{i}条"), f"{prefix}:{i}")
+
+
+def claim(engine, owner="a", now=T0, batch=50):
+    with transaction(engine) as session:
+        return outbox.claim(session, owner, now, limits, batch=batch)
+
+
+def test_queue_is_idempotent_on_its_key(engine):
+    with transaction(engine) as session:
+        assert outbox.queue(session, to("zhangsan"), Text("你好"), "k1")
+        assert not outbox.queue(session, to("zhangsan"), Text("又一次"), "k1")
+    with Session(engine) as session:
+        rows = session.exec(select(OutboxMessage)).all()
+    assert len(rows) == 1 and from_payload(rows[0].payload)[1] == Text("你好")
+    assert rows[0].rate_key == "wecom:user:zhangsan"
+
+
+def test_card_round_trips_through_the_payload(engine):
+    from bot.chat.outbound import Button, Choice
+
+    card = Card("ss-1", "检查任务", "正文", [("对象", "某公司")], [Button("confirm", "无利害关系", "7")],
+                Choice("category", "结果类别", [("1", "未发现问题")]), Button("result", "提交", "7"))
+    with transaction(engine) as session:
+        outbox.queue(session, to("lisi"), card, "card:1")
+    with Session(engine) as session:
+        row = session.exec(select(OutboxMessage)).one()
+    assert from_payload(row.payload) == (to("lisi"), card)
+
+
+def test_claim_respects_the_per_member_minute_budget(engine):
+    fill(engine, 40)
+    first = claim(engine)
+    assert len(first) == 30  # the 31st would be silently dropped by WeCom
+    assert claim(engine, now=T0 + timedelta(seconds=30)) == []
+    with transaction(engine) as session:
+        for row in first:
+            outbox.mark_sent(session, row.id, "a", {}, T0)
+    later = claim(engine, now=T0 + timedelta(seconds=76))
+    assert len(later) == 10
+    assert {r.id for r in first}.isdisjoint(r.id for r in later)
+
+
+def test_a_saturated_member_does_not_starve_others(engine):
+    fill(engine, 300, user="busy")
+    fill(engine, 3, user="quiet", prefix="q")
+    got = claim(engine, batch=50)
+    assert sum(r.recipient == "busy" for r in got) == 30
+    second = claim(engine, batch=50)
+    assert [r.recipient for r in second] == ["quiet"] * 3
+
+
+def test_hour_budget(engine):
+    fill(engine, 1010)
+    total = 0
+    for minute in range(40):
+        rows = claim(engine, now=T0 + timedelta(seconds=76 * minute), batch=100)
+        with transaction(engine) as session:
+            for row in rows:
+                outbox.mark_sent(session, row.id, "a", {}, T0)
+        total += len(rows)
+    assert total == 1000
+    assert len(claim(engine, now=T0 + timedelta(seconds=3616), batch=100)) == 10
+
+
+def test_group_robot_and_replies_have_no_member_budget(engine):
+    with transaction(engine) as session:
+        for i in range(40):
+            outbox.queue(session, Destination("wecom", "reply", f"https://x/{i}"), Text("答"), f"r{i}")
+    assert len(claim(engine, batch=100)) == 40
+    with Session(engine) as session:
+        assert session.exec(select(SendSlot)).all() == []
+
+
+def test_recorded_outcomes_and_the_lease(engine):
+    fill(engine, 2)
+    a, b = claim(engine, owner="a")
+    with transaction(engine) as session:
+        assert outbox.mark_sent(session, a.id, "a", {"msgid": "1"}, T0)
+        assert outbox.mark_retry(session, b.id, "a", "errcode -1", T0 + timedelta(seconds=5), in_doubt=False)
+    assert claim(engine, owner="b", now=T0 + timedelta(seconds=1)) == []
+    (again,) = claim(engine, owner="b", now=T0 + timedelta(seconds=5))
+    assert again.id == b.id and again.attempts == 2 and not again.in_doubt
+    # b dies while sending: after the lease another instance takes it over, in doubt
+    (taken,) = claim(engine, owner="c", now=T0 + timedelta(seconds=36))
+    assert taken.id == b.id and taken.in_doubt and taken.owner == "c"
+    with transaction(engine) as session:
+        assert not outbox.mark_sent(session, b.id, "b", {}, T0)  # b's late answer is not recorded
+        assert outbox.mark_sent(session, b.id, "c", {}, T0)
+
+
+def test_concurrent_claimers_never_share_a_row(engine):
+    fill(engine, 200, user="u", prefix="x")
+    for i in range(200):
+        fill(engine, 1, user=f"user{i}", prefix=f"y{i}")
+    seen: dict[str, list[int]] = {}
+
+    def worker(name):
+        mine = seen.setdefault(name, [])
+        for _ in range(30):
+            mine.extend(r.id for r in claim(engine, owner=name, batch=20))
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for rows in seen.values() for i in rows]
+    assert len(ids) == len(set(ids))
+    with Session(engine) as session:
+        user_slots = session.exec(select(SendSlot).where(SendSlot.rate_key == "wecom:user:u")).all()
+    assert len(user_slots) == 30  # four claimers together kept u's minute budget
+
+
+def test_inbound_take_is_a_dedupe(engine):
+    event = {"text": "帮助"}
+    with transaction(engine) as session:
+        assert inbound.take(session, [("wecom", "k1", event), ("wecom", "k2", event)], T0) == {
+            ("wecom", "k1"), ("wecom", "k2")}
+    with transaction(engine) as session:
+        assert inbound.take(session, [("wecom", "k1", event), ("wecom", "k3", event)], T0) == {("wecom", "k3")}
+
+
+def test_inbound_claims_and_leases(engine):
+    with transaction(engine) as session:
+        inbound.take(session, [("wecom", "k1", {}), ("wecom", "k2", {})], T0)
+    with transaction(engine) as session:
+        rows = inbound.claim(session, "a", T0, keys=[("wecom", "k1")])
+    assert [r.delivery_key for r in rows] == ["k1"]
+    with transaction(engine) as session:
+        assert [r.delivery_key for r in inbound.claim(session, "b", T0 + timedelta(seconds=30))] == ["k2"]
+        assert inbound.claim(session, "b", T0 + timedelta(seconds=40)) == []
+    with transaction(engine) as session:  # a died: its lease runs out
+        (row,) = inbound.claim(session, "b", T0 + timedelta(seconds=61))
+    assert row.delivery_key == "k1" and row.attempts == 2
+    with transaction(engine) as session:
+        assert not inbound.finish(session, "wecom", "k1", "a", T0)
+        assert inbound.finish(session, "wecom", "k1", "b", T0)
+
+
+def test_one_refresher_at_a_time(engine):
+    key = "wecom:corp:1"
+    with transaction(engine) as session:
+        assert tokens.current(session, key, T0, timedelta(minutes=5)) is None
+        assert tokens.begin_refresh(session, key, "a", T0, timedelta(seconds=20))
+    with transaction(engine) as session:
+        assert not tokens.begin_refresh(session, key, "b", T0, timedelta(seconds=20))
+        tokens.store(session, key, "TOKEN", T0 + timedelta(hours=2))
+    with transaction(engine) as session:
+        assert tokens.current(session, key, T0, timedelta(minutes=5))[0] == "TOKEN"
+        assert tokens.current(session, key, T0 + timedelta(minutes=116), timedelta(minutes=5)) is None
+        tokens.invalidate(session, key, "OLD")  # someone else's stale token: no effect
+        assert tokens.current(session, key, T0, timedelta(minutes=5))
+        tokens.invalidate(session, key, "TOKEN")
+        assert tokens.current(session, key, T0, timedelta(minutes=5)) is None
+    with transaction(engine) as session:  # a refresher that died is replaced after its lease
+        assert tokens.begin_refresh(session, key, "a", T0, timedelta(seconds=20))
+    with transaction(engine) as session:
+        assert tokens.begin_refresh(session, key, "b", T0 + timedelta(seconds=21), timedelta(seconds=20))
+
+
+def test_group_destination_counts_against_its_robot(engine):
+    with transaction(engine) as session:
+        outbox.queue(session, Destination("wecom", GROUP, "default"), Text("公告"), "g1")
+    (row,) = claim(engine)
+    assert row.rate_key == "wecom:group:default"
