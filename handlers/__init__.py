@@ -5,10 +5,10 @@ from bot.chat.router import Router
 
 def router() -> Router:
     """Every command and card action of the bot."""
-    from handlers import help
+    from handlers import help, tasks
 
     joined = Router()
-    for feature in (help,):
+    for feature in (help, tasks):
         joined.include(feature.router)
     help.ROUTES.extend(joined.routes())
     return joined

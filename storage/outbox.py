@@ -52,14 +52,23 @@ def queue(session: Session, destination: Destination, message: Message, key: str
     Returns whether it was new. ``key`` is stable for what the message is about, so a
     handler run twice (a retried event) queues it once.
     """
-    values = dict(platform=destination.platform, recipient=destination.address, kind=kind_of(message),
-                  payload=to_payload(destination, message), idempotency_key=key, rate_key=rate_key(destination),
-                  status="pending", attempts=0, in_doubt=False, next_attempt_at=utcnow(), created_at=utcnow())
-    dialect = session.get_bind().dialect.name
-    insert_ = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = (insert_(OutboxMessage).values(**values)
-                 .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OutboxMessage.id))
-    return session.execute(statement).first() is not None
+    return queue_many(session, [(destination, message, key)]) == 1
+
+
+def queue_many(session: Session, messages: Sequence[tuple[Destination, Message, str]], chunk: int = 2000) -> int:
+    """``queue`` for many messages at once (a draw's cards); returns how many were new."""
+    now = utcnow()
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    added = 0
+    for start in range(0, len(messages), chunk):
+        rows = [dict(platform=d.platform, recipient=d.address, kind=kind_of(m), payload=to_payload(d, m),
+                     idempotency_key=key, rate_key=rate_key(d), status="pending", attempts=0, in_doubt=False,
+                     next_attempt_at=now, created_at=now)
+                for d, m, key in messages[start:start + chunk]]
+        statement = (insert_(OutboxMessage).values(rows)
+                     .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OutboxMessage.id))
+        added += len(session.execute(statement).all())
+    return added
 
 
 def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,

@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from bot.batches import options
 from bot.batches.errors import Refusal
+from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
 from bot.rules import matching, ssr1
@@ -71,9 +72,11 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     session.add_all([batch, *strata])
     session.flush()
     needs_expert = sum(a.needs_expert for a in staffed)
+    counts = {s.name: len(s.selected) for s in strata}
     audit.record(session, actor, "batch.drawn", batch.id, seed=seed, beacon=beacon, tasks=len(tasks),
-                 selected={s.name: len(s.selected) for s in strata}, needs_expert=needs_expert)
-    return Drawn(batch, {s.name: len(s.selected) for s in strata}, len(tasks), needs_expert)
+                 selected=counts, needs_expert=needs_expert)
+    queue_draw_notices(session, settings, batch, counts)  # with the draw, or not at all
+    return Drawn(batch, counts, len(tasks), needs_expert)
 
 
 def match_recorded(seed: str, inputs: dict) -> list[matching.Assignment]:

@@ -1,0 +1,51 @@
+"""无利害关系: an inspector confirms having no conflict of interest with the task's object
+(art. 12). A task whose whole team has confirmed is accepted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from bot.batches.errors import Refusal
+from bot.batches.lifecycle import advance
+from storage import audit
+from storage.models import Assignment, Batch, Task
+
+OPEN = ("drawn", "in_progress")
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    task: Task
+    accepted: bool  # the whole team has now confirmed
+    already: bool = False  # confirmed before: nothing changed
+
+
+def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: datetime) -> Confirmed:
+    """Record ``inspector_id``'s declaration of no conflict on ``task_id`` (谁检查: only their own)."""
+    task = session.get(Task, task_id)
+    if task is None:
+        raise Refusal("unknown_task", task=task_id)
+    batch = session.get(Batch, task.batch_id)
+    if batch.status not in OPEN:
+        raise Refusal("task_closed", task=task_id, status=batch.status)
+    team = session.exec(select(Assignment).where(Assignment.task_id == task_id)).all()
+    mine = next((a for a in team if a.inspector_id == inspector_id), None)
+    if mine is None:
+        raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
+    if mine.status == "recused":
+        raise Refusal("already_recused", task=task_id)
+    if mine.status == "confirmed":
+        return Confirmed(task, task.status != "drawn", already=True)
+    mine.status, mine.answered_at = "confirmed", now
+    session.add(mine)
+    accepted = all(a.status == "confirmed" for a in team if a.status != "recused")
+    if accepted and task.status == "drawn":
+        task.status = "accepted"
+        session.add(task)
+    session.flush()
+    audit.record(session, actor, "task.confirmed", str(task_id), inspector=inspector_id, accepted=accepted)
+    advance(session, actor, batch.id, now)
+    return Confirmed(task, accepted)

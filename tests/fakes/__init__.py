@@ -1,0 +1,1 @@
+"""Faithful fakes of the chat platforms' servers, for scenario tests that drive the real bot against them."""
