@@ -1,0 +1,85 @@
+"""The real bot wired to the fake WeCom, for scenario tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from sqlalchemy import update
+
+from bot.app import create_app
+from bot.sealing import new_key
+from bot.settings import Settings
+from storage.db import transaction
+from storage.models import Inspector
+from tests.batch_district import seed_district
+from tests.fakes.wecom import AIBOT_AES_KEY, APP_AES_KEY, FakeWeCom
+
+ADMIN = "admin1"
+INSPECTOR_IDS = {f"I{n:02d}": f"insp{n:02d}" for n in range(1, 9)}
+USERS = (ADMIN, "stranger", *INSPECTOR_IDS.values())
+
+
+def fake_wecom(**kwargs) -> FakeWeCom:
+    return FakeWeCom(users=kwargs.pop("users", USERS), **kwargs)
+
+
+def wecom_settings(fake: FakeWeCom, **sections) -> Settings:
+    wecom = {"corp_id": "wwfakecorp", "agent_id": 1000002, "secret": "fake-secret", "token": "faketoken123",
+             "encoding_aes_key": APP_AES_KEY, "api_base": fake.base_url, "webhook_key": "group-key",
+             "aibot": {"token": "fakeaibot456", "encoding_aes_key": AIBOT_AES_KEY}}
+    return Settings(wecom=wecom, roles={"admins": [ADMIN]}, security={"keys": [new_key()]},
+                    bureau={"default_lead": "U-XY"}, **sections)
+
+
+def wecom_env(fake: FakeWeCom, db_url: str, port: int, key: str) -> dict[str, str]:
+    """The same configuration for a ``shuangsui serve`` process."""
+    return {
+        "SHUANGSUI__DATABASE__URL": db_url, "SHUANGSUI__SERVER__PORT": str(port),
+        "SHUANGSUI__WECOM__CORP_ID": "wwfakecorp", "SHUANGSUI__WECOM__AGENT_ID": "1000002",
+        "SHUANGSUI__WECOM__SECRET": "fake-secret", "SHUANGSUI__WECOM__TOKEN": "faketoken123",
+        "SHUANGSUI__WECOM__ENCODING_AES_KEY": APP_AES_KEY, "SHUANGSUI__WECOM__API_BASE": fake.base_url,
+        "SHUANGSUI__ROLES__ADMINS": f'["{ADMIN}"]', "SHUANGSUI__SECURITY__KEYS": f'["{key}"]',
+    }
+
+
+def link_inspectors(engine) -> None:
+    """Give the district's inspectors their WeCom accounts."""
+    with transaction(engine) as session:
+        for inspector_id, userid in INSPECTOR_IDS.items():
+            session.execute(update(Inspector).where(Inspector.id == inspector_id).values(wecom_userid=userid))
+
+
+async def eventually(check, timeout: float = 15.0, every: float = 0.05):
+    """Wait until ``check()`` is truthy (the bot works after acknowledging); return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached within {timeout} s")
+        await asyncio.sleep(every)
+
+
+@pytest.fixture
+async def wecom(aiohttp_server):
+    fake = fake_wecom()
+    server = await aiohttp_server(fake.app())
+    fake.base_url = str(server.make_url("")).rstrip("/")
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def bot(engine, tmp_path, wecom: FakeWeCom, aiohttp_server):  # noqa: F811
+    seed_district(engine, tmp_path)
+    link_inspectors(engine)
+    settings = wecom_settings(wecom)
+    app = create_app(settings, engine)
+    server = await aiohttp_server(app)
+    wecom.bot_url = str(server.make_url("")).rstrip("/")
+    return app
+
+
