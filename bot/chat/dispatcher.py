@@ -111,8 +111,16 @@ class Dispatcher:
         rows = await asyncio.to_thread(self._claim)
         if not rows:
             return 0
-        await asyncio.gather(*(self._deliver(row) for row in rows))
+        by_recipient: dict[tuple[str, str], list[OutboxMessage]] = {}
+        for row in rows:  # claimed in queue order
+            by_recipient.setdefault((row.platform, row.recipient), []).append(row)
+        await asyncio.gather(*(self._deliver_in_order(group) for group in by_recipient.values()))
         return len(rows)
+
+    async def _deliver_in_order(self, rows: list[OutboxMessage]) -> None:
+        """One recipient's messages one after the other, so they read in the order queued."""
+        for row in rows:
+            await self._deliver(row)
 
     def _claim(self) -> list[OutboxMessage]:
         with transaction(self.engine) as session:

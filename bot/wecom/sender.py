@@ -16,6 +16,7 @@ from datetime import timedelta
 from bot.chat.dispatcher import Failed, Outcome, Retry, Sent
 from bot.chat.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Message, Text
 from bot.settings import Settings
+from bot.wecom import api as wecom_api
 from bot.wecom.api import Unreachable, WeComAPI
 from bot.wecom.cards import template_card, update_body
 from storage.outbox import RateLimit
@@ -62,7 +63,11 @@ class WeComSender:
             if destination.kind == REPLY:
                 return await self._reply(destination.address, message, in_doubt)
         except Unreachable as exc:
-            return Retry(str(exc), in_doubt=exc.in_doubt)
+            if exc.in_doubt:
+                # A request we gave up on may still land at WeCom: resend only after it
+                # would have, so that WeCom's duplicate check sees it first.
+                return Retry(str(exc), in_doubt=True, after=2 * wecom_api.TIMEOUT.total)
+            return Retry(str(exc))
         return Failed(f"cannot send {type(message).__name__} to a WeCom {destination.kind}")
 
     async def _to_member(self, user: str, message: Message, in_doubt: bool) -> Outcome:
