@@ -144,7 +144,11 @@ def run_plan(settings: Settings, args) -> int:
 
 
 def run_serve(settings: Settings, args) -> int:
+    import logging
+
     from bot.app import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     serve(settings)
     return 0

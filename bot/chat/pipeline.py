@@ -34,7 +34,7 @@ from storage.db import transaction
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=30)  # a dead instance's deliveries are taken over after this
 
 
 class GroupCommit:
