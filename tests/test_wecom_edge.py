@@ -116,14 +116,26 @@ def deliver(bot, wecom):
     return post
 
 
+def nothing_stored(engine) -> bool:
+    from sqlalchemy import func, select
+    from sqlmodel import Session
+
+    from storage.models import InboundDelivery, OutboxMessage
+
+    with Session(engine) as session:
+        return all(session.execute(select(func.count()).select_from(m)).scalar_one() == 0
+                   for m in (InboundDelivery, OutboxMessage))
+
+
 async def test_wrong_receiveid_is_refused(deliver, engine):
     other = MsgCrypt("faketoken123", APP_AES_KEY, "wwsomeoneelse")
     result = await deliver(other.encrypt(b"<xml><MsgType>text</MsgType></xml>"))
     assert result.status == 400 and "-40005" in result.text
+    assert nothing_stored(engine)
 
 
 @pytest.mark.parametrize("pad", [0, 33, "mixed"])
-async def test_bad_padding_is_refused(deliver, pad):
+async def test_bad_padding_is_refused(deliver, engine, pad):
     message = b"<xml/>"
     plain = os.urandom(16) + len(message).to_bytes(4, "big") + message + b"wwfakecorp"
     fill = 64 - len(plain)
@@ -133,13 +145,18 @@ async def test_bad_padding_is_refused(deliver, pad):
         padding = bytes([7]) * (fill - 1) + bytes([pad])
     result = await deliver(_encrypt_raw(plain + padding, APP_AES_KEY))
     assert result.status == 400 and "-40008" in result.text
+    assert nothing_stored(engine)
 
 
-async def test_malformed_ai_bot_json_is_refused(bot, wecom):
+async def test_malformed_ai_bot_json_is_refused(bot, wecom, engine):
     params, _ = wecom.build_aibot_message({"msgtype": "text"})
-    for body in (b"{not json", b'{"encrypt": 5}', b"[]"):
+    for body in (b"{not json", b'{"encrypt": 5}', b"[]", b"\xff\xfe"):
         result = await wecom.post_raw(wecom.aibot_callback_path, params=params, body=body)
         assert result.status in (400, 401)
+    # a genuine delivery whose decrypted JSON is not a message the bot understands
+    result = await wecom.deliver_aibot_json('{"msgid": 1, "msgtype": "text"')
+    assert result.status == 400
+    assert nothing_stored(engine)
 
 
 async def test_echostr_with_a_bad_signature_is_refused(bot, wecom):
