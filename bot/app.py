@@ -66,7 +66,9 @@ async def _workers(app: web.Application):
     async with aiohttp.ClientSession() as http:
         senders = []
         if settings.wecom.corp_id and settings.wecom.secret:
-            senders.append(WeComSender(settings, WeComAPI(settings.wecom, engine, pipeline.owner, http)))
+            api = WeComAPI(settings.wecom, engine, pipeline.owner, http)
+            senders.append(WeComSender(settings, api))
+            pipeline.fetchers["wecom"] = api.media
         app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner)
         pipeline.on_processed = dispatcher.nudge
         stop = asyncio.Event()

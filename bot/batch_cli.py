@@ -11,13 +11,11 @@ import argparse
 import getpass
 from pathlib import Path
 
-from bot.batches import create, draw, lifecycle, publish
+from bot.batches import commands
 from bot.batches.errors import Refusal
 from bot.batches.export import export
-from bot.batches.records import strata_of
-from bot.clock import bureau_today, now
+from bot.clock import now
 from bot.roles import Actor, is_admin
-from bot.rules.arguments import ArgumentError, parse_arguments
 from bot.settings import Settings
 from bot.terminal import err
 from bot.texts import say
@@ -56,26 +54,8 @@ def run(settings: Settings, args) -> int:
 
 
 def _act(session, settings, actor: str, action: str, tokens: list[str]) -> list[str]:
-    keys = {"new": create.NEW_KEYS, "stratum": create.STRATUM_KEYS, "publish": publish.PUBLISH_KEYS,
-            "draw": draw.DRAW_KEYS, "cancel": lifecycle.CANCEL_KEYS}[action]
-    try:
-        arguments = parse_arguments(join_tokens(tokens), keys)
-    except ArgumentError as exc:
-        raise Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed) from None
-    if action == "new":
-        made = create.new_batch(session, settings, actor, arguments, bureau_today(settings.bureau.timezone))
-        return [say("batches", "created", batch=made.batch, size=made.pool_size), made.batch.id]
-    if action == "stratum":
-        made = create.add_stratum(session, actor, arguments)
-        return [say("batches", "stratum_added", batch=made.batch, stratum=made.stratum, size=made.pool_size)]
-    if action == "publish":
-        batch = publish.publish(session, settings, actor, arguments, now())
-        return say("batches", "published", batch=batch, strata=strata_of(session, batch.id)).splitlines()
-    if action == "draw":
-        drawn = draw.draw(session, settings, actor, arguments, now())
-        return say("batches", "drawn", drawn=drawn).splitlines()
-    batch = lifecycle.cancel(session, actor, arguments, now())
-    return [say("batches", "cancelled", batch=batch)]
+    done = commands.run(session, settings, actor, action, join_tokens(tokens), now())
+    return done.lines + ([done.batch_id] if action == "new" else [])  # the new id alone on the last line
 
 
 def _export(engine, tokens: list[str]) -> int:

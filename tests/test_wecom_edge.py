@@ -55,7 +55,10 @@ def test_card_click_with_a_selection():
 def test_deliveries_the_bot_ignores_and_ones_it_refuses():
     assert app_event(b"<xml><FromUserName>u</FromUserName><MsgType>event</MsgType><Event>enter_agent</Event></xml>") \
         is None
-    assert app_event(b"<xml><FromUserName>u</FromUserName><MsgType>image</MsgType><MsgId>1</MsgId></xml>") is None
+    assert app_event(b"<xml><FromUserName>u</FromUserName><MsgType>location</MsgType><MsgId>1</MsgId></xml>") is None
+    photo = app_event(b"<xml><FromUserName>u</FromUserName><MsgType>image</MsgType><MsgId>9</MsgId>"
+                      b"<MediaId>M1</MediaId><PicUrl>http://x</PicUrl></xml>")
+    assert (photo.media.kind, photo.media.media_id, photo.delivery_key) == ("image", "M1", "app:msg:9")
     for bad in (b"<xml><MsgType>text</MsgType></xml>", b"not xml", b"<xml><FromUserName>u</FromUserName>"
                 b"<MsgType>text</MsgType></xml>",
                 b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml>&e;</xml>'):

@@ -1,7 +1,8 @@
-"""Who is told what after a draw (SPEC §2 step 6): a group announcement, and one private
-card per inspector per task with 无利害关系 / 申请回避. Queued in the draw's own
-transaction, so the notices exist exactly when the draw does — whether it was made in
-chat or from the command line."""
+"""Who is told what, queued in the transaction of the change itself (SPEC §2 step 6,
+§5), so a notice exists exactly when its change does — made in chat or from the
+command line alike: the draw (group announcement, one card per inspector per task),
+a recusal (the replacement's card, the partner, the lead office, the group), a
+result (the approver's card; the outcome to the inspectors)."""
 
 from __future__ import annotations
 
@@ -9,24 +10,29 @@ from collections import defaultdict
 
 from sqlmodel import Session, select
 
-from bot.chat import platforms
-from bot.chat.outbound import GROUP, USER, Button, Card, Destination, Text
+from bot.batches import cards
+from bot.batches.inspection import team_of
+from bot.chat import platforms, recipients
+from bot.chat.outbound import CARD, GROUP, Card, CardUpdate, Destination, Message, Text
 from bot.texts import say
 from storage import outbox
-from storage.models import Assignment, Batch, InspectionObject, Inspector, Item, Task
+from storage.models import Assignment, Batch, InspectionObject, Inspector, Item, OutboxMessage, Result, Task
 
 ANNOUNCE_GROUP = "default"  # the configured group robot
 
 
-def task_card_id(task_id: int, assignment_id: int) -> str:
-    """Stable per inspector and task: WeCom's task_id / DingTalk's outTrackId."""
-    return f"ss-t{task_id}-a{assignment_id}"
+def _group(settings, text: str, key: str) -> list[tuple[Destination, Message, str]]:
+    return [(Destination(p, GROUP, ANNOUNCE_GROUP), Text(text), f"{key}:{p}")
+            for p in platforms.enabled(settings) if platforms.can_push_to_group(settings, p)]
+
+
+def _to_all(destinations: list[Destination], message: Message, key: str) -> list[tuple[Destination, Message, str]]:
+    return [(d, message, f"{key}:{d.platform}:{d.address}") for d in destinations]
 
 
 def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[str, int]) -> int:
-    """Queue the announcement and every task card of a drawn batch; returns how many."""
-    enabled = platforms.enabled(settings)
-    if not enabled:
+    """The announcement and every task card of a drawn batch; returns how many."""
+    if not platforms.enabled(settings):
         return 0
     tasks = session.exec(select(Task).where(Task.batch_id == batch.id).order_by(Task.position)).all()
     on_task = defaultdict(list)
@@ -36,40 +42,115 @@ def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[st
     inspectors = _by_id(session, Inspector, Inspector.id, {a.inspector_id for g in on_task.values() for a in g})
     objects = _by_id(session, InspectionObject, InspectionObject.id, {t.object_id for t in tasks})
     items = _by_id(session, Item, Item.code, {code for t in tasks for code in t.items})
-    messages = []
-    for platform in enabled:
-        if platforms.can_push_to_group(settings, platform):
-            link = f"{settings.server.public_base_url.rstrip('/')}/public/batches/{batch.id}"
-            text = say("notices", "draw_announcement", batch=batch, counts=counts, tasks=len(tasks), link=link)
-            messages.append((Destination(platform, GROUP, ANNOUNCE_GROUP), Text(text), f"draw:{batch.id}:{platform}"))
-        for task in tasks:
-            team = on_task[task.id]
-            for assignment in team:
-                user = platforms.user_id(inspectors[assignment.inspector_id], platform)
-                if not user:
-                    continue
-                card = task_card(task, assignment, team, batch, objects[task.object_id],
-                                 [items[c] for c in task.items if c in items], inspectors)
-                messages.append((Destination(platform, USER, user), card,
-                                 f"task-card:{assignment.id}:{platform}"))
+    link = f"{settings.server.public_base_url.rstrip('/')}/public/batches/{batch.id}"
+    messages = _group(settings, say("notices", "draw_announcement", batch=batch, counts=counts, tasks=len(tasks),
+                                    link=link), f"draw:{batch.id}")
+    for task in tasks:
+        team = on_task[task.id]
+        for assignment in team:
+            card = cards.task_card(task, assignment, team, batch, objects[task.object_id],
+                                   [items[c] for c in task.items if c in items], inspectors)
+            messages += _task_card_messages(settings, inspectors[assignment.inspector_id], assignment, card)
     return outbox.queue_many(session, messages)
 
 
-def task_card(task: Task, mine: Assignment, team: list[Assignment], batch: Batch, obj: InspectionObject,
-              items: list[Item], inspectors: dict[str, Inspector]) -> Card:
-    """The private task card: object, address, items with legal basis, partners, deadline."""
-    partners = [inspectors[a.inspector_id].name for a in team
-                if a.inspector_id != mine.inspector_id and a.status != "recused"]
-    values = dict(task=task, batch=batch, obj=obj, items=items, partners=partners, lead=mine.position == 0)
-    return Card(
-        card_id=task_card_id(task.id, mine.id),
-        title=say("notices", "task_title", **values),
-        body=say("notices", "task_body", **values),
-        fields=[(say("notices", "field", name=name), say("notices", "value", name=name, **values))
-                for name in ("object", "address", "items", "role", "partners", "due")],
-        buttons=[Button("confirm", say("notices", "confirm_button"), str(task.id)),
-                 Button("recuse", say("notices", "recuse_button"), str(task.id), style="danger")],
-    )
+def _task_card_messages(settings, person: Inspector, assignment: Assignment, card: Card):
+    return [(d, card, f"task-card:{assignment.id}:{d.platform}") for d in recipients.inspector(settings, person)]
+
+
+def queue_recusal_notices(session: Session, settings, task: Task, recused: Assignment,
+                          replacement: str | None) -> None:
+    """The replacement's card, and word to the partner, the lead office and the group."""
+    batch = session.get(Batch, task.batch_id)
+    obj = session.get(InspectionObject, task.object_id)
+    team = team_of(session, task.id)
+    names = {i.id: i.name for i in session.exec(select(Inspector).where(
+        Inspector.id.in_([a.inspector_id for a in team])))}
+    text = say("notices", "recused", task=task, obj=obj, who=names[recused.inspector_id],
+               replacement=names.get(replacement) if replacement else None)
+    messages = []
+    if replacement:
+        newcomer = next(a for a in team if a.inspector_id == replacement and a.status != "recused")
+        items = [session.get(Item, code) for code in task.items]
+        card = cards.task_card(task, newcomer, team, batch, obj, [i for i in items if i],
+                               {i.id: i for i in session.exec(select(Inspector).where(
+                                   Inspector.id.in_([a.inspector_id for a in team])))})
+        messages += _task_card_messages(settings, session.get(Inspector, replacement), newcomer, card)
+    for partner in team:
+        if partner.status != "recused" and partner.inspector_id != replacement:
+            messages += _to_all(recipients.inspector(settings, session.get(Inspector, partner.inspector_id)),
+                                Text(text), f"recusal:{recused.id}:partner")
+    leads = recipients.unit_people(settings, batch.lead_unit_id, "leads")
+    messages += _to_all(recipients.people(settings, leads), Text(text), f"recusal:{recused.id}:lead")
+    messages += _group(settings, text, f"recusal:{recused.id}:group")
+    outbox.queue_many(session, messages)
+
+
+def close_task_card(session: Session, settings, assignment: Assignment, closed: str) -> None:
+    """Grey out an inspector's task card with the outcome, using the one-time code WeCom
+    returned when the card was sent (the click that decided may have been elsewhere)."""
+    for platform in platforms.enabled(settings):
+        sent = session.exec(select(OutboxMessage).where(
+            OutboxMessage.idempotency_key == f"task-card:{assignment.id}:{platform}")).first()
+        token = (sent.platform_response or {}).get("response_code") if sent else None
+        if sent and token:
+            card_id = sent.payload["message"]["card_id"]
+            outbox.queue(session, Destination(platform, CARD, sent.recipient), CardUpdate(card_id, closed, token),
+                         f"task-card-close:{assignment.id}:{platform}")
+
+
+def queue_result_card(session: Session, settings, task: Task, inspector_id: str, evidence: int) -> None:
+    """The result card to the inspector who marked the inspection done."""
+    attempt = len(session.exec(select(Result.id).where(Result.task_id == task.id)).all()) + 1
+    card = cards.result_card(task, session.get(InspectionObject, task.object_id), evidence, attempt)
+    person = session.get(Inspector, inspector_id)
+    outbox.queue_many(session, [(d, card, f"result-card:{task.id}:{attempt}:{d.platform}:{d.address}")
+                                for d in recipients.inspector(settings, person)])
+
+
+def approvers_for(session: Session, settings, task: Task) -> list[str]:
+    """The approvers of the lead inspector's unit; failing them, the lead office's leads,
+    then the admins — someone must be asked (art. 20)."""
+    from bot.batches.results import lead_unit
+
+    batch = session.get(Batch, task.batch_id)
+    return (recipients.unit_people(settings, lead_unit(session, task.id), "approvers")
+            or recipients.unit_people(settings, batch.lead_unit_id, "leads") or list(settings.roles.admins))
+
+
+def queue_approval_cards(session: Session, settings, result: Result, task: Task, evidence: int) -> None:
+    obj = session.get(InspectionObject, task.object_id)
+    team = [a for a in team_of(session, task.id) if a.status != "recused"]
+    names = [session.get(Inspector, a.inspector_id).name for a in team]
+    messages = []
+    for d in recipients.people(settings, approvers_for(session, settings, task)):
+        card = cards.approval_card(result, task, obj, names, evidence, d.address)
+        messages.append((d, card, f"approval-card:{result.id}:{d.platform}:{d.address}"))
+    outbox.queue_many(session, messages)
+
+
+def close_approval_cards(session: Session, settings, result: Result, closed: str) -> None:
+    """Every approver's card for this result greys out once one of them decided."""
+    rows = session.exec(select(OutboxMessage).where(
+        OutboxMessage.idempotency_key.like(f"approval-card:{result.id}:%"))).all()
+    for sent in rows:
+        token = (sent.platform_response or {}).get("response_code")
+        if token:
+            outbox.queue(session, Destination(sent.platform, CARD, sent.recipient),
+                         CardUpdate(sent.payload["message"]["card_id"], closed, token),
+                         f"approval-close:{result.id}:{sent.platform}:{sent.recipient}")
+
+
+def queue_decision_notices(session: Session, settings, result: Result, task: Task) -> None:
+    """Tell the task's inspectors what became of their result."""
+    obj = session.get(InspectionObject, task.object_id)
+    text = say("notices", "decided", result=result, task=task, obj=obj)
+    messages = []
+    for a in team_of(session, task.id):
+        if a.status != "recused":
+            messages += _to_all(recipients.inspector(settings, session.get(Inspector, a.inspector_id)), Text(text),
+                                f"decided:{result.id}:{result.status}")
+    outbox.queue_many(session, messages)
 
 
 def _by_id(session: Session, model, column, ids: set) -> dict:

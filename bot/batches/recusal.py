@@ -54,6 +54,8 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason
     else:
         session.add(Assignment(task_id=task.id, inspector_id=replacement, position=assignments[-1].position + 1,
                                origin="replacement", assigned_at=now))
+        if task.status == "accepted":  # the newcomer has not declared yet
+            task.status = "drawn"
     session.add_all([mine, task])
     session.flush()
     audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,

@@ -21,9 +21,9 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
+from bot.chat import recipients
 from bot.chat.outbound import USER, Destination, Message, Text, from_payload
 from bot.clock import now as clock_now
-from bot.roles import PLATFORMS
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
@@ -167,21 +167,8 @@ class Dispatcher:
             return
         notice = Text(say("chat", "send_failed", recipient=row.recipient, error=error,
                           summary=_summary(row)))
-        for admin in admins_on(self.settings, row.platform):
+        for admin in recipients.admins(self.settings, row.platform):
             outbox.queue(session, Destination(row.platform, USER, admin), notice, f"send-failed:{row.id}:{admin}")
-
-
-def admins_on(settings: Settings, platform: str) -> list[str]:
-    """The admins' user ids on ``platform`` (bare ids count on every platform)."""
-    found = []
-    for entry in settings.roles.admins:
-        prefix, sep, user = entry.partition(":")
-        if sep and prefix in PLATFORMS:
-            if prefix == platform:
-                found.append(user)
-        else:
-            found.append(entry)
-    return found
 
 
 def _summary(row: OutboxMessage) -> str:

@@ -29,6 +29,29 @@ class CardAction:
 
 
 @dataclass(frozen=True)
+class Media:
+    """A photo, video, voice message or file sent to the bot (evidence, art. 14).
+
+    Attributes:
+        kind: ``image``, ``video``, ``voice`` or ``file``.
+        media_id: the platform's handle to download it with.
+        file_name: as sent, when the platform gives one.
+        sha256: set once the content is downloaded and stored.
+        size: bytes, once downloaded.
+    """
+
+    kind: str
+    media_id: str
+    file_name: str = ""
+    sha256: str = ""
+    size: int = 0
+
+
+class MediaGone(Exception):
+    """The platform will not give the media (expired, unknown, too large)."""
+
+
+@dataclass(frozen=True)
 class Event:
     """One delivery from a platform: a message typed by a person, or a card click.
 
@@ -40,6 +63,7 @@ class Event:
         chat_id: the group's id (``""`` in a private chat).
         text: what was typed, with any @-mention of the bot removed.
         action: the card click, when it is one.
+        media: the photo, video or file, when it is one.
         reply_to: where an answer to this event goes.
         at: when the platform says it happened (UTC).
     """
@@ -53,6 +77,7 @@ class Event:
     chat_id: str = ""
     text: str | None = None
     action: CardAction | None = None
+    media: Media | None = None
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -66,4 +91,6 @@ class Event:
         data["at"] = datetime.fromisoformat(data["at"])
         if data.get("action"):
             data["action"] = CardAction(**data["action"])
+        if data.get("media"):
+            data["media"] = Media(**data["media"])
         return cls(**data)

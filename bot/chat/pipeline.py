@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import Engine
 
 from bot.chat.context import Context
-from bot.chat.events import Event
+from bot.chat.events import Event, MediaGone
 from bot.chat.identity import identify
 from bot.chat.outbound import Text
 from bot.chat.router import Router
@@ -28,13 +29,16 @@ from bot.clock import now as clock_now
 from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
-from storage import audit, inbound
+from storage import audit, evidence, inbound, outbox
 from storage.db import transaction
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
 LEASE = timedelta(seconds=30)  # a dead instance's deliveries are taken over after this
+
+
+Fetch = Callable[[str], Awaitable[tuple[bytes, str, str]]]  # media handle → content, file name, type
 
 
 class GroupCommit:
@@ -84,6 +88,7 @@ class Pipeline:
                  on_processed: Callable[[], None] = lambda: None) -> None:
         self.engine, self.settings, self.router, self.owner = engine, settings, router, owner
         self.on_processed = on_processed  # e.g. wake the dispatcher: answers are queued
+        self.fetchers: dict[str, Fetch] = {}  # platform → download of a media handle
         self._intake = GroupCommit(engine)
         self._running: set[asyncio.Task] = set()  # strong references, as asyncio requires
 
@@ -97,11 +102,42 @@ class Pipeline:
         return new
 
     async def process(self, keys: Sequence[tuple[str, str]] | None = None) -> int:
-        """Claim the given deliveries (or any due or abandoned ones) and handle them."""
-        handled = await asyncio.to_thread(self.process_now, keys)
-        if handled:
+        """Claim the given deliveries (or any due or abandoned ones) and handle them.
+
+        A photo or file is downloaded first (outside any transaction) and stored by its
+        SHA-256; the handler then sees the stored content's digest.
+        """
+        rows = await asyncio.to_thread(self._claim, keys)
+        for row in rows:
+            event = Event.from_json(row.event)
+            try:
+                event = await self._fetch(event)
+            except Exception as exc:  # the platform did not answer: try again later, like any failure
+                await asyncio.to_thread(self._failed, row.platform, row.delivery_key, event, row.attempts, exc)
+                continue
+            await asyncio.to_thread(self._handle, row.platform, row.delivery_key, event, row.attempts)
+        if rows:
             self.on_processed()
-        return handled
+        return len(rows)
+
+    def _claim(self, keys):
+        with transaction(self.engine) as session:
+            return inbound.claim(session, self.owner, clock_now(), keys=keys, lease=LEASE)
+
+    async def _fetch(self, event: Event) -> Event:
+        media, fetch = event.media, self.fetchers.get(event.platform)
+        if media is None or media.sha256 or fetch is None:
+            return event
+        try:
+            data, name, content_type = await fetch(media.media_id)
+        except MediaGone:
+            return event  # the handler says it could not be kept
+        digest = await asyncio.to_thread(self._store_blob, data, content_type)
+        return replace(event, media=replace(media, sha256=digest, size=len(data), file_name=media.file_name or name))
+
+    def _store_blob(self, data: bytes, content_type: str) -> str:
+        with transaction(self.engine) as session:
+            return evidence.store(session, data, content_type)
 
     async def run(self, stop: asyncio.Event, every: float = 2.0) -> None:
         """Pick up deliveries left pending or abandoned (by a crash, here or elsewhere)."""
@@ -115,13 +151,6 @@ class Pipeline:
                 await asyncio.wait_for(stop.wait(), timeout=every)
             except TimeoutError:
                 pass
-
-    def process_now(self, keys: Sequence[tuple[str, str]] | None = None) -> int:
-        with transaction(self.engine) as session:
-            rows = inbound.claim(session, self.owner, clock_now(), keys=keys, lease=LEASE)
-        for row in rows:
-            self._handle(row.platform, row.delivery_key, Event.from_json(row.event), row.attempts)
-        return len(rows)
 
     async def drain(self) -> None:
         """Wait for the work started by this instance (graceful shutdown)."""
@@ -143,14 +172,16 @@ class Pipeline:
         except Exception as exc:
             # Never the event's text in the log: only where it came from and what failed.
             log.exception("handling delivery %s:%s failed (attempt %d)", platform, key, attempts)
-            give_up = attempts >= MAX_ATTEMPTS
-            with transaction(self.engine) as session:
-                inbound.give_back(session, platform, key, self.owner, type(exc).__name__,
-                                  clock_now() + timedelta(seconds=5 * attempts), give_up=give_up)
-                if give_up:
-                    Context(session, self.settings, event, identify(session, self.settings,
-                            Actor(event.platform, event.sender)), clock_now()).send(
-                        event.reply_to, Text(say("chat", "failed")), f"event:{platform}:{key}:failed")
+            self._failed(platform, key, event, attempts, exc)
+
+    def _failed(self, platform: str, key: str, event: Event, attempts: int, exc: Exception) -> None:
+        """Try again later; after the last attempt, stop and say sorry."""
+        give_up = attempts >= MAX_ATTEMPTS
+        with transaction(self.engine) as session:
+            inbound.give_back(session, platform, key, self.owner, type(exc).__name__,
+                              clock_now() + timedelta(seconds=5 * attempts), give_up=give_up)
+            if give_up:
+                outbox.queue(session, event.reply_to, Text(say("chat", "failed")), f"event:{platform}:{key}:failed")
 
 
 class TakenOver(Exception):

@@ -14,6 +14,7 @@ from datetime import timedelta
 import aiohttp
 from sqlalchemy import Engine
 
+from bot.chat.events import MediaGone
 from bot.clock import now as clock_now
 from bot.settings import WeComSettings
 from storage import tokens
@@ -33,6 +34,10 @@ class Unreachable(Exception):
     def __init__(self, reason: str, *, in_doubt: bool) -> None:
         super().__init__(reason)
         self.in_doubt = in_doubt
+
+
+MAX_MEDIA = 50 * 1024 * 1024  # bytes; WeCom's temporary media are at most 20 MB (video)
+MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=120)
 
 
 class WeComAPI:
@@ -59,6 +64,30 @@ class WeComAPI:
                 continue
             return answer
         return answer
+
+    async def media(self, media_id: str) -> tuple[bytes, str, str]:
+        """Download temporary media (获取临时素材): content, file name, content type."""
+        for attempt in (1, 2):
+            token = await self.token()
+            try:
+                async with self.http.get(f"{self.base}/cgi-bin/media/get", timeout=MEDIA_TIMEOUT,
+                                         params={"access_token": token, "media_id": media_id}) as response:
+                    if response.status != 200:
+                        raise Unreachable(f"HTTP {response.status}", in_doubt=False)
+                    if response.content_type in ("application/json", "text/plain"):
+                        answer = await response.json(content_type=None)
+                        if answer.get("errcode") in TOKEN_ERRORS and attempt == 1:
+                            await self.forget(token)
+                            continue
+                        raise MediaGone(f"errcode {answer.get('errcode')}")
+                    data = await response.content.read(MAX_MEDIA + 1)
+                    if len(data) > MAX_MEDIA:
+                        raise MediaGone("larger than the bot keeps")
+                    name = response.content_disposition.filename if response.content_disposition else ""
+                    return data, name or "", response.content_type
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                raise Unreachable(type(exc).__name__, in_doubt=False) from None
+        raise MediaGone("access token refused twice")
 
     async def post_url(self, url: str, body: dict) -> dict:
         """POST JSON to a full URL WeCom gave us (an AI bot's response_url)."""

@@ -13,11 +13,12 @@ from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeXML
 
-from bot.chat.events import Event
+from bot.chat.events import Event, Media
 from bot.chat.outbound import REPLY, USER, Destination
 from bot.wecom.cards import card_action
 
 PLATFORM = "wecom"
+MEDIA_TYPES = ("image", "video", "voice", "file")  # evidence an inspector sends (art. 14)
 _MENTION = re.compile(r"^(?:\s*@\S+)+\s*")
 
 
@@ -56,6 +57,10 @@ def app_event(plaintext: bytes) -> Event | None:
         msg_id = _required(root, "MsgId")
         return Event(PLATFORM, f"app:msg:{msg_id}", sender, "private", private, at,
                      text=(root.findtext("Content") or "").strip())
+    if msg_type in MEDIA_TYPES:
+        msg_id, media_id = _required(root, "MsgId"), _required(root, "MediaId")
+        media = Media(msg_type, media_id, (root.findtext("FileName") or "").strip())
+        return Event(PLATFORM, f"app:msg:{msg_id}", sender, "private", private, at, media=media)
     if msg_type != "event":
         return None
     kind = root.findtext("Event", "")

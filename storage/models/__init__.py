@@ -22,11 +22,20 @@ from storage.models.infrastructure import (
     SendSlot,
 )
 from storage.models.planning import AnnualPlan, PlanAdjustment
-from storage.models.workflow import Assignment, FollowUp, Result, Task
+from storage.models.workflow import (
+    Assignment,
+    Evidence,
+    EvidenceBlob,
+    FollowUp,
+    PendingInput,
+    Result,
+    Task,
+)
 
 __all__ = [
-    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "DirectoryChange",
+    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "DirectoryChange", "Evidence",
+    "EvidenceBlob",
     "FollowUp", "Holiday", "ImportRun", "InboundDelivery", "InspectionObject", "Inspector",
-    "Item", "Listed", "OutboxMessage", "PlanAdjustment", "Result", "SendSlot", "Stratum",
+    "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "Result", "SendSlot", "Stratum",
     "Task", "Team", "Unit", "utcnow",
 ]

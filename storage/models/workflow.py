@@ -2,7 +2,7 @@
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, UniqueConstraint
+from sqlalchemy import JSON, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
@@ -53,13 +53,15 @@ class Result(SQLModel, table=True):
     signed: bool | None = None  # legal representative signed (art. 14)
     unsigned_reason: str | None = None
     noncooperation_case: int | None = None  # art. 19 (一)–(四), with category 6
-    status: str = "submitted"  # submitted | returned | approved
+    status: str = "submitted"  # submitted | returned | approved (published) | superseded
     submitted_by: str
     submitted_at: datetime = Field(default_factory=utcnow)
     decided_by: str | None = None
     decided_at: datetime | None = None
     return_reason: str | None = None
     published_at: datetime | None = None
+    supersedes: int | None = Field(default=None, foreign_key="results.id")  # a correction of a published result
+    correction_reason: str | None = None
 
 
 class FollowUp(SQLModel, table=True):
@@ -76,3 +78,45 @@ class FollowUp(SQLModel, table=True):
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None
+
+
+class Evidence(SQLModel, table=True):
+    """A photo, video or file an inspector sent for a task (art. 14: 监管痕迹可查询).
+
+    The content is stored once by its SHA-256 (``EvidenceBlob``); this row links it to
+    the task, with who sent it and when.
+    """
+
+    __tablename__ = "evidence"
+    __table_args__ = (UniqueConstraint("task_id", "sha256"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: int = Field(foreign_key="tasks.id", index=True)
+    sha256: str = Field(foreign_key="evidence_blobs.sha256", index=True)
+    media_type: str  # image | video | voice | file
+    file_name: str = ""
+    size: int
+    added_by: str
+    added_at: datetime = Field(default_factory=utcnow)
+
+
+class EvidenceBlob(SQLModel, table=True):
+    """Content-addressed evidence bytes, shared by every instance through the database."""
+
+    __tablename__ = "evidence_blobs"
+    sha256: str = Field(primary_key=True)
+    data: bytes = Field(sa_type=LargeBinary)
+    size: int
+    content_type: str = ""
+
+
+class PendingInput(SQLModel, table=True):
+    """What the bot asked a person to type next (a recusal reason, a return reason,
+    the task that photos belong to); their next private message answers it."""
+
+    __tablename__ = "pending_inputs"
+    platform: str = Field(primary_key=True)
+    user_id: str = Field(primary_key=True)
+    kind: str  # recusal_reason | return_reason | unsigned_reason | case | evidence
+    task_id: int
+    data: dict = Field(default_factory=dict, sa_type=JSON)
+    expires_at: datetime

@@ -32,6 +32,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 OK = 0
 BUSY = -1
 INVALID_SECRET = 40001
+INVALID_MEDIA_ID = 40007
 INVALID_MSGTYPE = 40008
 INVALID_CORPID = 40013
 INVALID_TOKEN = 40014
@@ -155,6 +156,7 @@ class FakeWeCom:
         self.card_state: dict[str, dict] = {}  # task_id -> the card as it now looks
         self.response_codes: dict[str, dict] = {}  # code -> task_id, users, issued_at, used
         self.aibot_codes: dict[str, dict] = {}  # code -> chatid, user, chattype, issued_at, used
+        self.media: dict[str, tuple[bytes, str, str]] = {}  # media_id -> content, file name, content type (3 days)
 
         self._tokens: dict[str, dict] = {}  # token -> issued_at, state (ok | expired | revoked)
         self._task_ids: dict[str, str] = {}  # task_id -> card_type; unique within the app forever
@@ -217,6 +219,7 @@ class FakeWeCom:
         app.router.add_post("/cgi-bin/message/update_template_card", self._update_template_card)
         app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
         app.router.add_post("/cgi-bin/aibot/response", self._aibot_response)
+        app.router.add_get("/cgi-bin/media/get", self._media_get)
         return app
 
     @web.middleware
@@ -255,9 +258,20 @@ class FakeWeCom:
         self._tokens[token] = {"issued_at": self.clock(), "state": "ok"}
         return _answer(OK, access_token=token, expires_in=TOKEN_TTL)
 
-    async def _checked_body(self, request: web.Request) -> dict | web.Response:
-        """The JSON body of an app API call, or WeCom's refusal of the token, the body or the agentid."""
-        token = request.query.get("access_token")
+    async def _media_get(self, request: web.Request) -> web.StreamResponse:
+        """Temporary media (素材管理 → 获取临时素材): the bytes with a Content-Disposition
+        file name; a JSON error (40007 invalid media_id) otherwise."""
+        refused = self._token_problem(request.query.get("access_token"))
+        if refused is not None:
+            return refused
+        found = self.media.get(request.query.get("media_id", ""))
+        if found is None:
+            return _answer(INVALID_MEDIA_ID)
+        content, name, content_type = found
+        return web.Response(body=content, content_type=content_type,
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    def _token_problem(self, token: str | None) -> web.Response | None:
         issued = self._tokens.get(token or "")
         if not token:
             return _answer(MISSING_TOKEN)
@@ -265,6 +279,13 @@ class FakeWeCom:
             return _answer(INVALID_TOKEN)
         if issued["state"] == "expired" or self.clock() - issued["issued_at"] >= TOKEN_TTL:
             return _answer(TOKEN_EXPIRED)
+        return None
+
+    async def _checked_body(self, request: web.Request) -> dict | web.Response:
+        """The JSON body of an app API call, or WeCom's refusal of the token, the body or the agentid."""
+        refused = self._token_problem(request.query.get("access_token"))
+        if refused is not None:
+            return refused
         body = _json(await request.read())
         if not isinstance(body, dict):
             return _answer(DATA_FORMAT_ERROR)
@@ -447,6 +468,20 @@ class FakeWeCom:
             f"<Content>{_cdata(content)}</Content><MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID></xml>",
             retries=retries,
         )
+
+    async def send_media(self, user: str, kind: str, content: bytes, *, file_name: str = "photo.jpg",
+                         content_type: str = "image/jpeg", msg_id: int | None = None) -> CallbackResult:
+        """``user`` sends a photo, video, voice message or file to the app: WeCom keeps it as
+        temporary media and delivers its MediaId (A.5)."""
+        media_id = f"media-{secrets.token_hex(8)}"
+        self.media[media_id] = (content, file_name, content_type)
+        msg_id = secrets.randbelow(9 * 10**18) + 10**18 if msg_id is None else msg_id
+        extra = f"<FileName>{_cdata(file_name)}</FileName>" if kind == "file" else ""
+        return await self.deliver_app_xml(
+            f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+            f"<CreateTime>{int(self.clock())}</CreateTime><MsgType>{_cdata(kind)}</MsgType>"
+            f"<MediaId>{_cdata(media_id)}</MediaId>{extra}<MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID>"
+            "</xml>")
 
     async def click(
         self, user: str, task_id: str, event_key: str, *, selections: dict[str, list[str]] | None = None,

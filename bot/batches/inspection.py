@@ -1,0 +1,60 @@
+"""完成: the inspection of a task is done (art. 14); its date starts the 20-working-day
+clock for entering, approving and publishing the result (art. 20)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlmodel import Session, select
+
+from bot.batches.errors import Refusal
+from bot.batches.lifecycle import advance
+from storage import audit
+from storage.models import Assignment, Batch, Task
+
+OPEN = ("drawn", "in_progress")
+DONE_OR_LATER = ("inspected", "submitted", "approved")
+
+
+@dataclass(frozen=True)
+class Inspected:
+    task: Task
+    already: bool = False
+
+
+def team_of(session: Session, task_id: int) -> list[Assignment]:
+    """The task's inspectors in the order accepted, recused ones included."""
+    return list(session.exec(select(Assignment).where(Assignment.task_id == task_id).order_by(Assignment.position)))
+
+
+def own_task(session: Session, task_id: int, inspector_id: str | None) -> tuple[Task, Batch, Assignment]:
+    """The task, its batch and the caller's place on it (谁检查、谁录入: only their own)."""
+    task = session.get(Task, task_id)
+    if task is None:
+        raise Refusal("unknown_task", task=task_id)
+    batch = session.get(Batch, task.batch_id)
+    mine = next((a for a in team_of(session, task_id) if a.inspector_id == inspector_id), None)
+    if mine is None or mine.status == "recused":
+        raise Refusal("not_on_task", task=task_id, inspector=inspector_id or "")
+    return task, batch, mine
+
+
+def mark_inspected(session: Session, actor: str, task_id: int, inspector_id: str | None, on: date, today: date,
+                   now: datetime) -> Inspected:
+    """Record the inspection date; only once, only after the team confirmed (art. 12)."""
+    task, batch, _ = own_task(session, task_id, inspector_id)
+    if task.status in DONE_OR_LATER:
+        return Inspected(task, already=True)
+    if batch.status not in OPEN:
+        raise Refusal("task_closed", task=task_id, status=batch.status)
+    if task.status != "accepted":
+        raise Refusal("not_accepted", task=task_id)
+    if on > today or (batch.draw_date and on < batch.draw_date):
+        raise Refusal("bad_inspection_date", value=on.isoformat(), drawn=batch.draw_date, today=today)
+    task.inspected_on, task.status = on, "inspected"
+    session.add(task)
+    session.flush()
+    audit.record(session, actor, "task.inspected", str(task.id), on=on.isoformat())
+    advance(session, actor, batch.id, now)
+    return Inspected(task)

@@ -1,0 +1,66 @@
+"""进度: where each batch stands (SPEC §2 step 12) — tasks by state, overdue work,
+recusals, result categories. Art. 20: a result is due within 20 working days of the
+inspection, and a task inspected but not published is not complete."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+
+from sqlmodel import Session, select
+
+from bot.batches.errors import Refusal
+from bot.rules.workdays import Calendar
+from storage.models import Assignment, Batch, FollowUp, Result, Task
+
+RESULT_DAYS = 20  # art. 20
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    batch: Batch
+    states: Counter  # task status → count
+    overdue_inspections: int
+    overdue_results: int
+    recusals: int
+    categories: Counter  # published results by category
+    follow_ups: int
+    provisional: bool = False  # a deadline counted on a provisional calendar (暂定)
+    tasks: int = field(default=0)
+
+
+def progress(session: Session, calendar: Calendar, today: date, batch_id: str | None = None) -> list[BatchProgress]:
+    """Progress of one batch, or of every batch that is drawn and not yet completed."""
+    if batch_id:
+        batch = session.get(Batch, batch_id)
+        if batch is None:
+            raise Refusal("unknown_batch", batch=batch_id)
+        batches = [batch]
+    else:
+        batches = session.exec(select(Batch).where(Batch.status.in_(("drawn", "in_progress")))
+                               .order_by(Batch.id)).all()
+    return [_one(session, calendar, today, batch) for batch in batches]
+
+
+def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> BatchProgress:
+    tasks = session.exec(select(Task).where(Task.batch_id == batch.id)).all()
+    ids = [t.id for t in tasks]
+    results = session.exec(select(Result).where(Result.task_id.in_(ids), Result.status == "approved")).all() \
+        if ids else []
+    published = {r.task_id for r in results}
+    recusals = len(session.exec(select(Assignment.id).where(Assignment.task_id.in_(ids),
+                                                           Assignment.status == "recused")).all()) if ids else 0
+    follow_ups = len(session.exec(select(FollowUp.id).where(FollowUp.task_id.in_(ids))).all()) if ids else 0
+    overdue_inspections = sum(1 for t in tasks if t.inspected_on is None and t.status not in ("unstaffed",)
+                              and batch.due is not None and today > batch.due)
+    overdue_results, provisional = 0, False
+    for task in tasks:
+        if task.inspected_on is None or task.id in published:
+            continue
+        due = calendar.working_days_after(task.inspected_on, RESULT_DAYS)
+        provisional |= due.provisional
+        overdue_results += today > due.day
+    states = Counter(t.status for t in tasks)
+    return BatchProgress(batch, states, overdue_inspections, overdue_results, recusals,
+                         Counter(r.category for r in results), follow_ups, provisional, len(tasks))

@@ -1,0 +1,166 @@
+"""Results (art. 14, 19, 20, 21): the inspectors of a task enter one of the eight
+categories (谁检查、谁录入); the approvers of the lead inspector's unit approve —
+which publishes it onto the object's credit record — or return it with a reason. A
+published result is never edited, only superseded by an audited correction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from bot.batches.errors import Refusal
+from bot.batches.followups import hand_over
+from bot.batches.inspection import own_task, team_of
+from bot.batches.lifecycle import advance
+from bot.chat.identity import ADMIN, APPROVER, LEAD, Identity
+from storage import audit
+from storage.models import Batch, FollowUp, InspectionObject, Inspector, Result, Task
+
+NONCOOPERATION = 6  # art. 19: with one of its four cases
+CASES = range(1, 5)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What the inspector entered."""
+
+    category: int
+    note: str = ""
+    signed: bool | None = None
+    unsigned_reason: str | None = None
+    case: int | None = None
+
+
+def check_entry(entry: Entry) -> None:
+    if entry.category not in range(1, 9):
+        raise Refusal("bad_category", value=entry.category)
+    if entry.category == NONCOOPERATION and entry.case not in CASES:
+        raise Refusal("case_required")
+    if entry.category != NONCOOPERATION and entry.case is not None:
+        raise Refusal("case_only_for_6")
+    if entry.signed is False and not (entry.unsigned_reason or "").strip():
+        raise Refusal("unsigned_needs_reason")
+
+
+def latest(session: Session, task_id: int) -> Result | None:
+    return session.exec(select(Result).where(Result.task_id == task_id).order_by(Result.id.desc())).first()
+
+
+def submit(session: Session, actor: str, task_id: int, inspector_id: str | None, entry: Entry,
+           now: datetime) -> Result:
+    """Enter the result of an inspected task; it waits for approval."""
+    task, _, _ = own_task(session, task_id, inspector_id)
+    if task.status == "submitted":
+        raise Refusal("result_pending", task=task_id)
+    if task.status == "approved":
+        raise Refusal("result_published", task=task_id)
+    if task.status != "inspected":
+        raise Refusal("not_inspected", task=task_id)
+    check_entry(entry)
+    result = Result(task_id=task_id, category=entry.category, note=entry.note.strip(), signed=entry.signed,
+                    unsigned_reason=(entry.unsigned_reason or None) if entry.signed is False else None,
+                    noncooperation_case=entry.case, status="submitted", submitted_by=actor, submitted_at=now)
+    task.status = "submitted"
+    session.add_all([result, task])
+    session.flush()
+    audit.record(session, actor, "result.submitted", str(task_id), result=result.id, category=entry.category,
+                 signed=entry.signed, case=entry.case)
+    return result
+
+
+def lead_unit(session: Session, task_id: int) -> str | None:
+    """The unit of the task's lead inspector (主办), whose approvers decide (SPEC §1)."""
+    lead = next((a for a in team_of(session, task_id) if a.status != "recused"), None)
+    inspector = session.get(Inspector, lead.inspector_id) if lead else None
+    return inspector.unit_id if inspector else None
+
+
+def may_decide(session: Session, identity: Identity, task: Task) -> bool:
+    """Approvers of the lead inspector's unit, the batch's lead office, or an admin."""
+    if ADMIN in identity.roles:
+        return True
+    batch = session.get(Batch, task.batch_id)
+    return (lead_unit(session, task.id) in identity.units.get(APPROVER, frozenset())
+            or (batch.lead_unit_id is not None and batch.lead_unit_id in identity.units.get(LEAD, frozenset())))
+
+
+@dataclass(frozen=True)
+class Decided:
+    result: Result
+    task: Task
+    follow_up: FollowUp | None = None
+    already: bool = False
+
+
+def _pending_result(session: Session, result_id: int, identity: Identity) -> tuple[Result, Task]:
+    result = session.get(Result, result_id)
+    if result is None:
+        raise Refusal("unknown_result", result=result_id)
+    task = session.get(Task, result.task_id)
+    if not may_decide(session, identity, task):
+        raise Refusal("not_your_unit", task=task.id)
+    return result, task
+
+
+def approve(session: Session, identity: Identity, result_id: int, now: datetime) -> Decided:
+    """批准: the result is published onto the object's credit record (art. 20, 21)."""
+    actor = identity.actor.label
+    result, task = _pending_result(session, result_id, identity)
+    if result.status == "approved":
+        return Decided(result, task, already=True)
+    if result.status != "submitted":
+        raise Refusal("result_not_pending", task=task.id, status=result.status)
+    result.status, result.decided_by, result.decided_at, result.published_at = "approved", actor, now, now
+    task.status = "approved"
+    session.add_all([result, task])
+    session.flush()
+    audit.record(session, actor, "result.published", str(task.id), result=result.id, category=result.category)
+    follow_up = hand_over(session, result, session.get(InspectionObject, task.object_id), actor, now)
+    advance(session, actor, task.batch_id, now)
+    return Decided(result, task, follow_up)
+
+
+def return_result(session: Session, identity: Identity, result_id: int, reason: str, now: datetime) -> Decided:
+    """退回: back to the inspectors with the reason; they enter it again."""
+    actor = identity.actor.label
+    result, task = _pending_result(session, result_id, identity)
+    if result.status == "returned":
+        return Decided(result, task, already=True)
+    if result.status != "submitted":
+        raise Refusal("result_not_pending", task=task.id, status=result.status)
+    if not reason.strip():
+        raise Refusal("return_needs_reason")
+    result.status, result.decided_by, result.decided_at, result.return_reason = "returned", actor, now, reason.strip()
+    task.status = "inspected"
+    session.add_all([result, task])
+    session.flush()
+    audit.record(session, actor, "result.returned", str(task.id), result=result.id, reason=reason.strip())
+    return Decided(result, task)
+
+
+def correct(session: Session, identity: Identity, task_id: int, entry: Entry, reason: str, now: datetime) -> Result:
+    """更正: supersede a published result with a new one; the old stays on record."""
+    task = session.get(Task, task_id)
+    if task is None:
+        raise Refusal("unknown_task", task=task_id)
+    if not may_decide(session, identity, task):
+        raise Refusal("not_your_unit", task=task_id)
+    old = latest(session, task_id)
+    if old is None or old.status != "approved":
+        raise Refusal("nothing_to_correct", task=task_id)
+    if not reason.strip():
+        raise Refusal("correction_needs_reason")
+    check_entry(entry)
+    actor = identity.actor.label
+    new = Result(task_id=task_id, category=entry.category, note=entry.note.strip(), signed=old.signed,
+                 unsigned_reason=old.unsigned_reason, noncooperation_case=entry.case, status="approved",
+                 submitted_by=actor, submitted_at=now, decided_by=actor, decided_at=now, published_at=now,
+                 supersedes=old.id, correction_reason=reason.strip())
+    old.status = "superseded"
+    session.add_all([old, new])
+    session.flush()
+    audit.record(session, actor, "result.corrected", str(task_id), old=old.id, new=new.id, category=entry.category,
+                 reason=reason.strip())
+    return new

@@ -1,0 +1,48 @@
+"""Who to tell, on which platform: configured people (SPEC §1) and inspectors by their
+platform accounts in the directory."""
+
+from __future__ import annotations
+
+from bot.chat import platforms
+from bot.chat.outbound import USER, Destination
+from bot.roles import PLATFORMS
+from bot.settings import Settings
+
+
+def entries_on(entries: list[str], platform: str) -> list[str]:
+    """The user ids a configured list names on ``platform`` (bare ids count on every one)."""
+    found = []
+    for entry in entries:
+        prefix, sep, user = entry.partition(":")
+        if sep and prefix in PLATFORMS:
+            if prefix == platform:
+                found.append(user)
+        else:
+            found.append(entry)
+    return list(dict.fromkeys(found))
+
+
+def admins(settings: Settings, platform: str) -> list[str]:
+    return entries_on(settings.roles.admins, platform)
+
+
+def unit_people(settings: Settings, unit_id: str | None, role: str) -> list[str]:
+    """``[roles.units.<unit>] leads | approvers | accountability`` as configured."""
+    unit = settings.roles.units.get(unit_id or "")
+    return list(getattr(unit, role)) if unit else []
+
+
+def people(settings: Settings, entries: list[str]) -> list[Destination]:
+    """Private destinations for configured people on every enabled platform."""
+    return [Destination(platform, USER, user) for platform in platforms.enabled(settings)
+            for user in entries_on(entries, platform)]
+
+
+def inspector(settings: Settings, person) -> list[Destination]:
+    """Private destinations for an inspector, by their accounts in the directory."""
+    found = []
+    for platform in platforms.enabled(settings):
+        user = platforms.user_id(person, platform)
+        if user:
+            found.append(Destination(platform, USER, user))
+    return found

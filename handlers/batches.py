@@ -1,0 +1,90 @@
+"""Batches in chat (SPEC §5): 新建抽查 追加分层 公示方案 抽取 撤销 for admins (art. 10–12),
+进度 and 核验 for anyone with a role. The service calls are those of ``shuangsui batch``."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from bot import verifier
+from bot.batches import commands
+from bot.batches.errors import Refusal
+from bot.batches.export import export
+from bot.batches.progress import progress
+from bot.chat.context import Context
+from bot.chat.identity import ADMIN
+from bot.chat.router import EVERYONE, Router
+from bot.clock import bureau_today
+from bot.rules.arguments import ArgumentError, parse_arguments
+from bot.texts import say
+from storage.calendar import load_calendar
+
+router = Router()
+
+
+def arguments_text(ctx: Context) -> str:
+    """What follows the command word."""
+    parts = (ctx.event.text or "").strip().split(maxsplit=1)
+    return parts[1] if len(parts) > 1 else ""
+
+
+def refuse(ctx: Context, refusal: Refusal, command: str) -> None:
+    """The refusal, and for a malformed request the right form of the command."""
+    text = refusal.text()
+    if refusal.message in ("bad_arguments", "missing_argument"):
+        text = f"{text}\n{say('help', 'usage', name=command)}"
+    ctx.reply(text)
+
+
+def _batch_command(action: str, name: str):
+    def handler(ctx: Context) -> None:
+        try:
+            with ctx.session.begin_nested():  # a refusal leaves nothing half-written
+                done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, arguments_text(ctx), ctx.now)
+        except Refusal as refusal:
+            refuse(ctx, refusal, name)
+            return
+        ctx.reply("\n".join(done.lines))
+    handler.__name__ = f"batch_{action}"
+    return handler
+
+
+for _action, _names in (("new", ("新建抽查", "new")), ("stratum", ("追加分层", "stratum")),
+                        ("publish", ("公示方案", "publish")), ("draw", ("抽取", "draw")),
+                        ("cancel", ("撤销", "cancel"))):
+    router.command(*_names, roles={ADMIN})(_batch_command(_action, _names[0]))
+
+
+@router.command("进度", "status", roles=EVERYONE)
+def show_progress(ctx: Context) -> None:
+    try:
+        batch_id = parse_arguments(arguments_text(ctx), {"batch"}).get("batch")
+        today = bureau_today(ctx.settings.bureau.timezone)
+        found = progress(ctx.session, load_calendar(ctx.session), today, batch_id)
+    except ArgumentError as exc:
+        refuse(ctx, Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed), "进度")
+        return
+    except Refusal as refusal:
+        refuse(ctx, refusal, "进度")
+        return
+    ctx.reply(say("progress", "report", batches=found))
+
+
+@router.command("核验", "verify", roles=EVERYONE)
+def verify_draw(ctx: Context) -> None:
+    """Recompute the draw from its record, exactly as a citizen would (DRAW.md §7)."""
+    try:
+        batch_id = parse_arguments(arguments_text(ctx), {"batch"}).get("batch")
+        if not batch_id:
+            raise Refusal("missing_argument", key="batch")
+        with tempfile.TemporaryDirectory() as directory:
+            export(ctx.session, batch_id, Path(directory), internal=True)
+            try:
+                verdict = verifier.verify(Path(directory))
+                ctx.reply(say("progress", "verified", batch=batch_id, verdict=verdict))
+            except verifier.Mismatch as mismatch:
+                ctx.reply(say("progress", "mismatch", batch=batch_id, detail=str(mismatch)))
+    except ArgumentError as exc:
+        refuse(ctx, Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed), "核验")
+    except Refusal as refusal:
+        refuse(ctx, refusal, "核验")
