@@ -5,10 +5,10 @@ from bot.chat.router import Router
 
 def router() -> Router:
     """Every command and card action of the bot."""
-    from handlers import batches, help, tasks
+    from handlers import batches, conversation, help, results, tasks
 
     joined = Router()
-    for feature in (help, batches, tasks):
+    for feature in (help, batches, tasks, results, conversation):
         joined.include(feature.router)
     help.ROUTES.extend(joined.routes())
     return joined

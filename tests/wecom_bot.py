@@ -17,8 +17,10 @@ from tests.batch_district import seed_district
 from tests.fakes.wecom import AIBOT_AES_KEY, APP_AES_KEY, FakeWeCom
 
 ADMIN = "admin1"
+APPROVER = "approver1"
+LEAD = "lead1"
 INSPECTOR_IDS = {f"I{n:02d}": f"insp{n:02d}" for n in range(1, 9)}
-USERS = (ADMIN, "stranger", *INSPECTOR_IDS.values())
+USERS = (ADMIN, APPROVER, LEAD, "stranger", *INSPECTOR_IDS.values())
 
 
 def fake_wecom(**kwargs) -> FakeWeCom:
@@ -29,7 +31,9 @@ def wecom_settings(fake: FakeWeCom, **sections) -> Settings:
     wecom = {"corp_id": "wwfakecorp", "agent_id": 1000002, "secret": "fake-secret", "token": "faketoken123",
              "encoding_aes_key": APP_AES_KEY, "api_base": fake.base_url, "webhook_key": "group-key",
              "aibot": {"token": "fakeaibot456", "encoding_aes_key": AIBOT_AES_KEY}}
-    return Settings(wecom=wecom, roles={"admins": [ADMIN]}, security={"keys": [new_key()]},
+    roles = {"admins": [ADMIN], "units": {"S-DC": {"approvers": [APPROVER]}, "S-XC": {"approvers": [APPROVER]},
+                                          "U-XY": {"leads": [LEAD]}}}
+    return Settings(wecom=wecom, roles=roles, security={"keys": [new_key()]},
                     bureau={"default_lead": "U-XY"}, **sections)
 
 

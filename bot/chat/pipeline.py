@@ -197,6 +197,9 @@ def dispatch(router: Router, ctx: Context) -> None:
         audit.record(ctx.session, identity.actor.label, "refused", tried, reason="no role")
         ctx.reply(say("chat", "no_role", tried=tried))
         return
+    if ctx.event.media is not None and router.media is not None:
+        router.media(ctx)
+        return
     if route is None:
         if ctx.event.action is not None:
             ctx.reply(say("chat", "unknown_action"))
@@ -205,7 +208,7 @@ def dispatch(router: Router, ctx: Context) -> None:
         elif router.fallback is not None:
             router.fallback(ctx)
         else:
-            ctx.reply(say("chat", "unknown_command", word=word))
+            ctx.reply(say("chat", "unknown_command", word=word, suggestion=None))
         return
     if route.private_only and ctx.event.chat != "private":
         ctx.reply(say("chat", "private_only", command=route.name))

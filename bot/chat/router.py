@@ -38,7 +38,8 @@ class Router:
     def __init__(self) -> None:
         self.commands: dict[str, Route] = {}
         self.actions: dict[str, Route] = {}
-        self.fallback: Handler | None = None
+        self.fallback: Handler | None = None  # text that is no command (e.g. an answer the bot asked for)
+        self.media: Handler | None = None  # a photo, video or file
 
     def command(self, *names: str, roles=EVERYONE, private_only: bool = False) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
@@ -68,6 +69,7 @@ class Router:
                 raise ValueError(f"card action {name!r} registered twice")
             self.actions[name] = route
         self.fallback = other.fallback or self.fallback
+        self.media = other.media or self.media
 
     def routes(self) -> list[Route]:
         """Every command once, in registration order."""

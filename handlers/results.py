@@ -1,0 +1,205 @@
+"""Results (art. 14, 19, 20): the inspectors enter one of the eight categories — by the
+result card or the 结果 command — and the approvers of the lead inspector's unit
+批准 (publish, art. 20–21) or 退回 with a reason; a published result is only ever
+superseded by an audited 更正."""
+
+from __future__ import annotations
+
+from bot.batches import notices
+from bot.batches.errors import Refusal
+from bot.batches.inspection import team_of
+from bot.batches.results import Entry, approve, correct, latest, return_result, submit
+from bot.chat import pending
+from bot.chat.context import Context
+from bot.chat.identity import APPROVER, INSPECTOR, LEAD
+from bot.chat.router import Router
+from bot.texts import say
+from handlers.common import arguments, number, refuse, task_of
+from storage import evidence
+from storage.models import Result, Task
+
+router = Router()
+YES, NO = {"是", "true", "1", "yes", "y"}, {"否", "false", "0", "no", "n"}
+
+
+def signed_value(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value.strip().lower() in YES:
+        return True
+    if value.strip().lower() in NO:
+        return False
+    raise Refusal("bad_signed", value=value)
+
+
+@router.command("结果", "result", roles={INSPECTOR}, private_only=True)
+def result_by_command(ctx: Context) -> None:
+    try:
+        args = arguments(ctx, {"task", "category", "note", "signed", "reason", "case"})
+        task_id = task_of(ctx, args)
+        case = args.get("case")
+        entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
+                      signed=signed_value(args.get("signed")), unsigned_reason=args.get("reason"),
+                      case=number(case, "case") if case else None)
+    except Refusal as refusal:
+        refuse(ctx, refusal, "结果")
+        return
+    submit_entry(ctx, task_id, entry)
+
+
+@router.action("result", roles={INSPECTOR})
+def result_by_card(ctx: Context) -> None:
+    """The result card: the chosen category, signed or not; what a card cannot take is asked."""
+    action = ctx.event.action
+    chosen = action.choices.get("category") or []
+    try:
+        task_id = task_of(ctx, None)
+        category = number(chosen[0] if chosen else None, "category")
+    except Refusal:
+        ctx.reply(say("results", "choose_category"))
+        return
+    signed = not action.value.endswith(":unsigned")
+    if category == 6:
+        pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "case", task_id, ctx.now,
+                    {"category": category, "signed": signed})
+        ctx.reply(say("results", "ask_case"))
+    elif not signed:
+        pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "unsigned_reason", task_id, ctx.now,
+                    {"category": category})
+        ctx.reply(say("results", "ask_unsigned_reason"))
+    else:
+        submit_entry(ctx, task_id, Entry(category=category, signed=True))
+        return
+    ctx.close_card(say("results", "card_waiting"))
+
+
+def submit_entry(ctx: Context, task_id: int, entry: Entry) -> None:
+    """谁检查、谁录入: submit, then ask the approvers."""
+    try:
+        with ctx.session.begin_nested():
+            result = submit(ctx.session, ctx.actor_label, task_id, ctx.identity.inspector_id, entry, ctx.now)
+    except Refusal as refusal:
+        refuse(ctx, refusal, "结果")
+        return
+    task = ctx.session.get(Task, task_id)
+    notices.queue_approval_cards(ctx.session, ctx.settings, result, task, evidence.count(ctx.session, task_id))
+    ctx.close_card(say("results", "card_submitted", category=result.category))
+    ctx.reply(say("results", "submitted", task=task_id, result=result))
+
+
+def _result_for(ctx: Context, action_keys: set[str]) -> tuple[int | None, dict]:
+    """The result a button names, or the latest one of ``任务=``."""
+    if ctx.event.action is not None:
+        return number(ctx.event.action.value, "result"), {}
+    args = arguments(ctx, action_keys)
+    task_id = number(args.get("task"), "task")
+    found = latest(ctx.session, task_id)
+    if found is None or found.status != "submitted":
+        raise Refusal("no_pending_result", task=task_id)
+    return found.id, args.values
+
+
+@router.action("approve", roles={APPROVER, LEAD})
+@router.command("批准", "approve", roles={APPROVER, LEAD}, private_only=True)
+def approve_result(ctx: Context) -> None:
+    try:
+        result_id, _ = _result_for(ctx, {"task"})
+        with ctx.session.begin_nested():
+            done = approve(ctx.session, ctx.identity, result_id, ctx.now)
+    except Refusal as refusal:
+        refuse(ctx, refusal, "批准")
+        return
+    if not done.already:
+        notices.queue_decision_notices(ctx.session, ctx.settings, done.result, done.task)
+        notices.close_approval_cards(ctx.session, ctx.settings, done.result, say("results", "approved_button"))
+    ctx.reply(say("results", "approved", task=done.task, result=done.result, follow_up=done.follow_up,
+                  already=done.already))
+
+
+@router.action("return", roles={APPROVER, LEAD})
+def ask_return_reason(ctx: Context) -> None:
+    try:
+        result_id = number(ctx.event.action.value, "result")
+        result = ctx.session.get(Result, result_id)
+        if result is None:
+            raise Refusal("unknown_result", result=result_id)
+    except Refusal as refusal:
+        refuse(ctx, refusal, "退回")
+        return
+    pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "return_reason", result.task_id, ctx.now,
+                {"result": result_id})
+    ctx.reply(say("results", "ask_return_reason", task=result.task_id))
+
+
+@router.command("退回", "return", roles={APPROVER, LEAD}, private_only=True)
+def return_by_command(ctx: Context) -> None:
+    try:
+        result_id, values = _result_for(ctx, {"task", "reason"})
+    except Refusal as refusal:
+        refuse(ctx, refusal, "退回")
+        return
+    reason = (values.get("reason") or "").strip()
+    if not reason:
+        task_id = ctx.session.get(Result, result_id).task_id
+        pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "return_reason", task_id, ctx.now,
+                    {"result": result_id})
+        ctx.reply(say("results", "ask_return_reason", task=task_id))
+        return
+    do_return(ctx, result_id, reason)
+
+
+def do_return(ctx: Context, result_id: int, reason: str) -> None:
+    try:
+        with ctx.session.begin_nested():
+            done = return_result(ctx.session, ctx.identity, result_id, reason, ctx.now)
+    except Refusal as refusal:
+        refuse(ctx, refusal, "退回")
+        return
+    if not done.already:
+        notices.queue_decision_notices(ctx.session, ctx.settings, done.result, done.task)
+        notices.close_approval_cards(ctx.session, ctx.settings, done.result, say("results", "returned_button"))
+        lead = next(a for a in team_of(ctx.session, done.task.id) if a.status != "recused")
+        notices.queue_result_card(ctx.session, ctx.settings, done.task, lead.inspector_id,
+                                  evidence.count(ctx.session, done.task.id))
+    ctx.reply(say("results", "returned", task=done.task, already=done.already))
+
+
+@router.command("更正", "correct", roles={APPROVER, LEAD}, private_only=True)
+def correct_result(ctx: Context) -> None:
+    try:
+        args = arguments(ctx, {"task", "category", "note", "case", "reason"})
+        case = args.get("case")
+        entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
+                      case=number(case, "case") if case else None)
+        with ctx.session.begin_nested():
+            new = correct(ctx.session, ctx.identity, number(args.get("task"), "task"), entry,
+                          args.get("reason") or "", ctx.now)
+    except Refusal as refusal:
+        refuse(ctx, refusal, "更正")
+        return
+    ctx.reply(say("results", "corrected", result=new))
+
+
+def continue_result(ctx: Context, asked) -> None:
+    """The answer to a question the result card could not ask (情形, why not signed)."""
+    text = (ctx.event.text or "").strip()
+    data = dict(asked.data)
+    if asked.kind == "case":
+        try:
+            case = number(text.strip("（）() 第项"), "case")
+            if case not in range(1, 5):
+                raise Refusal("bad_number", key="case", value=text)
+        except Refusal:
+            ctx.reply(say("results", "ask_case"))
+            return
+        if not data.get("signed", True):
+            pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "unsigned_reason", asked.task_id, ctx.now,
+                        {**data, "case": case})
+            ctx.reply(say("results", "ask_unsigned_reason"))
+            return
+        pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
+        submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=True, case=case))
+        return
+    pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
+    submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=False, unsigned_reason=text,
+                                           case=data.get("case")))
