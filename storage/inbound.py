@@ -25,11 +25,17 @@ def take(session: Session, deliveries: Sequence[tuple[str, str, dict]], now: dat
         return set()
     rows = [dict(platform=p, delivery_key=k, event=e, received_at=now, status="pending", attempts=0,
                  next_attempt_at=now) for p, k, e in deliveries]
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = (insert_(InboundDelivery).values(rows)
-                 .on_conflict_do_nothing(index_elements=["platform", "delivery_key"])
-                 .returning(InboundDelivery.platform, InboundDelivery.delivery_key))
-    return {tuple(row) for row in session.execute(statement)}
+    # One cached statement, run as a multi-row insert by the driver layer (not recompiled per round).
+    statement = _TAKE[session.get_bind().dialect.name]
+    return {tuple(row) for row in session.execute(statement, rows)}
+
+
+_TABLE = InboundDelivery.__table__
+_TAKE = {
+    name: insert_(_TABLE).on_conflict_do_nothing(index_elements=["platform", "delivery_key"])
+    .returning(_TABLE.c.platform, _TABLE.c.delivery_key)
+    for name, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 
 
 def _claimable(now: datetime, lease: timedelta):
@@ -40,7 +46,7 @@ def _claimable(now: datetime, lease: timedelta):
 
 
 def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[str, str]] | None = None,
-          batch: int = 20, lease: timedelta = timedelta(seconds=60)) -> list[InboundDelivery]:
+          batch: int = 20, lease: timedelta = timedelta(seconds=60)) -> list:
     """Claim the given deliveries, or up to ``batch`` due or abandoned ones, for ``owner``."""
     if keys is None:
         pick = select(InboundDelivery.platform, InboundDelivery.delivery_key).where(_claimable(now, lease))
@@ -50,12 +56,12 @@ def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[s
         keys = [tuple(row) for row in session.execute(pick)]
     if not keys:
         return []
-    return list(session.scalars(
-        update(InboundDelivery)
-        .where(tuple_(InboundDelivery.platform, InboundDelivery.delivery_key).in_(list(keys)), _claimable(now, lease))
-        .values(status="processing", owner=owner, claimed_at=now, attempts=InboundDelivery.attempts + 1)
-        .returning(InboundDelivery)
-        .execution_options(synchronize_session=False)
+    # Core, not the ORM: the hot path of every delivery (a cached statement, plain rows back).
+    return list(session.execute(
+        update(_TABLE)
+        .where(tuple_(_TABLE.c.platform, _TABLE.c.delivery_key).in_(list(keys)), _claimable(now, lease))
+        .values(status="processing", owner=owner, claimed_at=now, attempts=_TABLE.c.attempts + 1)
+        .returning(_TABLE.c.platform, _TABLE.c.delivery_key, _TABLE.c.event, _TABLE.c.attempts)
     ).all())
 
 
@@ -66,7 +72,7 @@ def _mine(platform: str, key: str, owner: str):
 
 def finish(session: Session, platform: str, key: str, owner: str, now: datetime) -> bool:
     """Mark the work done, in the handler's own transaction (False: it was taken over)."""
-    result = session.execute(update(InboundDelivery).where(_mine(platform, key, owner))
+    result = session.execute(update(_TABLE).where(_mine(platform, key, owner))
                              .values(status="done", done_at=now, error=None))
     return result.rowcount == 1
 

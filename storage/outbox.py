@@ -55,25 +55,30 @@ def queue(session: Session, destination: Destination, message: Message, key: str
     return queue_many(session, [(destination, message, key)]) == 1
 
 
-def queue_many(session: Session, messages: Sequence[tuple[Destination, Message, str]], chunk: int = 2000) -> int:
+def queue_many(session: Session, messages: Sequence[tuple[Destination, Message, str]]) -> int:
     """``queue`` for many messages at once (a draw's cards); returns how many were new."""
+    if not messages:
+        return 0
     now = utcnow()
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    added = 0
-    for start in range(0, len(messages), chunk):
-        rows = [dict(platform=d.platform, recipient=d.address, kind=kind_of(m), payload=to_payload(d, m),
-                     idempotency_key=key, rate_key=rate_key(d), status="pending", attempts=0, in_doubt=False,
-                     next_attempt_at=now, created_at=now)
-                for d, m, key in messages[start:start + chunk]]
-        statement = (insert_(OutboxMessage).values(rows)
-                     .on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(OutboxMessage.id))
-        added += len(session.execute(statement).all())
-    return added
+    rows = [dict(platform=d.platform, recipient=d.address, kind=kind_of(m), payload=to_payload(d, m),
+                 idempotency_key=key, rate_key=rate_key(d), status="pending", attempts=0, in_doubt=False,
+                 next_attempt_at=now, created_at=now)
+            for d, m, key in messages]
+    # One cached statement for any number of rows (the driver layer batches them).
+    return len(session.execute(_QUEUE[session.get_bind().dialect.name], rows).all())
+
+
+_TABLE = OutboxMessage.__table__
+_QUEUE = {
+    name: insert_(_TABLE).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(_TABLE.c.id)
+    for name, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
 
 
 def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,
-          lease: timedelta = timedelta(seconds=30)) -> list[OutboxMessage]:
-    """Claim up to ``batch`` due messages for ``owner``, within every recipient's rate limit.
+          lease: timedelta = timedelta(seconds=30)) -> list:
+    """Claim up to ``batch`` due messages for ``owner``, within every recipient's rate limit;
+    returns the claimed rows (every column of the outbox, by attribute).
 
     Rows over a recipient's budget stay pending (delayed, never dropped). Each claimed
     row with a rate key spends one slot of it, whether or not the send then succeeds.
@@ -86,12 +91,11 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
         and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
         and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < stale),
     )
-    budget = _budgets(session, now, limits)
-    saturated = sorted(key for key, left in budget.items() if left <= 0)
+    budget, free_at = _budgets(session, now, limits)
+    saturated = [{"key": key, "free_at": free_at[key]} for key, left in budget.items() if left <= 0]
+    if saturated:  # their messages wait until the budget frees: later claims need not scan them
+        session.execute(_DEFER, saturated)
     candidates = select(OutboxMessage.id, OutboxMessage.rate_key).where(claimable)
-    if saturated:
-        candidates = candidates.where(or_(OutboxMessage.rate_key.is_(None),
-                                          OutboxMessage.rate_key.not_in(bindparam("full", saturated, expanding=True))))
     candidates = candidates.order_by(OutboxMessage.id).limit(batch * 4)
     if pg:
         candidates = candidates.with_for_update(skip_locked=True)
@@ -107,14 +111,13 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
             break
     if not picked:
         return []
-    claimed = session.scalars(
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(picked), claimable)
-        .values(status="sending", owner=owner, claimed_at=now, attempts=OutboxMessage.attempts + 1,
+    claimed = session.execute(
+        update(_TABLE)
+        .where(_TABLE.c.id.in_(picked), claimable)
+        .values(status="sending", owner=owner, claimed_at=now, attempts=_TABLE.c.attempts + 1,
                 # a row taken over from a dead instance may have reached the platform already
-                in_doubt=or_(OutboxMessage.in_doubt, OutboxMessage.status == "sending"))
-        .returning(OutboxMessage)
-        .execution_options(synchronize_session=False)
+                in_doubt=or_(_TABLE.c.in_doubt, _TABLE.c.status == "sending"))
+        .returning(*_TABLE.c)
     ).all()
     slots = [{"rate_key": row.rate_key, "at": now} for row in claimed if row.rate_key]
     if slots:
@@ -122,14 +125,28 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
     return sorted(claimed, key=lambda row: row.id)
 
 
-def _budgets(session: Session, now: datetime, limits: RateLimits) -> dict[str, int]:
-    """Sends left right now for each rate key that has spent any within the last hour."""
+def _budgets(session: Session, now: datetime, limits: RateLimits) -> tuple[dict[str, int], dict[str, datetime]]:
+    """Sends left right now for each rate key that has spent any within the last hour,
+    and for those with none left, when the oldest counted send leaves its window."""
     times: dict[str, list[datetime]] = {}
     for key, at in session.execute(select(SendSlot.rate_key, SendSlot.at).where(SendSlot.at > now - SLOT_KEEP)):
         times.setdefault(key, []).append(at)
-    return {key: min((limit.count - sum(1 for at in spent if at > now - limit.window) for limit in limits(key)),
-                     default=_UNLIMITED)
-            for key, spent in times.items()}
+    left, free_at = {}, {}
+    for key, spent in times.items():
+        budgets = []
+        for limit in limits(key):
+            inside = sorted(at for at in spent if at > now - limit.window)
+            budgets.append(limit.count - len(inside))
+            if len(inside) >= limit.count:
+                free_at[key] = max(free_at.get(key, now), inside[len(inside) - limit.count] + limit.window)
+        left[key] = min(budgets, default=_UNLIMITED)
+    return left, free_at
+
+
+_DEFER = (update(_TABLE)
+          .where(_TABLE.c.rate_key == bindparam("key"), _TABLE.c.status == "pending",
+                 _TABLE.c.next_attempt_at < bindparam("free_at"))
+          .values(next_attempt_at=bindparam("free_at")))
 
 
 def _unused(rate_key: str, limits: RateLimits) -> int:
@@ -149,21 +166,21 @@ def _mine(row_id: int, owner: str):
 
 def mark_sent(session: Session, row_id: int, owner: str, response: dict, now: datetime) -> bool:
     """Record the platform's answer; False when the row was taken over meanwhile."""
-    result = session.execute(update(OutboxMessage).where(_mine(row_id, owner))
+    result = session.execute(update(_TABLE).where(_mine(row_id, owner))
                              .values(status="sent", sent_at=now, platform_response=response, last_error=None))
     return result.rowcount == 1
 
 
 def mark_retry(session: Session, row_id: int, owner: str, error: str, retry_at: datetime, *, in_doubt: bool) -> bool:
     """Put the row back for a later attempt (``in_doubt``: the platform may have it)."""
-    result = session.execute(update(OutboxMessage).where(_mine(row_id, owner))
+    result = session.execute(update(_TABLE).where(_mine(row_id, owner))
                              .values(status="pending", next_attempt_at=retry_at, last_error=error, in_doubt=in_doubt))
     return result.rowcount == 1
 
 
 def mark_failed(session: Session, row_id: int, owner: str, error: str, response: dict | None) -> bool:
     """A permanent failure: the platform refused it for good (recorded, surfaced to admins)."""
-    result = session.execute(update(OutboxMessage).where(_mine(row_id, owner))
+    result = session.execute(update(_TABLE).where(_mine(row_id, owner))
                              .values(status="failed", last_error=error, platform_response=response))
     return result.rowcount == 1
 

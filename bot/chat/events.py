@@ -80,9 +80,13 @@ class Event:
     media: Media | None = None
 
     def to_json(self) -> dict:
-        data = asdict(self)
-        data["at"] = self.at.isoformat()
-        return data
+        # Spelled out rather than dataclasses.asdict: this runs for every callback, before the ack.
+        reply = self.reply_to
+        return {"platform": self.platform, "delivery_key": self.delivery_key, "sender": self.sender,
+                "chat": self.chat, "at": self.at.isoformat(), "chat_id": self.chat_id, "text": self.text,
+                "reply_to": {"platform": reply.platform, "kind": reply.kind, "address": reply.address},
+                "action": asdict(self.action) if self.action else None,
+                "media": asdict(self.media) if self.media else None}
 
     @classmethod
     def from_json(cls, data: dict) -> Event:

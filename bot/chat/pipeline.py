@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 
@@ -35,6 +36,9 @@ from storage.db import transaction
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
+QUIET_AFTER = 0.1  # seconds without concurrent callbacks before deferred work resumes
+MAX_DEFERRAL = 1.0  # seconds work waits for quiet at most: under sustained load it still progresses
+BATCH = 20
 LEASE = timedelta(seconds=30)  # a dead instance's deliveries are taken over after this
 
 
@@ -49,6 +53,9 @@ class GroupCommit:
         self._max_batch = max_batch
         self._waiting: list[tuple[Event, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
+        # Its own thread: an acknowledgement never queues behind a handler in the shared pool.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
+        self._last_busy = -1.0  # loop time of the last round that had company
 
     async def take(self, event: Event) -> bool:
         """Whether the delivery is new (False: a duplicate of one already taken)."""
@@ -61,8 +68,11 @@ class GroupCommit:
     async def _write_rounds(self) -> None:
         while self._waiting:
             round_, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
+            if len(round_) > 1 or self._waiting:
+                self._last_busy = asyncio.get_running_loop().time()
             try:
-                new = await asyncio.to_thread(self._write, [event for event, _ in round_])
+                new = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, self._write, [event for event, _ in round_])
             except Exception as exc:  # every waiting request answers "try again" (a 5xx the platform retries)
                 for _, future in round_:
                     if not future.done():
@@ -74,6 +84,10 @@ class GroupCommit:
                 if not future.done():
                     future.set_result(key in new and key not in seen)
                 seen.add(key)
+
+    def quiet(self) -> bool:
+        """No burst of callbacks right now: handling work will not slow acknowledgements."""
+        return not self._waiting and asyncio.get_running_loop().time() - self._last_busy > QUIET_AFTER
 
     def _write(self, events: list[Event]) -> set[tuple[str, str]]:
         unique = {(e.platform, e.delivery_key): e for e in reversed(events)}  # first of each key wins
@@ -91,14 +105,22 @@ class Pipeline:
         self.fetchers: dict[str, Fetch] = {}  # platform → download of a media handle
         self._intake = GroupCommit(engine)
         self._running: set[asyncio.Task] = set()  # strong references, as asyncio requires
+        self._backlog = asyncio.Event()
 
     async def take(self, event: Event) -> bool:
-        """Persist the delivery once; start its processing. Returns False for a duplicate."""
+        """Persist the delivery once; start its processing. Returns False for a duplicate.
+
+        A lone message is handled at once. During a burst the work is left to ``run``,
+        which handles it as soon as the burst lets up (acknowledging comes first: the
+        platform's deadline is on the acknowledgement, and the work is safe in the row).
+        """
         new = await self._intake.take(event)
-        if new:
+        if new and self._intake.quiet():
             task = asyncio.create_task(self.process([(event.platform, event.delivery_key)]))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
+        elif new:
+            self._backlog.set()
         return new
 
     async def process(self, keys: Sequence[tuple[str, str]] | None = None) -> int:
@@ -108,6 +130,7 @@ class Pipeline:
         SHA-256; the handler then sees the stored content's digest.
         """
         rows = await asyncio.to_thread(self._claim, keys)
+        ready = []
         for row in rows:
             event = Event.from_json(row.event)
             try:
@@ -115,14 +138,20 @@ class Pipeline:
             except Exception as exc:  # the platform did not answer: try again later, like any failure
                 await asyncio.to_thread(self._failed, row.platform, row.delivery_key, event, row.attempts, exc)
                 continue
-            await asyncio.to_thread(self._handle, row.platform, row.delivery_key, event, row.attempts)
+            ready.append((row.platform, row.delivery_key, event, row.attempts))
+        if ready:
+            await asyncio.to_thread(self._handle_all, ready)
         if rows:
             self.on_processed()
         return len(rows)
 
+    def _handle_all(self, ready) -> None:
+        for platform, key, event, attempts in ready:
+            self._handle(platform, key, event, attempts)
+
     def _claim(self, keys):
         with transaction(self.engine) as session:
-            return inbound.claim(session, self.owner, clock_now(), keys=keys, lease=LEASE)
+            return inbound.claim(session, self.owner, clock_now(), keys=keys, batch=BATCH, lease=LEASE)
 
     async def _fetch(self, event: Event) -> Event:
         media, fetch = event.media, self.fetchers.get(event.platform)
@@ -140,17 +169,31 @@ class Pipeline:
             return evidence.store(session, data, content_type)
 
     async def run(self, stop: asyncio.Event, every: float = 2.0) -> None:
-        """Pick up deliveries left pending or abandoned (by a crash, here or elsewhere)."""
+        """Handle deliveries left for later (a burst), and those abandoned by a crash here
+        or on another instance."""
         while not stop.is_set():
             try:
-                while await self.process():
-                    pass
+                while not stop.is_set():
+                    await self._wait_for_quiet()
+                    if not await self.process():
+                        break
             except Exception:
                 log.exception("sweeping inbound deliveries failed; retrying")
             try:
-                await asyncio.wait_for(stop.wait(), timeout=every)
+                await asyncio.wait_for(self._backlog.wait(), timeout=every)
             except TimeoutError:
                 pass
+            self._backlog.clear()
+
+    async def _wait_for_quiet(self) -> None:
+        waited = 0.0
+        while not self._intake.quiet() and waited < MAX_DEFERRAL:
+            await asyncio.sleep(0.05)
+            waited += 0.05
+
+    def wake(self) -> None:
+        """Look for work now (new work elsewhere, or shutting down)."""
+        self._backlog.set()
 
     async def drain(self) -> None:
         """Wait for the work started by this instance (graceful shutdown)."""

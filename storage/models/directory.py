@@ -7,7 +7,7 @@ never deleted (art. 9: 动态管理), so old batches keep pointing at what they 
 
 from datetime import date, datetime
 
-from sqlalchemy import JSON, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
@@ -53,6 +53,8 @@ class Inspector(Listed, table=True):
     """A person of the inspector directory (执法检查人员名录库)."""
 
     __tablename__ = "inspectors"
+    # Who is talking: WeCom user ids match whatever their case (bot.chat.identity).
+    __table_args__ = (Index("ix_inspectors_wecom_lower", text("lower(wecom_userid)")),)
     id: str = Field(primary_key=True)
     name: str
     unit_id: str = Field(foreign_key="units.id", index=True)

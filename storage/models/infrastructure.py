@@ -3,7 +3,7 @@ access tokens, audit log."""
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Text
+from sqlalchemy import JSON, Index, Text
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
@@ -63,6 +63,7 @@ class OutboxMessage(SQLModel, table=True):
     """
 
     __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)  # what the dispatcher scans
     id: int | None = Field(default=None, primary_key=True)
     platform: str
     recipient: str  # user id, group name or reply route, per destination kind
