@@ -121,8 +121,11 @@ def run_stub_api(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def run_bare(port: int) -> None:
-    """The floor: an aiohttp handler that reads the callback and answers an empty 200."""
+def run_bare(port: int, loop: str = "asyncio") -> None:
+    """The floor: an aiohttp handler that reads the callback and answers an empty 200 — on
+    aiohttp's own asyncio loop, or on the loop the bot runs on (uvloop where installed)."""
+    import asyncio
+
     from aiohttp import web
 
     async def callback(request: web.Request) -> web.Response:
@@ -132,10 +135,13 @@ def run_bare(port: int) -> None:
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
+    from bot.app import event_loop
+
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_post(CALLBACK, callback)
     app.router.add_get("/healthz", healthz)
-    web.run_app(app, host="127.0.0.1", port=port, print=None)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None,
+                loop=event_loop() if loop == "bot" else asyncio.new_event_loop())
 
 
 def wait_ready(url: str, alive, what: str, timeout: float = 60.0) -> None:
@@ -526,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         say(f"{args.clients} clients in {args.procs} processes, {args.seconds:g} s per run, {kind}, "
             f"{cores} cores, in {work}")
 
-        stub_port, bare_port, bot_port = free_port(), free_port(), free_port()
+        stub_port, bare_port, same_port, bot_port = free_port(), free_port(), free_port(), free_port()
         stub_url = f"http://127.0.0.1:{stub_port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHUANGSUI")}
         env |= {
@@ -544,8 +550,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"shuangsui db upgrade failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
             return 1
 
-        for target, port in ((run_stub_api, stub_port), (run_bare, bare_port)):
-            process = ctx.Process(target=target, args=(port,), name=target.__name__, daemon=True)
+        for target, port, extra in ((run_stub_api, stub_port, ()), (run_bare, bare_port, ("asyncio",)),
+                                    (run_bare, same_port, ("bot",))):
+            process = ctx.Process(target=target, args=(port, *extra), name=target.__name__, daemon=True)
             process.start()
             servers.append(process)
             wait_ready(f"http://127.0.0.1:{port}/healthz", process.is_alive, target.__name__)
@@ -554,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         bot_url = f"http://127.0.0.1:{bot_port}"
         wait_ready(bot_url + "/readyz", lambda: bot_process.poll() is None, "shuangsui serve")
 
-        targets = {"bare": (f"http://127.0.0.1:{bare_port}", servers[1].pid), "bot": (bot_url, bot_process.pid)}
+        targets = {"bare": (f"http://127.0.0.1:{bare_port}", servers[1].pid),
+                   "bare-same-loop": (f"http://127.0.0.1:{same_port}", servers[2].pid),
+                   "bot": (bot_url, bot_process.pid)}
         reader_engine = reader(db_url)
         runs: list[Run] = []
         fastest = float(FIRST_GUESS)
@@ -594,8 +603,9 @@ def main(argv: list[str] | None = None) -> int:
             failures.append(f"shuangsui serve exited ({bot_process.returncode}) during the bench")
 
         best = {target: max((r for r in runs if r.target == target), key=lambda r: r.rate) for target in targets}
-        bare, bot = best["bare"], best["bot"]
+        bare, same, bot = best["bare"], best["bare-same-loop"], best["bot"]
         ratio = bot.rate / bare.rate if bare.rate else math.nan
+        same_ratio = bot.rate / same.rate if same.rate else math.nan
         verdict = "MET" if ratio >= TARGET else "MISSED"
 
         print()
@@ -621,11 +631,13 @@ def main(argv: list[str] | None = None) -> int:
                    f"{bot.rate:,.0f} req/s, p50 {ms(bot.quantile(0.5))} ms, p99 {ms(bot.quantile(0.99))} ms, "
                    f"{bot.not_ok} not 200, {bot.late} over {DEADLINE:g} s; bare aiohttp {bare.rate:,.0f} req/s, "
                    f"p99 {ms(bare.quantile(0.99))} ms; ratio {ratio:.2f} {verdict} (target ≥ {TARGET:g}); "
+                   f"against a bare handler on the bot's own loop ({same.rate:,.0f} req/s) {same_ratio:.2f}; "
                    f"{lost} lost, {doubled} doubled"
                    + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
         print(summary)
         err()
-        err(bar_chart([("bare aiohttp req/s", round(bare.rate)), ("bot req/s", round(bot.rate))]))
+        err(bar_chart([("bare aiohttp req/s", round(bare.rate)), ("bare, bot's loop req/s", round(same.rate)),
+                       ("bot req/s", round(bot.rate))]))
         err(bar_chart([("bare aiohttp p99 ms", round(bare.quantile(0.99) * 1000)),
                        ("bot p99 ms", round(bot.quantile(0.99) * 1000))]))
         err(summary)

@@ -18,6 +18,8 @@ import handlers
 from bot.chat.dispatcher import Dispatcher
 from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
+from bot.console.routes import routes as console_routes
+from bot.console.sender import ConsoleSender
 from bot.settings import Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
@@ -49,6 +51,8 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(wecom_callback.routes(settings.wecom, pipeline.take))
+    if settings.console.enabled:
+        app.router.add_routes(console_routes(settings, app[ENGINE], pipeline.take))
     app.on_startup.append(remind_missing_arrangements)
     if workers:
         app.cleanup_ctx.append(_workers)
@@ -69,6 +73,8 @@ async def _workers(app: web.Application):
             api = WeComAPI(settings.wecom, engine, pipeline.owner, http)
             senders.append(WeComSender(settings, api))
             pipeline.fetchers["wecom"] = api.media
+        if settings.console.enabled:
+            senders.append(ConsoleSender(engine))
         app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner)
         pipeline.on_processed = dispatcher.nudge
         stop = asyncio.Event()
@@ -137,10 +143,19 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): the same code on a faster loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def serve(settings: Settings) -> None:
     """Run the server until interrupted."""
     app = create_app(settings)
     # No access log: a line per callback costs a tenth of the acknowledgement's time, and
     # the pipeline logs what matters (refusals, failures) itself.
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=None, access_log=None,
-                handle_signals=True, shutdown_timeout=10)
+                handle_signals=True, shutdown_timeout=10, loop=event_loop())

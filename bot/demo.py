@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from bot.settings import Settings
+from bot.settings import Settings, UnitRoles
 from bot.terminal import err, progress
 from bot.texts import say
 
@@ -31,10 +31,32 @@ def run(settings: Settings, data_dir: Path, *, serve_after: bool = True, objects
             return code
     else:
         err(say("demo", "already_seeded", path=str(data_dir)))
+    settings = demo_people(settings, engine)
     if serve_after:
-        print(say("demo", "url", url=f"http://{settings.server.host}:{settings.server.port}/"), flush=True)
+        base = f"http://{settings.server.host}:{settings.server.port}"
+        print(say("demo", "url", url=f"{base}/console/"), flush=True)
         serve(settings)
     return 0
+
+
+def demo_people(settings: Settings, engine) -> Settings:
+    """The console on, and people to play: an admin, a supervisor, and per unit its
+    approver, its lead (offices) and its accountability contact (stations) — unless the
+    configuration names its own."""
+    from storage.models import Unit
+
+    update = {"console": settings.console.model_copy(update={"enabled": True})}
+    roles = settings.roles
+    if not roles.admins and not roles.units:
+        with engine.connect() as connection:
+            units = connection.execute(select(Unit.id, Unit.kind).order_by(Unit.id)).all()
+        update["roles"] = roles.model_copy(update={
+            "admins": ["console:admin"], "supervisors": ["console:leader"],
+            "units": {unit_id: UnitRoles(approvers=[f"console:approver-{unit_id}"],
+                                         leads=[f"console:lead-{unit_id}"] if kind == "office" else [],
+                                         accountability=[f"console:contact-{unit_id}"] if kind != "office" else [])
+                      for unit_id, kind in units}})
+    return settings.model_copy(update=update)
 
 
 def demo_settings(settings: Settings, data_dir: Path, url: str) -> Settings:

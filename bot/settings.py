@@ -107,6 +107,10 @@ class DingTalkSettings(Section):
     card_template_id: str = ""
 
 
+class ConsoleSettings(Section):
+    enabled: bool = False  # the local console page: acts as anyone, so loopback only
+
+
 class UnitRoles(Section):
     leads: list[str] = []
     approvers: list[str] = []
@@ -183,6 +187,7 @@ class Settings(BaseSettings):
     bureau: BureauSettings = BureauSettings()
     wecom: WeComSettings = WeComSettings()
     dingtalk: DingTalkSettings = DingTalkSettings()
+    console: ConsoleSettings = ConsoleSettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()
     security: SecuritySettings = SecuritySettings()

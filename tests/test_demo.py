@@ -48,9 +48,12 @@ def test_demo_seeds_once_and_serves(tmp_path):
         demo = start_demo(data, port)
         try:
             url = demo.stdout.readline().strip().split("：", 1)[1]
-            assert url == f"http://127.0.0.1:{port}/"
-            assert get_json(url + "healthz") == {"status": "ok"}
-            assert get_json(url + "readyz") == {"status": "ok"}
+            assert url == f"http://127.0.0.1:{port}/console/"  # the first thing a new user sees
+            base = url.removesuffix("console/")
+            assert get_json(base + "healthz") == {"status": "ok"}
+            assert get_json(base + "readyz") == {"status": "ok"}
+            people = get_json(base + "console/api/people")
+            assert people[0]["id"] == "admin" and any("执法检查人员" in r for p in people for r in p["roles"])
         finally:
             demo.send_signal(signal.SIGINT)
             _, errors = demo.communicate(timeout=30)

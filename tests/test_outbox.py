@@ -14,7 +14,7 @@ from storage.db import transaction
 from storage.models import OutboxMessage, SendSlot
 from storage.outbox import RateLimit
 
-T0 = datetime.now(UTC) + timedelta(minutes=1)  # queued rows are due from now
+T0 = datetime.now(UTC) + timedelta(days=1)  # rows queued during the run are due by then
 MEMBER = (RateLimit(30, timedelta(seconds=75)), RateLimit(1000, timedelta(seconds=3615)))
 
 

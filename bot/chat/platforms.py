@@ -12,14 +12,17 @@ def enabled(settings: Settings) -> list[str]:
     dingtalk = settings.dingtalk
     if dingtalk.app_key and dingtalk.app_secret:
         found.append("dingtalk")
+    if settings.console.enabled:
+        found.append("console")
     return found
 
 
 def can_push_to_group(settings: Settings, platform: str) -> bool:
     """Whether group announcements and summaries have somewhere to go."""
-    return platform == "wecom" and settings.wecom.webhook_key is not None
+    return (platform == "wecom" and settings.wecom.webhook_key is not None) or platform == "console"
 
 
 def user_id(inspector, platform: str) -> str | None:
     """An inspector's user id on ``platform``, from the directory."""
-    return {"wecom": inspector.wecom_userid, "dingtalk": inspector.dingtalk_userid}.get(platform) or None
+    ids = {"wecom": inspector.wecom_userid, "dingtalk": inspector.dingtalk_userid, "console": inspector.id}
+    return ids.get(platform) or None

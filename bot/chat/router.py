@@ -91,3 +91,11 @@ def command_word(text: str) -> str:
     text = text.strip()
     word = _SPLIT.split(text, maxsplit=1)[0] if text else ""
     return word.lstrip("/／")
+
+
+_MENTION = re.compile(r"^(?:\s*@\S+)+\s*")
+
+
+def strip_mentions(text: str) -> str:
+    """``@双随 抽取 批次=…`` → ``抽取 批次=…``."""
+    return _MENTION.sub("", text.strip()).strip()

@@ -7,7 +7,6 @@ do with (a menu view, entering the app) parses to ``None`` and is acknowledged.
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
@@ -15,11 +14,11 @@ import defusedxml.ElementTree as SafeXML
 
 from bot.chat.events import Event, Media
 from bot.chat.outbound import REPLY, USER, Destination
+from bot.chat.router import strip_mentions
 from bot.wecom.cards import card_action
 
 PLATFORM = "wecom"
 MEDIA_TYPES = ("image", "video", "voice", "file")  # evidence an inspector sends (art. 14)
-_MENTION = re.compile(r"^(?:\s*@\S+)+\s*")
 
 
 class MalformedDelivery(ValueError):
@@ -108,11 +107,6 @@ def aibot_event(plaintext: bytes, response_base: str) -> Event | None:
         reply_to = Destination(PLATFORM, USER, sender)
     return Event(PLATFORM, f"aibot:{msg_id}", sender, chat, reply_to, datetime.now(UTC),
                  chat_id=str(data.get("chatid") or ""), text=strip_mentions(text))
-
-
-def strip_mentions(text: str) -> str:
-    """``@双随 抽取 批次=…`` → ``抽取 批次=…``."""
-    return _MENTION.sub("", text.strip()).strip()
 
 
 def _xml(body: bytes) -> Element:

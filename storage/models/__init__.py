@@ -15,6 +15,7 @@ from storage.models.directory import (
 from storage.models.infrastructure import (
     AccessToken,
     AuditEntry,
+    ConsoleMessage,
     DirectoryChange,
     ImportRun,
     InboundDelivery,
@@ -33,9 +34,8 @@ from storage.models.workflow import (
 )
 
 __all__ = [
-    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "DirectoryChange", "Evidence",
-    "EvidenceBlob",
-    "FollowUp", "Holiday", "ImportRun", "InboundDelivery", "InspectionObject", "Inspector",
-    "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "Result", "SendSlot", "Stratum",
-    "Task", "Team", "Unit", "utcnow",
+    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "ConsoleMessage",
+    "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
+    "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment",
+    "Result", "SendSlot", "Stratum", "Task", "Team", "Unit", "utcnow",
 ]

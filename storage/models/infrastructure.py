@@ -103,6 +103,18 @@ class AccessToken(SQLModel, table=True):
     refresh_started_at: datetime | None = None
 
 
+class ConsoleMessage(SQLModel, table=True):
+    """What the local console shows: a line of a chat, by the bot or typed by a person."""
+
+    __tablename__ = "console_messages"
+    id: int | None = Field(default=None, primary_key=True)
+    conversation: str = Field(index=True)  # "group", or the user id of a private chat
+    author: str  # "bot", or the user id who typed it
+    kind: str  # text | card | card_update
+    payload: dict = Field(default_factory=dict, sa_type=JSON)
+    at: datetime = Field(default_factory=utcnow)
+
+
 class AuditEntry(SQLModel, table=True):
     """One link of the append-only, hash-chained audit log."""
 
