@@ -22,14 +22,15 @@ router = Router()
 YES, NO = {"是", "true", "1", "yes", "y"}, {"否", "false", "0", "no", "n"}
 
 
-def signed_value(value: str | None) -> bool | None:
+def yes_no(value: str | None, key: str) -> bool | None:
+    """是/否 (also true/false, 1/0); None when not given."""
     if value is None or value == "":
         return None
     if value.strip().lower() in YES:
         return True
     if value.strip().lower() in NO:
         return False
-    raise Refusal("bad_signed", value=value)
+    raise Refusal("bad_yes_no", key=key, value=value)
 
 
 @router.command("结果", "result", roles={INSPECTOR}, private_only=True)
@@ -39,7 +40,7 @@ def result_by_command(ctx: Context) -> None:
         task_id = task_of(ctx, args)
         case = args.get("case")
         entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
-                      signed=signed_value(args.get("signed")), unsigned_reason=args.get("reason"),
+                      signed=yes_no(args.get("signed"), "signed"), unsigned_reason=args.get("reason"),
                       case=number(case, "case") if case else None)
     except Refusal as refusal:
         refuse(ctx, refusal, "结果")
@@ -203,3 +204,20 @@ def continue_result(ctx: Context, asked) -> None:
     pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
     submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=False, unsigned_reason=text,
                                            case=data.get("case")))
+
+
+@router.command("移送", "transfer", roles={LEAD})
+def transfer_case(ctx: Context) -> None:
+    """Art. 18, 23: a case handed to another agency or the judiciary, with the receiving body."""
+    from bot.batches.followups import transfer
+
+    try:
+        args = arguments(ctx, {"task", "agency", "judicial", "note"})
+        judicial = yes_no(args.get("judicial"), "judicial") or False
+        with ctx.session.begin_nested():
+            done = transfer(ctx.session, ctx.actor_label, number(args.get("task"), "task"),
+                            args.get("agency") or "", judicial, args.get("note") or "", ctx.now)
+    except Refusal as refusal:
+        refuse(ctx, refusal, "移送")
+        return
+    ctx.reply(say("results", "transferred", follow_up=done))

@@ -197,6 +197,11 @@ async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engin
         assert recused.status == "recused" and session.get(Inspector, recused.inspector_id)
         assert not session.scalars(select(OutboxMessage).where(or_(OutboxMessage.status == "failed"))).all()
     assert not wecom.dropped
+    # the lead office records a transfer to the judiciary (art. 18, 23)
+    answer = await walk.say(LEAD, f"移送 任务={tasks[1].id} 机关=「区公安分局」 司法=是 说明=涉嫌伪造证照")
+    assert "区公安分局" in answer
+    (transfer,) = rows(engine, FollowUp, FollowUp.kind == "transfer_judiciary")
+    assert (transfer.task_id, transfer.target) == (tasks[1].id, "区公安分局")
     progress = await walk.say(ADMIN, f"进度 批次={batch_id}")
     assert "已公示 3" in progress
     assert "一致" in await walk.say(ADMIN, f"核验 批次={batch_id}")

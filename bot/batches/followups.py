@@ -33,3 +33,25 @@ def hand_over(session: Session, result: Result, obj: InspectionObject, actor: st
     audit.record(session, actor, "followup.created", str(result.task_id), target=obj.unit_id,
                  category=result.category, abnormal_list=listing)
     return follow_up
+
+
+def transfer(session: Session, actor: str, task_id: int, agency: str, judicial: bool, note: str,
+             now: datetime) -> FollowUp:
+    """移送: a case handed to another agency, or to the judiciary (art. 18, 23), on record."""
+    from bot.batches.errors import Refusal
+    from storage.models import Task
+
+    task = session.get(Task, task_id)
+    if task is None:
+        raise Refusal("unknown_task", task=task_id)
+    if task.status != "approved":
+        raise Refusal("transfer_needs_result", task=task_id)
+    if not agency.strip():
+        raise Refusal("missing_argument", key="agency")
+    kind = "transfer_judiciary" if judicial else "transfer_agency"
+    follow_up = FollowUp(task_id=task_id, kind=kind, target=agency.strip(), note=note.strip(), created_by=actor,
+                         created_at=now)
+    session.add(follow_up)
+    session.flush()
+    audit.record(session, actor, "followup.transferred", str(task_id), kind=kind, target=agency.strip())
+    return follow_up
