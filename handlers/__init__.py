@@ -10,5 +10,5 @@ def router() -> Router:
     joined = Router()
     for feature in (help, batches, tasks, results, conversation):
         joined.include(feature.router)
-    help.ROUTES.extend(joined.routes())
+    help.ROUTES[:] = joined.routes()  # (each app builds the router; the list is replaced, not extended)
     return joined

@@ -56,7 +56,7 @@ def recusal_reason_chosen(ctx: Context) -> None:
     reason = value.split(":", 1)[1] if ":" in value else "other"
     try:
         task_id = task_of(ctx, None)
-        own_task(ctx.session, task_id, ctx.identity.inspector_id)
+        own_task(ctx.session, task_id, ctx.identity.inspector_id, recused_too=True)
     except Refusal as refusal:
         refuse(ctx, refusal, "回避")
         return
@@ -75,12 +75,12 @@ def recuse_by_command(ctx: Context) -> None:
     try:
         args = arguments(ctx, {"task", "reason"})
         task_id = task_of(ctx, args)
-        own_task(ctx.session, task_id, ctx.identity.inspector_id)
+        _, _, mine = own_task(ctx.session, task_id, ctx.identity.inspector_id, recused_too=True)
     except Refusal as refusal:
         refuse(ctx, refusal, "回避")
         return
     reason = (args.get("reason") or "").strip()
-    if not reason:
+    if not reason and mine.status != "recused":
         pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "recusal_reason", task_id, ctx.now)
         ctx.reply(say("tasks", "ask_recusal_reason", task=task_id))
         return

@@ -163,3 +163,17 @@ async def test_card_updates_use_the_one_time_code(engine, platform, clock, dispa
     await drain(dispatcher)
     assert rows(engine)[-1].status == "failed"
     assert not platform.delivered_to(ADMIN)  # a card that could not be greyed out is not an admin's problem
+
+
+async def test_a_long_text_goes_as_several_messages_in_order(engine, platform, clock, dispatcher):
+    from bot.wecom.sender import split_text
+
+    lines = [f"第{n}行：" + "检查" * 40 for n in range(40)]
+    text = "\n".join(lines)
+    assert len(text.encode()) > 2048
+    queue(engine, [(to("insp01"), Text(text), "long")])
+    await drain(dispatcher)
+    got = [d["content"] for d in platform.delivered_to("insp01")]
+    assert len(got) == len(split_text(text, 2048)) > 1
+    assert "\n".join(got) == text and all(len(g.encode()) <= 2048 for g in got)
+    assert not platform.dropped

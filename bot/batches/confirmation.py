@@ -38,10 +38,11 @@ def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: 
     if mine.status == "recused":
         raise Refusal("already_recused", task=task_id)
     if mine.status == "confirmed":
-        return Confirmed(task, task.status != "drawn", already=True)
+        return Confirmed(task, task.status not in ("drawn", "unstaffed"), already=True)
     mine.status, mine.answered_at = "confirmed", now
     session.add(mine)
-    accepted = all(a.status == "confirmed" for a in team if a.status != "recused")
+    # An unstaffed task (nobody left to replace a recusal) is not accepted, whoever confirms.
+    accepted = task.status != "unstaffed" and all(a.status == "confirmed" for a in team if a.status != "recused")
     if accepted and task.status == "drawn":
         task.status = "accepted"
         session.add(task)

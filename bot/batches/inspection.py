@@ -28,14 +28,16 @@ def team_of(session: Session, task_id: int) -> list[Assignment]:
     return list(session.exec(select(Assignment).where(Assignment.task_id == task_id).order_by(Assignment.position)))
 
 
-def own_task(session: Session, task_id: int, inspector_id: str | None) -> tuple[Task, Batch, Assignment]:
-    """The task, its batch and the caller's place on it (谁检查、谁录入: only their own)."""
+def own_task(session: Session, task_id: int, inspector_id: str | None, *,
+             recused_too: bool = False) -> tuple[Task, Batch, Assignment]:
+    """The task, its batch and the caller's place on it (谁检查、谁录入: only their own);
+    ``recused_too`` also finds someone who stepped off it (to say they already did)."""
     task = session.get(Task, task_id)
     if task is None:
         raise Refusal("unknown_task", task=task_id)
     batch = session.get(Batch, task.batch_id)
     mine = next((a for a in team_of(session, task_id) if a.inspector_id == inspector_id), None)
-    if mine is None or mine.status == "recused":
+    if mine is None or (mine.status == "recused" and not recused_too):
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id or "")
     return task, batch, mine
 

@@ -19,6 +19,7 @@ from storage import audit
 from storage.models import Batch, FollowUp, InspectionObject, Inspector, Result, Task
 
 NONCOOPERATION = 6  # art. 19: with one of its four cases
+OPEN = ("drawn", "in_progress")  # a cancelled or completed batch takes no more results
 CASES = range(1, 5)
 
 
@@ -51,11 +52,13 @@ def latest(session: Session, task_id: int) -> Result | None:
 def submit(session: Session, actor: str, task_id: int, inspector_id: str | None, entry: Entry,
            now: datetime) -> Result:
     """Enter the result of an inspected task; it waits for approval."""
-    task, _, _ = own_task(session, task_id, inspector_id)
+    task, batch, _ = own_task(session, task_id, inspector_id)
     if task.status == "submitted":
         raise Refusal("result_pending", task=task_id)
     if task.status == "approved":
         raise Refusal("result_published", task=task_id)
+    if batch.status not in OPEN:
+        raise Refusal("task_closed", task=task_id, status=batch.status)
     if task.status != "inspected":
         raise Refusal("not_inspected", task=task_id)
     check_entry(entry)
@@ -101,6 +104,12 @@ def _pending_result(session: Session, result_id: int, identity: Identity) -> tup
     task = session.get(Task, result.task_id)
     if not may_decide(session, identity, task):
         raise Refusal("not_your_unit", task=task.id)
+    if identity.inspector_id and any(a.inspector_id == identity.inspector_id and a.status != "recused"
+                                     for a in team_of(session, task.id)):
+        raise Refusal("own_result", task=task.id)  # who inspected does not approve it
+    batch = session.get(Batch, task.batch_id)
+    if batch.status not in OPEN and result.status == "submitted":
+        raise Refusal("task_closed", task=task.id, status=batch.status)
     return result, task
 
 
@@ -163,4 +172,5 @@ def correct(session: Session, identity: Identity, task_id: int, entry: Entry, re
     session.flush()
     audit.record(session, actor, "result.corrected", str(task_id), old=old.id, new=new.id, category=entry.category,
                  reason=reason.strip())
+    hand_over(session, new, session.get(InspectionObject, task.object_id), actor, now)  # art. 18, as for any result
     return new

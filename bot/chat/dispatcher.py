@@ -93,6 +93,7 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Send until ``stop`` is set; a failure of one round never ends the loop."""
         while not stop.is_set():
+            self._wake.clear()  # before the round: a nudge during it is not lost
             try:
                 sent = await self.run_once()
             except Exception:
@@ -100,7 +101,6 @@ class Dispatcher:
                 sent = 0
             if sent:
                 continue
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
             except TimeoutError:

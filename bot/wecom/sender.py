@@ -71,6 +71,8 @@ class WeComSender:
         return Failed(f"cannot send {type(message).__name__} to a WeCom {destination.kind}")
 
     async def _to_member(self, user: str, message: Message, in_doubt: bool) -> Outcome:
+        if isinstance(message, Text) and len(message.text.encode()) > TEXT_BYTES:
+            return await self._long_text(user, message.text, in_doubt)
         body: dict = {"touser": user, "agentid": self.agent_id}
         if isinstance(message, Card):
             body |= {"msgtype": "template_card",
@@ -92,6 +94,20 @@ class WeComSender:
         if code == DUPLICATE_TASK_ID and in_doubt and isinstance(message, Card):
             return Sent({"duplicate": True, **_kept(answer)})  # the earlier attempt was delivered
         return _classify(code, answer)
+
+    async def _long_text(self, user: str, text: str, in_doubt: bool) -> Outcome:
+        """A text over WeCom's 2,048 bytes goes as several messages, in order. If one
+        fails after others went out, all are resent in doubt, so WeCom drops the repeats."""
+        parts = split_text(text, TEXT_BYTES)
+        answers = []
+        for n, part in enumerate(parts):
+            outcome = await self._to_member(user, Text(part), in_doubt)
+            if not isinstance(outcome, Sent):
+                if n and isinstance(outcome, Retry):
+                    return Retry(outcome.error, in_doubt=True, after=outcome.after)
+                return outcome
+            answers.append(outcome.response)
+        return Sent({"parts": answers})
 
     async def _update_card(self, user: str, update: CardUpdate, in_doubt: bool) -> Outcome:
         if not update.update_token:
@@ -141,6 +157,26 @@ def _classify(code: int, answer: dict) -> Outcome:
 def _kept(answer: dict) -> dict:
     """What to keep of WeCom's answer (never the errmsg's hint text with our IP)."""
     return {k: answer[k] for k in ("msgid", "response_code", "invaliduser") if answer.get(k)}
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Pieces of at most ``limit`` UTF-8 bytes, cut between lines where possible."""
+    parts, current = [], ""
+    for line in text.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate.encode()) <= limit:
+            current = candidate
+            continue
+        if current:
+            parts.append(current)
+        while len(line.encode()) > limit:  # one line longer than a message: cut it
+            head = line.encode()[:limit].decode(errors="ignore")
+            parts.append(head)
+            line = line[len(head):]
+        current = line
+    if current:
+        parts.append(current)
+    return parts
 
 
 def clip(text: str, limit: int) -> str:
