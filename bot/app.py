@@ -8,9 +8,11 @@ import logging
 import os
 import secrets
 import socket
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
@@ -26,7 +28,7 @@ from bot.wecom import callback as wecom_callback
 from bot.wecom.api import WeComAPI
 from bot.wecom.sender import WeComSender
 from storage import schema
-from storage.db import engine_for
+from storage.db import engine_for, transaction
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,32 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     return app
 
 
+def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher) -> AsyncIOScheduler:
+    """APScheduler as this instance's ticker only: what is due lives in the database and a
+    sweep is safe to run on every instance at once (bot.reminders.sweep)."""
+    async def tick() -> None:
+        try:
+            queued = await asyncio.to_thread(_sweep_once, engine, settings)
+        except Exception:
+            log.exception("reminder sweep failed; the next tick tries again")
+            return
+        if queued:
+            dispatcher.nudge()
+
+    scheduler = AsyncIOScheduler()
+    scheduler.add_job(tick, "interval", minutes=settings.reminders.sweep_minutes, id="reminders",
+                      next_run_time=datetime.now(UTC) + timedelta(seconds=30), coalesce=True, max_instances=1)
+    return scheduler
+
+
+def _sweep_once(engine: Engine, settings: Settings) -> int:
+    from bot.clock import now
+    from bot.reminders.sweep import sweep
+
+    with transaction(engine) as session:
+        return len(sweep(session, settings, now()))
+
+
 def instance_name() -> str:
     """Who claims rows: unique per process, readable in the database."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -79,7 +107,10 @@ async def _workers(app: web.Application):
         pipeline.on_processed = dispatcher.nudge
         stop = asyncio.Event()
         loops = [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(pipeline.run(stop))]
+        ticker = reminder_ticker(engine, settings, dispatcher)
+        ticker.start()
         yield
+        ticker.shutdown(wait=False)
         await pipeline.drain()  # finish what was acknowledged, so a clean stop leaves nothing pending
         stop.set()
         dispatcher.nudge()

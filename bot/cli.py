@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 from bot.settings import ConfigError, Settings, load_settings
@@ -44,7 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = commands.add_parser("audit", help=say("cli", "help_audit"))
     audit.add_subparsers(dest="audit_command", required=True).add_parser("verify", help=say("cli", "help_audit_verify"))
+    reminders = commands.add_parser("reminders", help=say("cli", "help_reminders"))
+    run = reminders.add_subparsers(dest="reminders_command", required=True).add_parser(
+        "run", help=say("cli", "help_reminders_run"))
+    run.add_argument("--now", required=True, type=instant, help=say("cli", "help_now"))
     return parser
+
+
+def instant(value: str) -> datetime:
+    """An ISO 8601 instant; without an offset it is bureau time (SPEC §3)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(say("cli", "bad_instant", value=value)) from None
+    return moment
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         err(str(exc))
         return 2
     handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit,
-               "batch": run_batch, "plan": run_plan}
+               "batch": run_batch, "plan": run_plan, "reminders": run_reminders}
     return handler[args.command](settings, args)
 
 
@@ -115,6 +129,23 @@ def run_import(settings: Settings, args) -> int:
                    if count or key != "removed"]))
     err(say("import", "summary", kind=args.kind, counts=counts, seconds=time.perf_counter() - started,
             dry_run=args.dry_run))
+    return 0
+
+
+def run_reminders(settings: Settings, args) -> int:
+    """One sweep as of ``--now``: prints one line per message queued (SPEC §3)."""
+    from zoneinfo import ZoneInfo
+
+    from bot.reminders.sweep import sweep
+    from storage.db import transaction
+
+    now = args.now if args.now.tzinfo else args.now.replace(tzinfo=ZoneInfo(settings.bureau.timezone))
+    with transaction(_engine(settings)) as session:
+        digests = sweep(session, settings, now)
+    for digest in digests:
+        print(say("cli", "reminder_queued", platform=digest.destination.platform, user=digest.destination.address,
+                  items=digest.items))
+    err(say("cli", "reminders_done", count=len(digests)))
     return 0
 
 

@@ -13,6 +13,7 @@ import re
 import stat
 import tomllib
 import typing
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,32 @@ class DingTalkSettings(Section):
     card_template_id: str = ""
 
 
+class ReminderSettings(Section):
+    """The reminder ladder (bot.rules.deadlines.Policy) and when reminders may go out."""
+
+    before: list[int] = [3, 1]  # working days before a due date
+    lead_after: int = Field(1, ge=0)  # working days overdue before the lead office is told
+    accountability_after: int = Field(3, ge=0)  # … before the unit's accountability contacts are
+    working_hours: str = "09:00-18:00"  # bureau time; reminders wait for the next window
+    approval_days: int = Field(5, ge=1)  # working days an approver has for a submitted result
+    sweep_minutes: int = Field(10, ge=1, le=120)  # how often each instance looks
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        start, sep, end = value.partition("-")
+        try:
+            if not sep or time.fromisoformat(start.strip()) >= time.fromisoformat(end.strip()):
+                raise ValueError
+        except ValueError:
+            raise ValueError(say("config", "bad_working_hours", value=value)) from None
+        return value
+
+    def window(self) -> tuple[time, time]:
+        start, _, end = self.working_hours.partition("-")
+        return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+
+
 class ConsoleSettings(Section):
     enabled: bool = False  # the local console page: acts as anyone, so loopback only
 
@@ -188,6 +215,7 @@ class Settings(BaseSettings):
     wecom: WeComSettings = WeComSettings()
     dingtalk: DingTalkSettings = DingTalkSettings()
     console: ConsoleSettings = ConsoleSettings()
+    reminders: ReminderSettings = ReminderSettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()
     security: SecuritySettings = SecuritySettings()

@@ -25,17 +25,19 @@ from storage.models.infrastructure import (
 from storage.models.planning import AnnualPlan, PlanAdjustment
 from storage.models.workflow import (
     Assignment,
+    Deadline,
     Evidence,
     EvidenceBlob,
     FollowUp,
     PendingInput,
+    Reminder,
     Result,
     Task,
 )
 
 __all__ = [
-    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "ConsoleMessage",
+    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "ConsoleMessage", "Deadline",
     "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
-    "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment",
+    "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "Reminder",
     "Result", "SendSlot", "Stratum", "Task", "Team", "Unit", "utcnow",
 ]

@@ -120,3 +120,36 @@ class PendingInput(SQLModel, table=True):
     task_id: int
     data: dict = Field(default_factory=dict, sa_type=JSON)
     expires_at: datetime
+
+
+class Deadline(SQLModel, table=True):
+    """A date by which someone owes something (art. 20, 25): what it belongs to, who owes
+    it, and whether it was counted on a provisional calendar (暂定)."""
+
+    __tablename__ = "deadlines"
+    __table_args__ = (UniqueConstraint("kind", "subject"),)
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str  # inspection | result | approval
+    subject: str  # what it belongs to, e.g. task:12
+    task_id: int | None = Field(default=None, foreign_key="tasks.id", index=True)
+    batch_id: str | None = Field(default=None, foreign_key="batches.id")
+    unit_id: str | None = None  # the unit that owes the work (its accountability contacts)
+    owed_by: list[str] = Field(default_factory=list, sa_type=JSON)  # inspector:<id> | user:<configured id>
+    due: date
+    provisional: bool = False
+    status: str = Field(default="open", index=True)  # open | met
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Reminder(SQLModel, table=True):
+    """One rung of the reminder ladder sent to one person: never twice (the unique key
+    is what makes several sweeping instances safe)."""
+
+    __tablename__ = "reminders"
+    __table_args__ = (UniqueConstraint("deadline_id", "recipient", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    deadline_id: int = Field(foreign_key="deadlines.id", index=True)
+    recipient: str  # platform:user
+    step: str  # before-3 | due | overdue-2 …
+    level: str  # owner | lead | accountability
+    sent_at: datetime = Field(default_factory=utcnow)

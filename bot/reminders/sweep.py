@@ -1,0 +1,142 @@
+"""One reminder sweep: what is due now, to whom, as one digest per person (WeCom drops
+messages past 30 a minute, so never one per task).
+
+Several instances may sweep at once: a sweep runs in one transaction under a lock
+(PostgreSQL advisory lock; SQLite's write lock), and each rung sent to a person is a
+unique row, so a reminder is never sent twice — and a sweep that dies rolls back and
+is done by the next one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, select
+
+from bot.chat import recipients
+from bot.chat.outbound import USER, Destination, Text
+from bot.reminders.deadlines import refresh
+from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, in_working_hours, step_for
+from bot.settings import Settings
+from bot.texts import say
+from storage import outbox
+from storage.calendar import load_calendar
+from storage.models import Batch, Deadline, InspectionObject, Inspector, Reminder, Task
+
+_PG_SWEEP_LOCK = 0x5353_5257  # "SSRW"
+
+
+@dataclass(frozen=True)
+class Digest:
+    destination: Destination
+    items: int
+
+
+def policy_of(settings: Settings) -> Policy:
+    start, end = settings.reminders.window()
+    r = settings.reminders
+    return Policy(before=tuple(r.before), lead_after=r.lead_after, accountability_after=r.accountability_after,
+                  start=start, end=end)
+
+
+def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
+    """Queue today's reminders as of ``now``; nothing outside working hours."""
+    local = now.astimezone(ZoneInfo(settings.bureau.timezone))
+    calendar, policy = load_calendar(session), policy_of(settings)
+    if not in_working_hours(local, calendar, policy):
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
+    deadlines = refresh(session, settings, calendar)
+    today, cache = local.date(), {}
+    due_now = [(d, step) for d in deadlines if (step := step_for(today, d.due, calendar, policy, cache))]
+    if not due_now:
+        return []
+    people = _People(session, settings, {d.batch_id for d, _ in due_now})
+    wanted = []
+    for deadline, step in due_now:
+        for level in step.levels:
+            for destination in people.of(deadline, level):
+                wanted.append({"deadline_id": deadline.id, "recipient": f"{destination.platform}:{destination.address}",
+                               "step": step.step, "level": level, "sent_at": now})
+    fresh = _insert_new(session, wanted)
+    by_person = defaultdict(list)
+    steps = {d.id: (d, s) for d, s in due_now}
+    for row in fresh:
+        by_person[row["recipient"]].append((steps[row["deadline_id"]], row["level"], row["id"]))
+    objects = _objects(session, [d for d, _ in due_now])
+    digests = []
+    for recipient, entries in sorted(by_person.items()):
+        platform, _, user = recipient.partition(":")
+        destination = Destination(platform, USER, user)
+        lines = [dict(deadline=d, step=s, level=level, obj=objects.get(d.task_id)) for (d, s), level, _ in
+                 sorted(entries, key=lambda e: (e[0][0].due, e[0][0].id))]
+        message = Text(say("reminders", "digest", entries=lines, today=today))
+        outbox.queue(session, destination, message, f"reminders:{recipient}:{min(i for _, _, i in entries)}")
+        digests.append(Digest(destination, len(entries)))
+    return digests
+
+
+def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
+    """Insert the rungs not yet sent; returns those inserted now."""
+    if not rows:
+        return []
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    table = Reminder.__table__
+    statement = (insert_(table).on_conflict_do_nothing(index_elements=["deadline_id", "recipient", "step"])
+                 .returning(table.c.id, table.c.deadline_id, table.c.recipient, table.c.level))
+    return [dict(r._mapping) for r in session.execute(statement, rows)]
+
+
+def _objects(session: Session, deadlines: list[Deadline]) -> dict[int, InspectionObject]:
+    task_ids = [d.task_id for d in deadlines if d.task_id]
+    found = {}
+    for start in range(0, len(task_ids), 10_000):
+        chunk = task_ids[start:start + 10_000]
+        query = (select(Task.id, InspectionObject).join(InspectionObject, InspectionObject.id == Task.object_id)
+                 .where(Task.id.in_(chunk)))
+        for task_id, obj in session.exec(query):
+            found[task_id] = obj
+    return found
+
+
+class _People:
+    """Who each level of a deadline reaches, on every enabled platform."""
+
+    def __init__(self, session: Session, settings: Settings, batch_ids: set) -> None:
+        self.session, self.settings = session, settings
+        rows = session.execute(select(Batch.id, Batch.lead_unit_id).where(Batch.id.in_(list(batch_ids)))).all()
+        self.leads_of = {batch_id: lead for batch_id, lead in rows}
+        self._inspectors: dict[str, list[Destination]] = {}
+
+    def of(self, deadline: Deadline, level: str) -> list[Destination]:
+        if level == LEAD:
+            return recipients.people(self.settings, recipients.unit_people(
+                self.settings, self.leads_of.get(deadline.batch_id), "leads"))
+        if level == ACCOUNTABILITY:
+            return recipients.people(self.settings, recipients.unit_people(
+                self.settings, deadline.unit_id, "accountability"))
+        assert level == OWNER
+        found = []
+        for owner in deadline.owed_by:
+            kind, _, ident = owner.partition(":")
+            if kind == "inspector":
+                found += self._inspector(ident)
+            elif kind == "approvers":
+                entries = (recipients.unit_people(self.settings, ident, "approvers")
+                           or recipients.unit_people(self.settings, self.leads_of.get(deadline.batch_id), "leads")
+                           or list(self.settings.roles.admins))
+                found += recipients.people(self.settings, entries)
+        return found
+
+    def _inspector(self, inspector_id: str) -> list[Destination]:
+        if inspector_id not in self._inspectors:
+            person = self.session.get(Inspector, inspector_id)
+            self._inspectors[inspector_id] = recipients.inspector(self.settings, person) if person else []
+        return self._inspectors[inspector_id]
