@@ -11,6 +11,7 @@ belongs to, who owes it and whether it rests on a provisional calendar (暂定).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
@@ -24,22 +25,44 @@ RESULT_DAYS = 20  # art. 20
 OPEN_BATCHES = ("drawn", "in_progress")
 
 
-def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tuple[str, str], dict]:
-    """The deadlines the open work calls for now, by (kind, subject)."""
+@dataclass(frozen=True)
+class OpenTask:
+    """What a deadline needs to know of a task (loaded in bulk, computed without I/O)."""
+
+    task_id: int
+    batch_id: str
+    status: str
+    batch_due: date | None
+    inspected_on: date | None
+    submitted_on: date | None  # bureau date of the pending result's submission
+    team: tuple[str, ...]  # inspector ids, the lead first
+    lead_unit: str | None
+
+
+def open_work(session: Session, settings: Settings) -> list[OpenTask]:
+    """Every task of an open batch, with its team, in a few queries."""
     tz = ZoneInfo(settings.bureau.timezone)
-    batches = {b.id: b for b in session.exec(select(Batch).where(Batch.status.in_(OPEN_BATCHES)))}
+    batches = dict(session.execute(select(Batch.id, Batch.due).where(Batch.status.in_(OPEN_BATCHES))).all())
     if not batches:
-        return {}
-    tasks = session.exec(select(Task).where(Task.batch_id.in_(list(batches)))).all()
-    teams: dict[int, list[Assignment]] = defaultdict(list)
-    for a in session.exec(select(Assignment).join(Task, Assignment.task_id == Task.id)
-                          .where(Task.batch_id.in_(list(batches)), Assignment.status != "recused")
-                          .order_by(Assignment.position)):
-        teams[a.task_id].append(a)
-    units = dict(session.exec(select(Inspector.id, Inspector.unit_id)).all())
-    submitted = {r.task_id: r.submitted_at for r in session.exec(
-        select(Result).where(Result.status == "submitted", Result.task_id.in_([t.id for t in tasks])))} \
-        if tasks else {}
+        return []
+    ids = list(batches)
+    teams: dict[int, list[str]] = defaultdict(list)
+    for task_id, inspector_id in session.execute(
+            select(Assignment.task_id, Assignment.inspector_id).join(Task, Assignment.task_id == Task.id)
+            .where(Task.batch_id.in_(ids), Assignment.status != "recused").order_by(Assignment.position)):
+        teams[task_id].append(inspector_id)
+    units = dict(session.execute(select(Inspector.id, Inspector.unit_id)).all())
+    submitted = {task_id: at.astimezone(tz).date() for task_id, at in session.execute(
+        select(Result.task_id, Result.submitted_at).join(Task, Result.task_id == Task.id)
+        .where(Task.batch_id.in_(ids), Result.status == "submitted"))}
+    return [OpenTask(task_id, batch_id, status, batches[batch_id], inspected_on, submitted.get(task_id),
+                     tuple(teams[task_id]), units.get(teams[task_id][0]) if teams[task_id] else None)
+            for task_id, batch_id, status, inspected_on in session.execute(
+                select(Task.id, Task.batch_id, Task.status, Task.inspected_on).where(Task.batch_id.in_(ids)))]
+
+
+def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int) -> dict[tuple[str, str], dict]:
+    """The deadlines the open work calls for, by (kind, subject) — no I/O."""
     after: dict[tuple[date, int], object] = {}  # working days after a date, computed once per date
 
     def due_after(start: date, days: int):
@@ -48,25 +71,28 @@ def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tup
         return after[(start, days)]
 
     found = {}
-    for task in tasks:
-        team = teams.get(task.id, [])
-        if not team:
+    for task in work:
+        if not task.team:
             continue
-        batch, lead = batches[task.batch_id], team[0].inspector_id
-        base = {"task_id": task.id, "batch_id": batch.id, "unit_id": units.get(lead)}
-        if task.status in ("drawn", "accepted") and batch.due is not None:
-            found[("inspection", f"task:{task.id}")] = {
-                **base, "owed_by": [f"inspector:{a.inspector_id}" for a in team], "due": batch.due,
-                "provisional": calendar.is_provisional(batch.due)}
+        base = {"task_id": task.task_id, "batch_id": task.batch_id, "unit_id": task.lead_unit}
+        subject = f"task:{task.task_id}"
+        if task.status in ("drawn", "accepted") and task.batch_due is not None:
+            found[("inspection", subject)] = {**base, "owed_by": [f"inspector:{i}" for i in task.team],
+                                              "due": task.batch_due,
+                                              "provisional": calendar.is_provisional(task.batch_due)}
         elif task.status == "inspected" and task.inspected_on is not None:
             due = due_after(task.inspected_on, RESULT_DAYS)
-            found[("result", f"task:{task.id}")] = {**base, "owed_by": [f"inspector:{lead}"], "due": due.day,
-                                                    "provisional": due.provisional}
-        elif task.status == "submitted" and task.id in submitted:
-            due = due_after(submitted[task.id].astimezone(tz).date(), settings.reminders.approval_days)
-            found[("approval", f"task:{task.id}")] = {**base, "owed_by": [f"approvers:{units.get(lead)}"],
-                                                      "due": due.day, "provisional": due.provisional}
+            found[("result", subject)] = {**base, "owed_by": [f"inspector:{task.team[0]}"], "due": due.day,
+                                          "provisional": due.provisional}
+        elif task.status == "submitted" and task.submitted_on is not None:
+            due = due_after(task.submitted_on, approval_days)
+            found[("approval", subject)] = {**base, "owed_by": [f"approvers:{task.lead_unit}"], "due": due.day,
+                                            "provisional": due.provisional}
     return found
+
+
+def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tuple[str, str], dict]:
+    return deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days)
 
 
 def refresh(session: Session, settings: Settings, calendar: Calendar) -> list[Deadline]:
