@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from bot.settings import ConfigError, Settings, load_settings
@@ -46,9 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help=say("cli", "help_audit"))
     audit.add_subparsers(dest="audit_command", required=True).add_parser("verify", help=say("cli", "help_audit_verify"))
     reminders = commands.add_parser("reminders", help=say("cli", "help_reminders"))
-    run = reminders.add_subparsers(dest="reminders_command", required=True).add_parser(
-        "run", help=say("cli", "help_reminders_run"))
+    actions = reminders.add_subparsers(dest="reminders_command", required=True)
+    run = actions.add_parser("run", help=say("cli", "help_reminders_run"))
     run.add_argument("--now", required=True, type=instant, help=say("cli", "help_now"))
+    listing = actions.add_parser("list", help=say("cli", "help_reminders_list"))
+    listing.add_argument("--now", type=instant, help=say("cli", "help_now"))
+    snooze = actions.add_parser("snooze", help=say("cli", "help_reminders_snooze"))
+    snooze.add_argument("deadline", type=int)
+    snooze.add_argument("--until", required=True, type=date.fromisoformat, help=say("cli", "help_until"))
+    snooze.add_argument("--reason", required=True)
+    snooze.add_argument("--as", dest="actor", help=say("cli", "help_as"))
+    ack = actions.add_parser("ack", help=say("cli", "help_reminders_ack"))
+    ack.add_argument("deadline", type=int)
+    ack.add_argument("--reason", required=True)
+    ack.add_argument("--as", dest="actor", help=say("cli", "help_as"))
     return parser
 
 
@@ -133,19 +144,77 @@ def run_import(settings: Settings, args) -> int:
 
 
 def run_reminders(settings: Settings, args) -> int:
-    """One sweep as of ``--now``: prints one line per message queued (SPEC §3)."""
+    """``run``: one sweep as of ``--now``, one line per message queued (SPEC §3);
+    ``list``: what is due and when it will be sent; ``snooze`` / ``ack``: an admin's
+    decision about a deadline, with its reason, audited."""
     from zoneinfo import ZoneInfo
 
+    from bot.clock import now as clock_now
     from bot.reminders.sweep import sweep
     from storage.db import transaction
 
-    now = args.now if args.now.tzinfo else args.now.replace(tzinfo=ZoneInfo(settings.bureau.timezone))
+    zone = ZoneInfo(settings.bureau.timezone)
+    moment = getattr(args, "now", None) or clock_now()
+    now = moment if moment.tzinfo else moment.replace(tzinfo=zone)
+    if args.reminders_command == "list":
+        return _list_reminders(settings, now)
+    if args.reminders_command in ("snooze", "ack"):
+        return _decide_reminder(settings, args)
     with transaction(_engine(settings)) as session:
         digests = sweep(session, settings, now)
     for digest in digests:
         print(say("cli", "reminder_queued", platform=digest.destination.platform, user=digest.destination.address,
                   items=digest.items))
     err(say("cli", "reminders_done", count=len(digests)))
+    return 0
+
+
+def _list_reminders(settings: Settings, now) -> int:
+    from bot.reminders.operations import upcoming
+    from storage.db import transaction
+
+    with transaction(_engine(settings)) as session:
+        found = upcoming(session, settings, now)
+    for item in found:
+        print(say("cli", "reminder_line", item=item))
+    err(say("cli", "reminders_listed", count=len(found), chart=bar_chart(_by_next_day(found))))
+    return 0
+
+
+def _by_next_day(found) -> list[tuple[str, int]]:
+    from collections import Counter
+
+    days = Counter(item.next_on.isoformat() if item.next_on else "—" for item in found)
+    return sorted(days.items())[:14]
+
+
+def _decide_reminder(settings: Settings, args) -> int:
+    import getpass
+
+    from bot.batches.errors import Refusal
+    from bot.reminders.operations import acknowledge, snooze
+    from bot.roles import Actor, is_admin
+    from storage import audit
+    from storage.db import transaction
+
+    actor = Actor.parse(args.actor) if args.actor else None
+    label = actor.label if actor else f"cli:{getpass.getuser()}"
+    engine = _engine(settings)
+    try:
+        with transaction(engine) as session:
+            if actor is not None and not is_admin(settings, actor):
+                raise Refusal("not_admin", actor=label)
+            if args.reminders_command == "snooze":
+                row = snooze(session, label, args.deadline, args.until, args.reason)
+            else:
+                row = acknowledge(session, label, args.deadline, args.reason)
+    except Refusal as refusal:
+        if refusal.message == "not_admin":
+            with transaction(engine) as session:
+                audit.record(session, label, "refused", f"reminders {args.reminders_command}", role="admin")
+        err(refusal.text())
+        return 1
+    print(say("cli", "reminder_decided", row=row, action=args.reminders_command))
     return 0
 
 

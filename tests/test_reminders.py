@@ -24,7 +24,7 @@ from bot.sealing import new_key
 from bot.settings import Settings
 from storage.calendar import load_calendar
 from storage.db import transaction
-from storage.models import Deadline, OutboxMessage, Reminder, Task
+from storage.models import AuditEntry, Deadline, OutboxMessage, Reminder, Task
 from tests.batch_district import seed_district
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -194,3 +194,39 @@ def test_two_sweeping_processes_never_send_a_reminder_twice(engine, db_url, sett
         assert len({m.idempotency_key for m in messages}) == len(messages)
         # every rung is in exactly one digest: the digests' items add up to the rungs
         assert sum(m.payload["message"]["text"].count("任务 ") for m in messages) >= len(rows)
+
+
+def test_the_operators_view_snooze_and_acknowledge(engine, settings, inspected, tmp_path, capsys, monkeypatch):
+    from bot import cli
+
+    with Session(engine) as session:
+        calendar = load_calendar(session)
+    due = calendar.working_days_after(date(2026, 9, 29), 20).day
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "{engine.url.render_as_string(hide_password=False)}"\n'
+                      '[console]\nenabled = true\n[bureau]\ndefault_lead = "U-XY"\n'
+                      '[roles]\nadmins = ["console:admin"]\n[roles.units.U-XY]\nleads = ["lead-xy"]\n',
+                      encoding="utf-8")
+    one_day_over = calendar.next_working_day(due + timedelta(days=1)).day
+    assert cli.main(["-c", str(config), "reminders", "list", "--now", f"{due.isoformat()}T08:00"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 3 and all(f"截止 {due}" in line and "下次提醒" in line for line in listed)
+    assert cli.main(["-c", str(config), "reminders", "run", "--now", f"{one_day_over.isoformat()}T10:00"]) == 0
+    ran = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("console:lead-xy") for line in ran)  # escalated to the lead office
+    with Session(engine) as session:
+        deadline = session.exec(select(Deadline).where(Deadline.kind == "result")).first()
+    # acknowledged: the lead office hears no more; snoozed: nobody, until the day given
+    assert cli.main(["-c", str(config), "reminders", "ack", str(deadline.id), "--reason", "已约谈"]) == 0
+    assert cli.main(["-c", str(config), "reminders", "ack", str(deadline.id), "--reason", "x",
+                     "--as", "console:lead-xy"]) == 1  # only an admin decides
+    nxt = calendar.next_working_day(one_day_over + timedelta(days=1)).day
+    assert cli.main(["-c", str(config), "reminders", "snooze", str(deadline.id), "--until",
+                     (nxt + timedelta(days=1)).isoformat(), "--reason", "延期已批准"]) == 0
+    capsys.readouterr()
+    assert cli.main(["-c", str(config), "reminders", "run", "--now", f"{nxt.isoformat()}T10:00"]) == 0
+    with Session(engine) as session:
+        later = session.exec(select(Reminder).where(Reminder.deadline_id == deadline.id)).all()
+        actions = [e.action for e in session.exec(select(AuditEntry))]
+    assert all(r.step != f"overdue-{calendar.working_days_between(due, nxt)}" for r in later)
+    assert "deadline.acknowledged" in actions and "deadline.snoozed" in actions and "refused" in actions

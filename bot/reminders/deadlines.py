@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
 
 from bot.rules.workdays import Calendar
@@ -95,27 +96,34 @@ def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tup
     return deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days)
 
 
-def refresh(session: Session, settings: Settings, calendar: Calendar) -> list[Deadline]:
-    """Bring the stored deadlines in line with the work; returns the open ones."""
+def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:
+    """Bring the stored deadlines in line with the work; returns the open ones (rows with
+    the columns of ``Deadline`` as attributes). Core statements throughout: a sweep over
+    100,000 tasks must hold the database briefly."""
     target = wanted(session, settings, calendar)
-    existing = {(d.kind, d.subject): d for d in session.exec(select(Deadline))}
+    table = Deadline.__table__
     now = utcnow()
-    for key, row in existing.items():
-        if row.status == "open" and key not in target:
-            row.status, row.updated_at = "met", now
-            session.add(row)
-    new = []
+    existing = {(row.kind, row.subject): row for row in session.execute(
+        select(*table.c).where(table.c.status == "open"))}
+    reopened = sorted({subject for key in target if key not in existing for subject in [key[1]]})
+    for start in range(0, len(reopened), 10_000):  # met once, open again (a returned result)
+        for row in session.execute(select(*table.c).where(table.c.subject.in_(reopened[start:start + 10_000]))):
+            existing.setdefault((row.kind, row.subject), row)
+    met = [{"row_id": row.id} for key, row in existing.items() if row.status == "open" and key not in target]
+    changed, new = [], []
     for (kind, subject), values in target.items():
         row = existing.get((kind, subject))
         if row is None:
-            new.append(Deadline(kind=kind, subject=subject, status="open", updated_at=now, **values))
-            continue
-        changed = {k: v for k, v in values.items() if getattr(row, k) != v}
-        if changed or row.status != "open":  # a later date after an import of the official calendar, too
-            for k, v in changed.items():
-                setattr(row, k, v)
-            row.status, row.updated_at = "open", now
-            session.add(row)
-    session.add_all(new)
-    session.flush()
-    return list(session.exec(select(Deadline).where(Deadline.status == "open")))
+            new.append({"kind": kind, "subject": subject, "status": "open", "updated_at": now,
+                        "escalation_acknowledged": False, "snoozed_until": None, **values})
+        elif row.status != "open" or any(getattr(row, k) != v for k, v in values.items()):
+            # a later date after an import of the official calendar, too
+            changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
+    if met:
+        session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                        .values(status="met", updated_at=now), met)
+    for row in changed:
+        session.execute(update(table).where(table.c.id == row.pop("row_id")).values(**row))
+    if new:
+        session.execute(insert(table), new)
+    return list(session.execute(select(*table.c).where(table.c.status == "open")))

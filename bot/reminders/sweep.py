@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 from bot.chat import recipients
 from bot.chat.outbound import USER, Destination, Text
 from bot.reminders.deadlines import refresh
-from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, in_working_hours, step_for
+from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
@@ -55,7 +55,9 @@ def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
     deadlines = refresh(session, settings, calendar)
     today, cache = local.date(), {}
-    due_now = [(d, step) for d in deadlines if (step := step_for(today, d.due, calendar, policy, cache))]
+    due_now = [(d, _decided(d, step)) for d in deadlines
+               if not (d.snoozed_until and today < d.snoozed_until)
+               and (step := step_for(today, d.due, calendar, policy, cache))]
     if not due_now:
         return []
     people = _People(session, settings, {d.batch_id for d, _ in due_now})
@@ -81,6 +83,13 @@ def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
         outbox.queue(session, destination, message, f"reminders:{recipient}:{min(i for _, _, i in entries)}")
         digests.append(Digest(destination, len(entries)))
     return digests
+
+
+def _decided(deadline: Deadline, step: Step) -> Step:
+    """An acknowledged escalation goes on reminding the owner only."""
+    if deadline.escalation_acknowledged:
+        return Step(step.step, (OWNER,), step.days_left)
+    return step
 
 
 def _insert_new(session: Session, rows: list[dict]) -> list[dict]:

@@ -139,6 +139,8 @@ class Deadline(SQLModel, table=True):
     provisional: bool = False
     status: str = Field(default="open", index=True)  # open | met
     updated_at: datetime = Field(default_factory=utcnow)
+    snoozed_until: date | None = None  # no reminders before this day (an admin's decision, audited)
+    escalation_acknowledged: bool = False  # the lead office and contacts know: no more escalations
 
 
 class Reminder(SQLModel, table=True):
