@@ -73,10 +73,43 @@ def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher) 
         if queued:
             dispatcher.nudge()
 
-    scheduler = AsyncIOScheduler()
+    async def summary(kind: str) -> None:
+        try:
+            if await asyncio.to_thread(_summaries_once, engine, settings, kind):
+                dispatcher.nudge()
+        except Exception:
+            log.exception("%s summary failed", kind)
+
+    zone = settings.bureau.timezone
+    scheduler = AsyncIOScheduler(timezone=zone)
     scheduler.add_job(tick, "interval", minutes=settings.reminders.sweep_minutes, id="reminders",
                       next_run_time=datetime.now(UTC) + timedelta(seconds=30), coalesce=True, max_instances=1)
+    if settings.summaries.daily_at:
+        hour, minute = settings.summaries.daily_at.split(":")
+        scheduler.add_job(summary, "cron", args=["daily"], hour=int(hour), minute=int(minute), id="daily",
+                          coalesce=True, max_instances=1, misfire_grace_time=3600)
+    if settings.summaries.weekly_on:
+        hour, minute = settings.summaries.weekly_at.split(":")
+        scheduler.add_job(summary, "cron", args=["weekly"], day_of_week=settings.summaries.weekly_on,
+                          hour=int(hour), minute=int(minute), id="weekly", coalesce=True, max_instances=1,
+                          misfire_grace_time=3600)
     return scheduler
+
+
+def _summaries_once(engine: Engine, settings: Settings, kind: str) -> int:
+    """One summary of ``kind``; the daily one only on working days (queued once per
+    period whichever instances run it)."""
+    from zoneinfo import ZoneInfo
+
+    from bot.clock import now
+    from bot.reports.summary import send_summaries
+    from storage.calendar import load_calendar
+
+    with transaction(engine) as session:
+        today = now().astimezone(ZoneInfo(settings.bureau.timezone)).date()
+        if kind == "daily" and not load_calendar(session).is_working_day(today):
+            return 0
+        return len(send_summaries(session, settings, kind, now()))
 
 
 def _sweep_once(engine: Engine, settings: Settings) -> int:

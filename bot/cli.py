@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     ack.add_argument("deadline", type=int)
     ack.add_argument("--reason", required=True)
     ack.add_argument("--as", dest="actor", help=say("cli", "help_as"))
+
+    summaries = commands.add_parser("summaries", help=say("cli", "help_summaries"))
+    send = summaries.add_subparsers(dest="summaries_command", required=True).add_parser(
+        "send", help=say("cli", "help_summaries_send"))
+    send.add_argument("kind", choices=("daily", "weekly"))
+    send.add_argument("--now", type=instant, help=say("cli", "help_now"))
     return parser
 
 
@@ -84,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         err(str(exc))
         return 2
     handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit,
-               "batch": run_batch, "plan": run_plan, "reminders": run_reminders}
+               "batch": run_batch, "plan": run_plan, "reminders": run_reminders,
+               "summaries": run_summaries}
     return handler[args.command](settings, args)
 
 
@@ -166,6 +173,25 @@ def run_reminders(settings: Settings, args) -> int:
         print(say("cli", "reminder_queued", platform=digest.destination.platform, user=digest.destination.address,
                   items=digest.items))
     err(say("cli", "reminders_done", count=len(digests)))
+    return 0
+
+
+def run_summaries(settings: Settings, args) -> int:
+    """Queue a summary now (as the scheduler does); one line per recipient."""
+    from zoneinfo import ZoneInfo
+
+    from bot.clock import now as clock_now
+    from bot.reports.chart import cjk_font
+    from bot.reports.summary import send_summaries
+    from storage.db import transaction
+
+    moment = args.now or clock_now()
+    now = moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(settings.bureau.timezone))
+    with transaction(_engine(settings)) as session:
+        sent = send_summaries(session, settings, args.kind, now)
+    for destination in sent:
+        print(f"{destination.platform}:{destination.kind}:{destination.address}")
+    err(say("cli", "summaries_done", count=len(sent), chart=cjk_font() is not None))
     return 0
 
 

@@ -134,6 +134,32 @@ class ReminderSettings(Section):
         return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
 
 
+class SummarySettings(Section):
+    """When supervisors and lead offices get the summary (bureau time)."""
+
+    daily_at: str = "17:30"  # on working days; "" = no daily summary
+    weekly_on: str = "fri"  # mon … sun; "" = no weekly summary
+    weekly_at: str = "17:00"
+
+    @field_validator("daily_at", "weekly_at")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if value:
+            try:
+                time.fromisoformat(value)
+            except ValueError:
+                raise ValueError(say("config", "bad_clock_time", value=value)) from None
+        return value
+
+    @field_validator("weekly_on")
+    @classmethod
+    def _weekday(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and value not in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+            raise ValueError(say("config", "bad_weekday", value=value))
+        return value
+
+
 class ConsoleSettings(Section):
     enabled: bool = False  # the local console page: acts as anyone, so loopback only
 
@@ -216,6 +242,7 @@ class Settings(BaseSettings):
     dingtalk: DingTalkSettings = DingTalkSettings()
     console: ConsoleSettings = ConsoleSettings()
     reminders: ReminderSettings = ReminderSettings()
+    summaries: SummarySettings = SummarySettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()
     security: SecuritySettings = SecuritySettings()

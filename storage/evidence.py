@@ -23,3 +23,9 @@ def store(session: Session, data: bytes, content_type: str) -> str:
 
 def count(session: Session, task_id: int) -> int:
     return session.exec(select(func.count()).select_from(Evidence).where(Evidence.task_id == task_id)).one()
+
+
+def load(session: Session, digest: str) -> tuple[bytes, str] | None:
+    """The bytes stored under ``digest`` and their content type."""
+    blob = session.get(EvidenceBlob, digest)
+    return (blob.data, blob.content_type) if blob else None

@@ -177,3 +177,22 @@ async def test_a_long_text_goes_as_several_messages_in_order(engine, platform, c
     assert len(got) == len(split_text(text, 2048)) > 1
     assert "\n".join(got) == text and all(len(g.encode()) <= 2048 for g in got)
     assert not platform.dropped
+
+
+async def test_a_chart_goes_to_the_group_robot_and_to_a_member(engine, platform, clock, dispatcher):
+    from bot.chat.outbound import GROUP, Image
+    from storage import evidence
+
+    png = b"\x89PNG\r\n\x1a\n" + b"chart" * 100
+    with transaction(engine) as session:
+        digest = evidence.store(session, png, "image/png")
+    queue(engine, [(Destination("wecom", GROUP, "default"), Image(digest, "进度图"), "g"),
+                   (to("insp01"), Image(digest, "进度图"), "u")])
+    await drain(dispatcher)
+    (group,) = platform.group_messages
+    assert group["msgtype"] == "image"
+    (private,) = platform.delivered_to("insp01")
+    assert private["msgtype"] == "image"
+    uploaded = next(c for c in platform.calls if c["path"].endswith("media/upload"))
+    assert uploaded["query"]["type"] == "image"
+    assert {r.status for r in rows(engine)} == {"sent"}

@@ -166,7 +166,7 @@ async def test_a_malformed_body_a_wrong_agent_or_msgtype_is_refused(api, wecom, 
     assert answer["errcode"] != 0 and "Warning: wrong json format." in answer["errmsg"]
     assert (await send(api, token, {**text("lisi", "hi"), "agentid": 1000003}))["errcode"] == 40056
     assert (await send(api, token, {**text("lisi", "hi"), "agentid": None}))["errcode"] == 41011
-    assert (await send(api, token, {"touser": "lisi", "msgtype": "image", "image": {}}))["errcode"] == 40008
+    assert (await send(api, token, {"touser": "lisi", "msgtype": "voice", "voice": {}}))["errcode"] == 40008
     assert (await send(api, token, text("lisi", "")))["errcode"] == 44004
     assert not wecom.delivered
 

@@ -90,12 +90,20 @@ class CardUpdate:
     card: Card | None = None
 
 
-Message = Text | Card | CardUpdate
-_KINDS = {"text": Text, "card": Card, "card_update": CardUpdate}
+@dataclass(frozen=True)
+class Image:
+    """A picture (a summary's chart), stored by its SHA-256 in the blob store."""
+
+    sha256: str
+    caption: str = ""
+
+
+Message = Text | Card | CardUpdate | Image
+_KINDS = {"text": Text, "card": Card, "card_update": CardUpdate, "image": Image}
 
 
 def kind_of(message: Message) -> str:
-    return {Text: "text", Card: "card", CardUpdate: "card_update"}[type(message)]
+    return {Text: "text", Card: "card", CardUpdate: "card_update", Image: "image"}[type(message)]
 
 
 def to_payload(destination: Destination, message: Message) -> dict:

@@ -39,7 +39,7 @@ def routes(settings: Settings, engine: Engine, take: Take) -> list[web.RouteDef]
     return [web.get("/console", console.redirect), web.get("/console/", console.page),
             web.get("/console/api/people", console.people), web.get("/console/api/messages", console.messages),
             web.post("/console/api/send", console.send), web.post("/console/api/click", console.click),
-            web.post("/console/api/upload", console.upload)]
+            web.post("/console/api/upload", console.upload), web.get("/console/api/blob/{sha256}", console.blob)]
 
 
 def _loopback_only(handler):
@@ -177,6 +177,19 @@ class Console:
         await self.take(Event(PLATFORM, uuid.uuid4().hex, user, "private", Destination(PLATFORM, USER, user),
                               clock_now(), media=media))
         return web.json_response({"ok": True})
+
+    @_loopback_only
+    async def blob(self, request: web.Request) -> web.Response:
+        """A picture the bot sent (a summary's chart)."""
+        found = await asyncio.to_thread(self._load, request.match_info["sha256"])
+        if found is None:
+            raise web.HTTPNotFound()
+        data, content_type = found
+        return web.Response(body=data, content_type=content_type or "application/octet-stream")
+
+    def _load(self, digest: str):
+        with transaction(self.engine) as session:
+            return evidence.load(session, digest)
 
     def _store(self, data: bytes, content_type: str) -> str:
         with transaction(self.engine) as session:

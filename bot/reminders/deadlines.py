@@ -126,4 +126,6 @@ def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:
         session.execute(update(table).where(table.c.id == row.pop("row_id")).values(**row))
     if new:
         session.execute(insert(table), new)
+    if not (met or changed or new):  # a routine tick: what was open still is, unchanged
+        return [row for row in existing.values() if row.status == "open"]
     return list(session.execute(select(*table.c).where(table.c.status == "open")))

@@ -67,6 +67,11 @@ def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
             for destination in people.of(deadline, level):
                 wanted.append({"deadline_id": deadline.id, "recipient": f"{destination.platform}:{destination.address}",
                                "step": step.step, "level": level, "sent_at": now})
+    # Rungs already sent (a later tick the same day) are known without trying to insert them.
+    table = Reminder.__table__
+    sent = {(r.deadline_id, r.recipient, r.step) for r in session.execute(
+        select(table.c.deadline_id, table.c.recipient, table.c.step).where(table.c.sent_at >= _day_start(now, local)))}
+    wanted = [w for w in wanted if (w["deadline_id"], w["recipient"], w["step"]) not in sent]
     fresh = _insert_new(session, wanted)
     by_person = defaultdict(list)
     steps = {d.id: (d, s) for d, s in due_now}
@@ -83,6 +88,12 @@ def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
         outbox.queue(session, destination, message, f"reminders:{recipient}:{min(i for _, _, i in entries)}")
         digests.append(Digest(destination, len(entries)))
     return digests
+
+
+def _day_start(now: datetime, local: datetime) -> datetime:
+    """The start of the bureau's day of ``local``, as an instant (rungs are daily at most;
+    a rung sent earlier is still refused by the unique key)."""
+    return (local.replace(hour=0, minute=0, second=0, microsecond=0)).astimezone(now.tzinfo or local.tzinfo)
 
 
 def _decided(deadline: Deadline, step: Step) -> Step:

@@ -89,6 +89,22 @@ class WeComAPI:
                 raise Unreachable(type(exc).__name__, in_doubt=False) from None
         raise MediaGone("access token refused twice")
 
+    async def upload(self, kind: str, data: bytes, name: str, content_type: str) -> str:
+        """Temporary media (上传临时素材), for an image message; returns its media_id."""
+        for attempt in (1, 2):
+            token = await self.token()
+            form = aiohttp.FormData()
+            form.add_field("media", data, filename=name, content_type=content_type)
+            answer = await self._request("POST", "media/upload", params={"access_token": token, "type": kind},
+                                         data=form)
+            if answer.get("errcode") in TOKEN_ERRORS and attempt == 1:
+                await self.forget(token)
+                continue
+            if answer.get("errcode", 0) != 0 or not answer.get("media_id"):
+                raise Unreachable(f"media/upload errcode {answer.get('errcode')}", in_doubt=False)
+            return answer["media_id"]
+        raise Unreachable("access token refused twice", in_doubt=False)
+
     async def post_url(self, url: str, body: dict) -> dict:
         """POST JSON to a full URL WeCom gave us (an AI bot's response_url)."""
         return await self._request("POST", url, json=body, absolute=True)

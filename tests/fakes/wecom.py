@@ -12,6 +12,8 @@ Everything that reached the fake is kept in plain lists of dicts, in order, for 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import math
 import re
@@ -220,11 +222,13 @@ class FakeWeCom:
         app.router.add_post("/cgi-bin/webhook/send", self._webhook_send)
         app.router.add_post("/cgi-bin/aibot/response", self._aibot_response)
         app.router.add_get("/cgi-bin/media/get", self._media_get)
+        app.router.add_post("/cgi-bin/media/upload", self._media_upload)
         return app
 
     @web.middleware
     async def _record_and_inject(self, request: web.Request, handler) -> web.StreamResponse:
-        raw = await request.read()
+        # A multipart upload is parsed by its handler from the stream; its bytes are not logged.
+        raw = b"" if request.path.endswith("media/upload") else await request.read()
         body = _json(raw)
         self.calls.append({"path": request.path, "query": dict(request.query),
                            "body": raw.decode(errors="replace") if body is None and raw else body, "at": self.clock()})
@@ -270,6 +274,20 @@ class FakeWeCom:
         content, name, content_type = found
         return web.Response(body=content, content_type=content_type,
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    async def _media_upload(self, request: web.Request) -> web.Response:
+        """Temporary media upload (multipart field ``media``): a media_id valid 3 days."""
+        refused = self._token_problem(request.query.get("access_token"))
+        if refused is not None:
+            return refused
+        form = await request.post()
+        upload = form.get("media")
+        if not hasattr(upload, "file"):
+            return _answer(INVALID_PARAMETER, "no media")
+        media_id = f"upload-{secrets.token_hex(8)}"
+        self.media[media_id] = (upload.file.read(), upload.filename or "", upload.content_type)
+        return _answer(OK, type=request.query.get("type", "image"), media_id=media_id,
+                       created_at=str(int(self.clock())))
 
     def _token_problem(self, token: str | None) -> web.Response | None:
         issued = self._tokens.get(token or "")
@@ -653,11 +671,21 @@ def _message(body: dict, *, markdown_limit: float = math.inf, card_types: set[st
              ) -> tuple[str, dict, str | None, dict | None, bool] | web.Response:
     """A text, markdown or template_card body as (msgtype, payload, content, card, too long), or WeCom's refusal."""
     msgtype = body.get("msgtype")
-    if msgtype not in ("text", "markdown", "template_card"):
+    if msgtype not in ("text", "markdown", "template_card", "image"):
         return _answer(INVALID_MSGTYPE)
     payload = body.get(msgtype)
     if not isinstance(payload, dict):
         return _answer(INVALID_PARAMETER, f"missing {msgtype}")
+    if msgtype == "image":  # message/send: a media_id from media/upload; webhook: base64 + md5 (≤ 2 MB)
+        if "media_id" in payload:
+            return msgtype, payload, None, None, False
+        try:
+            data = base64.b64decode(payload.get("base64", ""), validate=True)
+        except (ValueError, TypeError):
+            return _answer(INVALID_PARAMETER, "bad base64")
+        if not data or hashlib.md5(data).hexdigest() != payload.get("md5") or len(data) > 2 * 1024 * 1024:
+            return _answer(INVALID_PARAMETER, "image md5 or size")
+        return msgtype, {"md5": payload["md5"]}, None, None, False
     if msgtype == "template_card":
         problem = _card_problem(payload)
         if problem is None and payload["card_type"] not in card_types:

@@ -1,0 +1,64 @@
+"""The daily and weekly summary (SPEC §2 step 12): progress per batch, overdue work by
+unit and by person, recusals, result categories — text for everyone, and a chart
+where a CJK font is installed. Sent to the supervisors, the lead offices of the open
+batches and the group; queued under one key per person and period, so several
+instances sending it at once still send it once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, select
+
+from bot.batches.progress import progress
+from bot.chat import platforms, recipients
+from bot.chat.outbound import GROUP, Destination, Image, Text
+from bot.reports.chart import progress_chart
+from bot.texts import say
+from storage import evidence, outbox
+from storage.calendar import load_calendar
+from storage.models import Deadline, Inspector
+
+STATES = ("drawn", "accepted", "inspected", "submitted", "approved", "unstaffed")
+
+
+def period_of(kind: str, now: datetime, timezone: str) -> str:
+    local = now.astimezone(ZoneInfo(timezone)).date()
+    if kind == "weekly":
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    return local.isoformat()
+
+
+def send_summaries(session: Session, settings, kind: str, now: datetime) -> list[Destination]:
+    """Queue the summary of ``kind`` (daily | weekly) for this period; returns who gets it."""
+    today = now.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+    batches = progress(session, load_calendar(session), today)
+    overdue = session.exec(select(Deadline).where(Deadline.status == "open", Deadline.due < today)).all()
+    by_unit = Counter(d.unit_id or "—" for d in overdue)
+    names = dict(session.exec(select(Inspector.id, Inspector.name)).all())
+    by_person = Counter(names.get(owner.split(":", 1)[1], owner) for d in overdue for owner in d.owed_by
+                        if owner.startswith("inspector:"))
+    period = period_of(kind, now, settings.bureau.timezone)
+    text = say("summaries", "summary", kind=kind, period=period, batches=batches, by_unit=by_unit.most_common(10),
+               by_person=by_person.most_common(10), overdue=len(overdue))
+    chart = progress_chart(say("summaries", "chart_title", kind=kind, period=period),
+                           [(p.batch.name, [(say("summaries", "state", state=s), p.states[s]) for s in STATES])
+                            for p in batches])
+    image = Image(evidence.store(session, chart, "image/png"), say("summaries", "chart_caption")) if chart else None
+    people = list(settings.roles.supervisors)
+    for p in batches:
+        people += recipients.unit_people(settings, p.batch.lead_unit_id, "leads")
+    destinations = recipients.people(settings, list(dict.fromkeys(people)))
+    destinations += [Destination(platform, GROUP, "default") for platform in platforms.enabled(settings)
+                     if platforms.can_push_to_group(settings, platform)]
+    messages = []
+    for d in destinations:
+        key = f"summary:{kind}:{period}:{d.platform}:{d.kind}:{d.address}"
+        messages.append((d, Text(text), key))
+        if image:
+            messages.append((d, image, f"{key}:chart"))
+    outbox.queue_many(session, messages)
+    return destinations
