@@ -10,12 +10,13 @@ belongs to, who owes it and whether it rests on a provisional calendar (暂定).
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import Text, bindparam, cast, insert, update
 from sqlmodel import Session, select
 
 from bot.rules.workdays import Calendar
@@ -98,16 +99,20 @@ def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tup
 
 def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:
     """Bring the stored deadlines in line with the work; returns the open ones (rows with
-    the columns of ``Deadline`` as attributes). Core statements throughout: a sweep over
-    100,000 tasks must hold the database briefly."""
+    the columns of ``Deadline`` as attributes, ``owed_by`` as its JSON text
+    ``owed_by_text``). Core statements throughout: a sweep over 100,000 tasks must hold
+    the database briefly."""
     target = wanted(session, settings, calendar)
     table = Deadline.__table__
     now = utcnow()
+    # ``owed_by`` is compared as the JSON text it was stored as: decoding 100,000 lists each
+    # tick would cost more than the rest of the comparison.
+    columns = [c for c in table.c if c.name != "owed_by"] + [cast(table.c.owed_by, Text).label("owed_by_text")]
     existing = {(row.kind, row.subject): row for row in session.execute(
-        select(*table.c).where(table.c.status == "open"))}
+        select(*columns).where(table.c.status == "open"))}
     reopened = sorted({subject for key in target if key not in existing for subject in [key[1]]})
     for start in range(0, len(reopened), 10_000):  # met once, open again (a returned result)
-        for row in session.execute(select(*table.c).where(table.c.subject.in_(reopened[start:start + 10_000]))):
+        for row in session.execute(select(*columns).where(table.c.subject.in_(reopened[start:start + 10_000]))):
             existing.setdefault((row.kind, row.subject), row)
     met = [{"row_id": row.id} for key, row in existing.items() if row.status == "open" and key not in target]
     changed, new = [], []
@@ -116,7 +121,8 @@ def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:
         if row is None:
             new.append({"kind": kind, "subject": subject, "status": "open", "updated_at": now,
                         "escalation_acknowledged": False, "snoozed_until": None, **values})
-        elif row.status != "open" or any(getattr(row, k) != v for k, v in values.items()):
+        elif row.status != "open" or row.owed_by_text != json.dumps(values["owed_by"]) or any(
+                getattr(row, k) != v for k, v in values.items() if k != "owed_by"):
             # a later date after an import of the official calendar, too
             changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
     if met:
@@ -128,4 +134,4 @@ def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:
         session.execute(insert(table), new)
     if not (met or changed or new):  # a routine tick: what was open still is, unchanged
         return [row for row in existing.values() if row.status == "open"]
-    return list(session.execute(select(*table.c).where(table.c.status == "open")))
+    return list(session.execute(select(*columns).where(table.c.status == "open")))

@@ -9,6 +9,7 @@ is done by the next one.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,7 +78,7 @@ def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
     steps = {d.id: (d, s) for d, s in due_now}
     for row in fresh:
         by_person[row["recipient"]].append((steps[row["deadline_id"]], row["level"], row["id"]))
-    objects = _objects(session, [d for d, _ in due_now])
+    objects = _objects(session, [steps[row["deadline_id"]][0] for row in fresh])  # only those in a digest
     digests = []
     for recipient, entries in sorted(by_person.items()):
         platform, _, user = recipient.partition(":")
@@ -144,7 +145,7 @@ class _People:
                 self.settings, deadline.unit_id, "accountability"))
         assert level == OWNER
         found = []
-        for owner in deadline.owed_by:
+        for owner in json.loads(deadline.owed_by_text):
             kind, _, ident = owner.partition(":")
             if kind == "inspector":
                 found += self._inspector(ident)
@@ -156,7 +157,7 @@ class _People:
         return found
 
     def _inspector(self, inspector_id: str) -> list[Destination]:
-        if inspector_id not in self._inspectors:
-            person = self.session.get(Inspector, inspector_id)
-            self._inspectors[inspector_id] = recipients.inspector(self.settings, person) if person else []
-        return self._inspectors[inspector_id]
+        if not self._inspectors:  # every inspector at once: one query, not one per person
+            for person in self.session.exec(select(Inspector)):
+                self._inspectors[person.id] = recipients.inspector(self.settings, person)
+        return self._inspectors.get(inspector_id, [])
