@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
+from datetime import date
 from pathlib import Path
 
 from bot import plans
 from bot.batches.errors import Refusal
+from bot.clock import bureau_today
 from bot.settings import Settings
 from bot.terminal import err
 from bot.texts import say
@@ -23,6 +26,10 @@ def add_parser(commands) -> None:
     listing.add_argument("--year", type=int)
     showing = actions.add_parser("show", help=say("plans", "help_show"))
     showing.add_argument("plan_id", type=int)
+    record = actions.add_parser("record", help=say("plans", "help_record"))
+    record.add_argument("plan_id", type=int)
+    record.add_argument("step", choices=plans.FILING_STEPS)
+    record.add_argument("--on", type=date.fromisoformat, help=say("plans", "help_on"))
 
 
 def run(settings: Settings, args) -> int:
@@ -33,6 +40,10 @@ def run(settings: Settings, args) -> int:
         with transaction(engine) as session:
             if args.plan_command == "list":
                 print(say("plans", "listing", rows=plans.list_plans(session, args.year)))
+            elif args.plan_command == "record":
+                on = args.on or bureau_today(settings.bureau.timezone)
+                plan = plans.record_filing(session, f"cli:{getpass.getuser()}", args.plan_id, args.step, on)
+                print(say("plans", "recorded", plan=plan, step=args.step, on=on))
             else:
                 print(say("plans", "detail", view=plans.show_plan(session, args.plan_id)))
     except Refusal as refusal:

@@ -72,3 +72,26 @@ def show_plan(session: Session, plan_id: int) -> PlanView:
 
 def _plain(value):
     return value.isoformat() if isinstance(value, date) else value
+
+
+FILING_STEPS = ("reported", "filed", "refiled")  # art. 11: by end of January, end of February, 10 working days
+
+
+def record_filing(session: Session, actor: str, plan_id: int, step: str, on: date) -> AnnualPlan:
+    """Record that a plan was reported, filed, or (after an adjustment) re-filed (art. 11)."""
+    plan = session.get(AnnualPlan, plan_id)
+    if plan is None:
+        raise Refusal("unknown_plan", value=str(plan_id))
+    if step == "reported":
+        plan.reported_on = on
+    elif step == "filed":
+        plan.filed_on = on
+    else:
+        for adjustment in session.scalars(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id,
+                                                                       PlanAdjustment.refiled_on.is_(None))):
+            adjustment.refiled_on = on
+            session.add(adjustment)
+    session.add(plan)
+    session.flush()
+    audit.record(session, actor, f"plan.{step}", str(plan_id), on=on.isoformat())
+    return plan

@@ -230,3 +230,38 @@ def test_the_operators_view_snooze_and_acknowledge(engine, settings, inspected, 
         actions = [e.action for e in session.exec(select(AuditEntry))]
     assert all(r.step != f"overdue-{calendar.working_days_between(due, nxt)}" for r in later)
     assert "deadline.acknowledged" in actions and "deadline.snoozed" in actions and "refused" in actions
+
+
+def test_plan_dates_of_art_11(engine, tmp_path):
+    """Reported by the end of January, filed by the end of February, re-filed within 10
+    working days of an adjustment — reminders to the planning office's leads."""
+    from bot.plans import import_plans, record_filing
+    from tests.test_plans import PLANS
+
+    seed_district(engine, tmp_path)
+    settings = Settings(console={"enabled": True}, security={"keys": [new_key()]}, bureau={"default_lead": "U-XY"},
+                        roles={"admins": ["console:admin"], "units": {"U-XY": {"leads": ["lead-xy"]}}})
+    path = tmp_path / "plans.csv"
+    path.write_text(PLANS, encoding="utf-8")
+    assert import_plans(engine, path, actor="test", reason=None, today=date(2026, 1, 5)).ok
+    # 2026-01-31 is a Saturday: Jan 27 is three working days before (28, 29, 30 … and the 31st itself is not)
+    sent = run(engine, settings, at(date(2026, 1, 27)))
+    with Session(engine) as session:
+        kinds = {d.kind for d in session.exec(select(Deadline))}
+        plan_id = session.exec(select(Deadline).where(Deadline.kind == "plan_report")).first().subject
+    assert {"plan_report", "plan_filing"} <= kinds
+    assert [(d.destination.address, d.items) for d in sent] == [("lead-xy", 1)]  # the filing is not due yet
+    with transaction(engine) as session:
+        record_filing(session, "test", int(plan_id.split(":")[1]), "reported", date(2026, 1, 28))
+    run(engine, settings, at(date(2026, 1, 29)))
+    with Session(engine) as session:
+        report = session.exec(select(Deadline).where(Deadline.kind == "plan_report")).first()
+    assert report.status == "met"
+    # an adjustment: re-filed within 10 working days
+    path.write_text(PLANS.replace(",10,1,", ",12.5,2,"), encoding="utf-8")
+    assert import_plans(engine, path, actor="test", reason="调整比例", today=date(2026, 3, 2)).ok
+    run(engine, settings, at(date(2026, 3, 3)))
+    with Session(engine) as session:
+        refile = session.exec(select(Deadline).where(Deadline.kind == "plan_refiling")).first()
+        calendar = load_calendar(session)
+    assert refile.due == calendar.working_days_after(date(2026, 3, 2), 10).day

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Text, bindparam, cast, insert, update
@@ -21,7 +21,17 @@ from sqlmodel import Session, select
 
 from bot.rules.workdays import Calendar
 from bot.settings import Settings
-from storage.models import Assignment, Batch, Deadline, Inspector, Result, Task, utcnow
+from storage.models import (
+    AnnualPlan,
+    Assignment,
+    Batch,
+    Deadline,
+    Inspector,
+    PlanAdjustment,
+    Result,
+    Task,
+    utcnow,
+)
 
 RESULT_DAYS = 20  # art. 20
 OPEN_BATCHES = ("drawn", "in_progress")
@@ -94,7 +104,32 @@ def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int) 
 
 
 def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tuple[str, str], dict]:
-    return deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days)
+    found = deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days)
+    found.update(plan_deadlines(session, calendar))
+    return found
+
+
+REFILE_DAYS = 10  # art. 11: an adjusted plan is re-filed within 10 working days
+
+
+def plan_deadlines(session: Session, calendar: Calendar) -> dict[tuple[str, str], dict]:
+    """Art. 11: annual plans reported by the end of January, filed by the end of February,
+    adjustments re-filed within 10 working days — owed by the planning office's leads."""
+    found = {}
+    for plan in session.exec(select(AnnualPlan).where(AnnualPlan.listed)):
+        base = {"task_id": None, "batch_id": None, "unit_id": plan.office_id, "owed_by": [f"leads:{plan.office_id}"]}
+        for kind, done, due in (("plan_report", plan.reported_on, date(plan.year, 1, 31)),
+                                ("plan_filing", plan.filed_on, date(plan.year, 3, 1) - timedelta(days=1))):
+            if done is None:
+                found[(kind, f"plan:{plan.id}")] = {**base, "due": due, "provisional": calendar.is_provisional(due)}
+    offices = dict(session.execute(select(AnnualPlan.id, AnnualPlan.office_id)).all())
+    for adjustment in session.exec(select(PlanAdjustment).where(PlanAdjustment.refiled_on.is_(None))):
+        office = offices.get(adjustment.plan_id)
+        due = calendar.working_days_after(adjustment.adjusted_on, REFILE_DAYS)
+        found[("plan_refiling", f"adjustment:{adjustment.id}")] = {
+            "task_id": None, "batch_id": None, "unit_id": office, "owed_by": [f"leads:{office}"],
+            "due": due.day, "provisional": due.provisional}
+    return found
 
 
 def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:

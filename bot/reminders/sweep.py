@@ -138,6 +138,8 @@ class _People:
 
     def of(self, deadline: Deadline, level: str) -> list[Destination]:
         if level == LEAD:
+            if deadline.batch_id is None:  # a plan's date: the credit office (the admins) oversees plans
+                return recipients.people(self.settings, list(self.settings.roles.admins))
             return recipients.people(self.settings, recipients.unit_people(
                 self.settings, self.leads_of.get(deadline.batch_id), "leads"))
         if level == ACCOUNTABILITY:
@@ -149,6 +151,8 @@ class _People:
             kind, _, ident = owner.partition(":")
             if kind == "inspector":
                 found += self._inspector(ident)
+            elif kind == "leads":
+                found += recipients.people(self.settings, recipients.unit_people(self.settings, ident, "leads"))
             elif kind == "approvers":
                 entries = (recipients.unit_people(self.settings, ident, "approvers")
                            or recipients.unit_people(self.settings, self.leads_of.get(deadline.batch_id), "leads")
