@@ -39,11 +39,14 @@ ENGINE = web.AppKey("engine", Engine)
 
 PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+TICKER = web.AppKey("ticker", bool)
 
 
-def create_app(settings: Settings, engine: Engine | None = None, *, workers: bool = True) -> web.Application:
+def create_app(settings: Settings, engine: Engine | None = None, *, workers: bool = True,
+               ticker: bool = True) -> web.Application:
     """The bot: health endpoints, platform callbacks, and (``workers``) the loops that
-    finish inbound work and drain the outbox."""
+    finish inbound work and drain the outbox, and (``ticker``) the reminder sweeps and
+    scheduled summaries (scenario tests run those by hand, at the instants they choose)."""
     app = web.Application(client_max_size=MAX_REQUEST)
     app[SETTINGS] = settings
     app[ENGINE] = engine or engine_for(settings.database.url)
@@ -56,6 +59,7 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     if settings.console.enabled:
         app.router.add_routes(console_routes(settings, app[ENGINE], pipeline.take))
     app.on_startup.append(remind_missing_arrangements)
+    app[TICKER] = ticker
     if workers:
         app.cleanup_ctx.append(_workers)
     return app
@@ -140,10 +144,12 @@ async def _workers(app: web.Application):
         pipeline.on_processed = dispatcher.nudge
         stop = asyncio.Event()
         loops = [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(pipeline.run(stop))]
-        ticker = reminder_ticker(engine, settings, dispatcher)
-        ticker.start()
+        ticker = reminder_ticker(engine, settings, dispatcher) if app[TICKER] else None
+        if ticker:
+            ticker.start()
         yield
-        ticker.shutdown(wait=False)
+        if ticker:
+            ticker.shutdown(wait=False)
         await pipeline.drain()  # finish what was acknowledged, so a clean stop leaves nothing pending
         stop.set()
         dispatcher.nudge()

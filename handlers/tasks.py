@@ -120,6 +120,7 @@ def inspection_done(ctx: Context) -> None:
         return
     pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "evidence", task_id, ctx.now)
     ctx.reply(say("tasks", "inspected", task=done.task, already=done.already))
+    ctx.flush()  # the answer first, then the result card
     if not done.already:
         notices.queue_result_card(ctx.session, ctx.settings, done.task, ctx.identity.inspector_id,
                                   evidence.count(ctx.session, task_id))

@@ -77,6 +77,8 @@ def db_url(request, tmp_path) -> str:
     url, engine = request.getfixturevalue("pg_database")
     tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
     with engine.begin() as connection:
+        # A test that leaves a transaction open would block this for ever: fail fast instead.
+        connection.execute(text("SET LOCAL lock_timeout = '30s'"))
         connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     return url
 

@@ -255,7 +255,7 @@ def test_recusal_with_nobody_left_marks_the_task_unstaffed(district):
             member = session.exec(select(Assignment).where(Assignment.task_id == task.id,
                                                           Assignment.status != "recused")).scalars().first()
             result = recusal.recuse(session, "t", task.id, member.inspector_id, "其他", TODAY, NOW)
-    assert result.replacement is None and session.get(Task, task.id).status == "unstaffed"
+        assert result.replacement is None and session.get(Task, task.id).status == "unstaffed"
 
 
 @pytest.mark.parametrize("mode", ["交叉随机", "编组随机"])

@@ -123,7 +123,7 @@ def start_bot(engine, tmp_path, wecom, aiohttp_server):
         seed_district(engine, tmp_path)
         link_inspectors(engine)
         settings = wecom_settings(wecom).model_copy(update={"roles": RolesSettings(**roles)})
-        app = create_app(settings, engine)
+        app = create_app(settings, engine, ticker=False)
         server = await aiohttp_server(app)
         wecom.bot_url = str(server.make_url("")).rstrip("/")
         return app

@@ -24,7 +24,7 @@ async def console(engine, tmp_path, aiohttp_client):
     seed_district(engine, tmp_path)
     settings = Settings(console={"enabled": True}, roles=ROLES, security={"keys": [new_key()]},
                         bureau={"default_lead": "U-XY"})
-    return await aiohttp_client(create_app(settings, engine))
+    return await aiohttp_client(create_app(settings, engine, ticker=False))
 
 
 def messages(engine, conversation: str) -> list[ConsoleMessage]:

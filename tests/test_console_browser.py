@@ -36,7 +36,7 @@ async def site(engine, tmp_path, aiohttp_server):
     seed_district(engine, tmp_path)
     settings = Settings(console={"enabled": True}, roles=ROLES, security={"keys": [new_key()]},
                         bureau={"default_lead": "U-XY"})
-    server = await aiohttp_server(create_app(settings, engine))
+    server = await aiohttp_server(create_app(settings, engine, ticker=False))
     return str(server.make_url("/console/"))
 
 
@@ -67,7 +67,7 @@ class Visitor:
         await self.page.locator(f"#{form_input}").fill(text)
         await self.page.locator(f"#{form_input}").press("Enter")
         await answers.nth(before).wait_for(timeout=15_000)
-        return await answers.nth(await answers.count() - 1).inner_text()
+        return await answers.nth(before).inner_text()  # the answer (a card may follow it)
 
     async def group(self, text: str) -> str:
         return await self._say("group-log", "group-input", text)

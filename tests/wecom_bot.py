@@ -81,7 +81,7 @@ async def bot(engine, tmp_path, wecom: FakeWeCom, aiohttp_server):  # noqa: F811
     seed_district(engine, tmp_path)
     link_inspectors(engine)
     settings = wecom_settings(wecom)
-    app = create_app(settings, engine)
+    app = create_app(settings, engine, ticker=False)
     server = await aiohttp_server(app)
     wecom.bot_url = str(server.make_url("")).rstrip("/")
     return app

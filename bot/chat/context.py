@@ -26,7 +26,7 @@ class Context:
     identity: Identity
     now: datetime
     _replies: list[Message] = field(default_factory=list)
-    _queued: int = 0
+    _flushed: int = 0
 
     @property
     def actor_label(self) -> str:
@@ -53,13 +53,17 @@ class Context:
         self.send(Destination(self.event.platform, CARD, self.event.sender), update, self._key("card"))
 
     def flush(self) -> None:
-        """Queue the collected replies (called by the pipeline after the handler)."""
+        """Queue the replies collected so far (the pipeline calls it after the handler; a
+        handler calls it first when what it sends next must come after its answer)."""
         texts = [m.text for m in self._replies if isinstance(m, Text)]
         others = [m for m in self._replies if not isinstance(m, Text)]
+        round_ = f"{self._flushed}-" if self._flushed else ""
         if texts:
-            self.send(self.event.reply_to, Text("\n\n".join(texts)), self._key("reply"))
+            self.send(self.event.reply_to, Text("\n\n".join(texts)), self._key(f"{round_}reply"))
         for n, message in enumerate(others):
-            self.send(self.event.reply_to, message, self._key(f"reply-{n}"))
+            self.send(self.event.reply_to, message, self._key(f"{round_}reply-{n}"))
+        if self._replies:
+            self._flushed += 1
         self._replies.clear()
 
     def _key(self, suffix: str) -> str:
