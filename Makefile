@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/import_bench.py
 	$(BIN)/python bench/draw_bench.py
+	$(BIN)/python bench/reminder_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-data
