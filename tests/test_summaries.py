@@ -4,7 +4,7 @@ sent once per period whichever instances send it."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session, select
@@ -90,4 +90,3 @@ def test_no_font_no_chart(monkeypatch):
 
     monkeypatch.setattr(chart, "cjk_font", lambda: None)
     assert chart.progress_chart("抽查进度", [("食品抽查", [("待确认", 3)])]) is None
-    assert date(2026, 11, 27)  # (a Friday: the default weekly summary day)
