@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from bot.app import DISPATCHER, SETTINGS, create_app
+from bot.app import SETTINGS, create_app
 from bot.batches import create, draw, publish
 from bot.batches.confirmation import confirm
 from bot.batches.inspection import mark_inspected
@@ -35,13 +35,11 @@ from storage.models import (
     Conflict,
     Evidence,
     FollowUp,
-    InboundDelivery,
-    OutboxMessage,
     Result,
     Task,
 )
 from tests.batch_district import seed_district
-from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, eventually, link_inspectors, wecom_settings
+from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk, link_inspectors, wecom_settings
 
 USER_OF = INSPECTOR_IDS  # inspector id → WeCom user id
 # SPEC §5, with 取证 (evidence) and 更正 (correct); the bot may have more
@@ -49,68 +47,6 @@ EVERY_COMMAND = ["帮助", "新建抽查", "追加分层", "公示方案", "抽�
                  "取证", "结果", "批准", "退回", "更正"]
 INSPECTOR_COMMANDS = {"帮助", "进度", "核验", "确认", "回避", "完成", "取证", "结果"}
 APPROVER_COMMANDS = {"帮助", "进度", "核验", "批准", "退回", "更正"}
-
-
-class Walk:
-    """The people of the district, talking to the bot through the fake WeCom."""
-
-    def __init__(self, fake, engine, app=None) -> None:
-        self.fake, self.engine, self.app = fake, engine, app
-
-    async def quiet(self) -> None:
-        """Until every delivery is handled and every message sent."""
-        def idle():
-            with Session(self.engine) as session:
-                busy_in = session.execute(select(func.count()).select_from(InboundDelivery).where(
-                    InboundDelivery.status.in_(("pending", "processing")))).scalar_one()
-                busy_out = session.execute(select(func.count()).select_from(OutboxMessage).where(
-                    OutboxMessage.status.in_(("pending", "sending")))).scalar_one()
-            if busy_out and self.app is not None:
-                # The dispatcher can lose a nudge that comes during a round and then sleeps its
-                # poll (1 s): nudge again while something waits, for speed, not for correctness.
-                self.app[DISPATCHER].nudge()
-            return busy_in == 0 and busy_out == 0
-        await asyncio.sleep(0.05)
-        await eventually(idle, timeout=20)
-        await asyncio.sleep(0.03)  # let the dispatcher finish its round before the test goes on
-
-    async def group(self, user: str, text: str) -> str:
-        """``user`` @-mentions the bot in a group (the AI bot); its one answer."""
-        before = len(self.fake.aibot_replies)
-        assert (await self.fake.aibot_text(user, "CHAT1", text)).status == 200
-        await self.quiet()
-        replies = self.fake.aibot_replies[before:]
-        assert len(replies) == 1, replies
-        return replies[0]["content"]
-
-    def texts(self, user: str) -> list[str]:
-        return [d["content"] for d in self.fake.delivered_to(user) if d["msgtype"] == "text"]
-
-    async def say(self, user: str, text: str) -> str:
-        """``user`` types ``text`` in the private chat; every text the bot sent them since."""
-        before = len(self.texts(user))
-        assert (await self.fake.send_text(user, text)).status == 200
-        await self.quiet()
-        new = self.texts(user)[before:]
-        assert new, f"no answer to {text!r}"
-        return "\n".join(new)
-
-    async def photo(self, user: str, content: bytes) -> str:
-        before = len(self.texts(user))
-        assert (await self.fake.send_media(user, "image", content)).status == 200
-        await self.quiet()
-        new = self.texts(user)[before:]
-        assert new, "no answer to a photo"
-        return "\n".join(new)
-
-    def cards(self, user: str, prefix: str) -> list[dict]:
-        return [d for d in self.fake.delivered_to(user) if d["card"] and d["task_id"].startswith(prefix)]
-
-    async def click(self, user: str, card: dict, key: str, selections=None) -> str:
-        before = len(self.texts(user))
-        assert (await self.fake.click(user, card["task_id"], key, selections=selections)).status == 200
-        await self.quiet()
-        return "\n".join(self.texts(user)[before:])
 
 
 # ----- set-up through the service layer -----------------------------------------------------------------------------

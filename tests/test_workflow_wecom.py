@@ -6,7 +6,6 @@ audit chain agree."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from sqlalchemy import func, or_, select
@@ -20,63 +19,15 @@ from storage.models import (
     Batch,
     Evidence,
     FollowUp,
-    InboundDelivery,
     Inspector,
     OutboxMessage,
     Result,
     Task,
 )
-from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, eventually
+from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk
 
 USER_OF = INSPECTOR_IDS
 INSPECTOR_OF = {user: inspector for inspector, user in INSPECTOR_IDS.items()}
-
-
-class Walk:
-    """The people of the district, talking to the bot through the fake WeCom."""
-
-    def __init__(self, fake, engine) -> None:
-        self.fake, self.engine = fake, engine
-
-    async def quiet(self) -> None:
-        """Until every delivery is handled and every message sent."""
-        def idle():
-            with Session(self.engine) as session:
-                busy_in = session.execute(select(func.count()).select_from(InboundDelivery).where(
-                    InboundDelivery.status.in_(("pending", "processing")))).scalar_one()
-                busy_out = session.execute(select(func.count()).select_from(OutboxMessage).where(
-                    OutboxMessage.status.in_(("pending", "sending")))).scalar_one()
-            return busy_in == 0 and busy_out == 0
-        await asyncio.sleep(0.05)
-        await eventually(idle, timeout=20)
-
-    async def group(self, command: str) -> str:
-        before = len(self.fake.aibot_replies)
-        assert (await self.fake.aibot_text(ADMIN, "CHAT1", f"@双随 {command}")).status == 200
-        await self.quiet()
-        replies = self.fake.aibot_replies[before:]
-        assert len(replies) == 1, replies
-        return replies[0]["content"]
-
-    def texts(self, user: str) -> list[str]:
-        return [d["content"] for d in self.fake.delivered_to(user) if d["msgtype"] == "text"]
-
-    async def say(self, user: str, text: str) -> str:
-        before = len(self.texts(user))
-        assert (await self.fake.send_text(user, text)).status == 200
-        await self.quiet()
-        new = self.texts(user)[before:]
-        assert new, f"no answer to {text!r}"
-        return "\n".join(new)
-
-    def cards(self, user: str, prefix: str) -> list[dict]:
-        return [d for d in self.fake.delivered_to(user) if d["card"] and d["task_id"].startswith(prefix)]
-
-    async def click(self, user: str, card: dict, key: str, selections=None) -> str:
-        before = len(self.texts(user))
-        assert (await self.fake.click(user, card["task_id"], key, selections=selections)).status == 200
-        await self.quiet()
-        return "\n".join(self.texts(user)[before:])
 
 
 def rows(engine, model, *where):
@@ -85,13 +36,14 @@ def rows(engine, model, *where):
 
 
 async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engine):
-    walk = Walk(wecom, engine)
+    walk = Walk(wecom, engine, bot)
 
     # 新建抽查, 公示方案, 抽取 — by the admin, in the group, through the AI bot
-    created = await walk.group("新建抽查 名称=食品经营抽查 事项=A01,A02 数量=3 方式=交叉随机 截止=2026-12-31")
+    command = "@双随 新建抽查 名称=食品经营抽查 事项=A01,A02 数量=3 方式=交叉随机 截止=2026-12-31"
+    created = await walk.group(ADMIN, command)
     batch_id = re.search(r"批次 (\S+)「", created).group(1)
-    assert "公示" in await walk.group(f"公示方案 批次={batch_id}")
-    assert "种子" in await walk.group(f"抽取 批次={batch_id}")
+    assert "公示" in await walk.group(ADMIN, f"@双随 公示方案 批次={batch_id}")
+    assert "种子" in await walk.group(ADMIN, f"@双随 抽取 批次={batch_id}")
     (announcement,) = wecom.group_messages
     assert batch_id in str(announcement)
 

@@ -6,13 +6,14 @@ import asyncio
 import time
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
+from sqlmodel import Session
 
-from bot.app import create_app
+from bot.app import DISPATCHER, create_app
 from bot.sealing import new_key
 from bot.settings import Settings
 from storage.db import transaction
-from storage.models import Inspector
+from storage.models import InboundDelivery, Inspector, OutboxMessage
 from tests.batch_district import seed_district
 from tests.fakes.wecom import AIBOT_AES_KEY, APP_AES_KEY, FakeWeCom
 
@@ -87,3 +88,61 @@ async def bot(engine, tmp_path, wecom: FakeWeCom, aiohttp_server):  # noqa: F811
     return app
 
 
+class Walk:
+    """The people of the district, talking to the bot through the fake WeCom."""
+
+    def __init__(self, fake, engine, app=None) -> None:
+        self.fake, self.engine, self.app = fake, engine, app
+
+    async def quiet(self) -> None:
+        """Until every delivery is handled and every message sent."""
+        def idle():
+            with Session(self.engine) as session:
+                busy_in = session.execute(select(func.count()).select_from(InboundDelivery).where(
+                    InboundDelivery.status.in_(("pending", "processing")))).scalar_one()
+                busy_out = session.execute(select(func.count()).select_from(OutboxMessage).where(
+                    OutboxMessage.status.in_(("pending", "sending")))).scalar_one()
+            if busy_out and self.app is not None:
+                self.app[DISPATCHER].nudge()  # look now rather than at the next poll (speed only)
+            return busy_in == 0 and busy_out == 0
+        await asyncio.sleep(0.05)
+        await eventually(idle, timeout=20)
+        await asyncio.sleep(0.03)  # let the dispatcher finish its round before the test goes on
+
+    async def group(self, user: str, text: str) -> str:
+        """``user`` @-mentions the bot in a group (the AI bot); its one answer."""
+        before = len(self.fake.aibot_replies)
+        assert (await self.fake.aibot_text(user, "CHAT1", text)).status == 200
+        await self.quiet()
+        replies = self.fake.aibot_replies[before:]
+        assert len(replies) == 1, replies
+        return replies[0]["content"]
+
+    def texts(self, user: str) -> list[str]:
+        return [d["content"] for d in self.fake.delivered_to(user) if d["msgtype"] == "text"]
+
+    async def say(self, user: str, text: str) -> str:
+        """``user`` types ``text`` in the private chat; every text the bot sent them since."""
+        before = len(self.texts(user))
+        assert (await self.fake.send_text(user, text)).status == 200
+        await self.quiet()
+        new = self.texts(user)[before:]
+        assert new, f"no answer to {text!r}"
+        return "\n".join(new)
+
+    async def photo(self, user: str, content: bytes) -> str:
+        before = len(self.texts(user))
+        assert (await self.fake.send_media(user, "image", content)).status == 200
+        await self.quiet()
+        new = self.texts(user)[before:]
+        assert new, "no answer to a photo"
+        return "\n".join(new)
+
+    def cards(self, user: str, prefix: str) -> list[dict]:
+        return [d for d in self.fake.delivered_to(user) if d["card"] and d["task_id"].startswith(prefix)]
+
+    async def click(self, user: str, card: dict, key: str, selections=None) -> str:
+        before = len(self.texts(user))
+        assert (await self.fake.click(user, card["task_id"], key, selections=selections)).status == 200
+        await self.quiet()
+        return "\n".join(self.texts(user)[before:])
