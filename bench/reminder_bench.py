@@ -120,10 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             return found, [step_for(today, d["due"], calendar, policy, cache) for d in found.values()]
         compute_s, (found, steps) = timed(compute)
         due_now = sum(1 for s in steps if s)
-        with transaction(engine) as session:
-            first_s, digests = timed(lambda: sweep(session, settings, now))
-        with transaction(engine) as session:
-            again_s, again = timed(lambda: sweep(session, settings, now + timedelta(hours=1)))
+        first_s, digests = timed(lambda: sweep(engine, settings, now))
+        again_s, again = timed(lambda: sweep(engine, settings, now + timedelta(hours=1)))
         kind = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
         print(f"open tasks: {len(work_items):,}; deadlines: {len(found):,}; due a reminder today: {due_now:,}")
         print(f"load open work: {load_s:.3f} s")

@@ -120,8 +120,7 @@ def _sweep_once(engine: Engine, settings: Settings) -> int:
     from bot.clock import now
     from bot.reminders.sweep import sweep
 
-    with transaction(engine) as session:
-        return len(sweep(session, settings, now()))
+    return len(sweep(engine, settings, now()))
 
 
 def instance_name() -> str:

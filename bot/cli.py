@@ -158,7 +158,6 @@ def run_reminders(settings: Settings, args) -> int:
 
     from bot.clock import now as clock_now
     from bot.reminders.sweep import sweep
-    from storage.db import transaction
 
     zone = ZoneInfo(settings.bureau.timezone)
     moment = getattr(args, "now", None) or clock_now()
@@ -167,8 +166,7 @@ def run_reminders(settings: Settings, args) -> int:
         return _list_reminders(settings, now)
     if args.reminders_command in ("snooze", "ack"):
         return _decide_reminder(settings, args)
-    with transaction(_engine(settings)) as session:
-        digests = sweep(session, settings, now)
+    digests = sweep(_engine(settings), settings, now)
     for digest in digests:
         print(say("cli", "reminder_queued", platform=digest.destination.platform, user=digest.destination.address,
                   items=digest.items))

@@ -38,7 +38,22 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reading transaction (``reading``) takes no write lock: in WAL mode it never
+        # holds up the writers (the acknowledgement of a callback is one).
+        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READING) else "BEGIN IMMEDIATE")
+
+
+READING = "shuangsui_reading"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """A session that only reads: a consistent snapshot, and on SQLite no write lock."""
+    with Session(engine.execution_options(**{READING: True}), expire_on_commit=False) as session:
+        try:
+            yield session
+        finally:
+            session.rollback()
 
 
 @cache

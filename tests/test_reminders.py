@@ -67,8 +67,7 @@ def inspected(engine, tmp_path, settings):
 
 
 def run(engine, settings, moment: datetime):
-    with transaction(engine) as session:
-        return sweep(session, settings, moment)
+    return sweep(engine, settings, moment)
 
 
 def digests(engine) -> list[OutboxMessage]:

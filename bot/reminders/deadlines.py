@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Text, bindparam, cast, insert, update
+from sqlalchemy import Text, bindparam, cast, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from bot.rules.workdays import Calendar
@@ -132,11 +134,18 @@ def plan_deadlines(session: Session, calendar: Calendar) -> dict[tuple[str, str]
     return found
 
 
-def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:
-    """Bring the stored deadlines in line with the work; returns the open ones (rows with
-    the columns of ``Deadline`` as attributes, ``owed_by`` as its JSON text
-    ``owed_by_text``). Core statements throughout: a sweep over 100,000 tasks must hold
-    the database briefly."""
+@dataclass
+class Changes:
+    """How the stored deadlines differ from what the open work calls for."""
+
+    met: list[int]  # open deadlines no longer wanted
+    changed: list[dict]  # by row_id: new values
+    new: list[dict]  # rows to insert
+    view: dict[tuple[str, str], dict]  # every wanted deadline as it will stand (``id`` None if new)
+
+
+def compare(session: Session, settings: Settings, calendar: Calendar) -> Changes:
+    """Read the work and the stored deadlines; decide what to change (no writes)."""
     target = wanted(session, settings, calendar)
     table = Deadline.__table__
     now = utcnow()
@@ -145,28 +154,53 @@ def refresh(session: Session, settings: Settings, calendar: Calendar) -> list:
     columns = [c for c in table.c if c.name != "owed_by"] + [cast(table.c.owed_by, Text).label("owed_by_text")]
     existing = {(row.kind, row.subject): row for row in session.execute(
         select(*columns).where(table.c.status == "open"))}
-    reopened = sorted({subject for key in target if key not in existing for subject in [key[1]]})
+    reopened = sorted({key[1] for key in target if key not in existing})
     for start in range(0, len(reopened), 10_000):  # met once, open again (a returned result)
         for row in session.execute(select(*columns).where(table.c.subject.in_(reopened[start:start + 10_000]))):
             existing.setdefault((row.kind, row.subject), row)
-    met = [{"row_id": row.id} for key, row in existing.items() if row.status == "open" and key not in target]
-    changed, new = [], []
+    met = [row.id for key, row in existing.items() if row.status == "open" and key not in target]
+    changed, new, view = [], [], {}
     for (kind, subject), values in target.items():
         row = existing.get((kind, subject))
+        flags = {"snoozed_until": None, "escalation_acknowledged": False}
         if row is None:
-            new.append({"kind": kind, "subject": subject, "status": "open", "updated_at": now,
-                        "escalation_acknowledged": False, "snoozed_until": None, **values})
-        elif row.status != "open" or row.owed_by_text != json.dumps(values["owed_by"]) or any(
-                getattr(row, k) != v for k, v in values.items() if k != "owed_by"):
-            # a later date after an import of the official calendar, too
-            changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
-    if met:
-        session.execute(update(table).where(table.c.id == bindparam("row_id"))
-                        .values(status="met", updated_at=now), met)
-    for row in changed:
-        session.execute(update(table).where(table.c.id == row.pop("row_id")).values(**row))
-    if new:
-        session.execute(insert(table), new)
-    if not (met or changed or new):  # a routine tick: what was open still is, unchanged
-        return [row for row in existing.values() if row.status == "open"]
-    return list(session.execute(select(*columns).where(table.c.status == "open")))
+            new.append({"kind": kind, "subject": subject, "status": "open", "updated_at": now, **flags, **values})
+        else:
+            flags = {"snoozed_until": row.snoozed_until, "escalation_acknowledged": row.escalation_acknowledged}
+            if row.status != "open" or row.owed_by_text != json.dumps(values["owed_by"]) or any(
+                    getattr(row, k) != v for k, v in values.items() if k != "owed_by"):
+                # a later date after an import of the official calendar, too
+                changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
+        view[(kind, subject)] = {"id": row.id if row else None, "kind": kind, "subject": subject, **flags, **values}
+    return Changes(met, changed, new, view)
+
+
+def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
+    """Write the changes (safe if another instance wrote the same); the ids of the wanted
+    deadlines by (kind, subject)."""
+    table = Deadline.__table__
+    now = utcnow()
+    if changes.met:
+        session.execute(update(table).where(table.c.id == bindparam("row_id")).values(status="met", updated_at=now),
+                        [{"row_id": i} for i in changes.met])
+    for row in changes.changed:
+        values = dict(row)
+        session.execute(update(table).where(table.c.id == values.pop("row_id")).values(**values))
+    ids = {key: d["id"] for key, d in changes.view.items() if d["id"] is not None}
+    if changes.new:
+        insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert_(table).on_conflict_do_nothing(index_elements=["kind", "subject"]), changes.new)
+        subjects = sorted({row["subject"] for row in changes.new})
+        for start in range(0, len(subjects), 10_000):
+            for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
+                                                    .where(table.c.subject.in_(subjects[start:start + 10_000]))):
+                if (kind, subject) in changes.view:
+                    ids[(kind, subject)] = i
+    return ids
+
+
+def refresh(session: Session, settings: Settings, calendar: Calendar) -> list[dict]:
+    """``compare`` and ``apply`` in one transaction; the open deadlines as dicts."""
+    changes = compare(session, settings, calendar)
+    ids = apply(session, changes)
+    return [{**d, "id": ids[key]} for key, d in changes.view.items()]

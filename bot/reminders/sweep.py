@@ -9,26 +9,26 @@ is done by the next one.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from bot.chat import recipients
 from bot.chat.outbound import USER, Destination, Text
-from bot.reminders.deadlines import refresh
+from bot.reminders.deadlines import apply, compare
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
 from storage.calendar import load_calendar
-from storage.models import Batch, Deadline, InspectionObject, Inspector, Reminder, Task
+from storage.db import reading, transaction
+from storage.models import Batch, InspectionObject, Inspector, Reminder, Task
 
 _PG_SWEEP_LOCK = 0x5353_5257  # "SSRW"
 
@@ -46,36 +46,46 @@ def policy_of(settings: Settings) -> Policy:
                   start=start, end=end)
 
 
-def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
-    """Queue today's reminders as of ``now``; nothing outside working hours."""
+def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
+    """Queue today's reminders as of ``now``; nothing outside working hours.
+
+    Everything is read and decided in a reading transaction (no write lock); only the
+    changes — new and changed deadlines, the rungs not yet sent, the digests — are
+    written, in a short transaction.
+    """
     local = now.astimezone(ZoneInfo(settings.bureau.timezone))
-    calendar, policy = load_calendar(session), policy_of(settings)
-    if not in_working_hours(local, calendar, policy):
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
-    deadlines = refresh(session, settings, calendar)
-    today, cache = local.date(), {}
-    due_now = [(d, _decided(d, step)) for d in deadlines
-               if not (d.snoozed_until and today < d.snoozed_until)
-               and (step := step_for(today, d.due, calendar, policy, cache))]
-    if not due_now:
-        return []
-    people = _People(session, settings, {d.batch_id for d, _ in due_now})
-    wanted = []
-    for deadline, step in due_now:
-        for level in step.levels:
-            for destination in people.of(deadline, level):
-                wanted.append({"deadline_id": deadline.id, "recipient": f"{destination.platform}:{destination.address}",
-                               "step": step.step, "level": level, "sent_at": now})
-    # Rungs already sent (a later tick the same day) are known without trying to insert them.
-    table = Reminder.__table__
-    sent = {(r.deadline_id, r.recipient, r.step) for r in session.execute(
-        select(table.c.deadline_id, table.c.recipient, table.c.step).where(table.c.sent_at >= _day_start(now, local)))}
-    wanted = [w for w in wanted if (w["deadline_id"], w["recipient"], w["step"]) not in sent]
-    fresh = _insert_new(session, wanted)
+    with reading(engine) as session:
+        calendar, policy = load_calendar(session), policy_of(settings)
+        if not in_working_hours(local, calendar, policy):
+            return []
+        changes = compare(session, settings, calendar)
+        today, cache = local.date(), {}
+        due_now = [(key, d, _decided(d, step)) for key, d in changes.view.items()
+                   if not (d["snoozed_until"] and today < d["snoozed_until"])
+                   and (step := step_for(today, d["due"], calendar, policy, cache))]
+        people = _People(session, settings, {d["batch_id"] for _, d, _ in due_now})
+        rungs = [(key, level, f"{destination.platform}:{destination.address}", step.step)
+                 for key, d, step in due_now for level in step.levels for destination in people.of(d, level)]
+        table = Reminder.__table__
+        sent = {(r.deadline_id, r.recipient, r.step) for r in session.execute(
+            select(table.c.deadline_id, table.c.recipient, table.c.step)
+            .where(table.c.sent_at >= _day_start(now, local)))}
+    rungs = [r for r in rungs if (changes.view[r[0]]["id"], r[2], r[3]) not in sent]
+    if not (changes.met or changes.changed or changes.new or rungs):
+        return []  # a routine tick: nothing to write
+    with transaction(engine) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
+        ids = apply(session, changes)
+        fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
+                                       "level": level, "sent_at": now} for key, level, recipient, step in rungs])
+        return _queue_digests(session, fresh, {ids[key]: ({**d, "id": ids[key]}, step) for key, d, step in due_now},
+                              today)
+
+
+def _queue_digests(session: Session, fresh: list[dict], steps: dict, today) -> list[Digest]:
+    """One digest per person, naming every rung newly sent to them."""
     by_person = defaultdict(list)
-    steps = {d.id: (d, s) for d, s in due_now}
     for row in fresh:
         by_person[row["recipient"]].append((steps[row["deadline_id"]], row["level"], row["id"]))
     objects = _objects(session, [steps[row["deadline_id"]][0] for row in fresh])  # only those in a digest
@@ -83,8 +93,8 @@ def sweep(session: Session, settings: Settings, now: datetime) -> list[Digest]:
     for recipient, entries in sorted(by_person.items()):
         platform, _, user = recipient.partition(":")
         destination = Destination(platform, USER, user)
-        lines = [dict(deadline=d, step=s, level=level, obj=objects.get(d.task_id)) for (d, s), level, _ in
-                 sorted(entries, key=lambda e: (e[0][0].due, e[0][0].id))]
+        lines = [dict(deadline=d, step=s, level=level, obj=objects.get(d["task_id"])) for (d, s), level, _ in
+                 sorted(entries, key=lambda e: (e[0][0]["due"], e[0][0]["id"]))]
         message = Text(say("reminders", "digest", entries=lines, today=today))
         outbox.queue(session, destination, message, f"reminders:{recipient}:{min(i for _, _, i in entries)}")
         digests.append(Digest(destination, len(entries)))
@@ -97,9 +107,9 @@ def _day_start(now: datetime, local: datetime) -> datetime:
     return (local.replace(hour=0, minute=0, second=0, microsecond=0)).astimezone(now.tzinfo or local.tzinfo)
 
 
-def _decided(deadline: Deadline, step: Step) -> Step:
+def _decided(deadline: dict, step: Step) -> Step:
     """An acknowledged escalation goes on reminding the owner only."""
-    if deadline.escalation_acknowledged:
+    if deadline["escalation_acknowledged"]:
         return Step(step.step, (OWNER,), step.days_left)
     return step
 
@@ -115,8 +125,8 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     return [dict(r._mapping) for r in session.execute(statement, rows)]
 
 
-def _objects(session: Session, deadlines: list[Deadline]) -> dict[int, InspectionObject]:
-    task_ids = [d.task_id for d in deadlines if d.task_id]
+def _objects(session: Session, deadlines: list[dict]) -> dict[int, InspectionObject]:
+    task_ids = sorted({d["task_id"] for d in deadlines if d["task_id"]})
     found = {}
     for start in range(0, len(task_ids), 10_000):
         chunk = task_ids[start:start + 10_000]
@@ -136,18 +146,18 @@ class _People:
         self.leads_of = {batch_id: lead for batch_id, lead in rows}
         self._inspectors: dict[str, list[Destination]] = {}
 
-    def of(self, deadline: Deadline, level: str) -> list[Destination]:
+    def of(self, deadline: dict, level: str) -> list[Destination]:
         if level == LEAD:
-            if deadline.batch_id is None:  # a plan's date: the credit office (the admins) oversees plans
+            if deadline["batch_id"] is None:  # a plan's date: the credit office (the admins) oversees plans
                 return recipients.people(self.settings, list(self.settings.roles.admins))
             return recipients.people(self.settings, recipients.unit_people(
-                self.settings, self.leads_of.get(deadline.batch_id), "leads"))
+                self.settings, self.leads_of.get(deadline["batch_id"]), "leads"))
         if level == ACCOUNTABILITY:
             return recipients.people(self.settings, recipients.unit_people(
-                self.settings, deadline.unit_id, "accountability"))
+                self.settings, deadline["unit_id"], "accountability"))
         assert level == OWNER
         found = []
-        for owner in json.loads(deadline.owed_by_text):
+        for owner in deadline["owed_by"]:
             kind, _, ident = owner.partition(":")
             if kind == "inspector":
                 found += self._inspector(ident)
@@ -155,7 +165,7 @@ class _People:
                 found += recipients.people(self.settings, recipients.unit_people(self.settings, ident, "leads"))
             elif kind == "approvers":
                 entries = (recipients.unit_people(self.settings, ident, "approvers")
-                           or recipients.unit_people(self.settings, self.leads_of.get(deadline.batch_id), "leads")
+                           or recipients.unit_people(self.settings, self.leads_of.get(deadline["batch_id"]), "leads")
                            or list(self.settings.roles.admins))
                 found += recipients.people(self.settings, entries)
         return found
