@@ -1,10 +1,10 @@
 """One reminder sweep: what is due now, to whom, as one digest per person (WeCom drops
 messages past 30 a minute, so never one per task).
 
-Several instances may sweep at once: a sweep runs in one transaction under a lock
-(PostgreSQL advisory lock; SQLite's write lock), and each rung sent to a person is a
-unique row, so a reminder is never sent twice — and a sweep that dies rolls back and
-is done by the next one.
+Several instances may sweep at once: the writing part runs under a lock (PostgreSQL
+advisory lock; SQLite's write lock), deadlines are unique per (kind, subject) and each
+rung sent to a person is a unique row, so a reminder is never sent twice — and a sweep
+that dies rolls back and is done by the next one.
 """
 
 from __future__ import annotations
