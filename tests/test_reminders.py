@@ -156,6 +156,9 @@ def test_a_deadline_in_a_year_without_official_data_is_provisional(engine, setti
         deadlines = session.exec(select(Deadline).where(Deadline.kind == "result")).all()
     assert deadlines and all(d.provisional for d in deadlines)
     first = deadlines[0].due
+    with Session(engine) as session:  # the admins are told, once for the year
+        told = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("calendar-missing:%"))).all()
+    assert [(m.recipient, "2027" in m.payload["message"]["text"]) for m in told] == [("admin", True)]
     # the official arrangement for 2027 arrives: the deadline is recomputed and no longer 暂定
     holidays = tmp_path / "holidays-2027.csv"
     holidays.write_text("date,kind\n2027-01-01,holiday\n2027-01-04,holiday\n", encoding="utf-8")

@@ -77,10 +77,21 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
         ids = apply(session, changes)
+        _tell_admins_of_provisional_years(session, settings, changes)
         fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
                                        "level": level, "sent_at": now} for key, level, recipient, step in rungs])
         return _queue_digests(session, fresh, {ids[key]: ({**d, "id": ids[key]}, step) for key, d, step in due_now},
                               today)
+
+
+def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes) -> None:
+    """Deadlines counted on a provisional calendar: the admins are told, once per year,
+    to import the official arrangement (the deadlines are recomputed after it)."""
+    years = sorted({d["due"].year for d in changes.view.values() if d["provisional"]})
+    for year in years:
+        text = Text(say("calendar", "arrangement_missing", years=[year]))
+        outbox.queue_many(session, [(d, text, f"calendar-missing:{year}:{d.platform}:{d.address}")
+                                    for d in recipients.people(settings, list(settings.roles.admins))])
 
 
 def _queue_digests(session: Session, fresh: list[dict], steps: dict, today) -> list[Digest]:
