@@ -15,25 +15,11 @@ from bot.chat.context import Context
 from bot.chat.identity import ADMIN
 from bot.chat.router import EVERYONE, Router
 from bot.clock import bureau_today
-from bot.rules.arguments import ArgumentError, parse_arguments
 from bot.texts import say
+from handlers.common import arguments, arguments_text, refuse
 from storage.calendar import load_calendar
 
 router = Router()
-
-
-def arguments_text(ctx: Context) -> str:
-    """What follows the command word."""
-    parts = (ctx.event.text or "").strip().split(maxsplit=1)
-    return parts[1] if len(parts) > 1 else ""
-
-
-def refuse(ctx: Context, refusal: Refusal, command: str) -> None:
-    """The refusal, and for a malformed request the right form of the command."""
-    text = refusal.text()
-    if refusal.message in ("bad_arguments", "missing_argument"):
-        text = f"{text}\n{say('help', 'usage', name=command)}"
-    ctx.reply(text)
 
 
 def _batch_command(action: str, name: str):
@@ -58,12 +44,9 @@ for _action, _names in (("new", ("新建抽查", "new")), ("stratum", ("追加�
 @router.command("进度", "status", roles=EVERYONE)
 def show_progress(ctx: Context) -> None:
     try:
-        batch_id = parse_arguments(arguments_text(ctx), {"batch"}).get("batch")
+        batch_id = arguments(ctx, {"batch"}).get("batch")
         today = bureau_today(ctx.settings.bureau.timezone)
         found = progress(ctx.session, load_calendar(ctx.session), today, batch_id)
-    except ArgumentError as exc:
-        refuse(ctx, Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed), "进度")
-        return
     except Refusal as refusal:
         refuse(ctx, refusal, "进度")
         return
@@ -74,7 +57,7 @@ def show_progress(ctx: Context) -> None:
 def verify_draw(ctx: Context) -> None:
     """Recompute the draw from its record, exactly as a citizen would (DRAW.md §7)."""
     try:
-        batch_id = parse_arguments(arguments_text(ctx), {"batch"}).get("batch")
+        batch_id = arguments(ctx, {"batch"}).get("batch")
         if not batch_id:
             raise Refusal("missing_argument", key="batch")
         with tempfile.TemporaryDirectory() as directory:
@@ -84,7 +67,5 @@ def verify_draw(ctx: Context) -> None:
                 ctx.reply(say("progress", "verified", batch=batch_id, verdict=verdict))
             except verifier.Mismatch as mismatch:
                 ctx.reply(say("progress", "mismatch", batch=batch_id, detail=str(mismatch)))
-    except ArgumentError as exc:
-        refuse(ctx, Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed), "核验")
     except Refusal as refusal:
         refuse(ctx, refusal, "核验")

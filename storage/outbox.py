@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, text, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -183,9 +183,3 @@ def mark_failed(session: Session, row_id: int, owner: str, error: str, response:
     result = session.execute(update(_TABLE).where(_mine(row_id, owner))
                              .values(status="failed", last_error=error, platform_response=response))
     return result.rowcount == 1
-
-
-def depth(session: Session) -> dict[str, int]:
-    """Messages per status (for operators)."""
-    rows = session.execute(select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)).all()
-    return dict(rows)

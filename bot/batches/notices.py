@@ -64,21 +64,20 @@ def queue_recusal_notices(session: Session, settings, task: Task, recused: Assig
     batch = session.get(Batch, task.batch_id)
     obj = session.get(InspectionObject, task.object_id)
     team = team_of(session, task.id)
-    names = {i.id: i.name for i in session.exec(select(Inspector).where(
+    people = {i.id: i for i in session.exec(select(Inspector).where(
         Inspector.id.in_([a.inspector_id for a in team])))}
+    names = {i: person.name for i, person in people.items()}
     text = say("notices", "recused", task=task, obj=obj, who=names[recused.inspector_id],
                replacement=names.get(replacement) if replacement else None)
     messages = []
     if replacement:
         newcomer = next(a for a in team if a.inspector_id == replacement and a.status != "recused")
         items = [session.get(Item, code) for code in task.items]
-        card = cards.task_card(task, newcomer, team, batch, obj, [i for i in items if i],
-                               {i.id: i for i in session.exec(select(Inspector).where(
-                                   Inspector.id.in_([a.inspector_id for a in team])))})
-        messages += _task_card_messages(settings, session.get(Inspector, replacement), newcomer, card)
+        card = cards.task_card(task, newcomer, team, batch, obj, [i for i in items if i], people)
+        messages += _task_card_messages(settings, people[replacement], newcomer, card)
     for partner in team:
         if partner.status != "recused" and partner.inspector_id != replacement:
-            messages += _to_all(recipients.inspector(settings, session.get(Inspector, partner.inspector_id)),
+            messages += _to_all(recipients.inspector(settings, people[partner.inspector_id]),
                                 Text(text), f"recusal:{recused.id}:partner")
     leads = recipients.unit_people(settings, batch.lead_unit_id, "leads")
     messages += _to_all(recipients.people(settings, leads), Text(text), f"recusal:{recused.id}:lead")

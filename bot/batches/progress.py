@@ -11,10 +11,9 @@ from datetime import date
 from sqlmodel import Session, select
 
 from bot.batches.errors import Refusal
+from bot.rules.deadlines import RESULT_DAYS
 from bot.rules.workdays import Calendar
 from storage.models import Assignment, Batch, FollowUp, Result, Task
-
-RESULT_DAYS = 20  # art. 20
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from bot.rules.deadlines import RESULT_DAYS
 from bot.rules.workdays import Calendar
 from bot.settings import Settings
 from storage.models import (
@@ -35,7 +36,6 @@ from storage.models import (
     utcnow,
 )
 
-RESULT_DAYS = 20  # art. 20
 OPEN_BATCHES = ("drawn", "in_progress")
 
 
@@ -197,10 +197,3 @@ def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
                 if (kind, subject) in changes.view:
                     ids[(kind, subject)] = i
     return ids
-
-
-def refresh(session: Session, settings: Settings, calendar: Calendar) -> list[dict]:
-    """``compare`` and ``apply`` in one transaction; the open deadlines as dicts."""
-    changes = compare(session, settings, calendar)
-    ids = apply(session, changes)
-    return [{**d, "id": ids[key]} for key, d in changes.view.items()]

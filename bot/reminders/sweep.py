@@ -35,6 +35,9 @@ _PG_SWEEP_LOCK = 0x5353_5257  # "SSRW"
 
 @dataclass(frozen=True)
 class Digest:
+    """A message a sweep queued: a reminder digest of ``items`` rungs, or (``items`` 0)
+    the admins' notice that a year's official calendar is missing."""
+
     destination: Destination
     items: int
 
@@ -77,21 +80,24 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
         ids = apply(session, changes)
-        _tell_admins_of_provisional_years(session, settings, changes)
+        notices = _tell_admins_of_provisional_years(session, settings, changes)
         fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
                                        "level": level, "sent_at": now} for key, level, recipient, step in rungs])
-        return _queue_digests(session, fresh, {ids[key]: ({**d, "id": ids[key]}, step) for key, d, step in due_now},
-                              today)
+        steps = {ids[key]: ({**d, "id": ids[key]}, step) for key, d, step in due_now}
+        return notices + _queue_digests(session, fresh, steps, today)
 
 
-def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes) -> None:
+def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes) -> list[Digest]:
     """Deadlines counted on a provisional calendar: the admins are told, once per year,
     to import the official arrangement (the deadlines are recomputed after it)."""
     years = sorted({d["due"].year for d in changes.view.values() if d["provisional"]})
+    told = []
     for year in years:
         text = Text(say("calendar", "arrangement_missing", years=[year]))
-        outbox.queue_many(session, [(d, text, f"calendar-missing:{year}:{d.platform}:{d.address}")
-                                    for d in recipients.people(settings, list(settings.roles.admins))])
+        for admin in recipients.people(settings, list(settings.roles.admins)):
+            if outbox.queue(session, admin, text, f"calendar-missing:{year}:{admin.platform}:{admin.address}"):
+                told.append(Digest(admin, 0))
+    return told
 
 
 def _queue_digests(session: Session, fresh: list[dict], steps: dict, today) -> list[Digest]:

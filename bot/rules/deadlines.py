@@ -15,6 +15,7 @@ from datetime import date, datetime, time
 from bot.rules.workdays import Calendar
 
 OWNER, LEAD, ACCOUNTABILITY = "owner", "lead", "accountability"
+RESULT_DAYS = 20  # art. 20: results entered, approved and published within 20 working days of the inspection
 
 
 @dataclass(frozen=True)
