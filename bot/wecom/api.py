@@ -1,5 +1,6 @@
 """The WeCom server API (PROTOCOLS.md B): one access token per app, shared through the
-database by every instance, refreshed early and whenever WeCom refuses it.
+database by every instance (``bot.chat.access_token``), refreshed early and whenever
+WeCom refuses it.
 
 Errors are classified here, once: ``Unreachable`` (no answer, or a 5xx — the platform
 may or may not have acted) versus a JSON answer whose ``errcode`` the caller reads.
@@ -7,24 +8,18 @@ may or may not have acted) versus a JSON answer whose ``errcode`` the caller rea
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from datetime import timedelta
 
 import aiohttp
 from sqlalchemy import Engine
 
+from bot.chat.access_token import SharedAccessToken, TokenUnavailable
 from bot.chat.events import MediaGone
-from bot.clock import now as clock_now
 from bot.settings import WeComSettings
-from storage import tokens
-from storage.db import transaction
 
 log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40014, 42001, 41001, 40001}  # invalid, expired, missing token; "invalid credential"
-REFRESH_MARGIN = timedelta(minutes=5)  # refresh this long before WeCom's stated expiry
-REFRESH_LEASE = timedelta(seconds=20)
 TIMEOUT = aiohttp.ClientTimeout(total=10)  # also bounds how late a claimed send can land (rate limits)
 
 
@@ -46,9 +41,8 @@ class WeComAPI:
     def __init__(self, settings: WeComSettings, engine: Engine, owner: str, http: aiohttp.ClientSession) -> None:
         self.settings, self.engine, self.owner, self.http = settings, engine, owner, http
         self.base = settings.api_base.rstrip("/")
-        self.token_key = f"wecom:{settings.corp_id}:{settings.agent_id}"
-        self._token: tuple[str, object] | None = None  # (token, expires_at) cached in memory
-        self._refreshing = asyncio.Lock()
+        self._token = SharedAccessToken(engine, f"wecom:{settings.corp_id}:{settings.agent_id}", owner,
+                                        self._fetch_token)
 
     async def post(self, path: str, body: dict, *, params: dict | None = None, with_token: bool = True) -> dict:
         """POST JSON; on a token error, refresh once and try again."""
@@ -126,64 +120,21 @@ class WeComAPI:
             raise Unreachable(type(exc).__name__, in_doubt=True) from None
 
     async def token(self) -> str:
-        """A valid access token: this instance's copy, the shared one, or a fresh one."""
-        now = clock_now()
-        if self._token and self._token[1] - REFRESH_MARGIN > now:
-            return self._token[0]
-        async with self._refreshing:
-            for _ in range(100):  # another instance may be fetching it: wait for its result
-                now = clock_now()
-                shared = await asyncio.to_thread(self._shared, now)
-                if shared:
-                    self._token = shared
-                    return shared[0]
-                if await asyncio.to_thread(self._begin_refresh, now):
-                    return await self._fetch()
-                await asyncio.sleep(0.2)
-        raise Unreachable("access token not available", in_doubt=False)
+        try:
+            return await self._token.get()
+        except TokenUnavailable:
+            raise Unreachable("access token not available", in_doubt=False) from None
 
     async def forget(self, token: str | None) -> None:
-        """WeCom refused ``token`` (it may invalidate tokens early): never use it again."""
-        if self._token and self._token[0] == token:
-            self._token = None
-        if token:
-            await asyncio.to_thread(self._invalidate, token)
+        """WeCom refused ``token``: never use it again (on any instance)."""
+        await self._token.forget(token)
 
-    async def _fetch(self) -> str:
+    async def _fetch_token(self) -> tuple[str, int]:
         params = {"corpid": self.settings.corp_id,
                   "corpsecret": self.settings.secret.get_secret_value() if self.settings.secret else ""}
-        try:
-            answer = await self._request("GET", "gettoken", params=params)
-        except Unreachable:
-            await asyncio.to_thread(self._abandon)
-            raise
+        answer = await self._request("GET", "gettoken", params=params)
         if answer.get("errcode", 0) != 0 or "access_token" not in answer:
-            await asyncio.to_thread(self._abandon)
             # The secret never goes to the log; the error code says what to fix.
             log.error("WeCom refused the app credentials: errcode %s", answer.get("errcode"))
             raise Unreachable(f"gettoken errcode {answer.get('errcode')}", in_doubt=False)
-        expires_at = clock_now() + timedelta(seconds=int(answer.get("expires_in", 7200)))
-        token = answer["access_token"]
-        await asyncio.to_thread(self._store, token, expires_at)
-        self._token = (token, expires_at)
-        return token
-
-    def _shared(self, now):
-        with transaction(self.engine) as session:
-            return tokens.current(session, self.token_key, now, REFRESH_MARGIN)
-
-    def _begin_refresh(self, now) -> bool:
-        with transaction(self.engine) as session:
-            return tokens.begin_refresh(session, self.token_key, self.owner, now, REFRESH_LEASE)
-
-    def _store(self, token: str, expires_at) -> None:
-        with transaction(self.engine) as session:
-            tokens.store(session, self.token_key, token, expires_at)
-
-    def _abandon(self) -> None:
-        with transaction(self.engine) as session:
-            tokens.abandon_refresh(session, self.token_key, self.owner)
-
-    def _invalidate(self, token: str) -> None:
-        with transaction(self.engine) as session:
-            tokens.invalidate(session, self.token_key, token)
+        return answer["access_token"], int(answer.get("expires_in", 7200))
