@@ -4,6 +4,8 @@ loops that finish inbound work and drain the outbox."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hmac
 import logging
 import os
 import secrets
@@ -22,6 +24,13 @@ from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
 from bot.console.routes import routes as console_routes
 from bot.console.sender import ConsoleSender
+from bot.dingtalk import callback as dingtalk_callback
+from bot.dingtalk.api import DingTalkAPI
+from bot.dingtalk.cards import action_keys
+from bot.dingtalk.registration import register_card_callback
+from bot.dingtalk.sender import DingTalkSender
+from bot.dingtalk.stream import StreamIngress
+from bot.sealing import keys_of
 from bot.settings import Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
@@ -40,6 +49,7 @@ ENGINE = web.AppKey("engine", Engine)
 PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 TICKER = web.AppKey("ticker", bool)
+STREAM = web.AppKey("stream", StreamIngress)
 
 
 def create_app(settings: Settings, engine: Engine | None = None, *, workers: bool = True,
@@ -56,6 +66,7 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(wecom_callback.routes(settings.wecom, pipeline.take))
+    app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, pipeline.take, card_keys(settings)))
     if settings.console.enabled:
         app.router.add_routes(console_routes(settings, app[ENGINE], pipeline.take))
     app.on_startup.append(remind_missing_arrangements)
@@ -63,6 +74,15 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     if workers:
         app.cleanup_ctx.append(_workers)
     return app
+
+
+def card_keys(settings: Settings) -> list[bytes]:
+    """Keys for the tokens on DingTalk card buttons: from ``[security] keys`` (the first
+    signs, all verify); the app secret only where no key is configured."""
+    secrets_ = keys_of(settings)
+    if not secrets_ and settings.dingtalk.app_secret:
+        secrets_ = [settings.dingtalk.app_secret.get_secret_value()]
+    return action_keys(secrets_)
 
 
 def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher) -> AsyncIOScheduler:
@@ -137,12 +157,26 @@ async def _workers(app: web.Application):
             api = WeComAPI(settings.wecom, engine, pipeline.owner, http)
             senders.append(WeComSender(settings, api))
             pipeline.fetchers["wecom"] = api.media
+        stop = asyncio.Event()
+        loops = []
+        dingtalk = settings.dingtalk
+        if dingtalk.app_key and dingtalk.app_secret:
+            keys = card_keys(settings)
+            api = DingTalkAPI(dingtalk, engine, pipeline.owner, http)
+            senders.append(DingTalkSender(settings, api, keys[0]))
+            pipeline.fetchers["dingtalk"] = api.media
+            if dingtalk.mode == "stream":
+                app[STREAM] = stream = StreamIngress(dingtalk, pipeline.take, keys, http)
+                loops.append(asyncio.create_task(stream.run(stop)))
+            else:
+                # Its own secret, derived one way: never the key that signs our card tokens.
+                api_secret = base64.urlsafe_b64encode(hmac.new(keys[0], b"apiSecret", "sha256").digest()[:24]).decode()
+                loops.append(asyncio.create_task(register_card_callback(api, settings, api_secret, stop)))
         if settings.console.enabled:
             senders.append(ConsoleSender(engine))
         app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner)
         pipeline.on_processed = dispatcher.nudge
-        stop = asyncio.Event()
-        loops = [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(pipeline.run(stop))]
+        loops += [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(pipeline.run(stop))]
         ticker = reminder_ticker(engine, settings, dispatcher) if app[TICKER] else None
         if ticker:
             ticker.start()

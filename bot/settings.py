@@ -106,6 +106,12 @@ class DingTalkSettings(Section):
     callback_path: str = "/dingtalk/callback"
     card_callback_path: str = "/dingtalk/card"
     card_template_id: str = ""
+    mode: typing.Literal["http", "stream"] = "http"  # how robot messages and card clicks arrive
+    card_route_key: str = "shuangsui"  # the callbackRouteKey our card callback URL is registered under
+    group_conversation_id: str = ""  # the group that gets announcements and summaries
+    event_token: SecretStr | None = None  # event subscription (PROTOCOLS.md C.6)
+    event_aes_key: SecretStr | None = None
+    event_callback_path: str = "/dingtalk/events"
 
 
 class ReminderSettings(Section):

@@ -166,7 +166,7 @@ async def test_card_updates_use_the_one_time_code(engine, platform, clock, dispa
 
 
 async def test_a_long_text_goes_as_several_messages_in_order(engine, platform, clock, dispatcher):
-    from bot.wecom.sender import split_text
+    from bot.chat.long_text import split_text
 
     lines = [f"第{n}行：" + "检查" * 40 for n in range(40)]
     text = "\n".join(lines)

@@ -543,7 +543,7 @@ def test_correct_environment_variables_are_accepted(monkeypatch):
     """Every documented variable (and a unit's own key) is a known key."""
     valid = {("draw", "team_size"): "2",  # "1" would break art. 14
              ("reminders", "working_hours"): "08:30-17:30", ("summaries", "daily_at"): "17:30",
-             ("summaries", "weekly_at"): "17:00", ("summaries", "weekly_on"): "fri"}
+             ("summaries", "weekly_at"): "17:00", ("summaries", "weekly_on"): "fri", ("dingtalk", "mode"): "stream"}
     for key in model_keys(Settings):
         if "*" not in key:
             value = "[]" if typing.get_origin(field_of(key).annotation) is list else "1"

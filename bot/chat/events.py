@@ -84,7 +84,8 @@ class Event:
         reply = self.reply_to
         return {"platform": self.platform, "delivery_key": self.delivery_key, "sender": self.sender,
                 "chat": self.chat, "at": self.at.isoformat(), "chat_id": self.chat_id, "text": self.text,
-                "reply_to": {"platform": reply.platform, "kind": reply.kind, "address": reply.address},
+                "reply_to": {"platform": reply.platform, "kind": reply.kind, "address": reply.address,
+                             "via": reply.via},
                 "action": asdict(self.action) if self.action else None,
                 "media": asdict(self.media) if self.media else None}
 

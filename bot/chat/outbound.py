@@ -21,11 +21,15 @@ class Destination:
             ``reply`` (the answer route of one event, e.g. an AI bot's response_url)
             or ``card`` (an update of a card already sent).
         address: the user id, group name, reply route or card update route.
+        via: a short-lived answer route the platform gave with the event, tried
+            before the usual way to ``address`` (DingTalk's ``sessionWebhook``,
+            as ``<expiry ms>|<url>``); ``""`` for none.
     """
 
     platform: str
     kind: str
     address: str
+    via: str = ""
 
 
 @dataclass(frozen=True)

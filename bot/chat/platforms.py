@@ -19,7 +19,9 @@ def enabled(settings: Settings) -> list[str]:
 
 def can_push_to_group(settings: Settings, platform: str) -> bool:
     """Whether group announcements and summaries have somewhere to go."""
-    return (platform == "wecom" and settings.wecom.webhook_key is not None) or platform == "console"
+    return ((platform == "wecom" and settings.wecom.webhook_key is not None)
+            or (platform == "dingtalk" and bool(settings.dingtalk.group_conversation_id))
+            or platform == "console")
 
 
 def user_id(inspector, platform: str) -> str | None:

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from bot.callback_crypto import CallbackCryptoError, MsgCrypt
-from bot.chat.events import Event
+from bot.chat.ingress import Take, hand_over, read_body
 from bot.settings import WeComSettings
 from bot.wecom.parse import MalformedDelivery, aibot_event, app_event, envelope_json, envelope_xml
 
 log = logging.getLogger(__name__)
 
 REPLAY_WINDOW = 3600  # seconds a delivery's timestamp may be from our clock
-MAX_BODY = 64 * 1024  # WeCom callbacks are small; anything larger is refused unread
-
-Take = Callable[[Event], Awaitable[bool]]
 
 
 def routes(settings: WeComSettings, take: Take) -> list[web.RouteDef]:
@@ -64,27 +60,6 @@ def _refuse(exc: Exception) -> web.HTTPException:
     return web.HTTPBadRequest(text="malformed delivery")
 
 
-async def _body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-    body = await request.content.read(MAX_BODY + 1)
-    if len(body) > MAX_BODY:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
-    return body
-
-
-async def _take(take: Take, event: Event | None) -> None:
-    """Hand the event over; a duplicate is acknowledged like a new one. If it cannot be
-    stored, WeCom gets a 503 and delivers it again."""
-    if event is None:
-        return
-    try:
-        await take(event)
-    except Exception as exc:
-        log.error("could not take a WeCom delivery: %s", type(exc).__name__)
-        raise web.HTTPServiceUnavailable(text="try again") from None
-
-
 def _verify_url(crypt: MsgCrypt):
     async def verify_url(request: web.Request) -> web.Response:
         """URL verification (A.4): answer the decrypted echostr, as is."""
@@ -101,10 +76,10 @@ def _app_delivery(crypt: MsgCrypt, take: Take):
     async def app_delivery(request: web.Request) -> web.Response:
         signature, timestamp, nonce = _signed(request)
         try:
-            event = app_event(crypt.verify(signature, timestamp, nonce, envelope_xml(await _body(request))))
+            event = app_event(crypt.verify(signature, timestamp, nonce, envelope_xml(await read_body(request))))
         except (CallbackCryptoError, MalformedDelivery) as exc:
             raise _refuse(exc) from None
-        await _take(take, event)
+        await hand_over(take, event, "WeCom")
         return web.Response(text="")
     return app_delivery
 
@@ -113,10 +88,10 @@ def _aibot_delivery(crypt: MsgCrypt, take: Take, api_base: str):
     async def aibot_delivery(request: web.Request) -> web.Response:
         signature, timestamp, nonce = _signed(request)
         try:
-            event = aibot_event(crypt.verify(signature, timestamp, nonce, envelope_json(await _body(request))),
+            event = aibot_event(crypt.verify(signature, timestamp, nonce, envelope_json(await read_body(request))),
                                 api_base)
         except (CallbackCryptoError, MalformedDelivery) as exc:
             raise _refuse(exc) from None
-        await _take(take, event)
+        await hand_over(take, event, "WeCom")
         return web.Response(text="")
     return aibot_delivery

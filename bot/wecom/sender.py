@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from bot.chat.dispatcher import Failed, Outcome, Retry, Sent
+from bot.chat.long_text import clip, split_text
 from bot.chat.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Image, Message, Text
 from bot.settings import Settings
 from bot.wecom import api as wecom_api
@@ -190,31 +191,3 @@ def _classify(code: int, answer: dict) -> Outcome:
 def _kept(answer: dict) -> dict:
     """What to keep of WeCom's answer (never the errmsg's hint text with our IP)."""
     return {k: answer[k] for k in ("msgid", "response_code", "invaliduser") if answer.get(k)}
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Pieces of at most ``limit`` UTF-8 bytes, cut between lines where possible."""
-    parts, current = [], ""
-    for line in text.split("\n"):
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate.encode()) <= limit:
-            current = candidate
-            continue
-        if current:
-            parts.append(current)
-        while len(line.encode()) > limit:  # one line longer than a message: cut it
-            head = line.encode()[:limit].decode(errors="ignore")
-            parts.append(head)
-            line = line[len(head):]
-        current = line
-    if current:
-        parts.append(current)
-    return parts
-
-
-def clip(text: str, limit: int) -> str:
-    """At most ``limit`` UTF-8 bytes, cut at a character boundary with an ellipsis."""
-    data = text.encode()
-    if len(data) <= limit:
-        return text
-    return data[: limit - 3].decode(errors="ignore") + "…"

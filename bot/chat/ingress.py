@@ -1,0 +1,38 @@
+"""What every platform's HTTP callback does the same way: read a bounded body, and hand
+the parsed event to the pipeline (a 503 the platform retries if it cannot be stored)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bot.chat.events import Event
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024  # platform callbacks are small; anything larger is refused unread
+
+Take = Callable[[Event], Awaitable[bool]]
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused with a 413 past ``limit`` bytes (declared or actual)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body
+
+
+async def hand_over(take: Take, event: Event | None, platform: str) -> None:
+    """Hand the event to the pipeline; a duplicate is acknowledged like a new one."""
+    if event is None:
+        return
+    try:
+        await take(event)
+    except Exception as exc:
+        log.error("could not take a %s delivery: %s", platform, type(exc).__name__)
+        raise web.HTTPServiceUnavailable(text="try again") from None

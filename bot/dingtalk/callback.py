@@ -1,0 +1,110 @@
+"""The DingTalk HTTP endpoints, thin: verify, parse, hand to the pipeline, answer.
+
+- robot messages (``callback_path``): ``timestamp``/``sign`` headers (C.1);
+- card clicks (``card_callback_path``): our own action token (C.5, ``bot.dingtalk.cards``);
+- event subscription (``event_callback_path``): the C.6 crypto, answered with an
+  encrypted ``success``.
+
+Every failure before the pipeline is a clean 4xx with nothing stored; the answer is
+given as soon as the delivery is durably taken (DingTalk waits about 1.5 s).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from bot.callback_crypto import CallbackCryptoError, MsgCrypt
+from bot.chat.ingress import Take, hand_over, read_body
+from bot.dingtalk.cards import ForgedAction
+from bot.dingtalk.parse import MalformedDelivery, card_event, json_body, robot_event
+from bot.dingtalk.sign import WINDOW_MS, BadSignature, StaleTimestamp, check_robot_headers
+from bot.settings import DingTalkSettings
+
+log = logging.getLogger(__name__)
+
+
+def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes]) -> list[web.RouteDef]:
+    """The HTTP callback routes DingTalk is configured to use."""
+    found = []
+    if settings.app_key and settings.app_secret and settings.mode == "http":
+        secret = settings.app_secret.get_secret_value()
+        found += [web.post(settings.callback_path, _robot_message(secret, take, settings.oapi_base)),
+                  web.post(settings.card_callback_path, _card_click(keys, take))]
+    if settings.app_key and settings.event_token and settings.event_aes_key:
+        crypt = MsgCrypt(settings.event_token.get_secret_value(), settings.event_aes_key.get_secret_value(),
+                         settings.app_key)  # the ownerKey of an internal app is its appKey (C.6)
+        found.append(web.post(settings.event_callback_path, _event_push(crypt)))
+    return found
+
+
+def _robot_message(secret: str, take: Take, oapi_base: str):
+    async def robot_message(request: web.Request) -> web.Response:
+        try:
+            check_robot_headers(request.headers.get("timestamp", ""), request.headers.get("sign", ""), secret,
+                                int(time.time() * 1000))
+        except StaleTimestamp:
+            log.warning("DingTalk robot message refused: timestamp outside the window")
+            raise web.HTTPForbidden(text="timestamp outside the accepted window") from None
+        except BadSignature:
+            log.warning("DingTalk robot message refused: bad sign")
+            raise web.HTTPUnauthorized(text="bad sign") from None
+        try:
+            event = robot_event(json_body(await read_body(request)), oapi_base)
+        except MalformedDelivery as exc:
+            log.warning("DingTalk robot message refused: %s", exc)
+            raise web.HTTPBadRequest(text="malformed delivery") from None
+        await hand_over(take, event, "DingTalk")
+        return web.Response(text="")
+    return robot_message
+
+
+def _card_click(keys: Sequence[bytes], take: Take):
+    async def card_click(request: web.Request) -> web.Response:
+        try:
+            event = card_event(json_body(await read_body(request)), keys)
+        except MalformedDelivery as exc:
+            log.warning("DingTalk card callback refused: %s", exc)
+            raise web.HTTPBadRequest(text="malformed delivery") from None
+        except ForgedAction:
+            log.warning("DingTalk card callback refused: the action token does not verify")
+            raise web.HTTPForbidden(text="not a card of ours for this user") from None
+        await hand_over(take, event, "DingTalk")
+        return web.json_response({})  # no immediate card change: the update follows from the outbox
+    return card_click
+
+
+def _event_push(crypt: MsgCrypt):
+    async def event_push(request: web.Request) -> web.Response:
+        """An event-subscription push (C.6), the URL check included: answered with an
+        encrypted ``success``. The bot subscribes to no event it acts on yet."""
+        query = request.query
+        signature = query.get("msg_signature") or query.get("signature", "")
+        timestamp = query.get("timestamp") or query.get("timeStamp", "")
+        nonce = query.get("nonce", "")
+        if not (signature and timestamp and nonce):
+            raise web.HTTPBadRequest(text="missing msg_signature, timestamp or nonce")
+        if not timestamp.isdigit() or abs(time.time() * 1000 - int(timestamp)) > WINDOW_MS:
+            raise web.HTTPForbidden(text="timestamp outside the accepted window")
+        try:
+            encrypted = json_body(await read_body(request)).get("encrypt")
+            if not isinstance(encrypted, str) or not encrypted:
+                raise MalformedDelivery("no encrypt field")
+            event = json_body(crypt.verify(signature, timestamp, nonce, encrypted))
+        except CallbackCryptoError as exc:
+            log.warning("DingTalk event refused: crypto error %s", exc.code)
+            raise (web.HTTPUnauthorized if exc.code == CallbackCryptoError.SIGNATURE
+                   else web.HTTPBadRequest)(text=f"error {exc.code}") from None
+        except MalformedDelivery as exc:
+            log.warning("DingTalk event refused: %s", exc)
+            raise web.HTTPBadRequest(text="malformed delivery") from None
+        log.info("DingTalk event %s acknowledged", str(event.get("EventType", "?"))[:40])
+        reply_time, reply_nonce = str(int(time.time() * 1000)), secrets.token_hex(8)
+        encrypt = crypt.encrypt("success")
+        return web.json_response({"msg_signature": crypt.signature(reply_time, reply_nonce, encrypt),
+                                  "timeStamp": reply_time, "nonce": reply_nonce, "encrypt": encrypt})
+    return event_push

@@ -1,0 +1,37 @@
+"""The robot signature (PROTOCOLS.md C.1, C.2): Base64(HMAC-SHA256(secret, timestamp +
+"\\n" + secret)), on the ``timestamp``/``sign`` headers of a robot-message callback."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+WINDOW_MS = 3600 * 1000  # a delivery's timestamp may be this far from our clock (C.1)
+
+
+class BadSignature(Exception):
+    """The sign does not match the timestamp and our app secret."""
+
+
+class StaleTimestamp(Exception):
+    """The timestamp is missing, malformed or outside the accepted window."""
+
+
+def robot_sign(timestamp: str, secret: str) -> str:
+    """The ``sign`` DingTalk computes for ``timestamp`` (milliseconds, as sent)."""
+    digest = hmac.new(secret.encode(), f"{timestamp}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def check_robot_headers(timestamp: str, sign: str, secret: str, now_ms: int) -> None:
+    """Accept only a fresh timestamp whose sign we compute too (compared in constant time).
+
+    Raises:
+        StaleTimestamp: no usable timestamp, or more than an hour away.
+        BadSignature: the sign differs.
+    """
+    if not timestamp.isdigit() or abs(now_ms - int(timestamp)) > WINDOW_MS:
+        raise StaleTimestamp()
+    if not hmac.compare_digest(sign.encode("utf-8", "replace"), robot_sign(timestamp, secret).encode("ascii")):
+        raise BadSignature()
