@@ -34,6 +34,10 @@ def json_body(body: bytes | str) -> dict:
         raise MalformedDelivery("body is not JSON") from None
     if not isinstance(data, dict):
         raise MalformedDelivery("body is not an object")
+    try:  # JSON may spell lone surrogates ("\\ud800"), which no database column takes
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedDelivery("body has invalid Unicode") from None
     return data
 
 
