@@ -16,7 +16,7 @@ from sqlmodel import Session, SQLModel
 
 from storage import schema
 from storage.db import make_engine
-from tests.wecom_bot import bot, wecom  # noqa: F401  (the fake WeCom and the bot wired to it)
+from tests.wecom_bot import bot, wecom, wecom_walk  # noqa: F401  (the fake WeCom and the bot wired to it)
 
 PG_ENV = "SHUANGSUI_TEST_PG_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)]

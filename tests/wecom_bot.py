@@ -88,8 +88,15 @@ async def bot(engine, tmp_path, wecom: FakeWeCom, aiohttp_server):  # noqa: F811
     return app
 
 
+@pytest.fixture
+def wecom_walk(bot, wecom, engine):
+    return Walk(wecom, engine, bot)
+
+
 class Walk:
     """The people of the district, talking to the bot through the fake WeCom."""
+
+    platform = "wecom"
 
     def __init__(self, fake, engine, app=None) -> None:
         self.fake, self.engine, self.app = fake, engine, app
@@ -139,7 +146,32 @@ class Walk:
         return "\n".join(new)
 
     def cards(self, user: str, prefix: str) -> list[dict]:
-        return [d for d in self.fake.delivered_to(user) if d["card"] and d["task_id"].startswith(prefix)]
+        """The cards ``user`` received whose id starts with ``prefix`` (each with its ``id``)."""
+        return [{**d, "id": d["task_id"]} for d in self.fake.delivered_to(user)
+                if d["card"] and d["task_id"].startswith(prefix)]
+
+    @staticmethod
+    def interactive(card: dict) -> bool:
+        return card["card"]["card_type"] == "button_interaction"
+
+    def closed(self, card_id: str) -> str:
+        """The text a finished card shows instead of its buttons ("" while it is open)."""
+        state = self.fake.card_state.get(card_id, {})
+        return state.get("replaced") or state.get("replace_text") or ""
+
+    def group_messages(self) -> list[str]:
+        return [str(m) for m in self.fake.group_messages]
+
+    async def replay_last_click(self, times: int = 2) -> None:
+        """WeCom delivers the last click again (its retry), ``times`` times."""
+        last = next(c for c in reversed(self.fake.callbacks) if c["path"] == self.fake.app_callback_path)
+        for _ in range(times):
+            await self.fake.post_raw(self.fake.app_callback_path, params=last["params"], body=last["body"])
+        await self.quiet()
+
+    def lost(self) -> list[dict]:
+        """Messages the platform accepted but did not show (e.g. over its rate limit)."""
+        return self.fake.dropped
 
     async def click(self, user: str, card: dict, key: str, selections=None) -> str:
         before = len(self.texts(user))

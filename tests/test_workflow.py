@@ -1,12 +1,14 @@
-"""The whole workflow through the fake WeCom (SPEC §2): 新建抽查 in the group, 公示方案,
-抽取, cards to every inspector, one recusal, confirmations, inspections with a photo,
-results by card and by command, one returned result, approvals, publication — with a
-refused unauthorised attempt and a replayed click. At the end the database and the
-audit chain agree."""
+"""The whole workflow (SPEC §2), the same steps on each platform's fake — WeCom and
+DingTalk, from the same handlers: 新建抽查 in the group, 公示方案, 抽取, cards to every
+inspector, one recusal, confirmations, inspections with a photo, results by card and by
+command, one returned result, approvals, publication — with a refused unauthorised
+attempt and a replayed click. At the end the database and the audit chain agree."""
 
 from __future__ import annotations
 
 import re
+
+import pytest
 
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
@@ -24,7 +26,7 @@ from storage.models import (
     Result,
     Task,
 )
-from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk
+from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD
 
 USER_OF = INSPECTOR_IDS
 INSPECTOR_OF = {user: inspector for inspector, user in INSPECTOR_IDS.items()}
@@ -35,8 +37,14 @@ def rows(engine, model, *where):
         return list(session.scalars(select(model).where(*where)))
 
 
-async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engine):
-    walk = Walk(wecom, engine, bot)
+@pytest.fixture(params=["wecom", "dingtalk"])
+def walk(request):
+    """The district's people on one platform: ``wecom_walk`` or ``dingtalk_walk``."""
+    return request.getfixturevalue(f"{request.param}_walk")
+
+
+async def test_a_batch_from_creation_to_every_result_published(walk, engine):
+    platform = walk.platform
 
     # 新建抽查, 公示方案, 抽取 — by the admin, in the group, through the AI bot
     command = "@双随 新建抽查 名称=食品经营抽查 事项=A01,A02 数量=3 方式=交叉随机 截止=2026-12-31"
@@ -44,13 +52,13 @@ async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engin
     batch_id = re.search(r"批次 (\S+)「", created).group(1)
     assert "公示" in await walk.group(ADMIN, f"@双随 公示方案 批次={batch_id}")
     assert "种子" in await walk.group(ADMIN, f"@双随 抽取 批次={batch_id}")
-    (announcement,) = wecom.group_messages
-    assert batch_id in str(announcement)
+    (announcement,) = walk.group_messages()
+    assert batch_id in announcement
 
     # a person with no role may not draw: refused politely, and audited
     refusal = await walk.say("stranger", f"抽取 批次={batch_id}")
     assert "管理员" in refusal
-    assert rows(engine, AuditEntry, AuditEntry.action == "refused", AuditEntry.actor == "wecom:stranger")
+    assert rows(engine, AuditEntry, AuditEntry.action == "refused", AuditEntry.actor == f"{platform}:stranger")
 
     tasks = rows(engine, Task, Task.batch_id == batch_id)
     assert len(tasks) == 3
@@ -58,7 +66,7 @@ async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engin
     for task in tasks:
         for a in team[task.id]:
             (card,) = walk.cards(USER_OF[a.inspector_id], f"ss-t{task.id}-a{a.id}")
-            assert card["card"]["card_type"] == "button_interaction"
+            assert walk.interactive(card)
 
     # one recusal on the first task: reason by the second card, replacement drawn at once
     first = tasks[0]
@@ -74,21 +82,19 @@ async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engin
     partner = team[first.id][1]
     assert any("已申请回避" in t for t in walk.texts(USER_OF[partner.inspector_id]))
     assert any("已申请回避" in t for t in walk.texts(LEAD))
-    assert any("已申请回避" in str(m) for m in wecom.group_messages)
-    assert wecom.card_state[task_card["task_id"]]["replaced"].startswith("已申请回避")  # the task card greyed out
+    assert any("已申请回避" in m for m in walk.group_messages())
+    assert walk.closed(task_card["id"]).startswith("已申请回避")  # the task card greyed out
 
-    # everyone else confirms by card; one click is replayed by WeCom and counts once
-    replayed = None
+    # everyone else confirms by card; one click is replayed by the platform and counts once
+    replayed = False
     for task in tasks:
         for a in rows(engine, Assignment, Assignment.task_id == task.id, Assignment.status == "drawn"):
             user = USER_OF[a.inspector_id]
             (card,) = walk.cards(user, f"ss-t{task.id}-a{a.id}")
             await walk.click(user, card, f"confirm:{task.id}")
-            if task is tasks[1] and replayed is None:  # WeCom delivers the same click twice more
-                replayed = wecom.callbacks[-1]
-                for _ in range(2):
-                    await wecom.post_raw(wecom.app_callback_path, params=replayed["params"], body=replayed["body"])
-                await walk.quiet()
+            if task is tasks[1] and not replayed:  # the platform delivers the same click twice more
+                replayed = True
+                await walk.replay_last_click(times=2)
                 assert sum("无利害关系" in t for t in walk.texts(user)) == 1
     assert {t.status for t in rows(engine, Task, Task.batch_id == batch_id)} == {"accepted"}
 
@@ -102,9 +108,7 @@ async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engin
                    key=lambda a: a.position)
         user = USER_OF[lead.inspector_id]
         assert "检查完成" in await walk.say(user, f"完成 任务={task.id}")
-        await wecom.send_media(user, "image", b"\xff\xd8 photo of the shop front " + bytes([n]))
-        await walk.quiet()
-        assert "现有现场记录 1 份" in walk.texts(user)[-1]
+        assert "现有现场记录 1 份" in await walk.photo(user, b"\xff\xd8 photo of the shop front " + bytes([n]))
         (result_card,) = walk.cards(user, f"ss-res{task.id}-1")
         if n < 2:
             answer = await walk.click(user, result_card, f"result:{task.id}:signed",
@@ -148,7 +152,7 @@ async def test_a_batch_from_creation_to_every_result_published(bot, wecom, engin
         recused = session.get(Assignment, leaving.id)
         assert recused.status == "recused" and session.get(Inspector, recused.inspector_id)
         assert not session.scalars(select(OutboxMessage).where(or_(OutboxMessage.status == "failed"))).all()
-    assert not wecom.dropped
+    assert not walk.lost()
     # the lead office records a transfer to the judiciary (art. 18, 23)
     answer = await walk.say(LEAD, f"移送 任务={tasks[1].id} 机关=「区公安分局」 司法=是 说明=涉嫌伪造证照")
     assert "区公安分局" in answer
