@@ -16,6 +16,13 @@ from sqlmodel import Session, SQLModel
 
 from storage import schema
 from storage.db import make_engine
+from tests.dingtalk_bot import (  # noqa: F401  (the fake DingTalk and the bot on it, over HTTP or Stream)
+    dingtalk,
+    dingtalk_bot,
+    dingtalk_stream_bot,
+    dingtalk_stream_walk,
+    dingtalk_walk,
+)
 from tests.wecom_bot import bot, wecom, wecom_walk  # noqa: F401  (the fake WeCom and the bot wired to it)
 
 PG_ENV = "SHUANGSUI_TEST_PG_URL"

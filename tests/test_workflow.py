@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
@@ -37,9 +36,9 @@ def rows(engine, model, *where):
         return list(session.scalars(select(model).where(*where)))
 
 
-@pytest.fixture(params=["wecom", "dingtalk"])
+@pytest.fixture(params=["wecom", "dingtalk", "dingtalk_stream"])
 def walk(request):
-    """The district's people on one platform: ``wecom_walk`` or ``dingtalk_walk``."""
+    """The district's people on one platform: WeCom, DingTalk over HTTP, DingTalk over Stream."""
     return request.getfixturevalue(f"{request.param}_walk")
 
 

@@ -86,12 +86,13 @@ def queue_recusal_notices(session: Session, settings, task: Task, recused: Assig
 
 
 def close_task_card(session: Session, settings, assignment: Assignment, closed: str) -> None:
-    """Grey out an inspector's task card with the outcome, using the one-time code WeCom
-    returned when the card was sent (the click that decided may have been elsewhere)."""
+    """Grey out an inspector's task card with the outcome, using the handle the platform
+    gave when the card was sent (``update_token``: WeCom's one-time response code,
+    DingTalk's outTrackId), since the click that decided may have been elsewhere."""
     for platform in platforms.enabled(settings):
         sent = session.exec(select(OutboxMessage).where(
             OutboxMessage.idempotency_key == f"task-card:{assignment.id}:{platform}")).first()
-        token = (sent.platform_response or {}).get("response_code") if sent else None
+        token = (sent.platform_response or {}).get("update_token") if sent else None
         if sent and token:
             card_id = sent.payload["message"]["card_id"]
             outbox.queue(session, Destination(platform, CARD, sent.recipient), CardUpdate(card_id, closed, token),
@@ -133,7 +134,7 @@ def close_approval_cards(session: Session, settings, result: Result, closed: str
     rows = session.exec(select(OutboxMessage).where(
         OutboxMessage.idempotency_key.like(f"approval-card:{result.id}:%"))).all()
     for sent in rows:
-        token = (sent.platform_response or {}).get("response_code")
+        token = (sent.platform_response or {}).get("update_token")
         if token:
             outbox.queue(session, Destination(sent.platform, CARD, sent.recipient),
                          CardUpdate(sent.payload["message"]["card_id"], closed, token),

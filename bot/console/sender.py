@@ -28,8 +28,8 @@ class ConsoleSender:
 
     async def send(self, destination: Destination, message: Message, *, in_doubt: bool) -> Outcome:
         await asyncio.to_thread(self._write, destination, message)
-        # Like WeCom's response_code: the handle with which the card is updated later.
-        return Sent({"response_code": message.card_id} if isinstance(message, Card) else {})
+        # The handle with which the card is updated later (WeCom: its response code).
+        return Sent({"update_token": message.card_id} if isinstance(message, Card) else {})
 
     def _write(self, destination: Destination, message: Message) -> None:
         conversation = destination.address if destination.kind in (USER, CARD) else GROUP_CONVERSATION

@@ -30,6 +30,7 @@ from bot.chat.outbound import Card, CardUpdate
 
 ACTION, VALUE, TOKEN = "action", "value", "token"  # our keys in a button's params
 _LABEL = b"shuangsui/dingtalk-card-action/v1"
+_STYLE = {"primary": "primary", "secondary": "default", "danger": "danger"}
 
 
 class ForgedAction(Exception):
@@ -51,7 +52,7 @@ def card_params(card: Card, *, user: str, key: bytes, link: str) -> dict[str, st
     """The ``cardParamMap`` of ``card`` as sent to ``user``."""
     buttons = list(card.buttons) + ([card.submit] if card.submit else [])
     rendered = [
-        {"id": f"b{n}", "text": b.label, "style": b.style,
+        {"id": f"b{n}", "text": b.label, "style": _STYLE.get(b.style, "default"),
          "params": {ACTION: b.action, VALUE: b.value, TOKEN: action_token(key, card.card_id, b.action, b.value, user)}}
         for n, b in enumerate(buttons)
     ]

@@ -144,14 +144,20 @@ class DingTalkSender:
         try:
             answer = await self.api.call("POST", "/v1.0/card/instances/createAndDeliver", body)
         except Refused as exc:
-            if in_doubt and "outtrackid" in f"{exc.code} {exc.message}".lower() and "exist" in exc.message.lower():
-                return Sent({"duplicate": True})  # the earlier attempt created (and delivered) it
-            raise
+            if not _duplicate(exc):
+                raise
+            if in_doubt:
+                return Sent({"duplicate": True, "update_token": card.card_id})  # an earlier attempt made it
+            # An earlier attempt created it but could not deliver it (flow control): deliver it now.
+            answer = await self.api.call("POST", "/v1.0/card/instances/deliver", {
+                k: body[k] for k in ("outTrackId", "userIdType", "openSpaceId", "imRobotOpenDeliverModel")})
         results = (answer.get("result") or {}).get("deliverResults") or []
-        failed = [r.get("errorMsg") or "not delivered" for r in results if not r.get("success")]
+        failed = [str(r.get("errorMsg") or "not delivered") for r in results if not r.get("success")]
+        if failed and all("flow" in error.lower() or "限流" in error for error in failed):
+            return Retry(f"card flow controlled: {failed[0]}", after=BUSY_WAIT)
         if failed or not results:  # a 200 does not mean it was delivered (C.5)
             return Failed(f"card not delivered: {failed[0] if failed else 'no delivery result'}", {"results": results})
-        return Sent({"outTrackId": card.card_id})
+        return Sent({"outTrackId": card.card_id, "update_token": card.card_id})  # updated by outTrackId
 
     async def _update_card(self, user: str, update: CardUpdate) -> Outcome:
         params = update_params(update, user=user, key=self.action_key, link=self.link)
@@ -163,6 +169,12 @@ class DingTalkSender:
     def _blob(self, digest: str):
         with transaction(self.api.engine) as session:
             return evidence.load(session, digest)
+
+
+def _duplicate(exc: Refused) -> bool:
+    """DingTalk refused a second card with this outTrackId (the exact code is unconfirmed)."""
+    text = f"{exc.code} {exc.message}".lower()
+    return exc.status == 400 and "outtrackid" in text and ("exist" in text or "duplicat" in text)
 
 
 def _session_open(via: str) -> bool:

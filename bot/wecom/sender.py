@@ -189,5 +189,9 @@ def _classify(code: int, answer: dict) -> Outcome:
 
 
 def _kept(answer: dict) -> dict:
-    """What to keep of WeCom's answer (never the errmsg's hint text with our IP)."""
-    return {k: answer[k] for k in ("msgid", "response_code", "invaliduser") if answer.get(k)}
+    """What to keep of WeCom's answer (never the errmsg's hint text with our IP); a card's
+    one-time response code is the handle to update it with later (``update_token``)."""
+    kept = {k: answer[k] for k in ("msgid", "response_code", "invaliduser") if answer.get(k)}
+    if answer.get("response_code"):
+        kept["update_token"] = answer["response_code"]
+    return kept
