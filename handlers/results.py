@@ -84,7 +84,7 @@ def submit_entry(ctx: Context, task_id: int, entry: Entry) -> None:
         return
     task = ctx.session.get(Task, task_id)
     notices.queue_approval_cards(ctx.session, ctx.settings, result, task, evidence.count(ctx.session, task_id))
-    ctx.close_card(say("results", "card_submitted", category=result.category))
+    notices.close_result_cards(ctx.session, task_id, say("results", "card_submitted", category=result.category))
     ctx.reply(say("results", "submitted", task=task_id, result=result))
 
 

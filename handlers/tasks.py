@@ -35,7 +35,9 @@ def confirm_no_conflict(ctx: Context) -> None:
     except Refusal as refusal:
         refuse(ctx, refusal, "确认")
         return
-    ctx.close_card(say("tasks", "confirmed_button"))
+    if not done.already:  # the task card, on every platform, whether clicked or typed
+        notices.close_task_card(ctx.session, ctx.settings, done.assignment, say("tasks", "confirmed_button"),
+                                "confirmed")
     ctx.reply(say("tasks", "confirmed", task=task_id, already=done.already, accepted=done.accepted))
 
 
@@ -99,7 +101,8 @@ def do_recuse(ctx: Context, task_id: int, reason: str) -> bool:
     if not done.already:
         recused = next(a for a in team_of(ctx.session, task_id) if a.inspector_id == ctx.identity.inspector_id)
         notices.queue_recusal_notices(ctx.session, ctx.settings, done.task, recused, done.replacement)
-        notices.close_task_card(ctx.session, ctx.settings, recused, say("tasks", "recused_button", reason=reason))
+        notices.close_task_card(ctx.session, ctx.settings, recused, say("tasks", "recused_button", reason=reason),
+                                "recused")
     ctx.reply(say("tasks", "recused", task=task_id, already=done.already, unstaffed=done.replacement is None))
     return True
 

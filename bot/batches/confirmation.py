@@ -21,6 +21,7 @@ class Confirmed:
     task: Task
     accepted: bool  # the whole team has now confirmed
     already: bool = False  # confirmed before: nothing changed
+    assignment: Assignment | None = None  # the confirming inspector's place on the team
 
 
 def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: datetime) -> Confirmed:
@@ -38,7 +39,7 @@ def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: 
     if mine.status == "recused":
         raise Refusal("already_recused", task=task_id)
     if mine.status == "confirmed":
-        return Confirmed(task, task.status not in ("drawn", "unstaffed"), already=True)
+        return Confirmed(task, task.status not in ("drawn", "unstaffed"), already=True, assignment=mine)
     mine.status, mine.answered_at = "confirmed", now
     session.add(mine)
     # An unstaffed task (nobody left to replace a recusal) is not accepted, whoever confirms.
@@ -49,4 +50,4 @@ def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: 
     session.flush()
     audit.record(session, actor, "task.confirmed", str(task_id), inspector=inspector_id, accepted=accepted)
     advance(session, actor, batch.id, now)
-    return Confirmed(task, accepted)
+    return Confirmed(task, accepted, assignment=mine)

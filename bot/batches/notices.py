@@ -85,18 +85,27 @@ def queue_recusal_notices(session: Session, settings, task: Task, recused: Assig
     outbox.queue_many(session, messages)
 
 
-def close_task_card(session: Session, settings, assignment: Assignment, closed: str) -> None:
-    """Grey out an inspector's task card with the outcome, using the handle the platform
-    gave when the card was sent (``update_token``: WeCom's one-time response code,
-    DingTalk's outTrackId), since the click that decided may have been elsewhere."""
-    for platform in platforms.enabled(settings):
-        sent = session.exec(select(OutboxMessage).where(
-            OutboxMessage.idempotency_key == f"task-card:{assignment.id}:{platform}")).first()
-        token = (sent.platform_response or {}).get("update_token") if sent else None
-        if sent and token:
-            card_id = sent.payload["message"]["card_id"]
-            outbox.queue(session, Destination(platform, CARD, sent.recipient), CardUpdate(card_id, closed, token),
-                         f"task-card-close:{assignment.id}:{platform}")
+def close_task_card(session: Session, settings, assignment: Assignment, closed: str, outcome: str) -> None:
+    """Grey out an inspector's task card on every platform with the outcome (the click
+    that decided may have been on another platform, or a typed command)."""
+    _close_cards(session, f"task-card:{assignment.id}:%", closed, f"task-card-close:{outcome}")
+
+
+def close_result_cards(session: Session, task_id: int, closed: str) -> None:
+    """Once a result is submitted, the result cards of the task's team, everywhere."""
+    _close_cards(session, f"result-card:{task_id}:%", closed, "result-card-close")
+
+
+def _close_cards(session: Session, sent_key: str, closed: str, close_key: str) -> None:
+    """Update every card sent under a key like ``sent_key``, with the handle the platform
+    gave when it was sent (``update_token``: WeCom's one-time response code, DingTalk's
+    outTrackId); once per card and ``close_key``."""
+    rows = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key.like(sent_key),
+                                                    OutboxMessage.kind == "card")).all()
+    outbox.queue_many(session, [
+        (Destination(sent.platform, CARD, sent.recipient),
+         CardUpdate(sent.payload["message"]["card_id"], closed, token), f"{close_key}:{sent.id}")
+        for sent in rows if (token := (sent.platform_response or {}).get("update_token"))])
 
 
 def queue_result_card(session: Session, settings, task: Task, inspector_id: str, evidence: int) -> None:
@@ -131,14 +140,7 @@ def queue_approval_cards(session: Session, settings, result: Result, task: Task,
 
 def close_approval_cards(session: Session, settings, result: Result, closed: str) -> None:
     """Every approver's card for this result greys out once one of them decided."""
-    rows = session.exec(select(OutboxMessage).where(
-        OutboxMessage.idempotency_key.like(f"approval-card:{result.id}:%"))).all()
-    for sent in rows:
-        token = (sent.platform_response or {}).get("update_token")
-        if token:
-            outbox.queue(session, Destination(sent.platform, CARD, sent.recipient),
-                         CardUpdate(sent.payload["message"]["card_id"], closed, token),
-                         f"approval-close:{result.id}:{sent.platform}:{sent.recipient}")
+    _close_cards(session, f"approval-card:{result.id}:%", closed, "approval-close")
 
 
 def queue_decision_notices(session: Session, settings, result: Result, task: Task) -> None:

@@ -151,7 +151,8 @@ class DingTalkSender:
             # An earlier attempt created it but could not deliver it (flow control): deliver it now.
             answer = await self.api.call("POST", "/v1.0/card/instances/deliver", {
                 k: body[k] for k in ("outTrackId", "userIdType", "openSpaceId", "imRobotOpenDeliverModel")})
-        results = (answer.get("result") or {}).get("deliverResults") or []
+        result = answer.get("result") or {}  # deliver: a list of results; createAndDeliver: {deliverResults}
+        results = result if isinstance(result, list) else result.get("deliverResults") or []
         failed = [str(r.get("errorMsg") or "not delivered") for r in results if not r.get("success")]
         if failed and all("flow" in error.lower() or "限流" in error for error in failed):
             return Retry(f"card flow controlled: {failed[0]}", after=BUSY_WAIT)
