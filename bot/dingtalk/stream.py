@@ -33,6 +33,9 @@ from bot.dingtalk.parse import MalformedDelivery, card_event, robot_event
 from bot.settings import DingTalkSettings
 
 log = logging.getLogger(__name__)
+# The SDK logs every ping frame as "unknown message topic" at warning level: keep its errors only.
+_sdk_log = logging.getLogger(f"{__name__}.sdk")
+_sdk_log.setLevel(logging.ERROR)
 
 RETRY_AFTER = (1, 2, 5, 10, 30)  # seconds between failed connection attempts
 
@@ -67,7 +70,7 @@ class StreamIngress:
                  http: aiohttp.ClientSession) -> None:
         self.settings, self.http = settings, http
         secret = settings.app_secret.get_secret_value() if settings.app_secret else ""
-        self.client = dingtalk_stream.DingTalkStreamClient(Credential(settings.app_key, secret), logger=log)
+        self.client = dingtalk_stream.DingTalkStreamClient(Credential(settings.app_key, secret), logger=_sdk_log)
         self.client.register_callback_handler(
             ChatbotMessage.TOPIC, _Handler(lambda data: robot_event(data, settings.oapi_base), take, "OK"))
         self.client.register_callback_handler(
