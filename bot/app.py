@@ -30,6 +30,7 @@ from bot.dingtalk.cards import action_keys
 from bot.dingtalk.registration import register_card_callback
 from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
+from bot.public.routes import routes as public_routes
 from bot.sealing import keys_of
 from bot.settings import Settings
 from bot.texts import page, say
@@ -67,6 +68,7 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     app.router.add_get("/readyz", readyz)
     app.router.add_routes(wecom_callback.routes(settings.wecom, pipeline.take))
     app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, pipeline.take, card_keys(settings)))
+    app.router.add_routes(public_routes(app[ENGINE], settings))
     if settings.console.enabled:
         app.router.add_routes(console_routes(settings, app[ENGINE], pipeline.take))
     app.on_startup.append(remind_missing_arrangements)

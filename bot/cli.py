@@ -36,10 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--dry-run", action="store_true", help=say("cli", "help_dry_run"))
     imports.add_argument("--partial", action="store_true", help=say("cli", "help_partial"))
 
-    from bot import batch_cli, plan_cli
+    from bot import batch_cli, plan_cli, public_cli
 
     batch_cli.add_parser(commands)
     plan_cli.add_parser(commands)
+    public_cli.add_parser(commands)
     verify = commands.add_parser("verify", help=say("cli", "help_verify"))
     verify.add_argument("directory", type=Path)
 
@@ -91,8 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit,
                "batch": run_batch, "plan": run_plan, "reminders": run_reminders,
-               "summaries": run_summaries}
+               "summaries": run_summaries, "public": run_public}
     return handler[args.command](settings, args)
+
+
+def run_public(settings: Settings, args) -> int:
+    from bot import public_cli
+
+    return public_cli.run(settings, args)
 
 
 def _engine(settings: Settings):

@@ -14,10 +14,10 @@ BAR = "█"
 PARTS = " ▏▎▍▌▋▊▉"
 
 
-def progress(rows: Iterable, *, total: int | None = None, desc: str = "") -> Iterable:
+def progress(rows: Iterable, *, total: int | None = None, desc: str = "", unit: str = "行") -> Iterable:
     """A progress bar on standard error, shown only to a person at a terminal."""
     return tqdm(rows, total=total, desc=desc, file=sys.stderr, disable=None, leave=False,
-                unit="行", dynamic_ncols=True, mininterval=0.3)
+                unit=unit, dynamic_ncols=True, mininterval=0.3)
 
 
 def bar_chart(values: list[tuple[str, int]], width: int = 40) -> str:
