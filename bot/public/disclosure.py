@@ -162,10 +162,10 @@ def credit_record(session: Session, object_id: str, timezone: str
     obj = session.get(InspectionObject, object_id)
     if obj is None:
         return None
-    drawn = session.execute(select(Batch.id, Batch.name).join(Task, Task.batch_id == Batch.id)
+    drawn = session.execute(select(Batch.drawn_at, Batch.id, Batch.name).join(Task, Task.batch_id == Batch.id)
                             .where(Task.object_id == object_id, Batch.drawn_at.is_not(None))
                             .order_by(Batch.drawn_at, Batch.id).distinct()).all()
-    return obj, published_results(session, timezone, object_id=object_id), [(b, n) for b, n in drawn]
+    return obj, published_results(session, timezone, object_id=object_id), [(b, n) for _, b, n in drawn]
 
 
 def drawn_objects(session: Session) -> list[tuple[str, str]]:
