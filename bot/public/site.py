@@ -111,7 +111,7 @@ class Site:
 
     def search(self, text: str) -> File:
         return self._html("search.html", "public/search.html.j2", text=text.strip()[:100],
-                          found=disclosure.search(self.session, text[:100]))
+                          found=disclosure.search(self.session, text[:100]), limit=disclosure.SEARCH_LIMIT)
 
     def credit_record(self, name: str) -> File | None:
         object_id = self._object_id(name)
