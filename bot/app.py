@@ -19,6 +19,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
 import handlers
+from bot import logs
 from bot.chat.dispatcher import Dispatcher
 from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
@@ -30,6 +31,7 @@ from bot.dingtalk.cards import action_keys
 from bot.dingtalk.registration import register_card_callback
 from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
+from bot.metrics import Metrics, noting
 from bot.public.routes import routes as public_routes
 from bot.sealing import keys_of
 from bot.settings import Settings
@@ -51,6 +53,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 TICKER = web.AppKey("ticker", bool)
 STREAM = web.AppKey("stream", StreamIngress)
+METRICS = web.AppKey("metrics", Metrics)
 
 
 def create_app(settings: Settings, engine: Engine | None = None, *, workers: bool = True,
@@ -58,19 +61,24 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     """The bot: health endpoints, platform callbacks, and (``workers``) the loops that
     finish inbound work and drain the outbox, and (``ticker``) the reminder sweeps and
     scheduled summaries (scenario tests run those by hand, at the instants they choose)."""
-    app = web.Application(client_max_size=MAX_REQUEST)
+    app = web.Application(client_max_size=MAX_REQUEST, middlewares=[logs.with_request_id])
     app[SETTINGS] = settings
     app[ENGINE] = engine or engine_for(settings.database.url)
     owner = instance_name()
     app[PIPELINE] = pipeline = Pipeline(app[ENGINE], settings, handlers.router(), owner)
+    app[METRICS] = metrics = Metrics(app[ENGINE], settings)
+    app.middlewares.append(metrics.middleware())  # deliveries and acknowledgement latency per platform
+    take = noting(pipeline.take)  # tells the middleware a new delivery from a duplicate
     app.router.add_get("/", home)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_routes(wecom_callback.routes(settings.wecom, pipeline.take))
-    app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, pipeline.take, card_keys(settings)))
+    app.router.add_get("/metrics", metrics.page)
+    metrics.watch("wecom", app.router.add_routes(wecom_callback.routes(settings.wecom, take)))
+    metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, take,
+                                                                             card_keys(settings))))
     app.router.add_routes(public_routes(app[ENGINE], settings))
     if settings.console.enabled:
-        app.router.add_routes(console_routes(settings, app[ENGINE], pipeline.take))
+        metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))
     app.on_startup.append(remind_missing_arrangements)
     app[TICKER] = ticker
     if workers:
@@ -87,7 +95,8 @@ def card_keys(settings: Settings) -> list[bytes]:
     return action_keys(secrets_)
 
 
-def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher) -> AsyncIOScheduler:
+def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher,
+                    metrics: Metrics | None = None) -> AsyncIOScheduler:
     """APScheduler as this instance's ticker only: what is due lives in the database and a
     sweep is safe to run on every instance at once (bot.reminders.sweep)."""
     async def tick() -> None:
@@ -95,7 +104,11 @@ def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher) 
             queued = await asyncio.to_thread(_sweep_once, engine, settings)
         except Exception:
             log.exception("reminder sweep failed; the next tick tries again")
+            if metrics:
+                metrics.swept(ok=False)
             return
+        if metrics:
+            metrics.swept()
         if queued:
             dispatcher.nudge()
 
@@ -108,8 +121,11 @@ def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher) 
 
     zone = settings.bureau.timezone
     scheduler = AsyncIOScheduler(timezone=zone)
+    first = datetime.now(UTC) + timedelta(seconds=30)
     scheduler.add_job(tick, "interval", minutes=settings.reminders.sweep_minutes, id="reminders",
-                      next_run_time=datetime.now(UTC) + timedelta(seconds=30), coalesce=True, max_instances=1)
+                      next_run_time=first, coalesce=True, max_instances=1)
+    if metrics:
+        metrics.sweeping(settings.reminders.sweep_minutes * 60, first.timestamp())
     if settings.summaries.daily_at:
         hour, minute = settings.summaries.daily_at.split(":")
         scheduler.add_job(summary, "cron", args=["daily"], hour=int(hour), minute=int(minute), id="daily",
@@ -168,7 +184,8 @@ async def _workers(app: web.Application):
             senders.append(DingTalkSender(settings, api, keys[0]))
             pipeline.fetchers["dingtalk"] = api.media
             if dingtalk.mode == "stream":
-                app[STREAM] = stream = StreamIngress(dingtalk, pipeline.take, keys, http)
+                app[STREAM] = stream = StreamIngress(dingtalk, pipeline.take, keys, http,
+                                                     observe=app[METRICS].delivered)
                 loops.append(asyncio.create_task(stream.run(stop)))
             else:
                 # Its own secret, derived one way: never the key that signs our card tokens.
@@ -176,10 +193,11 @@ async def _workers(app: web.Application):
                 loops.append(asyncio.create_task(register_card_callback(api, settings, api_secret, stop)))
         if settings.console.enabled:
             senders.append(ConsoleSender(engine))
-        app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner)
+        app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner,
+                                                  observe=app[METRICS].send_outcome)
         pipeline.on_processed = dispatcher.nudge
         loops += [asyncio.create_task(dispatcher.run(stop)), asyncio.create_task(pipeline.run(stop))]
-        ticker = reminder_ticker(engine, settings, dispatcher) if app[TICKER] else None
+        ticker = reminder_ticker(engine, settings, dispatcher, app[METRICS]) if app[TICKER] else None
         if ticker:
             ticker.start()
         yield

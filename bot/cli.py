@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help=say("cli", "help_verify"))
     verify.add_argument("directory", type=Path)
 
+    keys = commands.add_parser("keys", help=say("cli", "help_keys"))
+    keys.add_subparsers(dest="keys_command", required=True).add_parser("rotate", help=say("cli", "help_keys_rotate"))
+
     audit = commands.add_parser("audit", help=say("cli", "help_audit"))
     audit.add_subparsers(dest="audit_command", required=True).add_parser("verify", help=say("cli", "help_audit_verify"))
     reminders = commands.add_parser("reminders", help=say("cli", "help_reminders"))
@@ -92,8 +95,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handler = {"demo": run_demo, "serve": run_serve, "db": run_db, "import": run_import, "audit": run_audit,
                "batch": run_batch, "plan": run_plan, "reminders": run_reminders,
-               "summaries": run_summaries, "public": run_public}
+               "summaries": run_summaries, "public": run_public, "keys": run_keys}
     return handler[args.command](settings, args)
+
+
+def run_keys(settings: Settings, args) -> int:
+    from bot.key_rotation import rotate_keys
+    from bot.sealing import SealingError
+
+    try:
+        done = rotate_keys(_engine(settings), settings)
+    except SealingError as exc:
+        err(say("cli", "keys_failed", error=str(exc)))
+        return 1
+    err(bar_chart([(say("cli", "sealed_kind", kind=kind), n) for kind, n in done.items()]))
+    err(say("cli", "keys_rotated", count=sum(done.values())))
+    return 0
 
 
 def run_public(settings: Settings, args) -> int:
@@ -275,12 +292,10 @@ def run_plan(settings: Settings, args) -> int:
 
 
 def run_serve(settings: Settings, args) -> int:
-    import logging
-
+    from bot import logs
     from bot.app import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
+    logs.configure()
     serve(settings)
     return 0
 

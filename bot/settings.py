@@ -7,6 +7,8 @@ never reach a log line or a ``repr``.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import logging
 import os
 import re
@@ -25,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.texts import say
+from storage import sealed
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,17 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     public_base_url: str = "http://127.0.0.1:8080"
+    metrics_from: list[str] = []  # addresses or networks besides loopback that may read GET /metrics
+
+    @field_validator("metrics_from")
+    @classmethod
+    def _networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(say("config", "bad_network", value=entry)) from None
+        return [entry.strip() for entry in entries]
 
 
 class BureauSettings(Section):
@@ -231,6 +245,7 @@ class SecuritySettings(Section):
                 # Never the key itself in the message: only its position in the list.
                 raise ValueError(say("sealing", "bad_fernet_key", position=position, count=len(keys))) from None
             checked.append(SecretStr(value))
+        sealed.remember([key.get_secret_value() for key in checked])  # storage.sealed: declarations at rest
         return checked
 
 
@@ -295,7 +310,7 @@ def load_settings(explicit: str | os.PathLike | None = None) -> Settings:
             raise ConfigError(say("config", "bad_toml", path=str(path), error=str(exc))) from exc
     check_environment()
     try:
-        settings = Settings(**values)
+        settings = Settings(**merge(values, credentials()))
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc)) from None
     except SettingsError as exc:  # a list or table in the environment that is not JSON
@@ -308,27 +323,76 @@ def load_settings(explicit: str | os.PathLike | None = None) -> Settings:
     return settings
 
 
+CREDENTIALS_ENV = ("SHUANGSUI_CREDENTIALS", "CREDENTIALS_DIRECTORY")  # ours, then systemd's LoadCredential=
+
+
+def credentials() -> dict[str, Any]:
+    """Values from a credentials directory (``$SHUANGSUI_CREDENTIALS``, or systemd's
+    ``$CREDENTIALS_DIRECTORY``): one file per key, named like its environment variable
+    (``SHUANGSUI__WECOM__SECRET``), holding the value. They beat the file; the
+    environment beats them. A file readable by other users is warned about."""
+    folder = next((os.environ[name] for name in CREDENTIALS_ENV if os.environ.get(name)), None)
+    if folder is None:
+        return {}
+    found: dict[str, Any] = {}
+    for path in sorted(Path(folder).iterdir()):
+        name = path.name.upper()
+        if not name.startswith(ENV_PREFIX) or not path.is_file():
+            continue
+        check_name(name)
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            log.warning(say("config", "secrets_readable", path=str(path), mode=oct(mode & 0o777)))
+        value: Any = path.read_text(encoding="utf-8").strip()
+        if value[:1] in "[{":
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(say("config", "bad_env", names=name)) from None
+        parts = name[len(ENV_PREFIX):].lower().split("__")
+        table = found
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+        table[parts[-1]] = value
+    return found
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``, table by table."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def check_environment() -> None:
     """A ``SHUANGSUI__…`` variable that names no key is a typo: refuse it, as in the file."""
     for name in sorted(os.environ):
-        if not name.upper().startswith(ENV_PREFIX):
+        if name.upper().startswith(ENV_PREFIX):
+            check_name(name)
+
+
+def check_name(name: str) -> None:
+    """Refuse a ``SHUANGSUI__…`` name (a variable or a credential file) that names no key."""
+    parts = name[len(ENV_PREFIX):].lower().split("__")
+    model: type[BaseModel] = Settings
+    any_key = False  # the next part is a key of a table such as roles.units
+    for part in parts:
+        if any_key:
+            any_key = False
             continue
-        parts = name[len(ENV_PREFIX):].lower().split("__")
-        model: type[BaseModel] = Settings
-        any_key = False  # the next part is a key of a table such as roles.units
-        for part in parts:
-            if any_key:
-                any_key = False
-                continue
-            field = model.model_fields.get(part)
-            if field is None:
-                raise ConfigError(say("config", "unknown_env", name=name.upper(), key=".".join(parts)))
-            annotation = field.annotation
-            if typing.get_origin(annotation) is dict:
-                annotation, any_key = typing.get_args(annotation)[1], True
-            if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-                break
-            model = annotation
+        field = model.model_fields.get(part)
+        if field is None:
+            raise ConfigError(say("config", "unknown_env", name=name.upper(), key=".".join(parts)))
+        annotation = field.annotation
+        if typing.get_origin(annotation) is dict:
+            annotation, any_key = typing.get_args(annotation)[1], True
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
 
 
 def describe_errors(exc: ValidationError) -> str:

@@ -17,11 +17,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     front, so two processes never deadlock upgrading a read lock (the audit chain and
     every claim rely on this), and a busy database is waited for, not failed.
     """
+    # hide_parameters: a database error never carries the values (message text, sealed
+    # secrets, tokens) into an exception message or a log line.
     if url.startswith("sqlite"):
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, echo=echo, hide_parameters=True,
+                               connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True)
+    return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
 
 
 def _configure_sqlite(engine: Engine) -> None:

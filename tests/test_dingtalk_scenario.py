@@ -128,7 +128,7 @@ def inbound(engine) -> int:
 
 async def test_stream_reconnects_after_disconnect(dingtalk_stream_walk, dingtalk, engine):
     walk = dingtalk_stream_walk
-    assert "帮助" in await walk.say(ADMIN, "帮助") or True
+    await walk.say(ADMIN, "帮助")
     await dingtalk.stream_ping()
     await dingtalk.stream_disconnect(grace=0.2)
     await dingtalk.wait_for_stream(1)

@@ -785,3 +785,33 @@ def test_holds_secrets_sees_a_list_of_secrets():
     assert holds_secrets({"security": {"keys": ["x"]}})
     assert not holds_secrets({"security": {"keys": []}})
     assert not holds_secrets({"draw": {"frequency_exempt": ["abnormal"]}, "roles": {"admins": ["a"]}})
+
+
+def test_secrets_from_a_credentials_directory(tmp_path, monkeypatch, caplog):
+    """One file per key, named like its variable (systemd's LoadCredential= works the same);
+    the file beats config.toml, the environment beats the file; loose permissions warn."""
+    from bot.sealing import new_key
+
+    folder = tmp_path / "credentials"
+    folder.mkdir()
+    key = new_key()
+    for name, value, mode in (("SHUANGSUI__WECOM__SECRET", "from-credentials\n", 0o600),
+                              ("SHUANGSUI__DINGTALK__APP_SECRET", "ding-secret", 0o644),
+                              ("SHUANGSUI__SECURITY__KEYS", f'["{key}"]', 0o400),
+                              ("README", "not a credential", 0o644)):
+        (folder / name).write_text(value, encoding="utf-8")
+        (folder / name).chmod(mode)
+    config = tmp_path / "config.toml"
+    config.write_text('[wecom]\nsecret = ""\ncorp_id = "ww1"\n', encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(folder))
+    with caplog.at_level(logging.WARNING, logger="bot.settings"):
+        settings = load_settings(config)
+    assert settings.wecom.secret.get_secret_value() == "from-credentials"
+    assert settings.wecom.corp_id == "ww1" and settings.security.keys[0].get_secret_value() == key
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "SHUANGSUI__DINGTALK__APP_SECRET" in warned[0] and "ding-secret" not in warned[0]
+    monkeypatch.setenv("SHUANGSUI__WECOM__SECRET", "from-environment")
+    assert load_settings(config).wecom.secret.get_secret_value() == "from-environment"
+    (folder / "SHUANGSUI__WECOM__SECRTE").write_text("typo", encoding="utf-8")
+    with pytest.raises(ConfigError, match="SHUANGSUI__WECOM__SECRTE"):
+        load_settings(config)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
 
+from bot import logs
 from bot.chat import recipients
 from bot.chat.outbound import USER, Destination, Message, Text, from_payload
 from bot.clock import now as clock_now
@@ -76,8 +77,10 @@ class Dispatcher:
     """Drains the outbox for this instance; any number of instances may run one."""
 
     def __init__(self, engine: Engine, settings: Settings, senders: Sequence[Sender], owner: str,
-                 *, batch: int = 50, poll: float = 1.0) -> None:
+                 *, batch: int = 50, poll: float = 1.0,
+                 observe: Callable[[str, str, str], None] = lambda platform, done, error: None) -> None:
         self.engine, self.settings, self.owner = engine, settings, owner
+        self.observe = observe  # (platform, "sent" | "retry" | "failed", error): bot.metrics
         self.senders = {s.platform: s for s in senders}
         self.batch, self.poll = batch, poll
         self._wake = asyncio.Event()
@@ -131,6 +134,7 @@ class Dispatcher:
             return rows
 
     async def _deliver(self, row: OutboxMessage) -> None:
+        logs.request_id.set(f"o-{row.id}")  # this task's log lines name the outbox message
         destination, message = from_payload(row.payload)
         sender = self.senders.get(row.platform)
         if sender is None:
@@ -141,24 +145,32 @@ class Dispatcher:
             except Exception as exc:  # a bug in a sender must not lose the message
                 log.exception("sending outbox message %s failed", row.id)
                 outcome = Retry(type(exc).__name__, in_doubt=True)
-        await asyncio.to_thread(self._record, row, outcome)
+        done = await asyncio.to_thread(self._record, row, outcome)
+        if done:
+            self.observe(row.platform, done, "" if isinstance(outcome, Sent) else outcome.error)
 
-    def _record(self, row: OutboxMessage, outcome: Outcome) -> None:
+    def _record(self, row: OutboxMessage, outcome: Outcome) -> str | None:
+        """Record the outcome; returns what was recorded (sent, retry, failed), None if the
+        row was no longer this instance's."""
         now = clock_now()
         with transaction(self.engine) as session:
             if isinstance(outcome, Sent):
                 outbox.mark_sent(session, row.id, self.owner, outcome.response, now)
-                return
+                log.info("outbox message %s sent: %s to a %s %s", row.id, row.kind, row.platform,
+                         row.payload["destination"]["kind"])
+                return "sent"
             if isinstance(outcome, Retry) and now - row.created_at < GIVE_UP_AFTER:
                 delay = outcome.after if outcome.after is not None else _backoff(row.attempts)
                 outbox.mark_retry(session, row.id, self.owner, outcome.error, now + timedelta(seconds=delay),
                                   in_doubt=outcome.in_doubt or row.in_doubt)
                 log.info("outbox message %s will be retried in %.0f s: %s", row.id, delay, outcome.error)
-                return
+                return "retry"
             response = outcome.response if isinstance(outcome, Failed) else None
             if outbox.mark_failed(session, row.id, self.owner, outcome.error, response):
                 log.warning("outbox message %s to %s failed for good: %s", row.id, row.platform, outcome.error)
                 self._tell_admins(session, row, outcome.error)
+                return "failed"
+        return None
 
     def _tell_admins(self, session, row: OutboxMessage, error: str) -> None:
         """Surface a permanent failure to the admins on the same platform (never about a

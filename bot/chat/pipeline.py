@@ -13,6 +13,7 @@ deadline under load.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
+from bot import logs
 from bot.chat.context import Context
 from bot.chat.events import Event, MediaGone
 from bot.chat.identity import identify
@@ -201,6 +203,7 @@ class Pipeline:
             await asyncio.gather(*list(self._running), return_exceptions=True)
 
     def _handle(self, platform: str, key: str, event: Event, attempts: int) -> None:
+        logs.request_id.set(delivery_id(platform, key))  # this thread's log lines name the delivery
         try:
             with transaction(self.engine) as session:
                 now = clock_now()
@@ -210,11 +213,13 @@ class Pipeline:
                 ctx.flush()
                 if not inbound.finish(session, platform, key, self.owner, now):
                     raise TakenOver(key)
+            log.info("handled a %s %s", platform, "card action" if event.action else "media" if event.media
+                     else "message")
         except TakenOver:
-            log.warning("delivery %s:%s was taken over by another instance; its result stands", platform, key)
+            log.warning("the delivery was taken over by another instance; its result stands")
         except Exception as exc:
             # Never the event's text in the log: only where it came from and what failed.
-            log.exception("handling delivery %s:%s failed (attempt %d)", platform, key, attempts)
+            log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
             self._failed(platform, key, event, attempts, exc)
 
     def _failed(self, platform: str, key: str, event: Event, attempts: int, exc: Exception) -> None:
@@ -225,6 +230,12 @@ class Pipeline:
                               clock_now() + timedelta(seconds=5 * attempts), give_up=give_up)
             if give_up:
                 outbox.queue(session, event.reply_to, Text(say("chat", "failed")), f"event:{platform}:{key}:failed")
+
+
+def delivery_id(platform: str, key: str) -> str:
+    """The id a delivery's log lines carry: stable across retries and instances, and no
+    user id in it (a delivery key may hold one)."""
+    return "d-" + hashlib.sha256(f"{platform}:{key}".encode()).hexdigest()[:12]
 
 
 class TakenOver(Exception):

@@ -102,7 +102,8 @@ def _event_push(crypt: MsgCrypt):
         except MalformedDelivery as exc:
             log.warning("DingTalk event refused: %s", exc)
             raise web.HTTPBadRequest(text="malformed delivery") from None
-        log.info("DingTalk event %s acknowledged", str(event.get("EventType", "?"))[:40])
+        kind = event.get("EventType")
+        log.info("DingTalk event %s acknowledged", kind if isinstance(kind, str) and kind.isidentifier() else "?")
         reply_time, reply_nonce = str(int(time.time() * 1000)), secrets.token_hex(8)
         encrypt = crypt.encrypt("success")
         return web.json_response({"msg_signature": crypt.signature(reply_time, reply_nonce, encrypt),

@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import Callable, Sequence
 from urllib.parse import quote_plus
 
@@ -39,42 +40,53 @@ _sdk_log.setLevel(logging.ERROR)
 
 RETRY_AFTER = (1, 2, 5, 10, 30)  # seconds between failed connection attempts
 
+#: (platform, the ack's status, what ``take`` said or None, seconds): bot.metrics.Metrics.delivered
+Observe = Callable[[str, int, bool | None, float], None]
+
 
 class _Handler(CallbackHandler):
     """One topic: parse the frame's data into an event, take it, ack."""
 
-    def __init__(self, parse: Callable[[dict], Event | None], take: Take, answer) -> None:
+    def __init__(self, parse: Callable[[dict], Event | None], take: Take, answer, observe: Observe) -> None:
         super().__init__()
         self.logger = log
-        self._parse, self._take, self._answer = parse, take, answer
+        self._parse, self._take, self._answer, self._observe = parse, take, answer, observe
 
     async def process(self, message):
+        started = time.perf_counter()
+        status, answer, took = await self._process(message)
+        self._observe("dingtalk", status, took, time.perf_counter() - started)  # counted like an HTTP callback
+        return status, answer
+
+    async def _process(self, message):
+        """The ack's status and answer, and what ``take`` said (None: not called)."""
         try:
             event = self._parse(message.data if isinstance(message.data, dict) else {})
         except (MalformedDelivery, ForgedAction) as exc:
             log.warning("DingTalk stream frame refused: %s", type(exc).__name__)
-            return AckMessage.STATUS_BAD_REQUEST, "refused"
+            return AckMessage.STATUS_BAD_REQUEST, "refused", None
+        took = None
         if event is not None:
             try:
-                await self._take(event)
+                took = await self._take(event)
             except Exception as exc:
                 log.error("could not take a DingTalk stream delivery: %s", type(exc).__name__)
-                return AckMessage.STATUS_SYSTEM_EXCEPTION, "try again"
-        return AckMessage.STATUS_OK, self._answer
+                return AckMessage.STATUS_SYSTEM_EXCEPTION, "try again", None
+        return AckMessage.STATUS_OK, self._answer, took
 
 
 class StreamIngress:
     """This instance's Stream connection; DingTalk spreads frames over all instances'."""
 
     def __init__(self, settings: DingTalkSettings, take: Take, keys: Sequence[bytes],
-                 http: aiohttp.ClientSession) -> None:
+                 http: aiohttp.ClientSession, observe: Observe = lambda *delivery: None) -> None:
         self.settings, self.http = settings, http
         secret = settings.app_secret.get_secret_value() if settings.app_secret else ""
         self.client = dingtalk_stream.DingTalkStreamClient(Credential(settings.app_key, secret), logger=_sdk_log)
         self.client.register_callback_handler(
-            ChatbotMessage.TOPIC, _Handler(lambda data: robot_event(data, settings.oapi_base), take, "OK"))
+            ChatbotMessage.TOPIC, _Handler(lambda data: robot_event(data, settings.oapi_base), take, "OK", observe))
         self.client.register_callback_handler(
-            CallbackHandler.TOPIC_CARD_CALLBACK, _Handler(lambda data: card_event(data, keys), take, {}))
+            CallbackHandler.TOPIC_CARD_CALLBACK, _Handler(lambda data: card_event(data, keys), take, {}, observe))
         self.client.pre_start()
         self.connections = 0  # opened so far (tests and logs)
         self._frames: set[asyncio.Task] = set()

@@ -24,6 +24,7 @@ from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
 from storage.importing.sheets import UnreadableFile, read_sheet
 from storage.models import DirectoryChange, ImportRun, utcnow
+from storage.sealed import SealedText, seal
 
 CHUNK = 5000
 
@@ -242,8 +243,11 @@ class _Writer:
             self.connection.execute(delete(self.table).where(self.key_match), [self.key_params(c) for c in changes])
 
     def keep_history(self, changes: list[Change], stored: dict[tuple, dict]) -> None:
+        sealed = {c.name for c in self.table.columns if isinstance(c.type, SealedText)}  # stays sealed in history
         rows = [{"import_id": self.import_id, "kind": self.kind.name, "key": "|".join(map(str, c.key)),
-                 "action": c.action, "before": _jsonable(stored[c.key])} for c in changes]
+                 "action": c.action,
+                 "before": {k: seal(v) if k in sealed else v for k, v in _jsonable(stored[c.key]).items()}}
+                for c in changes]
         for chunk in self.chunks(rows, "留痕"):
             self.connection.execute(DirectoryChange.__table__.insert(), chunk)
 

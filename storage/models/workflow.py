@@ -6,6 +6,7 @@ from sqlalchemy import JSON, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
+from storage.sealed import SealedText
 
 
 class Task(SQLModel, table=True):
@@ -38,7 +39,7 @@ class Assignment(SQLModel, table=True):
     origin: str = "draw"  # draw | replacement
     status: str = "drawn"  # drawn | confirmed | recused
     answered_at: datetime | None = None
-    recusal_reason: str | None = None
+    recusal_reason: str | None = Field(default=None, sa_type=SealedText)  # a conflict declaration: sealed
     assigned_at: datetime = Field(default_factory=utcnow)
 
 

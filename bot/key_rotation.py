@@ -1,0 +1,48 @@
+"""Re-sealing everything sealed at rest under the first of ``[security] keys``.
+
+To rotate: put a new key first in ``[security] keys`` and keep the old ones after it;
+run ``shuangsui keys rotate``; then the old keys may go — except that audit entries are
+never rewritten (their hash chain covers them), so keep an old key listed for as long
+as the recusal reasons recorded in old audit entries must stay readable.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from sqlalchemy import Engine, select, update
+
+from bot import sealing
+from bot.settings import Settings
+from bot.texts import say
+from storage import sealed
+from storage.db import transaction
+from storage.models import Assignment, Batch, Conflict, DirectoryChange
+
+
+def rotate_keys(engine: Engine, settings: Settings) -> Counter:
+    """Re-seal sealed values under the first key (and seal any still plain); counts per kind."""
+    keys = sealing.keys_of(settings)
+    if not keys:
+        raise sealing.SealingError(say("sealing", "no_keys"))
+    sealed.remember(keys)
+    done: Counter = Counter()
+    with transaction(engine) as session:
+        for batch in session.exec(select(Batch).where(Batch.secret_encrypted.is_not(None))).scalars():
+            batch.secret_encrypted = sealing.rotate(batch.secret_encrypted, keys)
+            session.add(batch)
+            done["draw_secrets"] += 1
+        # Read opens with any key; writing the same value back seals it under the first.
+        for model, column, kind in ((Conflict, Conflict.reason, "conflicts"),
+                                    (Assignment, Assignment.recusal_reason, "recusals")):
+            rows = session.execute(select(model.id, column).where(column.is_not(None), column != "")).all()
+            for row_id, value in rows:
+                session.execute(update(model).where(model.id == row_id).values({column.key: value}))
+            done[kind] += len(rows)
+        history = session.exec(select(DirectoryChange).where(DirectoryChange.kind == "conflicts")).scalars().all()
+        for change in history:
+            if change.before.get("reason"):
+                change.before = {**change.before, "reason": sealed.reseal(change.before["reason"])}
+                session.add(change)
+                done["history"] += 1
+    return done
