@@ -208,6 +208,7 @@ async def _workers(app: web.Application):
         dispatcher.nudge()
         pipeline.wake()
         await asyncio.gather(*loops, return_exceptions=True)
+        await dispatcher.flush(budget=8.0)  # and send the answers it queued, within the stop timeout
 
 
 async def remind_missing_arrangements(app: web.Application) -> None:

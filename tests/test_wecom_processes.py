@@ -162,3 +162,26 @@ async def test_killed_between_the_callback_and_the_send_the_answer_arrives_once(
     await eventually(lambda: platform.delivered_to(ADMIN), timeout=90, every=0.2)
     await asyncio.sleep(3)
     assert len(platform.delivered_to(ADMIN)) == 1 and not platform.dropped
+
+
+async def test_a_stopped_instance_finishes_what_it_acknowledged(platform, instances, engine):
+    """SIGTERM right after a burst of acknowledged messages: the instance handles them and
+    sends their answers before it exits; nothing is left for another instance."""
+    from sqlalchemy import func, select
+    from sqlmodel import Session
+
+    from storage.models import InboundDelivery, OutboxMessage
+
+    instance = await instances()
+    burst = await asyncio.gather(*(platform.send_text(ADMIN, "帮助") for _ in range(25)))  # within the 30-a-minute budget
+    assert all(result.status == 200 for result in burst)
+    instance.process.send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(instance.process.wait, 30) == 0
+    with Session(engine) as session:
+        states = dict(session.execute(select(InboundDelivery.status, func.count())
+                                      .group_by(InboundDelivery.status)).all())
+        left = session.execute(select(func.count()).select_from(OutboxMessage).where(
+            OutboxMessage.status.in_(("pending", "sending")))).scalar_one()
+    assert states == {"done": 25}
+    assert left == 0
+    assert len([d for d in platform.delivered_to(ADMIN) if d["msgtype"] == "text"]) == 25

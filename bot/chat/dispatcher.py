@@ -109,6 +109,21 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
+    async def flush(self, budget: float) -> None:
+        """Graceful shutdown: send what is due now, for at most ``budget`` seconds (what is
+        left — rate-limited, retrying — stays queued for any instance)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        while loop.time() < deadline:
+            try:
+                if not await asyncio.wait_for(self.run_once(), timeout=max(0.1, deadline - loop.time())):
+                    return
+            except TimeoutError:
+                return  # the sends under way are in doubt: their rows' leases expire and they are retried
+            except Exception:
+                log.exception("flushing the outbox failed; another instance will send the rest")
+                return
+
     async def run_once(self) -> int:
         """Claim one batch and send it; returns how many were claimed."""
         rows = await asyncio.to_thread(self._claim)

@@ -42,6 +42,7 @@ QUIET_AFTER = 0.1  # seconds without concurrent callbacks before deferred work r
 MAX_DEFERRAL = 1.0  # seconds work waits for quiet at most: under sustained load it still progresses
 BATCH = 20
 LEASE = timedelta(seconds=30)  # a dead instance's deliveries are taken over after this
+DRAIN_BUDGET = 8.0  # seconds a stopping instance spends finishing acknowledged deliveries
 
 
 Fetch = Callable[[str], Awaitable[tuple[bytes, str, str]]]  # media handle → content, file name, type
@@ -197,10 +198,20 @@ class Pipeline:
         """Look for work now (new work elsewhere, or shutting down)."""
         self._backlog.set()
 
-    async def drain(self) -> None:
-        """Wait for the work started by this instance (graceful shutdown)."""
+    async def drain(self, budget: float = DRAIN_BUDGET) -> None:
+        """Graceful shutdown: finish the work started here, then whatever deliveries are
+        still waiting (a burst leaves some for later), for at most ``budget`` seconds;
+        what is left stays claimable by any instance."""
+        deadline = asyncio.get_running_loop().time() + budget
         while self._running:
             await asyncio.gather(*list(self._running), return_exceptions=True)
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                if not await self.process():
+                    return
+            except Exception:
+                log.exception("draining inbound deliveries failed; another instance will finish them")
+                return
 
     def _handle(self, platform: str, key: str, event: Event, attempts: int) -> None:
         logs.request_id.set(delivery_id(platform, key))  # this thread's log lines name the delivery
