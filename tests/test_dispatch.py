@@ -112,19 +112,20 @@ async def test_transient_failures_are_retried_until_delivered(engine, platform, 
     monkeypatch.setattr(dispatcher_module, "_backoff", lambda attempts: 0.0)
     platform.fail_next("message/send", times=2, status=502)
     platform.fail_next("message/send", times=1, errcode=-1)
+    platform.fail_next("message/send", times=1, errcode=45009)  # WeCom's frequency limit
     queue(engine, [(to("insp01"), Text("终于"), "k")])
     waits = []
-    for _ in range(3):
+    for _ in range(4):
         await drain(dispatcher)
         (row,) = rows(engine)
         waits.append(round((row.next_attempt_at - clock[0]).total_seconds()))
         clock[0] += timedelta(seconds=61)
     assert not platform.delivered_to("insp01")
-    assert waits == [20, 20, 60]  # a 502 may have been acted on: wait it out; "busy": a minute
+    assert waits == [20, 20, 60, 60]  # a 502 may have been acted on: wait it out; busy, rate limit: a minute
     await drain(dispatcher)
     assert [d["content"] for d in platform.delivered_to("insp01")] == ["终于"]
     (row,) = rows(engine)
-    assert row.status == "sent" and row.attempts == 4
+    assert row.status == "sent" and row.attempts == 5
 
 
 @pytest.mark.parametrize("message", [Text("只一次"), Card("ss-doubt-1", "任务卡片")])
