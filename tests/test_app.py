@@ -22,9 +22,14 @@ async def test_health_and_readiness(aiohttp_client, engine):
     assert response.status == 200 and (await response.json())["status"] == "ok"
 
     with engine.begin() as connection:
+        head = connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         connection.execute(text("UPDATE alembic_version SET version_num = 'old'"))
-    response = await client.get("/readyz")
-    assert response.status == 503 and (await response.json())["database"] == "schema behind"
+    try:
+        response = await client.get("/readyz")
+        assert response.status == 503 and (await response.json())["database"] == "schema behind"
+    finally:  # the PostgreSQL database is shared by the whole run: put the revision back
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
 
 
 async def test_readiness_when_the_database_is_unreachable(aiohttp_client, tmp_path):
