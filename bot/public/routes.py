@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import Engine
@@ -24,7 +25,7 @@ SECURITY_HEADERS = {
 def routes(engine: Engine, settings: Settings) -> list[web.RouteDef]:
     async def public(request: web.Request) -> web.Response:
         path = request.match_info["path"]
-        if any(part in ("", ".", "..") for part in path.split("/")) and path not in ("",):
+        if any(part in ("", ".", "..") for part in path.split("/")):
             raise _missing(settings)
         query = {"q": request.query.get("q", "")}
         found = await asyncio.to_thread(_render, engine, settings, path, query)
@@ -32,7 +33,8 @@ def routes(engine: Engine, settings: Settings) -> list[web.RouteDef]:
             raise _missing(settings)
         headers = {**SECURITY_HEADERS, "Content-Type": found.content_type, "Cache-Control": "public, max-age=60"}
         if not found.content_type.startswith("text/html"):
-            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{_quoted(found.path.rsplit('/', 1)[-1])}"
+            name = quote(found.path.rsplit("/", 1)[-1], safe="")
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{name}"
         return web.Response(body=found.body, headers=headers)
 
     async def to_index(request: web.Request) -> web.Response:
@@ -50,8 +52,3 @@ def _missing(settings: Settings) -> web.HTTPNotFound:
     html = page("public/missing.html.j2", root="/public/", static=False, bureau=settings.bureau.name)
     return web.HTTPNotFound(text=html, content_type="text/html", headers=SECURITY_HEADERS)
 
-
-def _quoted(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
