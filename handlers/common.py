@@ -40,10 +40,10 @@ def number(value: str | None, key: str) -> int:
     if value is None or value == "":
         raise Refusal("missing_argument", key=key)
     try:
-        found = int(value)
+        found = int(value) if len(value) <= 10 else 0
     except ValueError:
         raise Refusal("bad_number", key=key, value=value) from None
-    if found <= 0:
+    if not 0 < found < 2**31:  # a database id
         raise Refusal("bad_number", key=key, value=value)
     return found
 

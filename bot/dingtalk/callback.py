@@ -22,7 +22,7 @@ from bot.callback_crypto import CallbackCryptoError, MsgCrypt
 from bot.chat.ingress import Take, hand_over, read_body
 from bot.dingtalk.cards import ForgedAction
 from bot.dingtalk.parse import MalformedDelivery, card_event, json_body, robot_event
-from bot.dingtalk.sign import WINDOW_MS, BadSignature, StaleTimestamp, check_robot_headers
+from bot.dingtalk.sign import WINDOW_MS, BadSignature, StaleTimestamp, check_robot_headers, millis
 from bot.settings import DingTalkSettings
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,8 @@ def _event_push(crypt: MsgCrypt):
         nonce = query.get("nonce", "")
         if not (signature and timestamp and nonce):
             raise web.HTTPBadRequest(text="missing msg_signature, timestamp or nonce")
-        if not timestamp.isdigit() or abs(time.time() * 1000 - int(timestamp)) > WINDOW_MS:
+        sent = millis(timestamp)
+        if sent is None or abs(time.time() * 1000 - sent) > WINDOW_MS:
             raise web.HTTPForbidden(text="timestamp outside the accepted window")
         try:
             encrypted = json_body(await read_body(request)).get("encrypt")
@@ -109,3 +110,4 @@ def _event_push(crypt: MsgCrypt):
         return web.json_response({"msg_signature": crypt.signature(reply_time, reply_nonce, encrypt),
                                   "timeStamp": reply_time, "nonce": reply_nonce, "encrypt": encrypt})
     return event_push
+

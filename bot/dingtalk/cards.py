@@ -26,6 +26,7 @@ import json
 from collections.abc import Sequence
 
 from bot.chat.events import CardAction
+from bot.chat.ingress import json_object
 from bot.chat.outbound import Card, CardUpdate
 
 ACTION, VALUE, TOKEN = "action", "value", "token"  # our keys in a button's params
@@ -82,8 +83,8 @@ def card_action(payload: dict, keys: Sequence[bytes]) -> tuple[str, CardAction]:
     card_id, user, content = payload.get("outTrackId"), payload.get("userId"), payload.get("content")
     if not (isinstance(card_id, str) and card_id and isinstance(user, str) and user and isinstance(content, str)):
         raise ValueError("no outTrackId, userId or content")
-    data = json.loads(content)
-    params = data.get("cardPrivateData", {}).get("params") if isinstance(data, dict) else None
+    private = json_object(content).get("cardPrivateData")  # NotStorable is a ValueError
+    params = private.get("params") if isinstance(private, dict) else None
     if not isinstance(params, dict) or not all(isinstance(v, str | list) for v in params.values()):
         raise ValueError("no params")
     action, value, token = (params.get(k) for k in (ACTION, VALUE, TOKEN))

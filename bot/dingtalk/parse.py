@@ -8,14 +8,15 @@ organisation with no staff id) parses to ``None`` and is acknowledged.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from bot.chat.events import Event, Media
+from bot.chat.ingress import NotStorable, json_object
 from bot.chat.outbound import REPLY, USER, Destination
 from bot.chat.router import strip_mentions
 from bot.dingtalk.cards import card_action
+from bot.dingtalk.sign import millis
 
 PLATFORM = "dingtalk"
 #: DingTalk message types that are evidence (art. 14), as our media kinds.
@@ -29,16 +30,9 @@ class MalformedDelivery(ValueError):
 
 def json_body(body: bytes | str) -> dict:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedDelivery("body is not JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedDelivery("body is not an object")
-    try:  # JSON may spell lone surrogates ("\\ud800"), which no database column takes
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise MalformedDelivery("body has invalid Unicode") from None
-    return data
+        return json_object(body)
+    except NotStorable as exc:
+        raise MalformedDelivery(str(exc)) from None
 
 
 def robot_event(data: dict, oapi_base: str) -> Event | None:
@@ -53,6 +47,8 @@ def robot_event(data: dict, oapi_base: str) -> Event | None:
     if not (isinstance(staff_id, str) and staff_id):
         return None  # someone outside the organisation: no staff id to know them by
     kind = data.get("msgtype")
+    if not isinstance(kind, str):
+        raise MalformedDelivery("no msgtype")
     text, media = None, None
     if kind == "text":
         content = data.get("text", {}).get("content") if isinstance(data.get("text"), dict) else None
@@ -97,16 +93,15 @@ def card_event(data: dict, keys: Sequence[bytes]) -> Event:
 
 
 def _session(data: dict, oapi_base: str) -> str:
-    url, expires = data.get("sessionWebhook"), data.get("sessionWebhookExpiredTime")
-    if not (isinstance(url, str) and url.startswith(oapi_base.rstrip("/") + SESSION_PATH + "?")):
+    url, expires = data.get("sessionWebhook"), millis(data.get("sessionWebhookExpiredTime"))
+    if not (isinstance(url, str) and url.startswith(oapi_base.rstrip("/") + SESSION_PATH + "?")) or expires is None:
         return ""
-    if not isinstance(expires, int | str) or not str(expires).isdigit():
-        return ""
-    return f"{int(expires)}|{url}"
+    return f"{expires}|{url}"
 
 
 def _time(value) -> datetime:
+    found = millis(value)
     try:
-        return datetime.fromtimestamp(int(value) / 1000, UTC)
-    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(found / 1000, UTC) if found is not None else datetime.now(UTC)
+    except (ValueError, OverflowError, OSError):
         return datetime.now(UTC)

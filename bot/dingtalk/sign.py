@@ -24,6 +24,15 @@ def robot_sign(timestamp: str, secret: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
+def millis(value) -> int | None:
+    """A millisecond timestamp as DingTalk sends it (digits, or a number), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and value.isascii() and value.isdecimal() and len(value) <= 15:
+        return int(value)
+    return None
+
+
 def check_robot_headers(timestamp: str, sign: str, secret: str, now_ms: int) -> None:
     """Accept only a fresh timestamp whose sign we compute too (compared in constant time).
 
@@ -31,7 +40,8 @@ def check_robot_headers(timestamp: str, sign: str, secret: str, now_ms: int) -> 
         StaleTimestamp: no usable timestamp, or more than an hour away.
         BadSignature: the sign differs.
     """
-    if not timestamp.isdigit() or abs(now_ms - int(timestamp)) > WINDOW_MS:
+    sent = millis(timestamp)
+    if sent is None or abs(now_ms - sent) > WINDOW_MS:
         raise StaleTimestamp()
     if not hmac.compare_digest(sign.encode("utf-8", "replace"), robot_sign(timestamp, secret).encode("ascii")):
         raise BadSignature()

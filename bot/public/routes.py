@@ -25,9 +25,9 @@ SECURITY_HEADERS = {
 def routes(engine: Engine, settings: Settings) -> list[web.RouteDef]:
     async def public(request: web.Request) -> web.Response:
         path = request.match_info["path"]
-        if any(part in ("", ".", "..") for part in path.split("/")):
+        if "\x00" in path or any(part in ("", ".", "..") for part in path.split("/")):
             raise _missing(settings)
-        query = {"q": request.query.get("q", "")}
+        query = {"q": request.query.get("q", "").replace("\x00", "")}
         found = await asyncio.to_thread(_render, engine, settings, path, query)
         if found is None:
             raise _missing(settings)

@@ -42,7 +42,8 @@ class Arguments:
 
 
 def normalise(text: str) -> str:
-    """Full-width ASCII forms and U+3000 to their ASCII equivalents, one char for one."""
+    """Full-width ASCII forms and U+3000 to their ASCII equivalents (a NUL to a space), one
+    char for one."""
     return "".join(_half_width(ch) for ch in text)
 
 
@@ -50,7 +51,7 @@ def _half_width(ch: str) -> str:
     code = ord(ch)
     if 0xFF01 <= code <= 0xFF5E:
         return chr(code - 0xFEE0)
-    if code == 0x3000:
+    if code == 0x3000 or code == 0:  # a NUL is never meant, and no database column takes it
         return " "
     return ch
 

@@ -43,10 +43,8 @@ def _signed(request: web.Request) -> tuple[str, str, str]:
     signature, timestamp, nonce = (query.get(k, "") for k in ("msg_signature", "timestamp", "nonce"))
     if not (signature and timestamp and nonce):
         raise web.HTTPBadRequest(text="missing msg_signature, timestamp or nonce")
-    try:
-        fresh = abs(time.time() - int(timestamp)) <= REPLAY_WINDOW
-    except ValueError:
-        fresh = False
+    fresh = (timestamp.isascii() and timestamp.isdecimal() and len(timestamp) <= 12
+             and abs(time.time() - int(timestamp)) <= REPLAY_WINDOW)
     if not fresh:
         raise web.HTTPForbidden(text="timestamp outside the accepted window")
     return signature, timestamp, nonce

@@ -6,13 +6,13 @@ do with (a menu view, entering the app) parses to ``None`` and is acknowledged.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeXML
 
 from bot.chat.events import Event, Media
+from bot.chat.ingress import NotStorable, json_object
 from bot.chat.outbound import REPLY, USER, Destination
 from bot.chat.router import strip_mentions
 from bot.wecom.cards import card_action
@@ -37,10 +37,10 @@ def envelope_xml(body: bytes) -> str:
 def envelope_json(body: bytes) -> str:
     """The ``encrypt`` value of an AI bot callback's JSON."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedDelivery("body is not JSON") from None
-    if not isinstance(data, dict) or not isinstance(data.get("encrypt"), str) or not data["encrypt"]:
+        data = json_object(body)
+    except NotStorable:
+        raise MalformedDelivery("body is not a JSON object") from None
+    if not isinstance(data.get("encrypt"), str) or not data["encrypt"]:
         raise MalformedDelivery("no encrypt field")
     return data["encrypt"]
 
@@ -87,11 +87,9 @@ def aibot_event(plaintext: bytes, response_base: str) -> Event | None:
     URL we will POST to); otherwise the answer goes privately through the app.
     """
     try:
-        data = json.loads(plaintext)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedDelivery("decrypted body is not JSON") from None
-    if not isinstance(data, dict):
-        raise MalformedDelivery("decrypted body is not an object")
+        data = json_object(plaintext)
+    except NotStorable:
+        raise MalformedDelivery("decrypted body is not a JSON object fit to store") from None
     if data.get("msgtype") != "text":
         return None
     sender = (data.get("from") or {}).get("userid") if isinstance(data.get("from"), dict) else None

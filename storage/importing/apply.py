@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Engine, and_, bindparam, delete, select, true
+from sqlalchemy import Engine, and_, bindparam, delete, or_, select, true
 from sqlmodel import Session
 
 from storage import audit
@@ -130,8 +130,9 @@ def _scope(kind: Kind, parsed: ParsedFile):
     table = kind.model.__table__
     if kind.origin is not None:
         return table.c.origin == kind.origin
-    if kind.per_year:
-        return table.c.year.in_(sorted({row["year"] for _, row in parsed.rows}))
+    if kind.per_year:  # the file's years, and any of its days stored under another year
+        keys = sorted({row[kind.key[0]] for _, row in parsed.rows})
+        return or_(table.c.year.in_(sorted({row["year"] for _, row in parsed.rows})), table.c[kind.key[0]].in_(keys))
     return true()
 
 

@@ -70,7 +70,7 @@ def _read_csv(path: Path, data: bytes) -> Sheet:
                 return
             except csv.Error as exc:
                 raise UnreadableFile(say("import", "bad_csv", line=start, error=str(exc))) from None
-            yield start, cells
+            yield start, _checked(start, cells)
             start = reader.line_num + 1
 
     return Sheet([cell.strip() for cell in header], rows(), total, hashlib.sha256(data).hexdigest())
@@ -89,16 +89,31 @@ def _read_xlsx(path: Path, data: bytes) -> Sheet:
         header = [cell_text(v).strip() for v in next(values)]
     except StopIteration:
         raise UnreadableFile(say("import", "empty_file", path=str(path))) from None
+    except Exception as exc:  # the worksheet itself is damaged
+        raise UnreadableFile(say("import", "bad_xlsx", path=str(path), error=str(exc))) from None
     while header and header[-1] == "":
         header.pop()
     total = (sheet.max_row - 1) if sheet.max_row else None
 
     def rows() -> Iterator[tuple[int, list[str]]]:
-        for line, row in enumerate(values, start=2):
-            yield line, [cell_text(v) for v in row[: len(header)]]
-        book.close()
+        line = 1
+        try:
+            for line, row in enumerate(values, start=2):
+                yield line, _checked(line, [cell_text(v) for v in row[: len(header)]])
+        except UnreadableFile:
+            raise
+        except Exception as exc:  # a damaged worksheet shows only as rows are read
+            raise UnreadableFile(say("import", "bad_xlsx", path=str(path), error=f"{line + 1}: {exc}")) from None
+        finally:
+            book.close()
 
     return Sheet(header, rows(), total, hashlib.sha256(data).hexdigest())
+
+
+def _checked(line: int, cells: list[str]) -> list[str]:
+    if any("\x00" in cell for cell in cells):
+        raise UnreadableFile(say("import", "nul_in_cell", line=line))
+    return cells
 
 
 def cell_text(value) -> str:

@@ -78,7 +78,7 @@ def count(text: str) -> int:
     value = text.strip()
     if not value:
         return 0
-    if not value.isdecimal():  # isdigit() would take "²", which int() refuses
+    if not value.isdecimal() or len(value) > 9:  # isdigit() would take "²"; a column holds < 2³¹
         raise BadValue(say("import", "bad_count", value=text))
     return int(value)
 
@@ -108,12 +108,12 @@ def percent(text: str) -> str:
     """A ratio in percent as an exact decimal string: ``"5"``, ``"12.5"`` (no ``%``)."""
     value = text.strip().removesuffix("%")
     try:
-        number = Decimal(value)
+        number = Decimal(value).normalize() if len(value) <= 20 else None
     except InvalidOperation:
-        raise BadValue(say("import", "bad_percent", value=text)) from None
-    if not number.is_finite() or not 0 < number <= 100:
+        number = None
+    if number is None or not number.is_finite() or not 0 < number <= 100 or number.as_tuple().exponent < -6:
         raise BadValue(say("import", "bad_percent", value=text))
-    return format(number.normalize(), "f")
+    return format(number, "f")
 
 
 def id_list(text: str) -> list[str]:
