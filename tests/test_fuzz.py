@@ -29,6 +29,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import re
 import shutil
 import time
@@ -103,8 +104,14 @@ SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthC
               HealthCheck.filter_too_much]
 
 
+# `make test` replays the same examples every run (a red build is reproducible, never a
+# lottery); SHUANGSUI_FUZZ_EXPLORE=1 searches afresh, and as long as one asks.
+EXPLORE = os.environ.get("SHUANGSUI_FUZZ_EXPLORE") == "1"
+
+
 def fuzz(examples: int):
-    return settings(max_examples=examples, deadline=None, suppress_health_check=SUPPRESSED)
+    return settings(max_examples=examples * (20 if EXPLORE else 1), deadline=None, database=None,
+                    suppress_health_check=SUPPRESSED, derandomize=not EXPLORE)
 
 
 APP_CRYPT = MsgCrypt("faketoken123", APP_AES_KEY, "wwfakecorp")
