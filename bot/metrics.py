@@ -29,6 +29,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, case, func, select
 
+from bot.chat import platforms
 from bot.chat.events import Event
 from bot.clock import now as clock_now
 from bot.settings import Settings
@@ -46,18 +47,6 @@ REMINDER_KEYS = "reminders:%"  # the outbox idempotency keys of reminder digests
 # What the platform callback handling the current request learned from ``take``: the
 # middleware sets a fresh list per request, ``noting`` appends to it.
 _takes: ContextVar[list[bool] | None] = ContextVar("shuangsui_takes", default=None)
-
-
-def enabled_platforms(settings: Settings) -> list[str]:
-    """The platforms this configuration sends to (those the dispatcher has a sender for)."""
-    found = []
-    if settings.wecom.corp_id and settings.wecom.secret:
-        found.append("wecom")
-    if settings.dingtalk.app_key and settings.dingtalk.app_secret:
-        found.append("dingtalk")
-    if settings.console.enabled:
-        found.append("console")
-    return found
 
 
 class Metrics:
@@ -88,13 +77,13 @@ class Metrics:
                                       "that failed (the next tick tries again)", registry=registry)
         self._routes: dict[object, str] = {}  # aiohttp route → platform
         self._sweep: list[float | None] | None = None  # [interval, last success, first run] (unix seconds)
-        for platform in enabled_platforms(settings):  # series exist from the start, so rate() sees the first one
+        for platform in platforms.enabled(settings):  # series exist from the start, so rate() sees the first one
             self.ack_seconds.labels(platform)
             self.sent.labels(platform)
             for result in ("taken", "duplicate"):
                 self.deliveries.labels(platform, result, "2xx")
         registry.register(_SweepLag(self))
-        registry.register(_SharedState(engine, enabled_platforms(settings)))
+        registry.register(_SharedState(engine, platforms.enabled(settings)))
 
     # --- inbound ---------------------------------------------------------------------------------
 
