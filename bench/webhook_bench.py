@@ -194,12 +194,17 @@ def msg_id_base(run_id: int, proc: int) -> int:
     return 10**18 + run_id * 10**13 + proc * 10**10
 
 
-def build_payload(crypt: MsgCrypt, msg_id: int, sender: str) -> tuple[str, bytes]:
+def build_payload(crypt: MsgCrypt, msg_id: int, sender: str, content: str = "帮助") -> tuple[str, bytes]:
     """The query string and body of one signed, encrypted text-message callback (A.2–A.5)."""
     now = str(int(time.time()))
     inner = (f"<xml><ToUserName><![CDATA[{CORP_ID}]]></ToUserName><FromUserName><![CDATA[{sender}]]></FromUserName>"
-             f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[帮助]]></Content>"
+             f"<CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[{content}]]></Content>"
              f"<MsgId>{msg_id}</MsgId><AgentID>{AGENT_ID}</AgentID></xml>")
+    return seal(crypt, inner, now)
+
+
+def seal(crypt: MsgCrypt, inner: str, now: str) -> tuple[str, bytes]:
+    """A callback's plaintext XML encrypted and signed: the query string and the body WeCom posts (A.2–A.5)."""
     encrypted = crypt.encrypt(inner.encode())
     nonce = secrets.token_hex(8)
     signature = crypt.signature(now, nonce, encrypted)

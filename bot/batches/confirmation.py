@@ -32,7 +32,9 @@ def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: 
     batch = session.get(Batch, task.batch_id)
     if batch.status not in OPEN:
         raise Refusal("task_closed", task=task_id, status=batch.status)
-    team = session.exec(select(Assignment).where(Assignment.task_id == task_id)).all()
+    # Locked (PostgreSQL): a click and a typed 确认 handled at once on two instances must
+    # not both find it unconfirmed.
+    team = session.exec(select(Assignment).where(Assignment.task_id == task_id).with_for_update()).all()
     mine = next((a for a in team if a.inspector_id == inspector_id), None)
     if mine is None:
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id)

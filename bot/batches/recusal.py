@@ -36,7 +36,7 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason
     if batch.status not in OPEN:
         raise Refusal("task_closed", task=task_id, status=batch.status)
     assignments = list(session.exec(select(Assignment).where(Assignment.task_id == task.id)
-                                    .order_by(Assignment.position)).scalars())
+                                    .order_by(Assignment.position).with_for_update()).scalars())  # as in confirm
     mine = next((a for a in assignments if a.inspector_id == inspector_id), None)
     if mine is None:
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
