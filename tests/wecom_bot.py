@@ -137,9 +137,12 @@ class Walk:
         assert new, f"no answer to {text!r}"
         return "\n".join(new)
 
+    photo_kind = "image"  # what the platform calls a photo message
+
     async def photo(self, user: str, content: bytes) -> str:
+        """``user`` sends a photo in the private chat; every text the bot sent them since."""
         before = len(self.texts(user))
-        assert (await self.fake.send_media(user, "image", content)).status == 200
+        assert (await self.fake.send_media(user, self.photo_kind, content)).status == 200
         await self.quiet()
         new = self.texts(user)[before:]
         assert new, "no answer to a photo"

@@ -50,6 +50,8 @@ from aiohttp import web
 from defusedxml import ElementTree
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from tests.fakes.clock import FakeClock  # noqa: F401  (re-exported for the tests)
+
 # The new APIs answer errors with HTTP 4xx and {"code", "message", "requestid"} (C.3). Only InvalidAuthentication is
 # documented; the other codes are unconfirmed stand-ins in DingTalk's style, so the bot should branch on the status.
 INVALID_AUTH = "InvalidAuthentication"  # 401: a missing, unknown or expired token
@@ -85,19 +87,6 @@ SAMPLE_MESSAGES = {
     "sampleActionCard": (("title", "text", "singleTitle", "singleURL"), "text"),
 }
 MEDIA_KINDS = ("picture", "video", "file")
-
-
-class FakeClock:
-    """A clock a test moves by hand: ``FakeDingTalk(clock=clock)``, then ``clock.advance(61)``."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

@@ -30,6 +30,8 @@ from aiohttp import web
 from defusedxml import ElementTree
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from tests.fakes.clock import FakeClock  # noqa: F401  (re-exported for the tests)
+
 # WeCom's errcodes (PROTOCOLS B.1, B.2, B.8 and the global error-code page).
 OK = 0
 BUSY = -1
@@ -70,19 +72,6 @@ TASK_ID = re.compile(r"[0-9A-Za-z_\-@]{1,128}")  # ASCII only, so 128 characters
 
 APP_AES_KEY = "FakeWeComAppEncodingAESKeyForTests012345678"
 AIBOT_AES_KEY = "FakeWeComAIBotEncodingAESKeyForTests0123456"
-
-
-class FakeClock:
-    """A clock a test moves by hand: ``FakeWeCom(clock=clock)``, then ``clock.advance(61)``."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
