@@ -137,6 +137,8 @@ async def test_the_whole_walk_in_the_console(page, engine, tmp_path):
         leads[task.id] = lead.inspector_id
         await me.be(lead.inspector_id)
         assert "检查完成" in await me.private(f"完成 任务={task.id}")
+        # the result card follows the answer: wait for it, so the photo's answer is the next message
+        await me.page.locator(f'#private-log [data-card^="ss-res{task.id}-"]').last.wait_for(timeout=15_000)
         assert "现有现场记录 1 份" in await me.upload(photo)
         assert query(engine, select(Evidence).where(Evidence.task_id == task.id))
         if n < 2:
