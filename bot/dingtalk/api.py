@@ -17,13 +17,12 @@ from sqlalchemy import Engine
 
 from bot.chat.access_token import SharedAccessToken, TokenUnavailable
 from bot.chat.events import MediaGone
+from bot.chat.media import MEDIA_TIMEOUT, read_media
 from bot.settings import DingTalkSettings
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)  # also bounds how late a claimed send can land (rate limits)
-MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=120)
-MAX_MEDIA = 50 * 1024 * 1024  # bytes the bot keeps of one piece of evidence
 
 
 class Unreachable(Exception):
@@ -86,11 +85,7 @@ class DingTalkAPI:
                     raise Unreachable(f"HTTP {response.status}", in_doubt=False)
                 if response.status != 200:
                     raise MediaGone(f"HTTP {response.status}")
-                data = await response.content.read(MAX_MEDIA + 1)
-                if len(data) > MAX_MEDIA:
-                    raise MediaGone("larger than the bot keeps")
-                name = response.content_disposition.filename if response.content_disposition else ""
-                return data, name or "", response.content_type
+                return await read_media(response)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(type(exc).__name__, in_doubt=False) from None
 

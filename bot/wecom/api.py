@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from bot.chat.access_token import SharedAccessToken, TokenUnavailable
 from bot.chat.events import MediaGone
+from bot.chat.media import MEDIA_TIMEOUT, read_media
 from bot.settings import WeComSettings
 
 log = logging.getLogger(__name__)
@@ -31,8 +32,6 @@ class Unreachable(Exception):
         self.in_doubt = in_doubt
 
 
-MAX_MEDIA = 50 * 1024 * 1024  # bytes; WeCom's temporary media are at most 20 MB (video)
-MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=120)
 
 
 class WeComAPI:
@@ -74,11 +73,7 @@ class WeComAPI:
                             await self.forget(token)
                             continue
                         raise MediaGone(f"errcode {answer.get('errcode')}")
-                    data = await response.content.read(MAX_MEDIA + 1)
-                    if len(data) > MAX_MEDIA:
-                        raise MediaGone("larger than the bot keeps")
-                    name = response.content_disposition.filename if response.content_disposition else ""
-                    return data, name or "", response.content_type
+                    return await read_media(response)
             except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
                 raise Unreachable(type(exc).__name__, in_doubt=False) from None
         raise MediaGone("access token refused twice")
