@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
@@ -16,6 +18,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     On SQLite every transaction starts ``BEGIN IMMEDIATE``: it takes the write lock up
     front, so two processes never deadlock upgrading a read lock (the audit chain and
     every claim rely on this), and a busy database is waited for, not failed.
+    Writers of one process queue for it in a lock (``writer_lock``) before they ask.
     """
     # hide_parameters: a database error never carries the values (message text, sealed
     # secrets, tokens) into an exception message or a log line.
@@ -23,6 +26,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         engine = create_engine(url, echo=echo, hide_parameters=True,
                                connect_args={"check_same_thread": False, "timeout": 30})
         _configure_sqlite(engine)
+        _WRITERS[engine.pool] = threading.RLock()
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
 
@@ -48,6 +52,21 @@ def _configure_sqlite(engine: Engine) -> None:
 
 READING = "shuangsui_reading"
 
+# SQLite has one writer at a time. A writer that finds the file locked sleeps in SQLite's
+# busy handler (1, 2, 5, 10 … 100 ms) and tries again, so threads of one process that
+# contend that way leave the database idle between them. They queue in this lock
+# instead, and each starts the moment the one before commits; the busy handler is left
+# for other processes (a CLI command beside ``serve``). Keyed by pool: an engine with
+# other execution options shares its database.
+_WRITERS: WeakKeyDictionary[object, threading.RLock] = WeakKeyDictionary()
+_NO_LOCK = nullcontext()
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager:
+    """The lock this process's writers of ``engine``'s database queue in (SQLite), or
+    none (PostgreSQL locks rows, not the database)."""
+    return _WRITERS.get(engine.pool, _NO_LOCK)
+
 
 @contextmanager
 def reading(engine: Engine) -> Iterator[Session]:
@@ -68,7 +87,7 @@ def engine_for(url: str) -> Engine:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session whose work commits together at the end, or not at all."""
-    with Session(engine, expire_on_commit=False) as session:
+    with writer_lock(engine), Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, tuple_, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -47,22 +47,39 @@ def _claimable(now: datetime, lease: timedelta):
 
 def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[str, str]] | None = None,
           batch: int = 20, lease: timedelta = timedelta(seconds=60)) -> list:
-    """Claim the given deliveries, or up to ``batch`` due or abandoned ones, for ``owner``."""
+    """Claim the given deliveries, or up to ``batch`` abandoned or due ones (oldest due
+    first), for ``owner``."""
     if keys is None:
-        pick = select(InboundDelivery.platform, InboundDelivery.delivery_key).where(_claimable(now, lease))
-        pick = pick.order_by(InboundDelivery.received_at).limit(batch)
+        # Two index range scans on (status, …) rather than one OR over the whole table:
+        # the table keeps every delivery done, so a claim must not walk past them.
+        abandoned = select(InboundDelivery.platform, InboundDelivery.delivery_key).where(
+            InboundDelivery.status == "processing", InboundDelivery.claimed_at < now - lease).limit(batch)
+        due = select(InboundDelivery.platform, InboundDelivery.delivery_key).where(
+            InboundDelivery.status == "pending", InboundDelivery.next_attempt_at <= now,
+        ).order_by(InboundDelivery.next_attempt_at)
         if session.get_bind().dialect.name == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        keys = [tuple(row) for row in session.execute(pick)]
+            abandoned, due = (pick.with_for_update(skip_locked=True) for pick in (abandoned, due))
+        keys = [tuple(row) for row in session.execute(abandoned)]
+        if len(keys) < batch:
+            keys += [tuple(row) for row in session.execute(due.limit(batch - len(keys)))]
     if not keys:
         return []
+    by_platform: dict[str, list[str]] = {}
+    for platform, key in keys:
+        by_platform.setdefault(platform, []).append(key)
+    # ``platform = ? AND delivery_key IN (…)`` per platform, not a row-value IN: SQLite
+    # plans that one through the status index, over every pending row of a backlog.
+    which = or_(*(and_(_TABLE.c.platform == platform, _TABLE.c.delivery_key.in_(platform_keys))
+                  for platform, platform_keys in by_platform.items()))
     # Core, not the ORM: the hot path of every delivery (a cached statement, plain rows back).
-    return list(session.execute(
+    claimed = session.execute(
         update(_TABLE)
-        .where(tuple_(_TABLE.c.platform, _TABLE.c.delivery_key).in_(list(keys)), _claimable(now, lease))
+        .where(which, _claimable(now, lease))
         .values(status="processing", owner=owner, claimed_at=now, attempts=_TABLE.c.attempts + 1)
         .returning(_TABLE.c.platform, _TABLE.c.delivery_key, _TABLE.c.event, _TABLE.c.attempts)
-    ).all())
+    ).all()
+    order = {key: place for place, key in enumerate(keys)}  # RETURNING has no order; a person's messages do
+    return sorted(claimed, key=lambda row: order[(row.platform, row.delivery_key)])
 
 
 def _mine(platform: str, key: str, owner: str):

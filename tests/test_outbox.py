@@ -3,14 +3,17 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import event, text
 from sqlmodel import Session, select
 
 from bot.chat.outbound import GROUP, USER, Card, Destination, Text, from_payload
 from storage import inbound, outbox, tokens
-from storage.db import transaction
+from storage.db import make_engine, reading, transaction, writer_lock
 from storage.models import OutboxMessage, SendSlot
 from storage.outbox import RateLimit
 
@@ -167,6 +170,82 @@ def test_inbound_claims_and_leases(engine):
     with transaction(engine) as session:
         assert not inbound.finish(session, "wecom", "k1", "a", T0)
         assert inbound.finish(session, "wecom", "k1", "b", T0)
+
+
+def test_inbound_claims_abandoned_first_then_oldest_due_past_a_backlog_of_done(engine):
+    with transaction(engine) as session:
+        inbound.take(session, [("wecom", f"done{i}", {}) for i in range(300)], T0)
+        inbound.take(session, [("dingtalk", "late", {})], T0 + timedelta(seconds=5))
+        inbound.take(session, [("wecom", "early", {}), ("console", "lost", {})], T0)
+        inbound.take(session, [("wecom", "not-yet", {})], T0 + timedelta(hours=1))
+    with transaction(engine) as session:
+        done = inbound.claim(session, "a", T0, keys=[("wecom", f"done{i}") for i in range(300)])
+        for row in done:
+            assert inbound.finish(session, "wecom", row.delivery_key, "a", T0)
+        assert [r.delivery_key for r in inbound.claim(session, "dead", T0, keys=[("console", "lost")])] == ["lost"]
+    with transaction(engine) as session:  # the dead instance's lease has run out; "not-yet" is not due
+        rows = inbound.claim(session, "b", T0 + timedelta(seconds=61), batch=3)
+    assert [(r.platform, r.delivery_key) for r in rows] == [
+        ("console", "lost"), ("wecom", "early"), ("dingtalk", "late")]
+    with transaction(engine) as session:
+        assert inbound.claim(session, "b", T0 + timedelta(seconds=62)) == []
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path, sqlite_template):
+    shutil.copy(sqlite_template, tmp_path / "test.db")
+    engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    yield engine
+    engine.dispose()
+
+
+def test_an_inbound_claim_reads_through_indexes_on_sqlite(sqlite_engine):
+    """Every delivery stays in the table (its key dedupes retries); a claim must not scan them all."""
+    with transaction(sqlite_engine) as session:
+        inbound.take(session, [("wecom", "k1", {}), ("dingtalk", "k2", {})], T0)
+        plans: list[tuple[str, str]] = []  # (statement kind, plan line)
+        connection = session.connection()
+
+        def explain(conn, cursor, statement, parameters, context, executemany):
+            kind = statement.lstrip().split(None, 1)[0].upper()
+            if kind in ("SELECT", "UPDATE"):
+                plans.extend((kind, row[3]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}",
+                                                                            tuple(parameters)).all())
+
+        event.listen(connection, "before_cursor_execute", explain)
+        try:
+            inbound.claim(session, "a", T0)
+            inbound.claim(session, "a", T0 + timedelta(seconds=61), keys=[("wecom", "k1"), ("dingtalk", "k2")])
+        finally:
+            event.remove(connection, "before_cursor_execute", explain)
+        assert session.execute(text("SELECT COUNT(*) FROM inbound_deliveries WHERE owner = 'a'")).scalar_one() == 2
+    searches = [plan for kind, plan in plans if "inbound_deliveries" in plan]
+    assert searches and all(plan.startswith("SEARCH") for plan in searches), plans
+    # The picks range over (status, next_attempt_at); the update finds its rows by key, not by status.
+    assert all("ix_inbound_due" in plan for kind, plan in plans if kind == "SELECT" and "inbound" in plan), plans
+    assert all("sqlite_autoindex_inbound_deliveries_1" in plan
+               for kind, plan in plans if kind == "UPDATE" and "inbound" in plan), plans
+
+
+def test_writers_of_one_process_queue_in_a_lock_on_sqlite(sqlite_engine):
+    lock = writer_lock(sqlite_engine)
+    assert writer_lock(sqlite_engine.execution_options(isolation_level="SERIALIZABLE")) is lock
+    others = []
+
+    def another_writer_may_start() -> None:
+        others.append(lock.acquire(blocking=False))
+        if others[-1]:
+            lock.release()
+
+    with transaction(sqlite_engine):
+        thread = threading.Thread(target=another_writer_may_start)
+        thread.start()
+        thread.join()
+    with reading(sqlite_engine):  # a reader takes no write lock, and no place in the queue
+        thread = threading.Thread(target=another_writer_may_start)
+        thread.start()
+        thread.join()
+    assert others == [False, True]
 
 
 def test_one_refresher_at_a_time(engine):

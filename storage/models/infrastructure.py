@@ -40,11 +40,12 @@ class InboundDelivery(SQLModel, table=True):
     duplicate, and the neutral event it carries is the durable work still to do."""
 
     __tablename__ = "inbound_deliveries"
+    __table_args__ = (Index("ix_inbound_due", "status", "next_attempt_at"),)  # what a claim scans
     platform: str = Field(primary_key=True)
     delivery_key: str = Field(primary_key=True)
     received_at: datetime = Field(default_factory=utcnow, index=True)
     event: dict = Field(default_factory=dict, sa_type=JSON)  # bot.chat.events.Event, as JSON
-    status: str = Field(default="pending", index=True)  # pending | processing | done | failed
+    status: str = "pending"  # pending | processing | done | failed
     owner: str | None = None  # the instance processing it
     claimed_at: datetime | None = None
     attempts: int = 0
