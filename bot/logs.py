@@ -10,8 +10,10 @@ and what failed, not its text); ``tests/test_logs.py`` greps a whole scenario's 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -62,8 +64,26 @@ def configure(level: int = logging.INFO) -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # no per-request lines (query strings)
 
 
+class _Ids:
+    """Request ids: a random prefix per process and a counter, unique without asking the
+    kernel for randomness on every request (a forked child draws its own prefix)."""
+
+    def __init__(self) -> None:
+        self.reseed()
+        os.register_at_fork(after_in_child=self.reseed)
+
+    def reseed(self) -> None:
+        self.prefix, self.count = secrets.token_hex(4), itertools.count(1)
+
+    def next(self, kind: str) -> str:
+        return f"{kind}-{self.prefix}{next(self.count):x}"
+
+
+_ids = _Ids()
+
+
 def new_id(prefix: str = "r") -> str:
-    return f"{prefix}-{secrets.token_hex(6)}"
+    return _ids.next(prefix)
 
 
 @web.middleware

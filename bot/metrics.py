@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
+from functools import cache
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -75,6 +76,10 @@ class Metrics:
             "error code", ("platform", "code"), registry=registry)
         self.sweep_failures = Counter("shuangsui_reminder_sweep_failures", "Reminder sweeps on this instance "
                                       "that failed (the next tick tries again)", registry=registry)
+        # Each delivery counts in a series found once (``labels`` builds and locks on every call).
+        self._ack = cache(self.ack_seconds.labels)
+        self._delivery = cache(lambda platform, result, status_class: self.deliveries.labels(
+            platform, result, f"{status_class}xx"))
         self._routes: dict[object, str] = {}  # aiohttp route → platform
         self._sweep: list[float | None] | None = None  # [interval, last success, first run] (unix seconds)
         for platform in platforms.enabled(settings):  # series exist from the start, so rate() sees the first one
@@ -98,10 +103,10 @@ class Metrics:
         if status < 400:
             result = "ignored" if took is None else "taken" if took else "duplicate"
             if seconds is not None:
-                self.ack_seconds.labels(platform).observe(seconds)
+                self._ack(platform).observe(seconds)
         else:
             result = "refused"
-        self.deliveries.labels(platform, result, f"{status // 100}xx").inc()
+        self._delivery(platform, result, status // 100).inc()
 
     def middleware(self):
         """The aiohttp middleware measuring every watched callback route."""

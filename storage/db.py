@@ -9,6 +9,7 @@ from functools import cache
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
 
@@ -47,10 +48,21 @@ def _configure_sqlite(engine: Engine) -> None:
     def _begin(connection) -> None:
         # A reading transaction (``reading``) takes no write lock: in WAL mode it never
         # holds up the writers (the acknowledgement of a callback is one).
-        connection.exec_driver_sql("BEGIN" if connection.get_execution_options().get(READING) else "BEGIN IMMEDIATE")
+        options = connection.get_execution_options()
+        if options.get(READING):
+            connection.exec_driver_sql("BEGIN")
+        elif options.get(NOWAIT):  # ``transaction_now``: fail at once if another process writes
+            connection.exec_driver_sql("PRAGMA busy_timeout=0")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                connection.exec_driver_sql("PRAGMA busy_timeout=30000")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 READING = "shuangsui_reading"
+NOWAIT = "shuangsui_nowait"
 
 # SQLite has one writer at a time. A writer that finds the file locked sleeps in SQLite's
 # busy handler (1, 2, 5, 10 … 100 ms) and tries again, so threads of one process that
@@ -94,3 +106,37 @@ def transaction(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+class Busy(Exception):
+    """Another writer holds the database: ``transaction_now`` wrote nothing."""
+
+
+@contextmanager
+def transaction_now(engine: Engine) -> Iterator[Session]:
+    """``transaction`` on SQLite, begun only if no writer of this process or another is
+    ahead, so that the caller never waits (an event loop may call it).
+
+    Raises:
+        Busy: a writer is ahead (nothing was written; use ``transaction`` elsewhere), or
+            the database is not SQLite (its writes wait on the network).
+    """
+    lock = writer_lock(engine)
+    if lock is _NO_LOCK or not lock.acquire(blocking=False):
+        raise Busy
+    try:
+        with Session(engine.execution_options(**{NOWAIT: True}), expire_on_commit=False) as session:
+            try:
+                session.connection()  # BEGIN IMMEDIATE, or "database is locked" at once
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+                    raise Busy from None
+                raise
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    finally:
+        lock.release()

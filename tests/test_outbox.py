@@ -248,6 +248,44 @@ def test_writers_of_one_process_queue_in_a_lock_on_sqlite(sqlite_engine):
     assert others == [False, True]
 
 
+def test_a_write_that_must_not_wait_is_refused_while_another_writer_is_ahead(engine):
+    import sqlite3
+
+    from storage.db import Busy, transaction_now
+
+    if engine.dialect.name != "sqlite":  # its writes wait on the network: never on an event loop
+        with pytest.raises(Busy), transaction_now(engine):
+            pass
+        return
+    with transaction_now(engine) as session:
+        inbound.take(session, [("wecom", "now1", {})], T0)
+    refused = []
+
+    def try_now() -> None:
+        try:
+            with transaction_now(engine) as session:
+                inbound.take(session, [("wecom", "never", {})], T0)
+        except Busy:
+            refused.append(True)
+
+    with transaction(engine):  # a writer of this process (another thread) is ahead
+        thread = threading.Thread(target=try_now)
+        thread.start()
+        thread.join()
+    other = sqlite3.connect(engine.url.database, isolation_level=None)  # a writer in another process
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        try_now()
+    finally:
+        other.rollback()
+        other.close()
+    assert refused == [True, True]
+    with transaction_now(engine) as session:
+        assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == 30000  # waiting restored after BEGIN
+        keys = set(session.execute(text("SELECT delivery_key FROM inbound_deliveries")).scalars())
+    assert keys == {"now1"}
+
+
 def test_one_refresher_at_a_time(engine):
     key = "wecom:corp:1"
     with transaction(engine) as session:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
@@ -73,6 +74,30 @@ async def test_a_retried_callback_is_processed_once(bot, wecom, engine, concurre
     await asyncio.sleep(0.5)
     assert len(texts_to(wecom, ADMIN)) == 1
     assert count(engine, InboundDelivery) == 1
+
+
+async def test_a_callback_waits_out_another_process_writing_without_stalling_the_server(bot, wecom, engine):
+    """On SQLite the intake writes on the event loop when the database is free; when
+    another process (a CLI import, say) is writing, it waits on its own thread instead."""
+    import sqlite3
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL writers do not lock the database")
+    other = sqlite3.connect(engine.url.database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        callback = asyncio.create_task(wecom.send_text(ADMIN, "帮助"))
+        await asyncio.sleep(0.3)
+        assert not callback.done()  # not acknowledged before it is stored
+        async with aiohttp.ClientSession() as http:  # the loop is free meanwhile
+            async with http.get(f"{wecom.bot_url}/healthz", timeout=aiohttp.ClientTimeout(total=2)) as health:
+                assert health.status == 200
+    finally:
+        other.rollback()
+        other.close()
+    assert (await callback).status == 200
+    (text,) = await eventually(lambda: texts_to(wecom, ADMIN))
+    assert "帮助" in text
 
 
 async def test_group_command_is_answered_through_the_ai_bot(bot, wecom):
