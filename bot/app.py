@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, func
-from sqlmodel import Session, select
+from sqlmodel import select
 
 import handlers
 from bot import logs
@@ -40,7 +40,7 @@ from bot.wecom import callback as wecom_callback
 from bot.wecom.api import WeComAPI
 from bot.wecom.sender import WeComSender
 from storage import schema
-from storage.db import engine_for, transaction
+from storage.db import engine_for, reading, transaction
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ async def remind_missing_arrangements(app: web.Application) -> None:
 def _years_needing_arrangement(engine: Engine, timezone: str) -> list[int]:
     from storage.calendar import load_calendar
 
-    with Session(engine) as session:
+    with reading(engine) as session:
         return load_calendar(session).years_needing_arrangement(bureau_today(timezone))
 
 
@@ -244,7 +244,7 @@ def _directory_counts(engine: Engine) -> list[tuple[str, int]]:
 
     labels = say("pages", "directory_labels").split(",")
     models = (Unit, InspectionObject, Inspector, Team, Item)
-    with Session(engine) as session:
+    with reading(engine) as session:
         return [(label, session.exec(select(func.count()).select_from(m).where(m.listed)).one())
                 for label, m in zip(labels, models, strict=True)]
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlmodel import Session
-
 from bot.settings import Settings
 from bot.terminal import bar_chart, err, progress
 from bot.texts import say
-from storage.db import engine_for
+from storage.db import engine_for, reading
 
 
 def add_parser(commands) -> None:
@@ -48,7 +46,7 @@ def run(settings: Settings, args) -> int:
     if suffix not in (".csv", ".xlsx"):
         err(say("public", "feed_format", value=args.out.name))
         return 1
-    with Session(engine) as session:
+    with reading(engine) as session:
         results = disclosure.published_results(session, settings.bureau.timezone)
     args.out.write_bytes(feeds.to_csv(results) if suffix == ".csv" else feeds.to_xlsx(results))
     err(say("public", "feed_written", out=args.out, count=len(results)))

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from sqlalchemy import Engine, or_
-from sqlmodel import Session, select
+from sqlmodel import select
 
 from bot.chat.events import CardAction, Event, Media
 from bot.chat.outbound import GROUP, USER, Destination
@@ -26,7 +26,7 @@ from bot.console.sender import GROUP_CONVERSATION
 from bot.settings import Settings
 from bot.texts import page, say
 from storage import evidence
-from storage.db import transaction
+from storage.db import reading, transaction
 from storage.models import ConsoleMessage, Inspector, Unit
 
 PLATFORM = "console"
@@ -88,7 +88,7 @@ class Console:
             for role in ("leads", "approvers", "accountability"):
                 for user in entries_on(getattr(unit, role), PLATFORM):
                     add(user, role, unit_id)
-        with Session(self.engine) as session:
+        with reading(self.engine) as session:
             units = {u.id: u.name for u in session.exec(select(Unit))}
             for entry in found.values():
                 entry["roles"] = [say("console", "role", role=role, unit=units.get(unit, unit))
@@ -111,13 +111,13 @@ class Console:
         return web.json_response(await asyncio.to_thread(self._messages, user, after))
 
     def _messages(self, user: str, after: int) -> list[dict]:
-        with Session(self.engine) as session:
+        with reading(self.engine) as session:
             rows = session.exec(select(ConsoleMessage).where(
                 ConsoleMessage.id > after,
                 or_(ConsoleMessage.conversation == GROUP_CONVERSATION, ConsoleMessage.conversation == user))
                 .order_by(ConsoleMessage.id).limit(500)).all()
-        return [{"id": r.id, "conversation": "group" if r.conversation == GROUP_CONVERSATION else "private",
-                 "author": r.author, "kind": r.kind, "payload": r.payload, "at": r.at.isoformat()} for r in rows]
+            return [{"id": r.id, "conversation": "group" if r.conversation == GROUP_CONVERSATION else "private",
+                     "author": r.author, "kind": r.kind, "payload": r.payload, "at": r.at.isoformat()} for r in rows]
 
     async def _body(self, request: web.Request) -> dict:
         try:

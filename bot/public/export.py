@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from bot.public.site import Site
 from bot.settings import Settings
+from storage.db import reading
 
 
 class NotEmpty(Exception):
@@ -25,7 +25,7 @@ def export_site(engine: Engine, settings: Settings, out: Path,
         raise NotEmpty(str(out))
     root = out.resolve()
     written: Counter = Counter()
-    with Session(engine) as session:
+    with reading(engine) as session:
         site = Site(session, settings, static=True)
         for file in progress(site.everything(), total=site.paths()):
             target = (root / file.path).resolve()

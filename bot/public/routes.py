@@ -7,11 +7,11 @@ from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from bot.public.site import File, Site
 from bot.settings import Settings
 from bot.texts import page
+from storage.db import reading
 
 #: Static pages: no script, no framing, nothing fetched from elsewhere.
 SECURITY_HEADERS = {
@@ -44,7 +44,7 @@ def routes(engine: Engine, settings: Settings) -> list[web.RouteDef]:
 
 
 def _render(engine: Engine, settings: Settings, path: str, query: dict[str, str]) -> File | None:
-    with Session(engine) as session:
+    with reading(engine) as session:
         return Site(session, settings).get(path, query)
 
 
