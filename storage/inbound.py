@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -82,20 +82,26 @@ def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[s
     return sorted(claimed, key=lambda row: order[(row.platform, row.delivery_key)])
 
 
-def _mine(platform: str, key: str, owner: str):
-    return and_(InboundDelivery.platform == platform, InboundDelivery.delivery_key == key,
-                InboundDelivery.owner == owner, InboundDelivery.status == "processing")
+# A handler's own row, while it still holds it: cached statements (built and keyed once,
+# not per delivery).
+_MINE = and_(_TABLE.c.platform == bindparam("m_platform"), _TABLE.c.delivery_key == bindparam("m_key"),
+             _TABLE.c.owner == bindparam("m_owner"), _TABLE.c.status == "processing")
+_FINISH = update(_TABLE).where(_MINE).values(status="done", done_at=bindparam("m_now"), error=None)
+_GIVE_BACK = update(_TABLE).where(_MINE).values(status=bindparam("m_status"), next_attempt_at=bindparam("m_retry"),
+                                                error=bindparam("m_error"))
+
+
+def _mine(platform: str, key: str, owner: str) -> dict[str, str]:
+    return {"m_platform": platform, "m_key": key, "m_owner": owner}
 
 
 def finish(session: Session, platform: str, key: str, owner: str, now: datetime) -> bool:
     """Mark the work done, in the handler's own transaction (False: it was taken over)."""
-    result = session.execute(update(_TABLE).where(_mine(platform, key, owner))
-                             .values(status="done", done_at=now, error=None))
-    return result.rowcount == 1
+    return session.execute(_FINISH, _mine(platform, key, owner) | {"m_now": now}).rowcount == 1
 
 
 def give_back(session: Session, platform: str, key: str, owner: str, error: str, retry_at: datetime,
               *, give_up: bool) -> None:
     """After a handler failed: try again later, or stop (``failed``) after the last attempt."""
-    session.execute(update(InboundDelivery).where(_mine(platform, key, owner))
-                    .values(status="failed" if give_up else "pending", next_attempt_at=retry_at, error=error))
+    session.execute(_GIVE_BACK, _mine(platform, key, owner) | {
+        "m_status": "failed" if give_up else "pending", "m_retry": retry_at, "m_error": error})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import func
+from sqlalchemy import Select, bindparam, func
 from sqlmodel import Session, select
 
 from bot.roles import Actor, named
@@ -48,10 +48,21 @@ def identify(session: Session, settings: Settings, actor: Actor) -> Identity:
     return Identity(actor, frozenset(roles), {r: frozenset(u) for r, u in units.items()}, inspector_id)
 
 
+def _inspector_lookup(match) -> Select:
+    return select(Inspector.id).where(match, Inspector.active, Inspector.listed).limit(1)
+
+
+# One statement per platform, built once: every delivery asks. WeCom user ids are
+# case-insensitive (an expression index serves ``lower``); the console and the CLI name
+# inspectors by id.
+_INSPECTOR_OF = {platform: _inspector_lookup(func.lower(column) == bindparam("user"))
+                 for platform, column in _PLATFORM_ID.items()}
+_INSPECTOR_BY_ID = _inspector_lookup(Inspector.id == bindparam("user"))
+
+
 def _inspector_of(session: Session, actor: Actor) -> str | None:
-    column = _PLATFORM_ID.get(actor.platform)
-    if column is not None:
-        where = func.lower(column) == actor.user_id.lower()  # WeCom user ids are case-insensitive
+    if actor.platform in _INSPECTOR_OF:
+        lookup, user = _INSPECTOR_OF[actor.platform], actor.user_id.lower()
     else:
-        where = Inspector.id == actor.user_id  # the console and the CLI name inspectors by id
-    return session.exec(select(Inspector.id).where(where, Inspector.active, Inspector.listed)).first()
+        lookup, user = _INSPECTOR_BY_ID, actor.user_id
+    return session.execute(lookup, {"user": user}).scalar()
