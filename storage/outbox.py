@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, delete, insert, or_, text, update
+from sqlalchemy import and_, delete, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -92,9 +92,9 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
         and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < stale),
     )
     budget, free_at = _budgets(session, now, limits)
-    saturated = [{"key": key, "free_at": free_at[key]} for key, left in budget.items() if left <= 0]
-    if saturated:  # their messages wait until the budget frees: later claims need not scan them
-        session.execute(_DEFER, saturated)
+    for key, left in budget.items():
+        if left <= 0:  # its messages wait until the budget frees: later claims need not scan them
+            _hold(session, key, free_at[key], limits(key))
     candidates = select(OutboxMessage.id, OutboxMessage.rate_key).where(claimable)
     candidates = candidates.order_by(OutboxMessage.id).limit(batch * 4)
     if pg:
@@ -143,10 +143,29 @@ def _budgets(session: Session, now: datetime, limits: RateLimits) -> tuple[dict[
     return left, free_at
 
 
-_DEFER = (update(_TABLE)
-          .where(_TABLE.c.rate_key == bindparam("key"), _TABLE.c.status == "pending",
-                 _TABLE.c.next_attempt_at < bindparam("free_at"))
-          .values(next_attempt_at=bindparam("free_at")))
+def _hold(session: Session, rate_key: str, free_at: datetime, limits: Sequence[RateLimit]) -> None:
+    """Hold a saturated key's waiting messages until its budget frees.
+
+    The first ``count`` of them (by the tightest limit) are held until ``free_at``; the
+    rest cannot go before ``free_at`` plus that limit's window (a window from then holds
+    at most ``count`` sends), so they are held until then. A long queue for one member
+    is thus rewritten once a window, not at every slot that frees.
+    """
+    tightest = min(limits, key=lambda limit: limit.count)
+    waiting = _waiting(rate_key, free_at)
+    last_first = session.execute(select(_TABLE.c.id).where(waiting).order_by(_TABLE.c.id)
+                                 .offset(tightest.count - 1).limit(1)).scalar()
+    if last_first is None:  # no more than fit in the next window
+        session.execute(update(_TABLE).where(waiting).values(next_attempt_at=free_at))
+        return
+    session.execute(update(_TABLE).where(waiting, _TABLE.c.id <= last_first).values(next_attempt_at=free_at))
+    session.execute(update(_TABLE).where(waiting, _TABLE.c.id > last_first)
+                    .values(next_attempt_at=free_at + tightest.window))
+
+
+def _waiting(rate_key: str, free_at: datetime):
+    """A key's pending messages not yet held until ``free_at`` (through the due index)."""
+    return and_(_TABLE.c.status == "pending", _TABLE.c.next_attempt_at < free_at, _TABLE.c.rate_key == rate_key)
 
 
 def _unused(rate_key: str, limits: RateLimits) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,6 +83,31 @@ def test_a_saturated_member_does_not_starve_others(engine):
     assert sum(r.recipient == "busy" for r in got) == 30
     second = claim(engine, batch=50)
     assert [r.recipient for r in second] == ["quiet"] * 3
+
+
+def test_a_long_queue_for_one_member_is_held_a_window_at_a_time(engine):
+    fill(engine, 300, user="busy")
+
+    def sent(now: datetime) -> int:
+        rows = claim(engine, now=now)
+        with transaction(engine) as session:
+            for row in rows:
+                outbox.mark_sent(session, row.id, "a", {}, now)
+        return len(rows)
+
+    def held() -> dict[timedelta, int]:
+        with Session(engine) as session:
+            times = session.exec(select(OutboxMessage.next_attempt_at).where(OutboxMessage.status == "pending"))
+            return dict(sorted(Counter(at - T0 for at in times).items()))
+
+    assert sent(T0) == 30
+    assert sent(T0 + timedelta(seconds=30)) == 0
+    # The next 30 wait for the budget; the 240 after them cannot go before a window later.
+    assert held() == {timedelta(seconds=75): 30, timedelta(seconds=150): 240}
+    assert sent(T0 + timedelta(seconds=76)) == 30
+    assert sent(T0 + timedelta(seconds=100)) == 0
+    assert held() == {timedelta(seconds=151): 30, timedelta(seconds=226): 210}
+    assert sent(T0 + timedelta(seconds=151)) == 30
 
 
 def test_hour_budget(engine):
