@@ -99,13 +99,18 @@ def engine_for(url: str) -> Engine:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """A session whose work commits together at the end, or not at all."""
-    with writer_lock(engine), Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    with writer_lock(engine), Session(engine, expire_on_commit=False) as session, _all_or_nothing(session):
+        yield session
+
+
+@contextmanager
+def _all_or_nothing(session: Session) -> Iterator[None]:
+    try:
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 class Busy(Exception):
@@ -132,11 +137,7 @@ def transaction_now(engine: Engine) -> Iterator[Session]:
                 if getattr(exc.orig, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
                     raise Busy from None
                 raise
-            try:
+            with _all_or_nothing(session):
                 yield session
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
     finally:
         lock.release()
