@@ -12,6 +12,8 @@ from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another process's transaction
+
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """An engine whose transactions serialise writers the same way on both databases.
@@ -25,7 +27,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     # secrets, tokens) into an exception message or a log line.
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, hide_parameters=True,
-                               connect_args={"check_same_thread": False, "timeout": 30})
+                               connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         _WRITERS[engine.pool] = threading.RLock()
         return engine
@@ -38,7 +40,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -56,7 +58,7 @@ def _configure_sqlite(engine: Engine) -> None:
             try:
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
             finally:
-                connection.exec_driver_sql("PRAGMA busy_timeout=30000")
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         else:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 

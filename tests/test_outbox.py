@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from bot.chat.outbound import GROUP, USER, Card, Destination, Text, from_payload
 from storage import inbound, outbox, tokens
-from storage.db import make_engine, reading, transaction, writer_lock
+from storage.db import BUSY_TIMEOUT_MS, make_engine, reading, transaction, writer_lock
 from storage.models import OutboxMessage, SendSlot
 from storage.outbox import RateLimit
 
@@ -307,7 +307,7 @@ def test_a_write_that_must_not_wait_is_refused_while_another_writer_is_ahead(eng
         other.close()
     assert refused == [True, True]
     with transaction_now(engine) as session:
-        assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == 30000  # waiting restored after BEGIN
+        assert session.execute(text("PRAGMA busy_timeout")).scalar_one() == BUSY_TIMEOUT_MS  # restored after BEGIN
         keys = set(session.execute(text("SELECT delivery_key FROM inbound_deliveries")).scalars())
     assert keys == {"now1"}
 
