@@ -8,12 +8,11 @@ acknowledgement and the handler; any instance claims what is pending or abandone
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import Connection, and_, bindparam, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from storage.models import InboundDelivery
@@ -23,19 +22,45 @@ def take(session: Session, deliveries: Sequence[tuple[str, str, dict]], now: dat
     """Insert (platform, delivery key, event) rows; returns the keys that were new."""
     if not deliveries:
         return set()
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        return _take_in_process(connection, deliveries, now)
     rows = [dict(platform=p, delivery_key=k, event=e, received_at=now, status="pending", attempts=0,
                  next_attempt_at=now) for p, k, e in deliveries]
-    # One cached statement, run as a multi-row insert by the driver layer (not recompiled per round).
-    statement = _TAKE[session.get_bind().dialect.name]
-    return {tuple(row) for row in session.execute(statement, rows)}
+    # One round trip: a cached multi-row INSERT … RETURNING (the driver layer batches the rows).
+    return {tuple(row) for row in session.execute(_TAKE, rows)}
 
 
 _TABLE = InboundDelivery.__table__
-_TAKE = {
-    name: insert_(_TABLE).on_conflict_do_nothing(index_elements=["platform", "delivery_key"])
-    .returning(_TABLE.c.platform, _TABLE.c.delivery_key)
-    for name, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
+_TAKE = pg_insert(_TABLE).on_conflict_do_nothing(index_elements=["platform", "delivery_key"]).returning(
+    _TABLE.c.platform, _TABLE.c.delivery_key)
+_TAKE_ONE = (f"INSERT INTO {_TABLE.name} (platform, delivery_key, event, received_at, status, attempts, "
+             "next_attempt_at) VALUES (?, ?, ?, ?, 'pending', 0, ?) ON CONFLICT (platform, delivery_key) DO NOTHING")
+
+
+def _take_in_process(connection: Connection, deliveries: Sequence[tuple[str, str, dict]],
+                     now: datetime) -> set[tuple[str, str]]:
+    """SQLite, in this process: one prepared statement per row, whose row count says
+    whether the row is new. This is the acknowledgement of every callback, and a
+    multi-row ``RETURNING`` costs more per row in SQLAlchemy's bind processing than
+    SQLite takes to store the row; the values still go through the columns' own types."""
+    stamp = _bind_processor(_TABLE.c.received_at, connection.dialect)(now)
+    as_json = _bind_processor(_TABLE.c.event, connection.dialect)
+    cursor = connection.connection.cursor()
+    new = set()
+    try:
+        for platform, key, event in deliveries:
+            cursor.execute(_TAKE_ONE, (platform, key, as_json(event), stamp, stamp))
+            if cursor.rowcount == 1:
+                new.add((platform, key))
+    finally:
+        cursor.close()
+    return new
+
+
+def _bind_processor(column, dialect) -> Callable:
+    """What SQLAlchemy does to a value bound to ``column`` (its type, then the dialect's)."""
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _claimable(now: datetime, lease: timedelta):

@@ -43,7 +43,7 @@ class InboundDelivery(SQLModel, table=True):
     __table_args__ = (Index("ix_inbound_due", "status", "next_attempt_at"),)  # what a claim scans
     platform: str = Field(primary_key=True)
     delivery_key: str = Field(primary_key=True)
-    received_at: datetime = Field(default_factory=utcnow, index=True)
+    received_at: datetime = Field(default_factory=utcnow)  # never queried: no index on the hot insert
     event: dict = Field(default_factory=dict, sa_type=JSON)  # bot.chat.events.Event, as JSON
     status: str = "pending"  # pending | processing | done | failed
     owner: str | None = None  # the instance processing it
