@@ -83,7 +83,12 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     app[TICKER] = ticker
     if workers:
         app.cleanup_ctx.append(_workers)
+    app.on_cleanup.append(_close_pipeline)  # after the workers' teardown (cleanup_ctx runs first)
     return app
+
+
+async def _close_pipeline(app: web.Application) -> None:
+    await app[PIPELINE].close()
 
 
 def card_keys(settings: Settings) -> list[bytes]:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, nullcontext
 from functools import cache
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import Session, create_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another process's transaction
 
@@ -90,6 +92,26 @@ def reading(engine: Engine) -> Iterator[Session]:
             yield session
         finally:
             session.rollback()
+
+
+def loop_engine(engine: Engine) -> AsyncEngine | None:
+    """``engine``'s PostgreSQL database for writes an event loop awaits itself, or None
+    (SQLite: its writes are local, and ``transaction_now`` makes them on the loop).
+
+    A thread that waits on the network gives up the GIL at every round trip and, while
+    the loop is busy, waits up to the interpreter's switch interval (5 ms) to get it
+    back; awaited on the loop, a round trip costs the loop nothing."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return create_async_engine(engine.url, pool_pre_ping=True, hide_parameters=True, pool_size=2, max_overflow=2)
+
+
+@asynccontextmanager
+async def loop_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """``transaction`` for an event loop: commits together at the end, or not at all.
+    Synchronous storage functions run in it with ``await session.run_sync(f, …)``."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        yield session
 
 
 @cache

@@ -181,6 +181,41 @@ def test_inbound_take_is_a_dedupe(engine):
         assert inbound.take(session, [("wecom", "k1", event), ("wecom", "k3", event)], T0) == {("wecom", "k3")}
 
 
+def test_a_taken_delivery_is_stored_as_the_orm_stores_it(engine):
+    """``take`` writes its rows below the ORM (a prepared statement per row on SQLite, one
+    array statement per round on PostgreSQL): what it stores reads back, and reads as
+    text, exactly like a row the ORM wrote."""
+    from storage.models import InboundDelivery
+
+    event = {"text": "帮助 <&> \"引号\"", "nested": {"n": 1, "none": None}, "list": [1.5, True]}
+    now = datetime(2026, 11, 26, 16, 0, 0, 123456, tzinfo=UTC)
+    with transaction(engine) as session:
+        assert inbound.take(session, [("wecom", "taken", event)], now) == {("wecom", "taken")}
+        session.add(InboundDelivery(platform="wecom", delivery_key="orm", event=event, received_at=now,
+                                    next_attempt_at=now))
+    as_text = text("SELECT CAST(event AS TEXT), CAST(received_at AS TEXT), status, attempts, "
+                   "CAST(next_attempt_at AS TEXT), owner, claimed_at, done_at, error "
+                   "FROM inbound_deliveries WHERE delivery_key = :key")
+    with reading(engine) as session:
+        taken, orm = (session.execute(as_text, {"key": key}).one() for key in ("taken", "orm"))
+        assert taken == orm
+        row = session.get(InboundDelivery, ("wecom", "taken"))
+        assert (row.event, row.received_at, row.next_attempt_at, row.status, row.attempts) == (
+            event, now, now, "pending", 0)
+
+
+def test_a_round_of_deliveries_says_which_were_new(engine):
+    """A round larger than any driver's statement cache, with deliveries taken before mixed in."""
+    with transaction(engine) as session:
+        inbound.take(session, [("wecom", f"k{i}", {"i": i}) for i in range(0, 300, 7)], T0)
+    round_ = [("wecom", f"k{i}", {"i": i}) for i in range(300)] + [("dingtalk", "k1", {})]
+    with transaction(engine) as session:
+        new = inbound.take(session, round_, T0)
+    assert new == {("wecom", f"k{i}") for i in range(300) if i % 7} | {("dingtalk", "k1")}
+    with reading(engine) as session:
+        assert session.execute(text("SELECT COUNT(*) FROM inbound_deliveries")).scalar_one() == 301
+
+
 def test_inbound_claims_and_leases(engine):
     with transaction(engine) as session:
         inbound.take(session, [("wecom", "k1", {}), ("wecom", "k2", {})], T0)

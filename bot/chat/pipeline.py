@@ -33,7 +33,7 @@ from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
 from storage import audit, evidence, inbound, outbox
-from storage.db import Busy, transaction, transaction_now
+from storage.db import Busy, loop_engine, loop_transaction, transaction, transaction_now
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +51,10 @@ Fetch = Callable[[str], Awaitable[tuple[bytes, str, str]]]  # media handle → c
 class GroupCommit:
     """Writes the deliveries of concurrent requests in one transaction per round.
 
-    On SQLite a round is written on the event loop itself when no writer is ahead: a
-    local write of a round costs about a millisecond, less than handing it to a thread
-    and back while the loop holds the GIL. Otherwise (a writer ahead, or PostgreSQL,
-    whose writes wait on the network) the round goes to the intake thread.
+    The loop never waits on a thread for it: on PostgreSQL a round is one statement the
+    loop awaits (``loop_engine``); on SQLite it is written on the loop itself when no
+    writer is ahead (a local write of a round costs less than handing it to a thread
+    and back while the loop holds the GIL), and otherwise on the intake thread.
     """
 
     def __init__(self, engine: Engine, max_batch: int = 500) -> None:
@@ -62,6 +62,7 @@ class GroupCommit:
         self._max_batch = max_batch
         self._waiting: list[tuple[Event, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
+        self._remote = loop_engine(engine)
         # Its own thread: an acknowledgement never queues behind a handler in the shared pool.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
         self._last_busy = -1.0  # loop time of the last round that had company
@@ -74,6 +75,11 @@ class GroupCommit:
             self._writer = asyncio.create_task(self._write_rounds())
         return await future
 
+    async def close(self) -> None:
+        """Close the loop's database connections (a later take opens them again)."""
+        if self._remote is not None:
+            await self._remote.dispose()
+
     async def _write_rounds(self) -> None:
         while self._waiting:
             round_, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
@@ -81,10 +87,7 @@ class GroupCommit:
                 self._last_busy = asyncio.get_running_loop().time()
             events = [event for event, _ in round_]
             try:
-                try:
-                    new = self._write(events, transaction_now)
-                except Busy:  # a writer is ahead: wait for it on the intake thread, not on the loop
-                    new = await asyncio.get_running_loop().run_in_executor(self._thread, self._write, events)
+                new = await self._write_round(events)
             except Exception as exc:  # every waiting request answers "try again" (a 5xx the platform retries)
                 for _, future in round_:
                     if not future.done():
@@ -97,14 +100,27 @@ class GroupCommit:
                     future.set_result(key in new and key not in seen)
                 seen.add(key)
 
+    async def _write_round(self, events: list[Event]) -> set[tuple[str, str]]:
+        if self._remote is not None:
+            async with loop_transaction(self._remote) as session:
+                return await session.run_sync(_take, events)
+        try:
+            return self._write(events, transaction_now)
+        except Busy:  # a writer is ahead: wait for it on the intake thread, not on the loop
+            return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, events)
+
     def quiet(self) -> bool:
         """No burst of callbacks right now: handling work will not slow acknowledgements."""
         return not self._waiting and asyncio.get_running_loop().time() - self._last_busy > QUIET_AFTER
 
     def _write(self, events: list[Event], begin=transaction) -> set[tuple[str, str]]:
-        unique = {(e.platform, e.delivery_key): e for e in reversed(events)}  # first of each key wins
         with begin(self._engine) as session:
-            return inbound.take(session, [(p, k, e.to_json()) for (p, k), e in unique.items()], clock_now())
+            return _take(session, events)
+
+
+def _take(session, events: list[Event]) -> set[tuple[str, str]]:
+    unique = {(e.platform, e.delivery_key): e for e in reversed(events)}  # first of each key wins
+    return inbound.take(session, [(p, k, e.to_json()) for (p, k), e in unique.items()], clock_now())
 
 
 class Pipeline:
@@ -206,6 +222,9 @@ class Pipeline:
     def wake(self) -> None:
         """Look for work now (new work elsewhere, or shutting down)."""
         self._backlog.set()
+
+    async def close(self) -> None:
+        await self._intake.close()
 
     async def drain(self, budget: float = DRAIN_BUDGET) -> None:
         """Graceful shutdown: finish the work started here, then whatever deliveries are
