@@ -373,3 +373,29 @@ def test_group_destination_counts_against_its_robot(engine):
         outbox.queue(session, Destination("wecom", GROUP, "default"), Text("公告"), "g1")
     (row,) = claim(engine)
     assert row.rate_key == "wecom:group:default"
+
+
+async def test_an_acknowledgement_does_not_wait_for_a_thread(engine):
+    """The intake writes a round without handing it to a thread: awaited on the event loop
+    on PostgreSQL, written on the loop on SQLite when no writer is ahead. With its thread
+    held up, concurrent takes still commit (together), and duplicates say so."""
+    import asyncio
+
+    from bot.chat.events import Event
+    from bot.chat.pipeline import GroupCommit
+
+    intake = GroupCommit(engine)
+    release = threading.Event()
+    intake._thread.submit(release.wait)  # the intake thread is busy until released
+    try:
+        at = datetime.now(UTC)
+        events = [Event("wecom", f"app:msg:{n % 5}", "u", "private", Destination("wecom", USER, "u"), at, text="帮助")
+                  for n in range(8)]
+        taken = await asyncio.wait_for(asyncio.gather(*(intake.take(event) for event in events)), timeout=10)
+    finally:
+        release.set()
+        await intake.close()
+    assert taken == [True] * 5 + [False] * 3
+    with reading(engine) as session:
+        keys = session.execute(text("SELECT delivery_key FROM inbound_deliveries ORDER BY delivery_key")).scalars()
+        assert list(keys) == [f"app:msg:{n}" for n in range(5)]
