@@ -45,9 +45,8 @@ def _take_in_one_statement(connection: Connection, deliveries: Sequence[tuple[st
     the server takes apart. The text is the same whatever the round's size, so the
     driver converts it once and the server prepares it once (a multi-row ``VALUES``
     differs with every size, and past 50 parameters psycopg parses its text again for
-    every round); and the rows are encoded by ``json`` in C, not escaped one by one
-    into array literals. A ``json`` column keeps each event's text as encoded here,
-    as the ORM would have encoded it."""
+    every round). A ``json`` column keeps each event's text as ``json.dumps`` wrote it,
+    as the ORM would have."""
     round_ = json.dumps([{"platform": platform, "delivery_key": key, "event": event}
                          for platform, key, event in deliveries])
     return {tuple(row) for row in connection.execute(_TAKE_ROUND, {"round": round_, "now": now})}

@@ -62,7 +62,7 @@ class GroupCommit:
         self._max_batch = max_batch
         self._waiting: list[tuple[Event, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
-        self._remote = loop_engine(engine)
+        self._loop_engine = loop_engine(engine)
         # Its own thread: an acknowledgement never queues behind a handler in the shared pool.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
         self._last_busy = -1.0  # loop time of the last round that had company
@@ -77,8 +77,8 @@ class GroupCommit:
 
     async def close(self) -> None:
         """Close the loop's database connections (a later take opens them again)."""
-        if self._remote is not None:
-            await self._remote.dispose()
+        if self._loop_engine is not None:
+            await self._loop_engine.dispose()
 
     async def _write_rounds(self) -> None:
         while self._waiting:
@@ -101,8 +101,8 @@ class GroupCommit:
                 seen.add(key)
 
     async def _write_round(self, events: list[Event]) -> set[tuple[str, str]]:
-        if self._remote is not None:
-            async with loop_transaction(self._remote) as session:
+        if self._loop_engine is not None:
+            async with loop_transaction(self._loop_engine) as session:
                 return await session.run_sync(_take, events)
         try:
             return self._write(events, transaction_now)
