@@ -29,11 +29,12 @@ def take(session: Session, deliveries: Sequence[tuple[str, str, dict]], now: dat
 
 
 _TABLE = InboundDelivery.__table__
-_TAKE_ONE = (f"INSERT INTO {_TABLE.name} (platform, delivery_key, event, received_at, status, attempts, "
-             "next_attempt_at) VALUES (?, ?, ?, ?, 'pending', 0, ?) ON CONFLICT (platform, delivery_key) DO NOTHING")
+# A new row: pending, no attempts yet, due at once. ON CONFLICT makes a retry a no-op.
+_INSERT = f"INSERT INTO {_TABLE.name} (platform, delivery_key, event, received_at, status, attempts, next_attempt_at) "
+_NEW = "'pending', 0"
+_TAKE_ONE = _INSERT + f"VALUES (?, ?, ?, ?, {_NEW}, ?) ON CONFLICT (platform, delivery_key) DO NOTHING"
 _TAKE_ROUND = text(
-    f"INSERT INTO {_TABLE.name} (platform, delivery_key, event, received_at, status, attempts, next_attempt_at) "
-    "SELECT platform, delivery_key, event, :now, 'pending', 0, :now "
+    _INSERT + f"SELECT platform, delivery_key, event, :now, {_NEW}, :now "
     "FROM json_to_recordset(CAST(:round AS JSON)) AS batch (platform TEXT, delivery_key TEXT, event JSON) "
     "ON CONFLICT (platform, delivery_key) DO NOTHING RETURNING platform, delivery_key"
 ).bindparams(bindparam("round", type_=Text), bindparam("now", type_=_TABLE.c.received_at.type))
@@ -77,11 +78,12 @@ def _bind_processor(column, dialect) -> Callable:
     return column.type.dialect_impl(dialect).bind_processor(dialect)
 
 
-def _claimable(now: datetime, lease: timedelta):
-    return or_(
-        and_(InboundDelivery.status == "pending", InboundDelivery.next_attempt_at <= now),
-        and_(InboundDelivery.status == "processing", InboundDelivery.claimed_at < now - lease),
-    )
+def _due(now: datetime):
+    return and_(_TABLE.c.status == "pending", _TABLE.c.next_attempt_at <= now)
+
+
+def _abandoned(now: datetime, lease: timedelta):
+    return and_(_TABLE.c.status == "processing", _TABLE.c.claimed_at < now - lease)
 
 
 def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[str, str]] | None = None,
@@ -91,11 +93,9 @@ def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[s
     if keys is None:
         # Two index range scans on (status, …) rather than one OR over the whole table:
         # the table keeps every delivery done, so a claim must not walk past them.
-        abandoned = select(InboundDelivery.platform, InboundDelivery.delivery_key).where(
-            InboundDelivery.status == "processing", InboundDelivery.claimed_at < now - lease).limit(batch)
-        due = select(InboundDelivery.platform, InboundDelivery.delivery_key).where(
-            InboundDelivery.status == "pending", InboundDelivery.next_attempt_at <= now,
-        ).order_by(InboundDelivery.next_attempt_at)
+        pick = select(_TABLE.c.platform, _TABLE.c.delivery_key)
+        abandoned = pick.where(_abandoned(now, lease)).limit(batch)
+        due = pick.where(_due(now)).order_by(_TABLE.c.next_attempt_at)
         if session.get_bind().dialect.name == "postgresql":
             abandoned, due = (pick.with_for_update(skip_locked=True) for pick in (abandoned, due))
         keys = [tuple(row) for row in session.execute(abandoned)]
@@ -113,7 +113,7 @@ def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[s
     # Core, not the ORM: the hot path of every delivery (a cached statement, plain rows back).
     claimed = session.execute(
         update(_TABLE)
-        .where(which, _claimable(now, lease))
+        .where(which, or_(_due(now), _abandoned(now, lease)))
         .values(status="processing", owner=owner, claimed_at=now, attempts=_TABLE.c.attempts + 1)
         .returning(_TABLE.c.platform, _TABLE.c.delivery_key, _TABLE.c.event, _TABLE.c.attempts)
     ).all()
