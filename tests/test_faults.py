@@ -65,13 +65,21 @@ def counts(engine, batch_id: str) -> tuple[str, int]:
 
 
 def test_a_draw_killed_midway_leaves_nothing_half_written(engine, district, tmp_path):
+    # Kills at fractions of how long a whole draw takes on this machine now (a fixed
+    # delay comes too late on a fast, idle machine and too early on a loaded one).
+    assert cli(district, "batch", "new", "名称=第1批", "事项=A01", "比例=10%", "方式=交叉随机",
+               "截止=2026-12-31").returncode == 0
+    assert cli(district, "batch", "publish", "批次=2026-DS-001").returncode == 0
+    started = time.monotonic()
+    assert cli(district, "batch", "draw", "批次=2026-DS-001").returncode == 0
+    whole = time.monotonic() - started
     killed_midway = 0
-    for n, delay in enumerate((0.9, 1.4, 1.9, 2.6), start=1):
+    for n, share in enumerate((0.5, 0.65, 0.8, 0.9), start=2):
         batch_id = f"2026-DS-{n:03d}"
         assert cli(district, "batch", "new", f"名称=第{n}批", "事项=A01", "比例=10%", "方式=交叉随机",
                    "截止=2026-12-31").returncode == 0
         assert cli(district, "batch", "publish", f"批次={batch_id}").returncode == 0
-        running = killed_after(district, delay, "batch", "draw", f"批次={batch_id}")
+        running = killed_after(district, share * whole, "batch", "draw", f"批次={batch_id}")
         status, tasks = counts(engine, batch_id)
         if status == "published":  # killed before its one commit: nothing of the draw is there
             assert tasks == 0
