@@ -847,13 +847,6 @@ async def test_the_other_routes(wecom_gate, method, path, query, headers, forwar
     assert await wecom_gate.settle() == before
 
 
-class _Frame:
-    """What the dingtalk-stream SDK hands a callback handler: the frame's data, parsed."""
-
-    def __init__(self, data) -> None:
-        self.data = data
-
-
 @fuzz(80)
 @given(data=st.data(), topic=st.sampled_from(["robot", "card"]))
 async def test_dingtalk_stream_frames(data, topic):
@@ -861,7 +854,7 @@ async def test_dingtalk_stream_frames(data, topic):
     BAD_REQUEST (refused), never an exception (a frame that raises is never acked, and
     DingTalk does not resend robot messages)."""
     from bot.dingtalk.parse import card_event, robot_event
-    from bot.dingtalk.stream import _Handler
+    from bot.dingtalk.stream import Topic
 
     taken = []
 
@@ -872,15 +865,15 @@ async def test_dingtalk_stream_frames(data, topic):
     key = card_keys(dingtalk_settings())[0]
     if topic == "robot":
         body = data.draw(robot_bodies())
-        handler = _Handler(lambda d: robot_event(d, OAPI), take, "OK", lambda *observed: None)
+        handler = Topic(lambda d: robot_event(d, OAPI), take, "OK", lambda *observed: None)
     else:
         body, _ = data.draw(card_callbacks(key, False))
-        handler = _Handler(lambda d: card_event(d, [key]), take, {}, lambda *observed: None)
+        handler = Topic(lambda d: card_event(d, [key]), take, {}, lambda *observed: None)
     try:
         frame = json.loads(body)
     except Exception:
         frame = data.draw(json_values())
-    status, _ = await handler.process(_Frame(frame))
+    status, _ = await handler.process(frame)
     label(f"{topic} {status}")
     assert status in (200, 400)
     assert len(taken) <= 1 and (status == 200 or not taken)
