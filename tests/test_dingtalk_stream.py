@@ -127,3 +127,17 @@ async def test_a_disconnect_frame_makes_it_connect_again_at_once(ingress, dingta
     finally:
         stop.set()
         await asyncio.wait_for(run, 5)
+
+
+async def test_a_stop_does_not_wait_for_ever_on_a_frame_stuck_in_take(ingress, dingtalk, monkeypatch):
+    monkeypatch.setattr(stream_module, "DRAIN", 0.1)
+    stop, run = await running(ingress)
+    await dingtalk.wait_for_stream(1)
+    ingress.taker.hold = asyncio.Event()  # never released
+    push = asyncio.create_task(dingtalk.stream_push(ROBOT_TOPIC, robot_message("m-stuck")))
+    await asyncio.wait_for(ingress.taker.waiting.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(run, 5)
+    with pytest.raises(ConnectionResetError):  # never acked: the connection went away
+        await asyncio.wait_for(push, 5)
+    assert not ingress.taker.taken

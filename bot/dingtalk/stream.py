@@ -43,7 +43,7 @@ OK, BAD_REQUEST, SYSTEM_EXCEPTION = 200, 400, 500
 
 RETRY_AFTER = (1, 2, 5, 10, 30)  # seconds between failed connection attempts
 HEARTBEAT = 20.0  # seconds between WebSocket pings; no pong within half of it closes the connection
-DRAIN = 5.0  # seconds a closing connection waits for the frames it is handling to be acked
+DRAIN = 5.0  # seconds a closing connection waits for the frames it is handling to be acked (then drops them)
 
 #: (platform, the ack's status, what ``take`` said or None, seconds): bot.metrics.Metrics.delivered
 Observe = Callable[[str, int, bool | None, float], None]
@@ -121,7 +121,11 @@ class StreamIngress:
                 await self._read(ws, stop, frames)
             finally:
                 if frames:  # their acks go out on this connection before it closes
-                    await asyncio.wait(frames, timeout=DRAIN)
+                    _, late = await asyncio.wait(frames, timeout=DRAIN)
+                    for task in late:
+                        task.cancel()
+                    if late:
+                        log.warning("DingTalk stream connection closed with %d frames not acked", len(late))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse, stop: asyncio.Event, frames: set[asyncio.Task]) -> None:
         """Hand each frame to a task of its own until the connection ends, is to end, or ``stop`` is set."""
