@@ -31,9 +31,9 @@ from tests.fuzz.bodies import hostile_text, without_nul
 from tests.fuzz.harness import drawn_district, fuzz, is_pg, label, note, pg_only
 from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD
 
+# ----- the command parser ---------------------------------------------------------------------------------------------
+
 ALL_KEYS = sorted(KEYS) + sorted(ENGLISH)
-
-
 ARGUMENT_VALUES = (st.sampled_from(["", "1", "0", "-1", "12", "１２", "²", "1_0", "1e3", "是", "否", "2026-01-01",
                                     "9999-12-31", "2026-02-30", "大随机", "小随机", "A01", "A01,A02",
                                     "A01、A02；A03", "U-XY", "S-DC",
@@ -117,6 +117,9 @@ def test_number_is_a_positive_whole_number_or_a_refusal(value):
     assert isinstance(found, int) and found > 0
 
 
+# ----- whole chat messages through the router and handlers ------------------------------------------------------------
+
+
 @pytest.fixture
 def chat(engine, tmp_path, district_settings):
     batch_id = drawn_district(engine, tmp_path, district_settings)
@@ -129,8 +132,6 @@ def chat(engine, tmp_path, district_settings):
 
 
 COMMANDS = sorted({name for route in handlers.router().routes() for name in route.names})
-
-
 ACTIONS = sorted(handlers.router().actions)
 
 

@@ -43,8 +43,6 @@ def _ids(prefix: str, known: list[str]) -> st.SearchStrategy[str]:
 
 
 _DATES = st.dates(datetime(2025, 1, 1).date(), datetime(2027, 12, 31).date()).map(lambda d: d.isoformat())
-
-
 _TEXT = st.text(st.characters(categories=("L", "N", "P", "Zs"), exclude_characters="\u3000"), min_size=1,
                 max_size=12)
 
