@@ -85,6 +85,28 @@ def test_the_chart_renders_chinese_labels():
     assert png.startswith(b"\x89PNG") and len(png) > 2000
 
 
+@pytest.mark.skipif(cjk_font() is None, reason="no CJK font installed")
+def test_charts_drawn_side_by_side_in_threads_leave_matplotlib_state_alone():
+    """Charts are drawn from worker threads: each figure carries its own font, no
+    pyplot figure or process-wide setting is touched, and no label falls back to a
+    font without Chinese characters (matplotlib warns of each missing glyph)."""
+    import sys
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    import matplotlib
+
+    before = matplotlib.rcParams.copy()  # copy() does not resolve the backend (which imports pyplot)
+    batches = [(f"批次{n}", [("待确认", n), ("已公示", 5 - n)]) for n in range(5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with ThreadPoolExecutor(4) as pool:
+            pngs = list(pool.map(lambda n: progress_chart(f"抽查进度{n}", batches[:n + 1]), range(8)))
+    assert all(png.startswith(b"\x89PNG") for png in pngs)
+    assert matplotlib.rcParams.copy() == before
+    assert "matplotlib.pyplot" not in sys.modules
+
+
 def test_no_font_no_chart(monkeypatch):
     import bot.reports.chart as chart
 

@@ -1,9 +1,14 @@
 """A chart of where the batches stand, as a PNG — only with a CJK font: a chart whose
-labels would be boxes is worse than none, and the summary's text says it all anyway."""
+labels would be boxes is worse than none, and the summary's text says it all anyway.
+
+Drawn through matplotlib's object API (a `Figure` on its own Agg canvas, the font given
+to each text): charts are drawn from worker threads, and pyplot's current figure and the
+process-wide rcParams are state no thread may touch."""
 
 from __future__ import annotations
 
 import io
+import logging
 from functools import cache
 
 CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK", "Noto Serif CJK SC", "Source Han Sans SC",
@@ -37,28 +42,26 @@ def progress_chart(title: str, batches: list[tuple[str, list[tuple[str, int]]]])
     font = cjk_font()
     if font is None or not batches:
         return None
-    import logging
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.font_manager import FontProperties
 
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # a font with one weight is fine
 
-    pyplot.rcParams["font.family"] = font
     states = [state for state, _ in batches[0][1] if any(dict(counts)[state] for _, counts in batches)]
-    figure, axes = pyplot.subplots(figsize=(8, 0.6 * len(batches) + 1.6), dpi=110)
+    figure = Figure(figsize=(8, 0.6 * len(batches) + 1.6), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.tick_params(labelfontfamily=font)
     lefts = [0] * len(batches)
     for state in states:
         values = [dict(counts)[state] for _, counts in batches]
         axes.barh([name for name, _ in batches], values, left=lefts, label=state)
         lefts = [a + b for a, b in zip(lefts, values, strict=True)]
-    axes.set_title(title)
+    axes.set_title(title, fontfamily=font)
     axes.invert_yaxis()
-    axes.legend(loc="lower right", fontsize="small", ncols=min(len(states), 6))
+    axes.legend(loc="lower right", ncols=min(len(states), 6), prop=FontProperties(family=font, size="small"))
     figure.tight_layout()
     out = io.BytesIO()
     figure.savefig(out, format="png")
-    pyplot.close(figure)
     return out.getvalue()

@@ -1,4 +1,4 @@
-"""Hostile input for the fuzz tests (``tests/test_fuzz.py``): hypothesis strategies for
+"""Hostile input for the fuzz tests (``tests/fuzz/``): hypothesis strategies for
 bodies, headers and query strings, XML bombs, mutations of genuine deliveries, a raw
 HTTP/1.1 client that sends exactly the bytes it is given, and a cheap fingerprint of
 the database to prove that a refused request wrote nothing."""
@@ -336,5 +336,5 @@ def without_nul(value: str) -> str:
 
 
 def unicode_digits(value: str) -> bool:
-    """Digits ``str.isdigit`` takes and ``int`` refuses (²): see test_fuzz's BUG tests."""
+    """Digits ``str.isdigit`` takes and ``int`` refuses (²): see the fuzz tests' test_bug_* tests."""
     return value.isdigit() and not value.isdecimal()
