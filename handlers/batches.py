@@ -8,13 +8,13 @@ from pathlib import Path
 
 from bot import verifier
 from bot.batches import commands
-from bot.batches.errors import Refusal
 from bot.batches.export import export
 from bot.batches.progress import progress
 from bot.chat.context import Context
 from bot.chat.identity import ADMIN
 from bot.chat.router import EVERYONE, Router
 from bot.clock import bureau_today
+from bot.refusal import Refusal
 from bot.texts import say
 from handlers.common import arguments, arguments_text, refuse
 from storage.calendar import load_calendar

@@ -3,8 +3,8 @@ with the right form of the command, and the task a button or ``任务=`` names."
 
 from __future__ import annotations
 
-from bot.batches.errors import Refusal
 from bot.chat.context import Context
+from bot.refusal import Refusal
 from bot.rules.arguments import ArgumentError, Arguments, parse_arguments
 from bot.texts import say
 from storage import audit

@@ -6,13 +6,13 @@ superseded by an audited 更正."""
 from __future__ import annotations
 
 from bot.batches import notices
-from bot.batches.errors import Refusal
 from bot.batches.inspection import team_of
 from bot.batches.results import Entry, approve, correct, latest, return_result, submit
 from bot.chat import pending
 from bot.chat.context import Context
 from bot.chat.identity import APPROVER, INSPECTOR, LEAD
 from bot.chat.router import Router
+from bot.refusal import Refusal
 from bot.texts import say
 from handlers.common import arguments, number, refuse, task_of
 from storage import evidence

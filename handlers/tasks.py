@@ -10,7 +10,6 @@ from sqlmodel import select
 from bot.batches import notices
 from bot.batches.cards import recusal_reason_card
 from bot.batches.confirmation import confirm
-from bot.batches.errors import Refusal
 from bot.batches.inspection import mark_inspected, own_task, team_of
 from bot.batches.recusal import recuse
 from bot.chat import pending
@@ -18,6 +17,7 @@ from bot.chat.context import Context
 from bot.chat.identity import INSPECTOR
 from bot.chat.router import Router
 from bot.clock import bureau_today
+from bot.refusal import Refusal
 from bot.texts import say
 from handlers.common import arguments, refuse, task_of
 from storage import audit, evidence

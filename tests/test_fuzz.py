@@ -53,7 +53,6 @@ from sqlmodel import Session
 import handlers
 from bot.app import MAX_REQUEST, PIPELINE, card_keys, create_app
 from bot.batches import create, draw, publish
-from bot.batches.errors import Refusal
 from bot.callback_crypto import MsgCrypt
 from bot.chat.context import Context
 from bot.chat.events import CardAction, Event
@@ -66,6 +65,7 @@ from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from bot.dingtalk.cards import action_token
 from bot.dingtalk.sign import WINDOW_MS, robot_sign
+from bot.refusal import Refusal
 from bot.roles import Actor
 from bot.rules.arguments import ENGLISH, KEYS, ArgumentError, normalise, parse_arguments, split_list
 from bot.wecom.callback import REPLAY_WINDOW
