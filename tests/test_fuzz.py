@@ -54,12 +54,12 @@ import handlers
 from bot.app import MAX_REQUEST, PIPELINE, card_keys, create_app
 from bot.batches import create, draw, publish
 from bot.callback_crypto import MsgCrypt
+from bot.chat.arguments import number
 from bot.chat.context import Context
 from bot.chat.events import CardAction, Event
 from bot.chat.identity import identify
 from bot.chat.ingress import MAX_BODY
 from bot.chat.outbound import USER, Destination
-from bot.chat.pipeline import dispatch
 from bot.chat.router import command_word, strip_mentions
 from bot.clock import bureau_today
 from bot.clock import now as clock_now
@@ -69,7 +69,6 @@ from bot.refusal import Refusal
 from bot.roles import Actor
 from bot.rules.arguments import ENGLISH, KEYS, ArgumentError, normalise, parse_arguments, split_list
 from bot.wecom.callback import REPLAY_WINDOW
-from handlers.common import number
 from storage.db import make_engine, transaction
 from storage.importing import KINDS, import_file
 from storage.importing import values as cell_values
@@ -1101,7 +1100,7 @@ def handle(chat_: dict, event: Event) -> list:
         try:
             identity = identify(session, settings_, Actor(event.platform, event.sender))
             ctx = Context(session, settings_, event, identity, clock_now())
-            dispatch(chat_["router"], ctx)
+            chat_["router"].dispatch(ctx)
             replies = list(ctx._replies)
             ctx.flush()
             return replies
