@@ -176,7 +176,7 @@ class Router:
         self._run(route, ctx)
 
     def _answer(self, ctx: Context) -> tuple[Route, PendingInput] | None:
-        """The question the bot asked the sender, and its answer's route, if the event can answer it."""
+        """The answer route for the question the bot asked the sender, and the question, if the event can answer it."""
         asked = pending.current(ctx.session, ctx.event.platform, ctx.event.sender, ctx.now)
         route = self.answers.get(asked.kind) if asked is not None else None
         if route is None or route.media != (ctx.event.media is not None) or not route.allows(ctx.identity):
