@@ -12,9 +12,9 @@ import getpass
 from pathlib import Path
 
 from bot.batches import commands
-from bot.batches.errors import Refusal
 from bot.batches.export import export
 from bot.clock import now
+from bot.refusal import Refusal
 from bot.roles import Actor, is_admin
 from bot.settings import Settings
 from bot.terminal import err

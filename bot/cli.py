@@ -139,9 +139,9 @@ def run_import(settings: Settings, args) -> int:
     """``import KIND FILE`` — and ``plan import FILE``, where a changed plan needs ``--reason``."""
     import getpass
 
-    from bot.batches.errors import Refusal
     from bot.clock import bureau_today
     from bot.plans import import_plans
+    from bot.refusal import Refusal
     from storage.importing import import_file
 
     started = time.perf_counter()
@@ -239,7 +239,7 @@ def _by_next_day(found) -> list[tuple[str, int]]:
 def _decide_reminder(settings: Settings, args) -> int:
     import getpass
 
-    from bot.batches.errors import Refusal
+    from bot.refusal import Refusal
     from bot.reminders.operations import acknowledge, snooze
     from bot.roles import Actor, is_admin
     from storage import audit

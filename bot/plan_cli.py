@@ -7,8 +7,8 @@ from datetime import date
 from pathlib import Path
 
 from bot import plans
-from bot.batches.errors import Refusal
 from bot.clock import bureau_today
+from bot.refusal import Refusal
 from bot.settings import Settings
 from bot.terminal import err
 from bot.texts import say

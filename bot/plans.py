@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from bot.batches.errors import Refusal
+from bot.refusal import Refusal
 from storage import audit
 from storage.importing import Outcome, import_file
 from storage.models import AnnualPlan, Batch, PlanAdjustment

@@ -4,11 +4,10 @@ from bot.chat.router import Router
 
 
 def router() -> Router:
-    """Every command and card action of the bot."""
-    from handlers import batches, conversation, help, results, tasks
+    """Every command, card button and answer of the bot (help first: it lists them in this order)."""
+    from handlers import batches, help, results, tasks
 
     joined = Router()
-    for feature in (help, batches, tasks, results, conversation):
+    for feature in (help, batches, tasks, results):
         joined.include(feature.router)
-    help.ROUTES[:] = joined.routes()  # (each app builds the router; the list is replaced, not extended)
     return joined

@@ -8,28 +8,23 @@ from pathlib import Path
 
 from bot import verifier
 from bot.batches import commands
-from bot.batches.errors import Refusal
 from bot.batches.export import export
 from bot.batches.progress import progress
+from bot.chat.arguments import arguments, arguments_text
 from bot.chat.context import Context
 from bot.chat.identity import ADMIN
 from bot.chat.router import EVERYONE, Router
 from bot.clock import bureau_today
+from bot.refusal import Refusal
 from bot.texts import say
-from handlers.common import arguments, arguments_text, refuse
 from storage.calendar import load_calendar
 
 router = Router()
 
 
-def _batch_command(action: str, name: str):
+def _batch_command(action: str):
     def handler(ctx: Context) -> None:
-        try:
-            with ctx.session.begin_nested():  # a refusal leaves nothing half-written
-                done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, arguments_text(ctx), ctx.now)
-        except Refusal as refusal:
-            refuse(ctx, refusal, name)
-            return
+        done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, arguments_text(ctx), ctx.now)
         ctx.reply("\n".join(done.lines))
     handler.__name__ = f"batch_{action}"
     return handler
@@ -38,34 +33,27 @@ def _batch_command(action: str, name: str):
 for _action, _names in (("new", ("新建抽查", "new")), ("stratum", ("追加分层", "stratum")),
                         ("publish", ("公示方案", "publish")), ("draw", ("抽取", "draw")),
                         ("cancel", ("撤销", "cancel"))):
-    router.command(*_names, roles={ADMIN})(_batch_command(_action, _names[0]))
+    router.command(*_names, roles={ADMIN})(_batch_command(_action))
 
 
 @router.command("进度", "status", roles=EVERYONE)
 def show_progress(ctx: Context) -> None:
-    try:
-        batch_id = arguments(ctx, {"batch"}).get("batch")
-        today = bureau_today(ctx.settings.bureau.timezone)
-        found = progress(ctx.session, load_calendar(ctx.session), today, batch_id)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "进度")
-        return
+    batch_id = arguments(ctx, {"batch"}).get("batch")
+    today = bureau_today(ctx.settings.bureau.timezone)
+    found = progress(ctx.session, load_calendar(ctx.session), today, batch_id)
     ctx.reply(say("progress", "report", batches=found))
 
 
 @router.command("核验", "verify", roles=EVERYONE)
 def verify_draw(ctx: Context) -> None:
     """Recompute the draw from its record, exactly as a citizen would (DRAW.md §7)."""
-    try:
-        batch_id = arguments(ctx, {"batch"}).get("batch")
-        if not batch_id:
-            raise Refusal("missing_argument", key="batch")
-        with tempfile.TemporaryDirectory() as directory:
-            export(ctx.session, batch_id, Path(directory), internal=True)
-            try:
-                verdict = verifier.verify(Path(directory))
-                ctx.reply(say("progress", "verified", batch=batch_id, verdict=verdict))
-            except verifier.Mismatch as mismatch:
-                ctx.reply(say("progress", "mismatch", batch=batch_id, detail=str(mismatch)))
-    except Refusal as refusal:
-        refuse(ctx, refusal, "核验")
+    batch_id = arguments(ctx, {"batch"}).get("batch")
+    if not batch_id:
+        raise Refusal("missing_argument", key="batch")
+    with tempfile.TemporaryDirectory() as directory:
+        export(ctx.session, batch_id, Path(directory), internal=True)
+        try:
+            verdict = verifier.verify(Path(directory))
+            ctx.reply(say("progress", "verified", batch=batch_id, verdict=verdict))
+        except verifier.Mismatch as mismatch:
+            ctx.reply(say("progress", "mismatch", batch=batch_id, detail=str(mismatch)))

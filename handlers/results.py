@@ -6,17 +6,17 @@ superseded by an audited 更正."""
 from __future__ import annotations
 
 from bot.batches import notices
-from bot.batches.errors import Refusal
 from bot.batches.inspection import team_of
 from bot.batches.results import Entry, approve, correct, latest, return_result, submit
 from bot.chat import pending
+from bot.chat.arguments import arguments, number, task_of
 from bot.chat.context import Context
 from bot.chat.identity import APPROVER, INSPECTOR, LEAD
 from bot.chat.router import Router
+from bot.refusal import Refusal
 from bot.texts import say
-from handlers.common import arguments, number, refuse, task_of
 from storage import evidence
-from storage.models import Result, Task
+from storage.models import PendingInput, Result, Task
 
 router = Router()
 YES, NO = {"是", "true", "1", "yes", "y"}, {"否", "false", "0", "no", "n"}
@@ -35,20 +35,16 @@ def yes_no(value: str | None, key: str) -> bool | None:
 
 @router.command("结果", "result", roles={INSPECTOR}, private_only=True)
 def result_by_command(ctx: Context) -> None:
-    try:
-        args = arguments(ctx, {"task", "category", "note", "signed", "reason", "case"})
-        task_id = task_of(ctx, args)
-        case = args.get("case")
-        entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
-                      signed=yes_no(args.get("signed"), "signed"), unsigned_reason=args.get("reason"),
-                      case=number(case, "case") if case else None)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "结果")
-        return
+    args = arguments(ctx, {"task", "category", "note", "signed", "reason", "case"})
+    task_id = task_of(ctx, args)
+    case = args.get("case")
+    entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
+                  signed=yes_no(args.get("signed"), "signed"), unsigned_reason=args.get("reason"),
+                  case=number(case, "case") if case else None)
     submit_entry(ctx, task_id, entry)
 
 
-@router.action("result", roles={INSPECTOR})
+@router.action("result", of="result", roles={INSPECTOR})
 def result_by_card(ctx: Context) -> None:
     """The result card: the chosen category, signed or not; what a card cannot take is asked."""
     action = ctx.event.action
@@ -74,14 +70,39 @@ def result_by_card(ctx: Context) -> None:
     ctx.close_card(say("results", "card_waiting"))
 
 
+@router.answer("case", of="result")
+def case_typed(ctx: Context, asked: PendingInput) -> None:
+    """Which of art. 19's cases (第一项 to 第四项) a category 6 result is."""
+    text = (ctx.event.text or "").strip()
+    data = dict(asked.data)
+    try:
+        case = number(text.strip("（）() 第项"), "case")
+        if case not in range(1, 5):
+            raise Refusal("bad_number", key="case", value=text)
+    except Refusal:
+        ctx.reply(say("results", "ask_case"))
+        return
+    if not data.get("signed", True):
+        pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "unsigned_reason", asked.task_id, ctx.now,
+                    {**data, "case": case})
+        ctx.reply(say("results", "ask_unsigned_reason"))
+        return
+    pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
+    submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=True, case=case))
+
+
+@router.answer("unsigned_reason", of="result")
+def unsigned_reason_typed(ctx: Context, asked: PendingInput) -> None:
+    """Why the inspected did not sign (art. 14)."""
+    data = dict(asked.data)
+    pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
+    submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=False,
+                                           unsigned_reason=(ctx.event.text or "").strip(), case=data.get("case")))
+
+
 def submit_entry(ctx: Context, task_id: int, entry: Entry) -> None:
     """谁检查、谁录入: submit, then ask the approvers."""
-    try:
-        with ctx.session.begin_nested():
-            result = submit(ctx.session, ctx.actor_label, task_id, ctx.identity.inspector_id, entry, ctx.now)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "结果")
-        return
+    result = submit(ctx.session, ctx.actor_label, task_id, ctx.identity.inspector_id, entry, ctx.now)
     task = ctx.session.get(Task, task_id)
     notices.queue_approval_cards(ctx.session, ctx.settings, result, task, evidence.count(ctx.session, task_id))
     notices.close_result_cards(ctx.session, task_id, say("results", "card_submitted", category=result.category))
@@ -100,16 +121,11 @@ def _result_for(ctx: Context, action_keys: set[str]) -> tuple[int | None, dict]:
     return found.id, args.values  # already decided: the service says so
 
 
-@router.action("approve", roles={APPROVER, LEAD})
+@router.action("approve", of="approve", roles={APPROVER, LEAD})
 @router.command("批准", "approve", roles={APPROVER, LEAD}, private_only=True)
 def approve_result(ctx: Context) -> None:
-    try:
-        result_id, _ = _result_for(ctx, {"task"})
-        with ctx.session.begin_nested():
-            done = approve(ctx.session, ctx.identity, result_id, ctx.now)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "批准")
-        return
+    result_id, _ = _result_for(ctx, {"task"})
+    done = approve(ctx.session, ctx.identity, result_id, ctx.now)
     if not done.already:
         notices.queue_decision_notices(ctx.session, ctx.settings, done.result, done.task)
         notices.close_approval_cards(ctx.session, ctx.settings, done.result, say("results", "approved_button"))
@@ -117,28 +133,9 @@ def approve_result(ctx: Context) -> None:
                   already=done.already))
 
 
-@router.action("return", roles={APPROVER, LEAD})
-def ask_return_reason(ctx: Context) -> None:
-    try:
-        result_id = number(ctx.event.action.value, "result")
-        result = ctx.session.get(Result, result_id)
-        if result is None:
-            raise Refusal("unknown_result", result=result_id)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "退回")
-        return
-    pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "return_reason", result.task_id, ctx.now,
-                {"result": result_id})
-    ctx.reply(say("results", "ask_return_reason", task=result.task_id))
-
-
 @router.command("退回", "return", roles={APPROVER, LEAD}, private_only=True)
 def return_by_command(ctx: Context) -> None:
-    try:
-        result_id, values = _result_for(ctx, {"task", "reason"})
-    except Refusal as refusal:
-        refuse(ctx, refusal, "退回")
-        return
+    result_id, values = _result_for(ctx, {"task", "reason"})
     reason = (values.get("reason") or "").strip()
     if not reason:
         task_id = ctx.session.get(Result, result_id).task_id
@@ -149,13 +146,25 @@ def return_by_command(ctx: Context) -> None:
     do_return(ctx, result_id, reason)
 
 
+@router.action("return", of="return", roles={APPROVER, LEAD})
+def ask_return_reason(ctx: Context) -> None:
+    result_id = number(ctx.event.action.value, "result")
+    result = ctx.session.get(Result, result_id)
+    if result is None:
+        raise Refusal("unknown_result", result=result_id)
+    pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "return_reason", result.task_id, ctx.now,
+                {"result": result_id})
+    ctx.reply(say("results", "ask_return_reason", task=result.task_id))
+
+
+@router.answer("return_reason", of="return")
+def return_reason_typed(ctx: Context, asked: PendingInput) -> None:
+    pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
+    do_return(ctx, asked.data["result"], (ctx.event.text or "").strip())
+
+
 def do_return(ctx: Context, result_id: int, reason: str) -> None:
-    try:
-        with ctx.session.begin_nested():
-            done = return_result(ctx.session, ctx.identity, result_id, reason, ctx.now)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "退回")
-        return
+    done = return_result(ctx.session, ctx.identity, result_id, reason, ctx.now)
     if not done.already:
         notices.queue_decision_notices(ctx.session, ctx.settings, done.result, done.task)
         notices.close_approval_cards(ctx.session, ctx.settings, done.result, say("results", "returned_button"))
@@ -167,43 +176,13 @@ def do_return(ctx: Context, result_id: int, reason: str) -> None:
 
 @router.command("更正", "correct", roles={APPROVER, LEAD}, private_only=True)
 def correct_result(ctx: Context) -> None:
-    try:
-        args = arguments(ctx, {"task", "category", "note", "case", "reason"})
-        case = args.get("case")
-        entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
-                      case=number(case, "case") if case else None)
-        with ctx.session.begin_nested():
-            new = correct(ctx.session, ctx.identity, number(args.get("task"), "task"), entry,
-                          args.get("reason") or "", ctx.now)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "更正")
-        return
+    args = arguments(ctx, {"task", "category", "note", "case", "reason"})
+    case = args.get("case")
+    entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
+                  case=number(case, "case") if case else None)
+    new = correct(ctx.session, ctx.identity, number(args.get("task"), "task"), entry, args.get("reason") or "",
+                  ctx.now)
     ctx.reply(say("results", "corrected", result=new))
-
-
-def continue_result(ctx: Context, asked) -> None:
-    """The answer to a question the result card could not ask (情形, why not signed)."""
-    text = (ctx.event.text or "").strip()
-    data = dict(asked.data)
-    if asked.kind == "case":
-        try:
-            case = number(text.strip("（）() 第项"), "case")
-            if case not in range(1, 5):
-                raise Refusal("bad_number", key="case", value=text)
-        except Refusal:
-            ctx.reply(say("results", "ask_case"))
-            return
-        if not data.get("signed", True):
-            pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "unsigned_reason", asked.task_id, ctx.now,
-                        {**data, "case": case})
-            ctx.reply(say("results", "ask_unsigned_reason"))
-            return
-        pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
-        submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=True, case=case))
-        return
-    pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
-    submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=False, unsigned_reason=text,
-                                           case=data.get("case")))
 
 
 @router.command("移送", "transfer", roles={LEAD})
@@ -211,13 +190,8 @@ def transfer_case(ctx: Context) -> None:
     """Art. 18, 23: a case handed to another agency or the judiciary, with the receiving body."""
     from bot.batches.followups import transfer
 
-    try:
-        args = arguments(ctx, {"task", "agency", "judicial", "note"})
-        judicial = yes_no(args.get("judicial"), "judicial") or False
-        with ctx.session.begin_nested():
-            done = transfer(ctx.session, ctx.actor_label, number(args.get("task"), "task"),
-                            args.get("agency") or "", judicial, args.get("note") or "", ctx.now)
-    except Refusal as refusal:
-        refuse(ctx, refusal, "移送")
-        return
+    args = arguments(ctx, {"task", "agency", "judicial", "note"})
+    judicial = yes_no(args.get("judicial"), "judicial") or False
+    done = transfer(ctx.session, ctx.actor_label, number(args.get("task"), "task"), args.get("agency") or "",
+                    judicial, args.get("note") or "", ctx.now)
     ctx.reply(say("results", "transferred", follow_up=done))

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from bot import verifier
 from bot.batches import create, draw, lifecycle, publish, recusal
-from bot.batches.errors import Refusal
 from bot.batches.export import export
+from bot.refusal import Refusal
 from bot.rules import ssr1
 from bot.rules.arguments import parse_arguments
 from bot.sealing import new_key

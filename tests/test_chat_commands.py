@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from bot.app import SETTINGS, create_app
+from bot.app import PIPELINE, SETTINGS, create_app
 from bot.batches import create, draw, publish
 from bot.batches.confirmation import confirm
 from bot.batches.inspection import mark_inspected
@@ -26,7 +26,6 @@ from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from bot.rules.arguments import parse_arguments
 from bot.settings import RolesSettings
-from handlers import help as help_module
 from storage.db import transaction
 from storage.models import (
     Assignment,
@@ -166,10 +165,9 @@ def listed(help_text: str) -> list[tuple[str, str]]:
     return list(first.items())
 
 
-def help_routes() -> list:
-    """Every command the running bot registered, once each (``handlers.help.ROUTES`` is
-    filled by ``handlers.router()``)."""
-    return list(dict.fromkeys(help_module.ROUTES))
+def help_routes(app) -> list:
+    """Every command the running bot registered, once each (the router its pipeline dispatches with)."""
+    return app[PIPELINE].router.routes()
 
 
 def full_width(text: str) -> str:
@@ -181,7 +179,7 @@ def full_width(text: str) -> str:
 
 async def test_help_lists_only_what_the_callers_roles_allow_each_with_an_example(bot, wecom, engine):
     walk = Walk(wecom, engine, bot)
-    routes = {route.names[0]: route.roles for route in help_routes()}  # as registered (read, not rebuilt)
+    routes = {route.names[0]: route.roles for route in help_routes(bot)}  # as registered (read, not rebuilt)
     assert set(EVERY_COMMAND) <= set(routes)
 
     inspector = [name for name, _ in listed(await walk.say(USER_OF["I01"], "帮助"))]
@@ -236,7 +234,7 @@ async def test_english_aliases_any_case_full_width_forms_and_the_mention(bot, we
     # in a group the @-mention is stripped, also before a full-width space; a bare mention gets help
     group_help = await walk.group(ADMIN, "@双随 help")
     assert "群里请先 @我" in group_help and [n for n, _ in listed(group_help)] == [
-        route.names[0] for route in help_routes()]
+        route.names[0] for route in help_routes(bot)]
     assert "群里请先 @我" in await walk.group(ADMIN, "@双随")
     assert "共 3 项任务" in await walk.group(ADMIN, f"@双随\u3000STATUS 批次＝{batch_id}")
 

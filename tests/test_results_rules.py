@@ -12,13 +12,13 @@ from sqlalchemy import func, select
 
 from bot.batches import create, draw, lifecycle, publish
 from bot.batches.confirmation import confirm
-from bot.batches.errors import Refusal
 from bot.batches.followups import ABNORMAL_LIST, NEEDS_FOLLOW_UP, hand_over
 from bot.batches.inspection import mark_inspected
 from bot.batches.progress import progress
 from bot.batches.recusal import recuse
 from bot.batches.results import Entry, approve, correct, latest, lead_unit, return_result, submit
 from bot.chat.identity import identify
+from bot.refusal import Refusal
 from bot.roles import Actor
 from bot.rules.arguments import parse_arguments
 from bot.sealing import new_key

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from bot.batches import create, draw, lifecycle, publish
-from bot.batches.errors import Refusal
 from bot.batches.records import strata_of
+from bot.refusal import Refusal
 from bot.rules.arguments import ArgumentError, parse_arguments
 from bot.settings import Settings
 from bot.texts import say

@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from bot.batches import options
-from bot.batches.errors import Refusal
 from bot.batches.records import find_batch, strata_of
+from bot.refusal import Refusal
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments
 from bot.rules.scope import Scope, describe, parse_scope

@@ -16,10 +16,10 @@ from sqlalchemy import select, true
 from sqlmodel import Session
 
 from bot.batches import options
-from bot.batches.errors import Refusal
 from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
+from bot.refusal import Refusal
 from bot.rules import matching, ssr1
 from bot.rules.arguments import Arguments
 from bot.sealing import SealingError, keys_of, unseal

@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlmodel import Session
 
-from bot.batches.errors import Refusal
 from bot.batches.records import find_batch, strata_of
+from bot.refusal import Refusal
 from bot.rules import ssr1
 from storage.models import Batch, Task
 

@@ -38,7 +38,7 @@ def hand_over(session: Session, result: Result, obj: InspectionObject, actor: st
 def transfer(session: Session, actor: str, task_id: int, agency: str, judicial: bool, note: str,
              now: datetime) -> FollowUp:
     """移送: a case handed to another agency, or to the judiciary (art. 18, 23), on record."""
-    from bot.batches.errors import Refusal
+    from bot.refusal import Refusal
     from storage.models import Task
 
     task = session.get(Task, task_id)

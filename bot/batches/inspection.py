@@ -8,8 +8,8 @@ from datetime import date, datetime
 
 from sqlmodel import Session, select
 
-from bot.batches.errors import Refusal
 from bot.batches.lifecycle import advance
+from bot.refusal import Refusal
 from storage import audit
 from storage.models import Assignment, Batch, Task
 

@@ -7,7 +7,7 @@ from datetime import date
 from sqlalchemy import select, true
 from sqlmodel import Session
 
-from bot.batches.errors import Refusal
+from bot.refusal import Refusal
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments, split_list
 from bot.rules.scope import Scope, ScopeError, scope_from_arguments

@@ -10,7 +10,7 @@ from datetime import date
 
 from sqlmodel import Session, select
 
-from bot.batches.errors import Refusal
+from bot.refusal import Refusal
 from bot.rules.deadlines import RESULT_DAYS
 from bot.rules.workdays import Calendar
 from storage.models import Assignment, Batch, FollowUp, Result, Task

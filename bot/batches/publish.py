@@ -10,8 +10,8 @@ from sqlmodel import Session
 
 from bot.batches import options
 from bot.batches.create import draft_batch
-from bot.batches.errors import Refusal
 from bot.batches.records import strata_of
+from bot.refusal import Refusal
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments
 from bot.rules.risk import RiskWeights

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlmodel import Session
 
-from bot.batches.errors import Refusal
+from bot.refusal import Refusal
 from storage.models import Batch, Stratum
 
 STATUSES = ("draft", "published", "drawn", "in_progress", "completed", "cancelled")

@@ -11,7 +11,7 @@ from datetime import date, datetime
 from sqlalchemy import select, true
 from sqlmodel import Session
 
-from bot.batches.errors import Refusal
+from bot.refusal import Refusal
 from bot.rules import matching
 from storage import audit, sealed
 from storage.models import Assignment, Batch, Conflict, Inspector, Task, utcnow

@@ -10,11 +10,11 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from bot.batches.errors import Refusal
 from bot.batches.followups import hand_over
 from bot.batches.inspection import own_task, team_of
 from bot.batches.lifecycle import advance
 from bot.chat.identity import ADMIN, APPROVER, LEAD, Identity
+from bot.refusal import Refusal
 from storage import audit
 from storage.models import Batch, FollowUp, InspectionObject, Inspector, Result, Task
 

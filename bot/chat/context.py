@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
@@ -17,6 +18,9 @@ from bot.chat.outbound import CARD, USER, Card, CardUpdate, Destination, Message
 from bot.settings import Settings
 from storage import outbox
 
+if TYPE_CHECKING:
+    from bot.chat.router import Router
+
 
 @dataclass
 class Context:
@@ -25,6 +29,7 @@ class Context:
     event: Event
     identity: Identity
     now: datetime
+    router: Router | None = None  # the router that dispatched the event (``Router.dispatch`` sets it)
     _replies: list[Message] = field(default_factory=list)
     _flushed: int = 0
 

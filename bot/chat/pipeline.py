@@ -32,7 +32,7 @@ from bot.clock import now as clock_now
 from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
-from storage import audit, evidence, inbound, outbox
+from storage import evidence, inbound, outbox
 from storage.db import Busy, loop_engine, loop_transaction, transaction, transaction_now
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class Pipeline:
                 now = clock_now()
                 ctx = Context(session, self.settings, event, identify(session, self.settings,
                                                                       Actor(event.platform, event.sender)), now)
-                dispatch(self.router, ctx)
+                self.router.dispatch(ctx)
                 ctx.flush()
                 if not inbound.finish(session, platform, key, self.owner, now):
                     raise TakenOver(key)
@@ -279,36 +279,3 @@ def delivery_id(platform: str, key: str) -> str:
 
 class TakenOver(Exception):
     """Another instance claimed the delivery after this one's lease ran out."""
-
-
-def dispatch(router: Router, ctx: Context) -> None:
-    """Check the role, then run the handler (SPEC §1: roles before arguments)."""
-    route, word = router.find(ctx)
-    identity = ctx.identity
-    tried = word or (ctx.event.action.action if ctx.event.action else "")
-    if not identity.roles:
-        audit.record(ctx.session, identity.actor.label, "refused", tried, reason="no role")
-        ctx.reply(say("chat", "no_role", tried=tried))
-        return
-    if ctx.event.media is not None and router.media is not None:
-        router.media(ctx)
-        return
-    if route is None:
-        if ctx.event.action is not None:
-            ctx.reply(say("chat", "unknown_action"))
-        elif not word and "帮助" in router.commands:
-            router.commands["帮助"].handler(ctx)
-        elif router.fallback is not None:
-            router.fallback(ctx)
-        else:
-            ctx.reply(say("chat", "unknown_command", word=word, suggestion=None))
-        return
-    if route.private_only and ctx.event.chat != "private":
-        ctx.reply(say("chat", "private_only", command=route.name))
-        return
-    if route.roles and not any(identity.has(role) for role in route.roles):
-        audit.record(ctx.session, identity.actor.label, "refused", route.name, reason="role",
-                     needs=sorted(route.roles))
-        ctx.reply(say("chat", "needs_role", command=route.name, roles=sorted(route.roles)))
-        return
-    route.handler(ctx)

@@ -1,9 +1,20 @@
-"""Routing events to handlers: commands by any of their names, card clicks by action.
+"""Routing events to handlers, and the contract every handler runs under.
 
-Each feature module in ``handlers/`` has its own ``Router`` and registers its commands
-with their Chinese name, English alias and the roles that may use them; the routers
-are joined into one (``handlers.router``). Roles are checked before any argument is
-parsed.
+Each feature module in ``handlers/`` has its own ``Router``: its commands (Chinese name,
+English alias, the roles that may use them), and the card buttons and answers to the
+questions it asks, each belonging to one of its commands. The routers are joined into
+one (``handlers.router``), whose ``dispatch`` decides what answers an event:
+
+- someone without a role is refused (audited) before anything else;
+- a photo or file is the answer to the question asked (evidence for a task), or goes to
+  the media handler;
+- a command or card button: private-only ones only in private, roles before arguments
+  (SPEC §1), a refused role audited;
+- other text: the answer to the question the bot asked, or the fallback (help, a
+  suggestion).
+
+Every handler runs inside a savepoint: a ``Refusal`` raised anywhere in it undoes what it
+wrote and is answered by ``refuse`` in the name of the command it belongs to.
 """
 
 from __future__ import annotations
@@ -12,64 +23,106 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.chat import pending
 from bot.chat.context import Context
+from bot.chat.identity import Identity
+from bot.refusal import Refusal
+from bot.texts import say
+from storage import audit
+from storage.models import PendingInput
 
-Handler = Callable[[Context], None]
+Handler = Callable[..., None]  # handler(ctx); an answer's handler(ctx, asked)
 EVERYONE = frozenset()  # any known user (someone holding at least one role)
 
 
 @dataclass(frozen=True)
 class Route:
-    """A command or card action, the roles that may use it, and its handler."""
+    """A command, card button or answer, the roles that may use it, and its handler."""
 
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # a command's words; a button's action; the kind of question answered
     roles: frozenset[str]
     handler: Handler
     private_only: bool = False
+    command: str = ""  # the command a button or an answer belongs to
+    media: bool = False  # an answer that is a photo or file, not text
 
     @property
     def name(self) -> str:
-        return self.names[0]
+        """The name refusals give: the command's, also for its buttons and answers."""
+        return self.command or self.names[0]
+
+    def allows(self, identity: Identity) -> bool:
+        return not self.roles or any(identity.has(role) for role in self.roles)
 
 
 class Router:
-    """Commands (by name, case-insensitive) and card actions of one feature, or of all."""
+    """Commands (by name, case-insensitive), card buttons and answers of one feature, or of all."""
 
     def __init__(self) -> None:
         self.commands: dict[str, Route] = {}
         self.actions: dict[str, Route] = {}
-        self.fallback: Handler | None = None  # text that is no command (e.g. an answer the bot asked for)
-        self.media: Handler | None = None  # a photo, video or file
+        self.answers: dict[str, Route] = {}  # by the kind of question asked (``pending.ask``)
+        self._fallback: Route | None = None  # text that is no command and no answer
+        self._media: Route | None = None  # a photo, video or file nobody asked for
+
+    # ----- registration ------------------------------------------------------------------------------------------
 
     def command(self, *names: str, roles=EVERYONE, private_only: bool = False) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             route = Route(names, frozenset(roles), handler, private_only)
             for name in names:
-                if name.lower() in self.commands:
-                    raise ValueError(f"command {name!r} registered twice")
-                self.commands[name.lower()] = route
+                _add(self.commands, name.lower(), route, "command")
             return handler
         return register
 
-    def action(self, name: str, roles=EVERYONE) -> Callable[[Handler], Handler]:
+    def action(self, name: str, *, of: str, roles=EVERYONE) -> Callable[[Handler], Handler]:
+        """A card button of the command ``of`` (any of its names, registered before)."""
         def register(handler: Handler) -> Handler:
-            if name in self.actions:
-                raise ValueError(f"card action {name!r} registered twice")
-            self.actions[name] = Route((name,), frozenset(roles), handler)
+            route = Route((name,), frozenset(roles), handler, command=self._command(of, f"card action {name!r}"))
+            _add(self.actions, name, route, "card action")
             return handler
         return register
+
+    def answer(self, kind: str, *, of: str, roles=EVERYONE, media: bool = False) -> Callable[[Handler], Handler]:
+        """The answer to a question of ``kind`` asked for the command ``of``: the next text
+        in the private chat, or (``media``) the photos and files sent next, in any chat.
+        The handler gets the question: ``handler(ctx, asked)``."""
+        def register(handler: Handler) -> Handler:
+            route = Route((kind,), frozenset(roles), handler, private_only=not media,
+                          command=self._command(of, f"answer to {kind!r}"), media=media)
+            _add(self.answers, kind, route, "answer to")
+            return handler
+        return register
+
+    def fallback(self, handler: Handler) -> Handler:
+        """Text that is no command and answers no question (one per bot)."""
+        self._fallback = _one(self._fallback, Route(("fallback",), EVERYONE, handler), "fallback")
+        return handler
+
+    def media(self, handler: Handler) -> Handler:
+        """A photo, video or file that answers no question (one per bot)."""
+        self._media = _one(self._media, Route(("media",), EVERYONE, handler), "media")
+        return handler
 
     def include(self, other: Router) -> None:
         for name, route in other.commands.items():
-            if name in self.commands:
-                raise ValueError(f"command {name!r} registered twice")
-            self.commands[name] = route
+            _add(self.commands, name, route, "command")
         for name, route in other.actions.items():
-            if name in self.actions:
-                raise ValueError(f"card action {name!r} registered twice")
-            self.actions[name] = route
-        self.fallback = other.fallback or self.fallback
-        self.media = other.media or self.media
+            _add(self.actions, name, route, "card action")
+        for kind, route in other.answers.items():
+            _add(self.answers, kind, route, "answer to")
+        if other._fallback is not None:
+            self._fallback = _one(self._fallback, other._fallback, "fallback")
+        if other._media is not None:
+            self._media = _one(self._media, other._media, "media")
+
+    def _command(self, name: str, what: str) -> str:
+        route = self.commands.get(name.lower())
+        if route is None:
+            raise ValueError(f"{what} belongs to no command {name!r} registered before it")
+        return route.name
+
+    # ----- lookup and dispatch -----------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
         """Every command once, in registration order."""
@@ -81,6 +134,97 @@ class Router:
             return self.actions.get(ctx.event.action.action), ""
         word = command_word(ctx.event.text or "")
         return self.commands.get(word.lower()), word
+
+    def dispatch(self, ctx: Context) -> None:
+        """Decide what answers the event and run it (SPEC §1: roles before arguments)."""
+        ctx.router = self
+        route, word = self.find(ctx)
+        identity = ctx.identity
+        if not identity.roles:
+            tried = word or (ctx.event.action.action if ctx.event.action else "")
+            audit.record(ctx.session, identity.actor.label, "refused", tried, reason="no role")
+            ctx.reply(say("chat", "no_role", tried=tried))
+            return
+        if ctx.event.media is not None:
+            answer = self._answer(ctx)
+            if answer is not None:
+                self._run_answer(ctx, *answer)
+                return
+            if self._media is not None:
+                self._run(self._media, ctx)
+                return
+        if route is None and ctx.event.action is not None:
+            ctx.reply(say("chat", "unknown_action"))
+            return
+        if route is None:
+            answer = self._answer(ctx) if word else None
+            if answer is not None:
+                self._run_answer(ctx, *answer)
+            elif self._fallback is not None:
+                self._run(self._fallback, ctx)
+            else:
+                ctx.reply(say("chat", "unknown_command", word=word, suggestion=None))
+            return
+        if route.private_only and ctx.event.chat != "private":
+            ctx.reply(say("chat", "private_only", command=route.names[0]))
+            return
+        if not route.allows(identity):  # named as invoked: a command's name, a button's action
+            audit.record(ctx.session, identity.actor.label, "refused", route.names[0], reason="role",
+                         needs=sorted(route.roles))
+            ctx.reply(say("chat", "needs_role", command=route.names[0], roles=sorted(route.roles)))
+            return
+        self._run(route, ctx)
+
+    def _answer(self, ctx: Context) -> tuple[Route, PendingInput] | None:
+        """The answer route for the question the bot asked the sender, and the question, if the event can answer it."""
+        asked = pending.current(ctx.session, ctx.event.platform, ctx.event.sender, ctx.now)
+        route = self.answers.get(asked.kind) if asked is not None else None
+        if route is None or route.media != (ctx.event.media is not None) or not route.allows(ctx.identity):
+            return None
+        if route.private_only and ctx.event.chat != "private":
+            return None
+        return route, asked
+
+    def _run_answer(self, ctx: Context, route: Route, asked: PendingInput) -> None:
+        if not self._run(route, ctx, asked) and not route.media:
+            # A typed answer that is refused is not asked for again: the next message is a
+            # command again (photos for a task keep coming).
+            pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
+
+    @staticmethod
+    def _run(route: Route, ctx: Context, *args) -> bool:
+        """Run the handler in a savepoint; a refusal undoes its writes and is answered.
+        Whether it ran without a refusal."""
+        try:
+            with ctx.session.begin_nested():
+                route.handler(ctx, *args)
+        except Refusal as refusal:
+            refuse(ctx, refusal, route.name)
+            return False
+        return True
+
+
+def _add(table: dict[str, Route], key: str, route: Route, what: str) -> None:
+    if key in table:
+        raise ValueError(f"{what} {key!r} registered twice")
+    table[key] = route
+
+
+def _one(current: Route | None, new: Route, what: str) -> Route:
+    if current is not None:
+        raise ValueError(f"a second {what} handler: {new.handler.__name__!r} after {current.handler.__name__!r}")
+    return new
+
+
+def refuse(ctx: Context, refusal: Refusal, command: str) -> None:
+    """Say why; for a malformed request also the right form; audit a refusal of authority."""
+    text = refusal.text()
+    if refusal.message in ("bad_arguments", "missing_argument"):
+        text = f"{text}\n{say('help', 'usage', name=command)}"
+    if refusal.message in ("not_on_task", "not_your_unit"):
+        audit.record(ctx.session, ctx.actor_label, "refused", command, reason=refusal.message,
+                     **{k: str(v) for k, v in refusal.values.items()})
+    ctx.reply(text)
 
 
 _SPLIT = re.compile(r"[\s\u3000]+")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
-from bot.batches.errors import Refusal
+from bot.refusal import Refusal
 from bot.reminders.deadlines import wanted
 from bot.reminders.sweep import policy_of
 from bot.rules.deadlines import Step, step_for

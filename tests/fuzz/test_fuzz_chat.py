@@ -15,17 +15,16 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 import handlers
-from bot.batches.errors import Refusal
+from bot.chat.arguments import number
 from bot.chat.context import Context
 from bot.chat.events import CardAction, Event
 from bot.chat.identity import identify
 from bot.chat.outbound import USER, Destination
-from bot.chat.pipeline import dispatch
 from bot.chat.router import command_word, strip_mentions
 from bot.clock import now as clock_now
+from bot.refusal import Refusal
 from bot.roles import Actor
 from bot.rules.arguments import ENGLISH, KEYS, ArgumentError, normalise, parse_arguments, split_list
-from handlers.common import number
 from storage.models import Assignment, Task
 from tests.fuzz.bodies import hostile_text, without_nul
 from tests.fuzz.harness import drawn_district, fuzz, is_pg, label, note, pg_only
@@ -178,7 +177,7 @@ def handle(chat_: dict, event: Event) -> list:
         try:
             identity = identify(session, settings_, Actor(event.platform, event.sender))
             ctx = Context(session, settings_, event, identity, clock_now())
-            dispatch(chat_["router"], ctx)
+            chat_["router"].dispatch(ctx)
             replies = list(ctx._replies)
             ctx.flush()
             return replies

@@ -1,13 +1,12 @@
-"""What every feature's handlers share: the arguments after the command word, refusals
-with the right form of the command, and the task a button or ``任务=`` names."""
+"""What a handler reads from a command or a click: the ``key=value`` arguments after the
+command word, a number, and the task a button or ``任务=`` names. Each raises a
+``Refusal`` that says what is wrong."""
 
 from __future__ import annotations
 
-from bot.batches.errors import Refusal
 from bot.chat.context import Context
+from bot.refusal import Refusal
 from bot.rules.arguments import ArgumentError, Arguments, parse_arguments
-from bot.texts import say
-from storage import audit
 
 
 def arguments_text(ctx: Context) -> str:
@@ -22,17 +21,6 @@ def arguments(ctx: Context, keys: set[str] | frozenset[str]) -> Arguments:
         return parse_arguments(arguments_text(ctx), keys)
     except ArgumentError as exc:
         raise Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed) from None
-
-
-def refuse(ctx: Context, refusal: Refusal, command: str) -> None:
-    """Say why; for a malformed request also the right form; audit a refusal of authority."""
-    text = refusal.text()
-    if refusal.message in ("bad_arguments", "missing_argument"):
-        text = f"{text}\n{say('help', 'usage', name=command)}"
-    if refusal.message in ("not_on_task", "not_your_unit"):
-        audit.record(ctx.session, ctx.actor_label, "refused", command, reason=refusal.message,
-                     **{k: str(v) for k, v in refusal.values.items()})
-    ctx.reply(text)
 
 
 def number(value: str | None, key: str) -> int:

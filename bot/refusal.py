@@ -1,4 +1,8 @@
-"""Refusals: a request that cannot be carried out, with the reason a person reads."""
+"""Refusals: a request that cannot be carried out, with the reason a person reads.
+
+Shared vocabulary of every layer (rules, storage, chat, handlers, CLI): it imports
+nothing of ours but the texts.
+"""
 
 from bot.texts import say
 
