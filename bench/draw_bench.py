@@ -38,11 +38,9 @@ import hashlib
 import multiprocessing
 import os
 import secrets
-import shutil
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -53,12 +51,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from harness import Column, Table, say, scratch, timed
 from sqlalchemy import func, select
-
-try:
-    import bot  # noqa: F401
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.batches import create, draw, publish, records, selection
 from bot.rules import matching, ssr1
@@ -83,16 +77,6 @@ class Phase:
     seconds: float
     note: str = ""
     ratios: bool = True  # set-up rows are shown without ratios
-
-
-def timed(run: Callable[[], Any]) -> tuple[float, Any]:
-    started = time.perf_counter()
-    result = run()
-    return time.perf_counter() - started, result
-
-
-def say(text: str) -> None:
-    print(f"# {text}", file=sys.stderr, flush=True)
 
 
 # --- Set-up ----------------------------------------------------------------------------------
@@ -264,13 +248,17 @@ def hashes_per_task(seed: str, inputs: dict) -> Counter[str]:
 # --- Report ------------------------------------------------------------------------------------
 
 
+PHASES = Table(Column("phase", 52, left=True), Column("seconds", 10, ".3f"), Column("×hash floor", 13, ".2f"),
+               Column("×naive", 9, ".2f"))
+
+
 def report(phases: list[Phase], floor: float, naive_seconds: float) -> None:
-    print(f"{'phase':<52}{'seconds':>10}{'×hash floor':>13}{'×naive':>9}")
+    PHASES.header()
     for phase in phases:
-        ratios = f"{phase.seconds / floor:>13.2f}{phase.seconds / naive_seconds:>9.2f}" if phase.ratios else ""
-        print(f"{phase.label:<52}{phase.seconds:>10.3f}{ratios}")
+        ratios = [phase.seconds / floor, phase.seconds / naive_seconds] if phase.ratios else []
+        PHASES.row(phase.label, phase.seconds, *ratios)
         if phase.note:
-            print(f"{'':4}{phase.note}")
+            PHASES.note(phase.note)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -283,141 +271,139 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="shuangsui-draw-bench-"))
+    with scratch("shuangsui-draw-bench-", args.keep) as work:
+        return bench(args, work)
+
+
+def bench(args, work: Path) -> int:
     cores = os.cpu_count() or 1
     failures: list[str] = []
-    try:
-        say(f"{args.objects:,} objects, {args.inspectors:,} inspectors, {args.ratio}% cross, "
-            f"{cores} cores, in {work}")
-        engine, settings, setup = set_up(work, args, failures)
-        if failures:
-            print("\n".join(failures))
-            return 1
-        batch_id, published = new_and_publish(engine, settings, args.ratio)
-        setup += published
+    say(f"{args.objects:,} objects, {args.inspectors:,} inspectors, {args.ratio}% cross, "
+        f"{cores} cores, in {work}")
+    engine, settings, setup = set_up(work, args, failures)
+    if failures:
+        print("\n".join(failures))
+        return 1
+    batch_id, published = new_and_publish(engine, settings, args.ratio)
+    setup += published
 
-        # The beacon's value is published after the plan: only now can anything be computed.
-        beacon = f"{secrets.randbelow(10**5):05d}"
-        at = datetime.now(UTC)
-        with transaction(engine) as session:  # reads only: commits nothing
-            batch = session.get(Batch, batch_id)
-            stratum = records.strata_of(session, batch_id)[0]
-            seed = ssr1.seed(batch_id, unseal(batch.secret_encrypted, keys_of(settings)), beacon)
-            stratum_seed = ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest)
-            size, k = stratum.pool_size, stratum.k
-            objects_total = session.scalar(select(func.count()).select_from(InspectionObject))
-            ids = [line.rpartition("|")[0] for line in thaw(stratum.pool, stratum.pool_digest,
-                                                                 stratum.pool_runs).decode().splitlines()]
-            raw = sqlite3.connect(work / "bench.db")  # WAL: reads beside the session's write lock
-            try:
-                runs = interleaved(args.repeat, {
-                    "naive": lambda: naive(raw, k),
-                    "floor": lambda: hash_floor(ids, stratum_seed),
-                    "floor, every core": lambda: hash_floor_parallel(ids, stratum_seed, cores),
-                    "selection": lambda: select_objects(session, stratum.id, stratum_seed),
-                    "selection, forked": lambda: select_forked(session, stratum.id, stratum_seed, cores),
-                    "selection, reference": lambda: select_reference(session, stratum.id, stratum_seed),
-                    "thaw": lambda: thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs),
-                })
-            finally:
-                raw.close()
-            ids = []  # free the copy
-            chosen = runs["selection"][2]
-
-            tasks = ssr1.task_list([(stratum.name, stratum.items, [s.id for s in chosen])])
-            on = at.astimezone(ZoneInfo(settings.bureau.timezone)).date()
-            inputs = draw.matching_inputs(session, batch, tasks, on)
-            runs |= interleaved(args.repeat, {
-                "matching inputs": lambda: draw.matching_inputs(session, batch, tasks, on),
-                "match": lambda: draw.match_recorded(seed, inputs),
+    # The beacon's value is published after the plan: only now can anything be computed.
+    beacon = f"{secrets.randbelow(10**5):05d}"
+    at = datetime.now(UTC)
+    with transaction(engine) as session:  # reads only: commits nothing
+        batch = session.get(Batch, batch_id)
+        stratum = records.strata_of(session, batch_id)[0]
+        seed = ssr1.seed(batch_id, unseal(batch.secret_encrypted, keys_of(settings)), beacon)
+        stratum_seed = ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest)
+        size, k = stratum.pool_size, stratum.k
+        objects_total = session.scalar(select(func.count()).select_from(InspectionObject))
+        ids = [line.rpartition("|")[0] for line in thaw(stratum.pool, stratum.pool_digest,
+                                                             stratum.pool_runs).decode().splitlines()]
+        raw = sqlite3.connect(work / "bench.db")  # WAL: reads beside the session's write lock
+        try:
+            runs = interleaved(args.repeat, {
+                "naive": lambda: naive(raw, k),
+                "floor": lambda: hash_floor(ids, stratum_seed),
+                "floor, every core": lambda: hash_floor_parallel(ids, stratum_seed, cores),
+                "selection": lambda: select_objects(session, stratum.id, stratum_seed),
+                "selection, forked": lambda: select_forked(session, stratum.id, stratum_seed, cores),
+                "selection, reference": lambda: select_reference(session, stratum.id, stratum_seed),
+                "thaw": lambda: thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs),
             })
-            staffed = runs["match"][2]
-            per_task = hashes_per_task(seed, inputs)
-            eligible_in = Counter(i["unit"] for i in inputs["inspectors"] if i["active"] and i["qualified"])
-            eligible = eligible_in.total()
-            full_walk = statistics.fmean(eligible - eligible_in[o["unit"]] for o in inputs["objects"]) if tasks else 0
+        finally:
+            raw.close()
+        ids = []  # free the copy
+        chosen = runs["selection"][2]
 
-        say("the whole draw …")
-        arguments = parse_arguments(f"批次={batch_id} 信标值={beacon}", draw.DRAW_KEYS)
-        started = time.perf_counter()
-        with transaction(engine) as session:
-            drawn = draw.draw(session, settings, "bench", arguments, at)
-        whole = time.perf_counter() - started
+        tasks = ssr1.task_list([(stratum.name, stratum.items, [s.id for s in chosen])])
+        on = at.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+        inputs = draw.matching_inputs(session, batch, tasks, on)
+        runs |= interleaved(args.repeat, {
+            "matching inputs": lambda: draw.matching_inputs(session, batch, tasks, on),
+            "match": lambda: draw.match_recorded(seed, inputs),
+        })
+        staffed = runs["match"][2]
+        per_task = hashes_per_task(seed, inputs)
+        eligible_in = Counter(i["unit"] for i in inputs["inspectors"] if i["active"] and i["qualified"])
+        eligible = eligible_in.total()
+        full_walk = statistics.fmean(eligible - eligible_in[o["unit"]] for o in inputs["objects"]) if tasks else 0
 
-        with transaction(engine) as session:  # what the draw stored, against the phases
-            stored = records.strata_of(session, batch_id)[0].selected
-            stored_inputs = session.get(Batch, batch_id).matching_inputs
-            task_rows = session.scalar(select(func.count()).select_from(Task).where(Task.batch_id == batch_id))
-            assignment_rows = session.scalar(select(func.count()).select_from(Assignment).join(
-                Task, Task.id == Assignment.task_id).where(Task.batch_id == batch_id))
-        for other in ("selection, forked", "selection, reference"):
-            if runs[other][2] != chosen:
-                failures.append(f"{other} differs from the draw's selection")
-        if stored != [[s.id, s.score] for s in chosen]:
-            failures.append("the draw stored another selection than the one timed")
-        if [(a["object_id"], tuple(a["inspectors"])) for a in stored_inputs["assignments"]] != [
-                (a.object_id, a.inspectors) for a in staffed]:
-            failures.append("the draw staffed the tasks otherwise than the matching timed")
-        if task_rows != len(tasks) or assignment_rows != sum(len(a.inspectors) for a in staffed):
-            failures.append(f"stored {task_rows} tasks / {assignment_rows} assignments")
+    say("the whole draw …")
+    arguments = parse_arguments(f"批次={batch_id} 信标值={beacon}", draw.DRAW_KEYS)
+    started = time.perf_counter()
+    with transaction(engine) as session:
+        drawn = draw.draw(session, settings, "bench", arguments, at)
+    whole = time.perf_counter() - started
 
-        best = {name: seconds for name, (seconds, _, _) in runs.items()}
-        floor, naive_seconds = best["floor"], best["naive"]
-        walks = sorted(per_task[t.object_id] for t in tasks) or [0]
-        mean_walk = statistics.fmean(walks)
-        verdict = "PASS" if best["selection"] <= TARGET * floor else "MISS"
-        matching_seconds = best["matching inputs"] + best["match"]
-        rest = whole - best["selection"] - matching_seconds
-        phases = [
-            *setup,
-            Phase(f"naive: ORDER BY RANDOM() LIMIT {k:,}", naive_seconds,
-                  f"{objects_total:,} rows of the objects table, unverifiable; {spread(runs['naive'][1])}"),
-            Phase(f"hash floor: 1 SHA-256 × {size:,} members, plain loop", floor, spread(runs["floor"][1])),
-            Phase(f"  (machine check: the same loop on {cores} processes)", best["floor, every core"],
-                  f"{floor / best['floor, every core']:.2f}× faster than one core; "
-                  f"{spread(runs['floor, every core'][1])}"),
-            Phase("selection: read + digest check + score + k best", best["selection"],
-                  f"thaw + select_lines, one process, as draw.draw; {verdict} against {TARGET:g}× the hash floor; "
-                  f"{spread(runs['selection'][1])}"),
-            Phase(f"  sketch: select_lines on {cores} forked chunks, merged", best["selection, forked"],
-                  f"not the product: what the cores would give; {spread(runs['selection, forked'][1])}"),
-            Phase("  reference: ssr1.select over members_of", best["selection, reference"],
-                  f"the earlier path; {spread(runs['selection, reference'][1])}"),
-            Phase("  of which thaw (decompress + digest check)", best["thaw"]),
-            Phase("matching: matching_inputs (read directory)", best["matching inputs"],
-                  f"{len(inputs['inspectors']):,} inspectors ({eligible:,} eligible), "
-                  f"{len(inputs['conflicts']):,} conflicts"),
-            Phase(f"matching: match ({len(tasks):,} tasks, cross, n={batch.team_size})", best["match"],
-                  f"SHA-256 per task: mean {mean_walk:.2f}, median {statistics.median(walks):g}, "
-                  f"max {walks[-1]} (a whole shuffle of L(o): {full_walk:,.0f} on average)"),
-            Phase("whole draw: draw.draw + store + commit", whole,
-                  f"{drawn.tasks:,} tasks, {assignment_rows:,} assignments, "
-                  f"{drawn.needs_expert:,} need an expert; run once"),
-            Phase("  of which storing, records, audit, commit (the rest)", rest,
-                  "whole draw minus the best selection and matching above"),
-        ]
+    with transaction(engine) as session:  # what the draw stored, against the phases
+        stored = records.strata_of(session, batch_id)[0].selected
+        stored_inputs = session.get(Batch, batch_id).matching_inputs
+        task_rows = session.scalar(select(func.count()).select_from(Task).where(Task.batch_id == batch_id))
+        assignment_rows = session.scalar(select(func.count()).select_from(Assignment).join(
+            Task, Task.id == Assignment.task_id).where(Task.batch_id == batch_id))
+    for other in ("selection, forked", "selection, reference"):
+        if runs[other][2] != chosen:
+            failures.append(f"{other} differs from the draw's selection")
+    if stored != [[s.id, s.score] for s in chosen]:
+        failures.append("the draw stored another selection than the one timed")
+    if [(a["object_id"], tuple(a["inspectors"])) for a in stored_inputs["assignments"]] != [
+            (a.object_id, a.inspectors) for a in staffed]:
+        failures.append("the draw staffed the tasks otherwise than the matching timed")
+    if task_rows != len(tasks) or assignment_rows != sum(len(a.inspectors) for a in staffed):
+        failures.append(f"stored {task_rows} tasks / {assignment_rows} assignments")
 
-        print()
-        report(phases, floor, naive_seconds)
-        print(f"pool {size:,} of {args.objects:,} objects, k = {k:,} ({args.ratio}%), "
-              f"{args.inspectors:,} inspectors, beacon {beacon!r} given at the draw; best of {args.repeat} "
-              f"interleaved rounds but the draw; {cores} cores.")
-        print()
-        print(f"draw: {args.objects:,} objects / {args.inspectors:,} inspectors, k {k:,}: selection "
-              f"{best['selection']:.2f} s = {best['selection'] / floor:.2f}× hash floor ({floor:.2f} s) {verdict} "
-              f"(target ≤ {TARGET:g}×; forked sketch {best['selection, forked'] / floor:.2f}×, "
-              f"reference ssr1.select {best['selection, reference'] / floor:.2f}×; "
-              f"{cores} cores give {floor / best['floor, every core']:.2f}× on the floor), "
-              f"{best['selection'] / naive_seconds:.1f}× naive ORDER BY RANDOM() ({naive_seconds:.2f} s); "
-              f"matching {matching_seconds:.2f} s ({mean_walk:.2f} SHA-256/task, max {walks[-1]}); whole draw "
-              f"{whole:.2f} s = {whole / floor:.1f}× floor, {whole / naive_seconds:.1f}× naive"
-              + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
-        return 1 if failures else 0
-    finally:
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    best = {name: seconds for name, (seconds, _, _) in runs.items()}
+    floor, naive_seconds = best["floor"], best["naive"]
+    walks = sorted(per_task[t.object_id] for t in tasks) or [0]
+    mean_walk = statistics.fmean(walks)
+    verdict = "PASS" if best["selection"] <= TARGET * floor else "MISS"
+    matching_seconds = best["matching inputs"] + best["match"]
+    rest = whole - best["selection"] - matching_seconds
+    phases = [
+        *setup,
+        Phase(f"naive: ORDER BY RANDOM() LIMIT {k:,}", naive_seconds,
+              f"{objects_total:,} rows of the objects table, unverifiable; {spread(runs['naive'][1])}"),
+        Phase(f"hash floor: 1 SHA-256 × {size:,} members, plain loop", floor, spread(runs["floor"][1])),
+        Phase(f"  (machine check: the same loop on {cores} processes)", best["floor, every core"],
+              f"{floor / best['floor, every core']:.2f}× faster than one core; "
+              f"{spread(runs['floor, every core'][1])}"),
+        Phase("selection: read + digest check + score + k best", best["selection"],
+              f"thaw + select_lines, one process, as draw.draw; {verdict} against {TARGET:g}× the hash floor; "
+              f"{spread(runs['selection'][1])}"),
+        Phase(f"  sketch: select_lines on {cores} forked chunks, merged", best["selection, forked"],
+              f"not the product: what the cores would give; {spread(runs['selection, forked'][1])}"),
+        Phase("  reference: ssr1.select over members_of", best["selection, reference"],
+              f"the earlier path; {spread(runs['selection, reference'][1])}"),
+        Phase("  of which thaw (decompress + digest check)", best["thaw"]),
+        Phase("matching: matching_inputs (read directory)", best["matching inputs"],
+              f"{len(inputs['inspectors']):,} inspectors ({eligible:,} eligible), "
+              f"{len(inputs['conflicts']):,} conflicts"),
+        Phase(f"matching: match ({len(tasks):,} tasks, cross, n={batch.team_size})", best["match"],
+              f"SHA-256 per task: mean {mean_walk:.2f}, median {statistics.median(walks):g}, "
+              f"max {walks[-1]} (a whole shuffle of L(o): {full_walk:,.0f} on average)"),
+        Phase("whole draw: draw.draw + store + commit", whole,
+              f"{drawn.tasks:,} tasks, {assignment_rows:,} assignments, "
+              f"{drawn.needs_expert:,} need an expert; run once"),
+        Phase("  of which storing, records, audit, commit (the rest)", rest,
+              "whole draw minus the best selection and matching above"),
+    ]
+
+    print()
+    report(phases, floor, naive_seconds)
+    print(f"pool {size:,} of {args.objects:,} objects, k = {k:,} ({args.ratio}%), "
+          f"{args.inspectors:,} inspectors, beacon {beacon!r} given at the draw; best of {args.repeat} "
+          f"interleaved rounds but the draw; {cores} cores.")
+    print()
+    print(f"draw: {args.objects:,} objects / {args.inspectors:,} inspectors, k {k:,}: selection "
+          f"{best['selection']:.2f} s = {best['selection'] / floor:.2f}× hash floor ({floor:.2f} s) {verdict} "
+          f"(target ≤ {TARGET:g}×; forked sketch {best['selection, forked'] / floor:.2f}×, "
+          f"reference ssr1.select {best['selection, reference'] / floor:.2f}×; "
+          f"{cores} cores give {floor / best['floor, every core']:.2f}× on the floor), "
+          f"{best['selection'] / naive_seconds:.1f}× naive ORDER BY RANDOM() ({naive_seconds:.2f} s); "
+          f"matching {matching_seconds:.2f} s ({mean_walk:.2f} SHA-256/task, max {walks[-1]}); whole draw "
+          f"{whole:.2f} s = {whole / floor:.1f}× floor, {whole / naive_seconds:.1f}× naive"
+          + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -26,20 +26,15 @@ import csv
 import hashlib
 import os
 import random
-import shutil
 import sqlite3
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    from bot.synthetic_district import HEADERS, unit_rows, write_objects
-except ImportError:  # run from a checkout without the package installed
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from bot.synthetic_district import HEADERS, unit_rows, write_objects
+from harness import Column, Table, run_cli, say, scratch, timed
+
+from bot.synthetic_district import HEADERS, unit_rows, write_objects
 
 SCRATCH_TABLE = """
 CREATE TABLE objects (
@@ -152,16 +147,10 @@ def typed(rows: list[list[str]]) -> list[tuple]:
 # --- The command line ----------------------------------------------------------------------
 
 
-def cli_command() -> list[str]:
-    script = Path(sys.executable).with_name("shuangsui")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "bot.cli"]
-
-
-def run_cli(args: list[str], *, env: dict, cwd: Path) -> tuple[float, int, str]:
-    started = time.perf_counter()
-    done = subprocess.run([*cli_command(), *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, encoding="utf-8", errors="replace")
-    return time.perf_counter() - started, done.returncode, done.stderr
+def time_cli(args: list[str], *, env: dict, cwd: Path) -> tuple[float, int, str]:
+    """One ``shuangsui`` command timed from start to exit: seconds, exit status, standard error."""
+    seconds, done = timed(lambda: run_cli(args, env=env, cwd=cwd))
+    return seconds, done.returncode, done.stderr
 
 
 def last_line(text: str) -> str:
@@ -187,16 +176,19 @@ def snapshot(db: Path) -> dict[str, tuple[int, str]]:
 # --- Report ------------------------------------------------------------------------------
 
 
+STEPS = Table(Column("step", 46, left=True), Column("rows", 9), Column("seconds", 10, ".3f"),
+              Column("rows/s", 10, ",.0f"), Column("×parse", 9, ".1f"), Column("×floor", 9, ".1f"),
+              Column("net×floor", 11, ".1f"))
+
+
 def report(steps: list[Step], parse: float, floor: float, fixed: float) -> None:
-    print(f"{'step':<46}{'rows':>9}{'seconds':>10}{'rows/s':>10}"
-          f"{'×parse':>9}{'×floor':>9}{'net×floor':>11}")
+    STEPS.header()
     for step in steps:
-        rate = f"{step.rows / step.seconds:,.0f}" if step.rows > 100 else ""
-        ratios = f"{step.seconds / parse:>9.1f}{step.seconds / floor:>9.1f}"
-        net = f"{max(step.seconds - fixed, 0) / floor:>11.1f}" if step.cli else ""
-        print(f"{step.label:<46}{step.rows:>9}{step.seconds:>10.3f}{rate:>10}{ratios}{net}")
+        rate = step.rows / step.seconds if step.rows > 100 else ""
+        net = [max(step.seconds - fixed, 0) / floor] if step.cli else []
+        STEPS.row(step.label, step.rows, step.seconds, rate, step.seconds / parse, step.seconds / floor, *net)
         if step.note:
-            print(f"{'':4}{step.note}")
+            STEPS.note(step.note)
     print("floor = csv parse + sqlite3 executemany; net = seconds minus the fixed cost "
           "of an import (re-importing the unchanged units file).")
 
@@ -209,82 +201,80 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="shuangsui-bench-"))
+    with scratch("shuangsui-bench-", args.keep) as work:
+        return bench(args, work)
+
+
+def bench(args, work: Path) -> int:
     db = work / "bench.db"
     env = {k: v for k, v in os.environ.items() if k != "SHUANGSUI_CONFIG"}
     env["SHUANGSUI__DATABASE__URL"] = f"sqlite:///{db}"
     failures: list[str] = []
-    try:
-        print(f"# {args.objects:,} objects, seed {args.seed}, in {work}", file=sys.stderr)
-        files, generation, facts = write_inputs(work, args.objects, args.seed)
-        n = args.objects
+    say(f"{args.objects:,} objects, seed {args.seed}, in {work}")
+    files, generation, facts = write_inputs(work, args.objects, args.seed)
+    n = args.objects
 
-        parse = best_of(args.repeat, lambda: time_parse(files["objects"]))
-        rows = typed(read_rows(files["objects"]))
-        scratch = work / "scratch.db"
-        insert = best_of(args.repeat, lambda: time_sqlite(scratch, rows))
-        floor = best_of(args.repeat, lambda: time_sqlite(scratch, source=files["objects"]))
-        steps = [
-            Step("generate objects (synthetic_district)", n, generation),
-            Step("floor: csv.reader parse", n, parse),
-            Step("floor: sqlite3 executemany (rows in memory)", n, insert),
-            Step("floor: parse + executemany", n, floor),
-        ]
+    parse = best_of(args.repeat, lambda: time_parse(files["objects"]))
+    rows = typed(read_rows(files["objects"]))
+    scratch_db = work / "scratch.db"
+    insert = best_of(args.repeat, lambda: time_sqlite(scratch_db, rows))
+    floor = best_of(args.repeat, lambda: time_sqlite(scratch_db, source=files["objects"]))
+    steps = [
+        Step("generate objects (synthetic_district)", n, generation),
+        Step("floor: csv.reader parse", n, parse),
+        Step("floor: sqlite3 executemany (rows in memory)", n, insert),
+        Step("floor: parse + executemany", n, floor),
+    ]
 
-        def cli(label: str, rows: int, cli_args: list[str], expect: int, *, timed=True) -> Step:
-            print(f"# {label} …", file=sys.stderr, flush=True)
-            seconds, code, stderr = run_cli(cli_args, env=env, cwd=work)
-            note = f"exit {code}: {last_line(stderr)}"
-            if code != expect:
-                failures.append(f"{label}: exit {code}, expected {expect}")
-                note += "\n    " + "\n    ".join(stderr.strip().splitlines()[-15:])
-            elif code:  # a refusal: show the reported rows above the summary
-                note = f"exit {code}: " + "\n    ".join(stderr.strip().splitlines()[-3:])
-            step = Step(label, rows, seconds, cli=True, note=note, stderr=stderr)
-            if timed:
-                steps.append(step)
-            else:
-                print(f"#   {note}", file=sys.stderr)
-            return step
-
-        cli("shuangsui db upgrade", 0, ["db", "upgrade"], 0, timed=False)
-        cli("shuangsui import units", 16, ["import", "units", str(files["units"])], 0, timed=False)
-        fixed = cli("fixed cost: import units (unchanged, 16 rows)", 16,
-                    ["import", "units", str(files["units"])], 0).seconds
-        first = cli("import objects (all new)", n, ["import", "objects", str(files["objects"])], 0)
-        again = cli("re-import objects (unchanged)", n,
-                    ["import", "objects", str(files["objects"])], 0)
-        diff = cli(f"re-import ({facts['changed']} changed, {facts['removed']} removed)",
-                   facts["changed_rows"], ["import", "objects", str(files["changed"])], 0)
-        before = snapshot(db)
-        bad = cli("failing import (1 bad row at the end)", facts["changed_rows"] + 1,
-                  ["import", "objects", str(files["bad"])], 1)
-        after = snapshot(db)
-        differ = sorted(t for t in before.keys() | after.keys() if before.get(t) != after.get(t))
-        wrote = [t for t in differ if not t.startswith("audit")]  # the refusal is audited
-        bad.note += (f"\n    tables changed: {', '.join(differ) or 'none'}"
-                     f" ({'nothing written' if not wrote else 'WROTE ' + ', '.join(wrote)})")
-        if wrote:
-            failures.append(f"refused import changed {', '.join(wrote)}")
-        if str(facts["bad_line"]) not in bad.stderr:
-            failures.append(f"the refusal did not name line {facts['bad_line']}")
-
-        print()
-        report(steps, parse, floor, fixed)
-        print()
-        print(f"objects: {n:,} generated at {n / generation:,.0f} rows/s; import "
-              f"{first.seconds:.1f} s ({first.seconds / floor:.1f}× floor, "
-              f"{first.seconds / parse:.1f}× parse), unchanged re-import {again.seconds:.1f} s "
-              f"({again.seconds / floor:.1f}×), 1%/1% diff {diff.seconds:.1f} s "
-              f"({diff.seconds / floor:.1f}×), bad row refused in {bad.seconds:.1f} s "
-              f"({'nothing written' if not wrote else 'WROTE'}); fixed cost {fixed:.1f} s"
-              + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
-        return 1 if failures else 0
-    finally:
-        if args.keep:
-            print(f"# kept {work}", file=sys.stderr)
+    def cli(label: str, rows: int, cli_args: list[str], expect: int, *, timed=True) -> Step:
+        say(f"{label} …")
+        seconds, code, stderr = time_cli(cli_args, env=env, cwd=work)
+        note = f"exit {code}: {last_line(stderr)}"
+        if code != expect:
+            failures.append(f"{label}: exit {code}, expected {expect}")
+            note += "\n    " + "\n    ".join(stderr.strip().splitlines()[-15:])
+        elif code:  # a refusal: show the reported rows above the summary
+            note = f"exit {code}: " + "\n    ".join(stderr.strip().splitlines()[-3:])
+        step = Step(label, rows, seconds, cli=True, note=note, stderr=stderr)
+        if timed:
+            steps.append(step)
         else:
-            shutil.rmtree(work, ignore_errors=True)
+            say(f"  {note}")
+        return step
+
+    cli("shuangsui db upgrade", 0, ["db", "upgrade"], 0, timed=False)
+    cli("shuangsui import units", 16, ["import", "units", str(files["units"])], 0, timed=False)
+    fixed = cli("fixed cost: import units (unchanged, 16 rows)", 16,
+                ["import", "units", str(files["units"])], 0).seconds
+    first = cli("import objects (all new)", n, ["import", "objects", str(files["objects"])], 0)
+    again = cli("re-import objects (unchanged)", n,
+                ["import", "objects", str(files["objects"])], 0)
+    diff = cli(f"re-import ({facts['changed']} changed, {facts['removed']} removed)",
+               facts["changed_rows"], ["import", "objects", str(files["changed"])], 0)
+    before = snapshot(db)
+    bad = cli("failing import (1 bad row at the end)", facts["changed_rows"] + 1,
+              ["import", "objects", str(files["bad"])], 1)
+    after = snapshot(db)
+    differ = sorted(t for t in before.keys() | after.keys() if before.get(t) != after.get(t))
+    wrote = [t for t in differ if not t.startswith("audit")]  # the refusal is audited
+    bad.note += (f"\n    tables changed: {', '.join(differ) or 'none'}"
+                 f" ({'nothing written' if not wrote else 'WROTE ' + ', '.join(wrote)})")
+    if wrote:
+        failures.append(f"refused import changed {', '.join(wrote)}")
+    if str(facts["bad_line"]) not in bad.stderr:
+        failures.append(f"the refusal did not name line {facts['bad_line']}")
+
+    print()
+    report(steps, parse, floor, fixed)
+    print()
+    print(f"objects: {n:,} generated at {n / generation:,.0f} rows/s; import "
+          f"{first.seconds:.1f} s ({first.seconds / floor:.1f}× floor, "
+          f"{first.seconds / parse:.1f}× parse), unchanged re-import {again.seconds:.1f} s "
+          f"({again.seconds / floor:.1f}×), 1%/1% diff {diff.seconds:.1f} s "
+          f"({diff.seconds / floor:.1f}×), bad row refused in {bad.seconds:.1f} s "
+          f"({'nothing written' if not wrote else 'WROTE'}); fixed cost {fixed:.1f} s"
+          + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

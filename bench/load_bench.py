@@ -6,7 +6,7 @@ Starts, each in its own process:
 * a recording stub WeCom API (``gettoken``, ``message/send``, ``update_template_card``, all
   answering ``errcode 0``) that remembers every call by recipient and content (a text's
   digest, a card's ``task_id``), so that a message sent twice shows;
-* ``--instances`` bare aiohttp apps (``webhook_bench.run_bare``) whose ``POST /wecom/callback``
+* ``--instances`` bare aiohttp apps (``wecom_load.run_bare``) whose ``POST /wecom/callback``
   reads the body and answers an empty 200: the floor any aiohttp handler pays on this machine;
 * a fresh PostgreSQL database on the server of ``--db-url`` (dropped after), migrated and
   seeded as an operator would, through the CLI: the small district of ``tests/batch_district.py``
@@ -52,32 +52,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import itertools
 import math
 import multiprocessing
 import os
 import secrets
-import shutil
 import signal
-import string
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import unicodedata
-import urllib.request
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # webhook_bench, beside this file
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/batch_district.py
 
-from webhook_bench import (
-    ADMIN,
+from harness import (
+    Column,
+    Instance,
+    Table,
+    bot_env,
+    by_status,
+    create_database,
+    drop_database,
+    free_port,
+    ms,
+    quantile,
+    reader,
+    ready,
+    run_cli,
+    say,
+    scratch,
+    start_serve,
+    start_server,
+    stop_all,
+    stop_serve,
+)
+from wecom_load import (
     AGENT_ID,
     CALLBACK,
     CORP_ID,
@@ -85,30 +97,25 @@ from webhook_bench import (
     STRANGER,
     TOKEN,
     Run,
-    _get,
+    admins_of,
+    bot_settings,
     build_payload,
-    by_status,
-    cli_command,
-    cpu_seconds,
-    drop_database,
-    free_port,
+    client_shares,
+    digest,
+    drive,
     is_stranger,
-    ms,
     msg_id_base,
-    prepare_database,
-    reader,
+    new_aes_key,
     run_bare,
-    say,
+    run_recording_stub,
     seal,
-    stop_all,
+    stub_calls,
     stub_counts,
     wait_processed,
-    wait_ready,
 )
 
 from bot.callback_crypto import MsgCrypt
 from bot.chat.long_text import split_text
-from bot.sealing import new_key
 from bot.terminal import bar_chart, err
 from bot.wecom.sender import TEXT_BYTES
 
@@ -120,85 +127,6 @@ LABELS = {"admin": "admin 帮助/进度", "stranger": "stranger (refused)", "com
           "click": "card click 确认", "again": "re-delivery"}
 BARE_POOL = 20_000  # callbacks per load process the bare handlers cycle through
 FIRST_GUESS = 3000  # req/s, to size the bot's pre-built callbacks if the bare run saw less
-
-
-def digest(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def pad(text: str, width: int) -> str:
-    """``text`` left-aligned in ``width`` terminal columns (a CJK character takes two)."""
-    return text + " " * max(0, width - sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text))
-
-
-def postgres_cpu() -> dict[int, float]:
-    """CPU seconds so far of every local PostgreSQL process (none when the server is elsewhere)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == "postgres":
-                    found[int(entry.name)] = cpu_seconds(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def cpu_since(before: dict[int, float], after: dict[int, float]) -> float:
-    if not after:
-        return math.nan
-    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items() if not math.isnan(seconds))
-
-
-# --- The recording stub (its own process) ------------------------------------------------------------------
-
-
-def run_recording_stub(port: int) -> None:
-    """WeCom's API as far as the bot's answers need it; each call counted by what it sends to whom."""
-    from aiohttp import web
-
-    counts: Counter[str] = Counter()
-    calls: Counter[str] = Counter()
-
-    async def gettoken(request: web.Request) -> web.Response:
-        counts["gettoken"] += 1
-        return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": "t", "expires_in": 7200})
-
-    async def send(request: web.Request) -> web.Response:
-        body = await request.json()
-        counts["message/send"] += 1
-        kind = body.get("msgtype", "")
-        what = (digest(body["text"]["content"]) if kind == "text"
-                else body["template_card"]["task_id"] if kind == "template_card" else "")
-        calls[f"send|{body.get('touser')}|{kind}|{what}"] += 1
-        return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": "m"})
-
-    async def update(request: web.Request) -> web.Response:
-        body = await request.json()
-        counts["update_template_card"] += 1
-        calls[f"update|{','.join(body.get('userids', []))}|{body.get('response_code')}"] += 1
-        return web.json_response({"errcode": 0, "errmsg": "ok"})
-
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response(dict(counts))
-
-    async def recorded(request: web.Request) -> web.Response:
-        return web.json_response(dict(calls))
-
-    app = web.Application()
-    app.router.add_get("/cgi-bin/gettoken", gettoken)
-    app.router.add_post("/cgi-bin/message/send", send)
-    app.router.add_post("/cgi-bin/message/update_template_card", update)
-    app.router.add_get("/healthz", stats)
-    app.router.add_get("/calls", recorded)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def stub_calls(url: str) -> Counter[str]:
-    import json
-
-    with urllib.request.urlopen(url + "/calls", timeout=10) as response:
-        return Counter(json.loads(response.read()))
 
 
 # --- The traffic: who sends what, to which instance -------------------------------------------------------
@@ -406,66 +334,38 @@ class MixedRun(Run):
         return f"{self.target} ×{self.instances} #{self.round}"
 
 
-def quantile(latencies: list[float], q: float) -> float:
-    if not latencies:
-        return math.nan
-    return latencies[min(len(latencies) - 1, max(0, math.ceil(q * len(latencies)) - 1))]
-
-
 def load_run(ctx, target: str, urls: list[str], pids: list[int], round_: int, run_id: int, prebuilt: int,
              cycle: bool, args, aes_key: str, admins: list[str], batch: str, seats: list[Seat]) -> MixedRun:
     """``--procs`` load-generator processes against ``urls``; their requests merged."""
-    go, start, results = ctx.Event(), ctx.Value("d", 0.0), ctx.Queue()
-    shares = [args.clients // args.procs + (1 if p < args.clients % args.procs else 0) for p in range(args.procs)]
+    shares = client_shares(args.clients, args.procs)
     clock0 = int(time.time())
-    procs = [ctx.Process(target=generate, name=f"load-{target}-{p}", daemon=True,
-                         args=(Mix(p, args.procs, urls, shares[p], run_id, prebuilt, cycle, aes_key, admins, batch,
-                                   seats, args.again, clock0, args.warmup, args.seconds), go, start, results))
-             for p in range(args.procs) if shares[p]]
-    run = MixedRun(target, round_, args.seconds, args.warmup, prebuilt=prebuilt * len(procs), instances=len(urls))
-    try:
-        for proc in procs:
-            proc.start()
-        say(f"{run.label}: {len(procs)} load processes building {prebuilt:,} callbacks each …")
-        for _ in procs:
-            _get(results, procs, "ready")
-        run.started = time.time() + 0.3
-        start.value = run.started
-        go.set()
-        say(f"{run.label}: {args.clients} clients over {len(urls)} instances, {args.warmup:g} s warm-up, "
-            f"{args.seconds:g} s measured …")
-        loads = [proc.pid for proc in procs]
-        time.sleep(max(0.0, run.started + args.warmup - time.time()))
-        server0, load0 = sum(cpu_seconds(pid) for pid in pids), sum(cpu_seconds(pid) for pid in loads)
-        db0 = postgres_cpu()
-        time.sleep(max(0.0, run.started + args.warmup + args.seconds - time.time()))
-        run.server_cpu = sum(cpu_seconds(pid) for pid in pids) - server0
-        run.load_cpu = sum(cpu_seconds(pid) for pid in loads) - load0
-        run.db_cpu = cpu_since(db0, postgres_cpu())
-        latencies, kinds, instances = array("d"), array("b"), array("b")
-        for _ in procs:
-            outcome = _get(results, procs, "done", timeout=180)
-            latencies.frombytes(outcome["latencies"])
-            kinds.frombytes(outcome["kinds"])
-            instances.frombytes(outcome["instances"])
-            run.acked_keys += outcome["acked"]
-            run.statuses.update(outcome["statuses"])
-            run.errors.update(outcome["errors"])
-            run.posted.update({int(k): n for k, n in outcome["posted"].items()})
-            run.ok.update({int(k): n for k, n in outcome["ok"].items()})
-            run.again_keys.update(outcome["again"])
-            run.late_all += outcome["late"]
-            run.extra += outcome["extra"]
-        run.latencies = sorted(latencies)
-        for code in set(kinds):
-            run.by_kind[code] = sorted(x for x, k in zip(latencies, kinds, strict=True) if k == code)
-        for code in set(instances):
-            run.by_instance[code] = sorted(x for x, n in zip(latencies, instances, strict=True) if n == code)
-        run.acked = set(run.acked_keys)
-        for proc in procs:
-            proc.join(timeout=10)
-    finally:
-        stop_all(procs)
+    mixes = [Mix(p, args.procs, urls, shares[p], run_id, prebuilt, cycle, aes_key, admins, batch, seats, args.again,
+                 clock0, args.warmup, args.seconds) for p in range(args.procs) if shares[p]]
+    run = MixedRun(target, round_, args.seconds, args.warmup, prebuilt=prebuilt * len(mixes), instances=len(urls))
+    window = drive(ctx, generate, mixes, pids, label=run.label, prebuilt=prebuilt,
+                   clients=f"{args.clients} clients over {len(urls)} instances", warmup=args.warmup,
+                   seconds=args.seconds, done_timeout=180, db_cpu=True)
+    run.started, run.server_cpu, run.load_cpu, run.db_cpu = (window.started, window.server_cpu, window.load_cpu,
+                                                             window.db_cpu)
+    latencies, kinds, instances = array("d"), array("b"), array("b")
+    for outcome in window.outcomes:
+        latencies.frombytes(outcome["latencies"])
+        kinds.frombytes(outcome["kinds"])
+        instances.frombytes(outcome["instances"])
+        run.acked_keys += outcome["acked"]
+        run.statuses.update(outcome["statuses"])
+        run.errors.update(outcome["errors"])
+        run.posted.update({int(k): n for k, n in outcome["posted"].items()})
+        run.ok.update({int(k): n for k, n in outcome["ok"].items()})
+        run.again_keys.update(outcome["again"])
+        run.late_all += outcome["late"]
+        run.extra += outcome["extra"]
+    run.latencies = sorted(latencies)
+    for code in set(kinds):
+        run.by_kind[code] = sorted(x for x, k in zip(latencies, kinds, strict=True) if k == code)
+    for code in set(instances):
+        run.by_instance[code] = sorted(x for x, n in zip(latencies, instances, strict=True) if n == code)
+    run.acked = set(run.acked_keys)
     return run
 
 
@@ -473,7 +373,7 @@ def load_run(ctx, target: str, urls: list[str], pids: list[int], round_: int, ru
 
 
 def cli(env: dict, work: Path, *argv: str) -> str:
-    done = subprocess.run([*cli_command(), *argv], env=env, cwd=work, capture_output=True, text=True)
+    done = run_cli(list(argv), env=env, cwd=work)
     if done.returncode:
         raise RuntimeError(f"shuangsui {' '.join(argv)} failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return done.stdout
@@ -531,47 +431,18 @@ def wait_sent(engine, timeout: float) -> Counter:
 # --- The bot's instances -----------------------------------------------------------------------------------
 
 
-@dataclass
-class Instance:
-    name: str
-    port: int
-    process: subprocess.Popen
-    log: object
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 def start_instances(env: dict, work: Path, count: int) -> list[Instance]:
-    instances = []
-    for n in range(count):
-        name, port = "ABCDEFGHI"[n], free_port()
-        log = (work / f"serve-{name}.log").open("ab")
-        process = subprocess.Popen([*cli_command(), "serve"], env=env | {"SHUANGSUI__SERVER__PORT": str(port)},
-                                   cwd=work, stdout=log, stderr=log, start_new_session=True)  # Ctrl-C is ours
-        instances.append(Instance(name, port, process, log))
+    instances = [start_serve(env, work, "ABCDEFGHI"[n], free_port(), work / f"serve-{'ABCDEFGHI'[n]}.log",
+                             own_session=True)  # Ctrl-C is ours
+                 for n in range(count)]
     for instance in instances:
-        wait_ready(instance.url + "/readyz", lambda p=instance.process: p.poll() is None,
-                   f"shuangsui serve {instance.name} (:{instance.port})")
+        ready(instance, f"shuangsui serve {instance.name} (:{instance.port})")
     return instances
 
 
 def stop_instances(instances: list[Instance]) -> dict[str, int | None]:
     """SIGTERM, as an orchestrator stops them: each finishes its work and sends what is due."""
-    for instance in instances:
-        if instance.process.poll() is None:
-            instance.process.send_signal(signal.SIGTERM)
-    codes = {}
-    for instance in instances:
-        try:
-            instance.process.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            instance.process.kill()
-            instance.process.wait()
-        codes[instance.name] = instance.process.returncode
-        instance.log.close()
-    return codes
+    return stop_serve(instances, timeout=40)
 
 
 # --- The checks at the database and the stub ---------------------------------------------------------------
@@ -714,32 +585,39 @@ def by_instance(counts: Counter, instances: list[Instance]) -> Counter[str]:
 # --- Report ------------------------------------------------------------------------------------------------
 
 
+RUNS = Table(Column("run", 22, left=True), Column("req/s", 9, ",.0f"), Column("p50 ms", 9), Column("p99 ms", 9),
+             Column("max ms", 9), Column("non-200", 9), Column(">5 s", 6), Column("server CPU", 12, ".0%", trail=1),
+             Column("db CPU", 8, ".0%", trail=1), Column("load CPU", 10, ".0%", trail=1))
+
+
 def table(runs: list[MixedRun], bot: MixedRun, instances: list[Instance], cores: int) -> None:
-    print(f"{'run':<22}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'non-200':>9}{'>5 s':>6}"
-          f"{'server CPU':>12}{'db CPU':>8}{'load CPU':>10}")
+    RUNS.header()
     for run in runs:
-        print(f"{run.label:<22}{run.rate:>9,.0f}{ms(run.quantile(0.5)):>9}{ms(run.quantile(0.99)):>9}"
-              f"{ms(run.latencies[-1] if run.latencies else math.nan):>9}{sum(run.errors.values()):>9}"
-              f"{run.late_all:>6}{run.server_cpu / run.seconds:>11.0%} {run.db_cpu / run.seconds:>7.0%} "
-              f"{run.load_cpu / run.seconds:>9.0%}")
+        RUNS.row(run.label, run.rate, ms(run.quantile(0.5)), ms(run.quantile(0.99)),
+                 ms(run.latencies[-1] if run.latencies else math.nan), sum(run.errors.values()), run.late_all,
+                 run.server_cpu / run.seconds, run.db_cpu / run.seconds, run.load_cpu / run.seconds)
         if run is bot:
             for n, instance in enumerate(instances):
                 got = run.by_instance.get(n, [])
-                print(f"{pad(f'  instance {instance.name} :{instance.port}', 22)}{len(got) / run.seconds:>9,.0f}"
-                      f"{ms(quantile(got, 0.5)):>9}{ms(quantile(got, 0.99)):>9}"
-                      f"{ms(got[-1] if got else math.nan):>9}{len(got) / max(1, run.completed):>9.0%} of requests")
+                RUNS.row(f"  instance {instance.name} :{instance.port}", *latency_cells(got, run.seconds),
+                         f"{len(got) / max(1, run.completed):>9.0%} of requests")
             for code, kind in enumerate(KINDS):
                 got = run.by_kind.get(code, [])
-                print(f"{pad('  ' + LABELS[kind], 22)}{len(got) / run.seconds:>9,.0f}{ms(quantile(got, 0.5)):>9}"
-                      f"{ms(quantile(got, 0.99)):>9}{ms(got[-1] if got else math.nan):>9}"
-                      f"{len(got) / max(1, run.completed):>9.1%} of requests")
+                RUNS.row(f"  {LABELS[kind]}", *latency_cells(got, run.seconds),
+                         f"{len(got) / max(1, run.completed):>9.1%} of requests")
         if run.errors:
-            print(f"{'':4}answers other than 200: {dict(run.errors)}")
+            RUNS.note(f"answers other than 200: {dict(run.errors)}")
         if run.extra:
-            print(f"{'':4}{run.extra:,} callbacks built on the clock (pre-built {run.prebuilt:,} ran out)")
+            RUNS.note(f"{run.extra:,} callbacks built on the clock (pre-built {run.prebuilt:,} ran out)")
     print(f"req/s and latency over the {bot.seconds:g} s measured window; non-200 and >5 s over the whole run "
           f"(warm-up included); CPU in % of one core over the window ({cores} cores shared by the servers, "
           "PostgreSQL and the load generator; db CPU: the local postgres processes, whoever asked them).")
+
+
+def latency_cells(got: list[float], seconds: float) -> tuple:
+    """req/s, p50, p99 and max of a part of a run's requests (sorted latencies)."""
+    return (len(got) / seconds, ms(quantile(got, 0.5)), ms(quantile(got, 0.99)),
+            ms(got[-1] if got else math.nan))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -768,32 +646,28 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupted)
+    with scratch("shuangsui-load-bench-", args.keep) as work:
+        return bench(args, work)
+
+
+def bench(args, work: Path) -> int:
     began = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="shuangsui-load-bench-"))
     ctx = multiprocessing.get_context("spawn")
     cores = os.cpu_count() or 1
-    admins = [ADMIN] if args.users == 1 else [f"{ADMIN}{n:03d}" for n in range(args.users)]
-    aes_key = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(43))
+    admins = admins_of(args.users)
+    aes_key = new_aes_key()
     servers: list = []
     instances: list[Instance] = []
     pg_name = None
     failures: list[str] = []
     engine = None
     try:
-        db_url, pg_name = prepare_database(args, work)
+        db_url, pg_name = create_database(args.db_url)
         say(f"{args.instances} instances, {args.clients} clients in {args.procs} processes, {args.seconds:g} s "
             f"per run, PostgreSQL, {cores} cores, in {work}")
         stub_port = free_port()
         stub_url = f"http://127.0.0.1:{stub_port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHUANGSUI")}
-        env |= {
-            "SHUANGSUI__DATABASE__URL": db_url, "SHUANGSUI__SERVER__HOST": "127.0.0.1",
-            "SHUANGSUI__WECOM__CORP_ID": CORP_ID, "SHUANGSUI__WECOM__AGENT_ID": str(AGENT_ID),
-            "SHUANGSUI__WECOM__SECRET": "bench-secret", "SHUANGSUI__WECOM__TOKEN": TOKEN,
-            "SHUANGSUI__WECOM__ENCODING_AES_KEY": aes_key, "SHUANGSUI__WECOM__API_BASE": stub_url,
-            "SHUANGSUI__ROLES__ADMINS": "[" + ",".join(f'"{a}"' for a in admins) + "]",
-            "SHUANGSUI__SECURITY__KEYS": f'["{new_key()}"]', "SHUANGSUI__BUREAU__DEFAULT_LEAD": "U-XY",
-        }
+        env = bot_env(bot_settings(db_url, aes_key, admins, stub_url) | {"SHUANGSUI__BUREAU__DEFAULT_LEAD": "U-XY"})
         say("shuangsui db upgrade, import, batch new / publish / draw …")
         batch = seed(env, work)
         engine = reader(db_url)
@@ -803,17 +677,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"batch {batch}: {len(seats)} assignments of {len({s.task for s in seats})} tasks to "
             f"{len({s.user for s in seats})} inspectors")
 
-        process = ctx.Process(target=run_recording_stub, args=(stub_port,), name="stub", daemon=True)
-        process.start()
-        servers.append(process)
-        wait_ready(stub_url + "/healthz", process.is_alive, "stub WeCom API")
+        servers.append(start_server(ctx, run_recording_stub, stub_port, name="stub WeCom API"))
         bare_urls = []
         for _ in range(args.instances):
             port = free_port()
-            process = ctx.Process(target=run_bare, args=(port, "asyncio"), name="bare", daemon=True)
-            process.start()
-            servers.append(process)
-            wait_ready(f"http://127.0.0.1:{port}/healthz", process.is_alive, "bare aiohttp")
+            servers.append(start_server(ctx, run_bare, port, "asyncio", name="bare aiohttp"))
             bare_urls.append(f"http://127.0.0.1:{port}")
         bare_pids = [p.pid for p in servers[1:]]
         say(f"starting {args.instances} × shuangsui serve …")
@@ -955,11 +823,7 @@ def main(argv: list[str] | None = None) -> int:
         if engine is not None:
             engine.dispose()
         if pg_name:
-            drop_database(args, pg_name)
-        if args.keep:
-            say(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+            drop_database(args.db_url, pg_name)
 
 
 if __name__ == "__main__":

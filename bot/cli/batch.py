@@ -8,11 +8,11 @@ holds the configuration and the database — and is audited as ``cli:<login>``.
 from __future__ import annotations
 
 import argparse
-import getpass
 from pathlib import Path
 
 from bot.batches import commands
 from bot.batches.export import export
+from bot.cli.options import engine_of, operator
 from bot.clock import now
 from bot.refusal import Refusal
 from bot.roles import Actor, is_admin
@@ -20,7 +20,7 @@ from bot.settings import Settings
 from bot.terminal import err
 from bot.texts import say
 from storage import audit
-from storage.db import engine_for, transaction
+from storage.db import transaction
 
 ACTIONS = ("new", "stratum", "publish", "draw", "cancel", "export")
 
@@ -29,10 +29,11 @@ def add_parser(commands) -> None:
     batch = commands.add_parser("batch", help=say("cli", "help_batch"))
     batch.add_argument("action", choices=ACTIONS)
     batch.add_argument("arguments", nargs=argparse.REMAINDER)
+    batch.set_defaults(run=run)
 
 
 def run(settings: Settings, args) -> int:
-    engine = engine_for(settings.database.url)
+    engine = engine_of(settings)
     rest, actor = _take_actor(list(args.arguments))
     try:
         if args.action == "export":
@@ -40,7 +41,7 @@ def run(settings: Settings, args) -> int:
         with transaction(engine) as session:
             if actor is not None and not is_admin(settings, actor):
                 raise Refusal("not_admin", actor=actor.label)
-            label = actor.label if actor else f"cli:{getpass.getuser()}"
+            label = actor.label if actor else operator()
             lines = _act(session, settings, label, args.action, rest)
     except Refusal as refusal:
         if refusal.message == "not_admin":

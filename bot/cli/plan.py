@@ -1,22 +1,24 @@
-"""``shuangsui plan import|list|show`` (art. 11 annual plans)."""
+"""``shuangsui plan import|list|show|record`` (art. 11 annual plans)."""
 
 from __future__ import annotations
 
-import getpass
 from datetime import date
 from pathlib import Path
 
 from bot import plans
+from bot.cli.imports import run as run_import
+from bot.cli.options import engine_of, operator
 from bot.clock import bureau_today
 from bot.refusal import Refusal
 from bot.settings import Settings
 from bot.terminal import err
 from bot.texts import say
-from storage.db import engine_for, transaction
+from storage.db import transaction
 
 
 def add_parser(commands) -> None:
     plan = commands.add_parser("plan", help=say("plans", "help_plan"))
+    plan.set_defaults(run=run)
     actions = plan.add_subparsers(dest="plan_command", required=True)
     importing = actions.add_parser("import", help=say("plans", "help_import"))
     importing.add_argument("file", type=Path)
@@ -33,16 +35,16 @@ def add_parser(commands) -> None:
 
 
 def run(settings: Settings, args) -> int:
-    engine = engine_for(settings.database.url)
+    if args.plan_command == "import":  # ``import plans FILE``, all or nothing, with the reason for a change
+        args.kind, args.partial = "plans", False
+        return run_import(settings, args)
     try:
-        if args.plan_command == "import":
-            return _import(settings, args)
-        with transaction(engine) as session:
+        with transaction(engine_of(settings)) as session:
             if args.plan_command == "list":
                 print(say("plans", "listing", rows=plans.list_plans(session, args.year)))
             elif args.plan_command == "record":
                 on = args.on or bureau_today(settings.bureau.timezone)
-                plan = plans.record_filing(session, f"cli:{getpass.getuser()}", args.plan_id, args.step, on)
+                plan = plans.record_filing(session, operator(), args.plan_id, args.step, on)
                 print(say("plans", "recorded", plan=plan, step=args.step, on=on))
             else:
                 print(say("plans", "detail", view=plans.show_plan(session, args.plan_id)))
@@ -50,10 +52,3 @@ def run(settings: Settings, args) -> int:
         err(refusal.text())
         return 1
     return 0
-
-
-def _import(settings: Settings, args) -> int:
-    from bot.cli import run_import
-
-    args.kind, args.partial = "plans", False
-    return run_import(settings, args)

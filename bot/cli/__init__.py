@@ -1,0 +1,50 @@
+"""The ``shuangsui`` command (SPEC §3). Standard output carries only what the contract
+says; progress, summaries and logs go to standard error.
+
+The parser and ``main`` are here; each family of commands is a module beside this one
+that adds its parser and names the function that runs it (``run`` in the namespace)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bot import verifier
+from bot.cli import batch, imports, plan, public, reminders, server, summaries, upkeep
+from bot.settings import ConfigError, load_settings
+from bot.terminal import err
+from bot.texts import say
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shuangsui", description=say("cli", "description"))
+    parser.add_argument("-c", "--config", help=say("cli", "help_config"))
+    commands = parser.add_subparsers(dest="command", required=True)
+    server.add_demo(commands)
+    server.add_serve(commands)
+    upkeep.add_db(commands)
+    imports.add_parser(commands)
+    batch.add_parser(commands)
+    plan.add_parser(commands)
+    public.add_parser(commands)
+    verify = commands.add_parser("verify", help=say("cli", "help_verify"))
+    verify.add_argument("directory", type=Path)
+    upkeep.add_keys(commands)
+    upkeep.add_audit(commands)
+    reminders.add_parser(commands)
+    summaries.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "verify":  # the citizen's check needs no configuration or database
+        return verifier.main([str(args.directory)])
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        err(str(exc))
+        return 2
+    return args.run(settings, args)

@@ -1,0 +1,41 @@
+"""What several commands share: argument types, the database engine, who acts, and the
+moment a command acts as of."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+
+from bot import clock
+from bot.settings import Settings
+from bot.texts import say
+from storage.db import engine_for
+
+
+def instant(value: str) -> datetime:
+    """An ISO 8601 instant; without an offset it is bureau time (SPEC §3)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(say("cli", "bad_instant", value=value)) from None
+    return moment
+
+
+def engine_of(settings: Settings) -> Engine:
+    return engine_for(settings.database.url)
+
+
+def operator() -> str:
+    """The local operator, as the audit log names them: someone who already holds the
+    configuration and the database."""
+    return f"cli:{getpass.getuser()}"
+
+
+def as_of(settings: Settings, moment: datetime | None) -> datetime:
+    """``--now`` in bureau time when it names no offset; the clock's now without it."""
+    moment = moment or clock.now()
+    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(settings.bureau.timezone))

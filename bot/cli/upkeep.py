@@ -1,0 +1,61 @@
+"""The database's upkeep: ``shuangsui db upgrade`` (the schema), ``keys rotate`` (every
+sealed field re-sealed under the first key) and ``audit verify`` (the hash chain)."""
+
+from __future__ import annotations
+
+from bot.cli.options import engine_of
+from bot.key_rotation import rotate_keys
+from bot.sealing import SealingError
+from bot.settings import Settings
+from bot.terminal import bar_chart, err
+from bot.texts import say
+from storage import audit, schema
+from storage.db import transaction
+
+
+def add_db(commands) -> None:
+    db = commands.add_parser("db", help=say("cli", "help_db"))
+    db.set_defaults(run=upgrade)
+    db.add_subparsers(dest="db_command", required=True).add_parser("upgrade", help=say("cli", "help_db_upgrade"))
+
+
+def add_keys(commands) -> None:
+    keys = commands.add_parser("keys", help=say("cli", "help_keys"))
+    keys.set_defaults(run=rotate)
+    keys.add_subparsers(dest="keys_command", required=True).add_parser("rotate", help=say("cli", "help_keys_rotate"))
+
+
+def add_audit(commands) -> None:
+    audit_parser = commands.add_parser("audit", help=say("cli", "help_audit"))
+    audit_parser.set_defaults(run=verify_audit)
+    audit_parser.add_subparsers(dest="audit_command", required=True).add_parser(
+        "verify", help=say("cli", "help_audit_verify"))
+
+
+def upgrade(settings: Settings, args) -> int:
+    engine = engine_of(settings)
+    before = schema.current_revision(engine)
+    schema.upgrade(engine)
+    err(say("cli", "db_upgraded", before=before, after=schema.current_revision(engine)))
+    return 0
+
+
+def rotate(settings: Settings, args) -> int:
+    try:
+        done = rotate_keys(engine_of(settings), settings)
+    except SealingError as exc:
+        err(say("cli", "keys_failed", error=str(exc)))
+        return 1
+    err(bar_chart([(say("cli", "sealed_kind", kind=kind), n) for kind, n in done.items()]))
+    err(say("cli", "keys_rotated", count=sum(done.values())))
+    return 0
+
+
+def verify_audit(settings: Settings, args) -> int:
+    with transaction(engine_of(settings)) as session:
+        report = audit.verify(session)
+    if report.ok:
+        print(say("cli", "audit_ok", entries=report.entries))
+        return 0
+    print(say("cli", "audit_broken", seq=report.broken_seq, problem=report.problem, entries=report.entries))
+    return 1

@@ -1,0 +1,74 @@
+"""The command line's shape (bot/cli/): every command runs through the function its
+family registered, ``--now`` reads bureau time, the families import no circle, and a
+command that does not serve loads no server stack, workbook or chart library."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bot import cli
+from bot.cli import options
+from bot.settings import Settings
+
+PACKAGE = Path(cli.__file__).resolve().parent
+
+#: One valid command line of each command but ``verify`` (which needs no configuration).
+COMMANDS = {
+    "demo": ["demo"], "serve": ["serve"], "db": ["db", "upgrade"], "import": ["import", "units", "u.csv"],
+    "batch": ["batch", "draw", "批次=B1"], "plan": ["plan", "list"], "public": ["public", "results", "--out", "r.csv"],
+    "keys": ["keys", "rotate"], "audit": ["audit", "verify"], "reminders": ["reminders", "list"],
+    "summaries": ["summaries", "send", "daily"],
+}
+
+
+def test_every_command_runs_through_its_family():
+    parser = cli.build_parser()
+    listed = set(parser.format_usage().partition("{")[2].partition("}")[0].split(","))  # what the help lists
+    assert listed == set(COMMANDS) | {"verify"}
+    for command, argv in COMMANDS.items():
+        run = parser.parse_args(argv).run
+        assert callable(run) and run.__module__.startswith("bot.cli."), command
+    assert not hasattr(parser.parse_args(["verify", "site"]), "run")
+
+
+def test_now_without_an_offset_is_bureau_time():
+    settings = Settings(bureau={"timezone": "Asia/Shanghai"})
+    naive = options.instant("2026-12-10T09:30")
+    assert options.as_of(settings, naive) == datetime(2026, 12, 10, 9, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+    utc = options.instant("2026-12-10T01:30+00:00")
+    assert options.as_of(settings, utc).utcoffset() == timedelta(0)
+    assert options.as_of(settings, None).tzinfo is not None
+
+
+def test_a_bad_instant_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["reminders", "run", "--now", "yesterday"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == "" and "yesterday" in err
+
+
+def test_the_families_import_each_other_never_the_package():
+    """``bot/cli/__init__.py`` imports every family: a family importing the package would be a circle."""
+    modules = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    for path in PACKAGE.glob("*.py"):
+        if path.stem in ("__init__", "__main__"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module == "bot.cli":
+                assert {alias.name for alias in node.names} <= modules, path.name
+            if isinstance(node, ast.Import):
+                assert all(alias.name != "bot.cli" for alias in node.names), path.name
+
+
+def test_the_command_line_loads_no_server_workbook_or_chart():
+    probe = ("import sys, bot.cli; bot.cli.build_parser(); "
+             "print(sorted(m for m in ('bot.app', 'aiohttp', 'openpyxl', 'matplotlib') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
