@@ -19,7 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from bot.chat.outbound import GROUP, USER, Destination, Message, kind_of, to_payload
+from bot.outbound import GROUP, USER, Destination, Message, kind_of, to_payload
 from storage.models import OutboxMessage, SendSlot, utcnow
 
 _PG_CLAIM_LOCK = 0x5353_4F42  # "SSOB"

@@ -59,13 +59,13 @@ from bot.chat.context import Context
 from bot.chat.events import CardAction, Event
 from bot.chat.identity import identify
 from bot.chat.ingress import MAX_BODY
-from bot.chat.outbound import USER, Destination
 from bot.chat.pipeline import dispatch
 from bot.chat.router import command_word, strip_mentions
 from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from bot.dingtalk.cards import action_token
 from bot.dingtalk.sign import WINDOW_MS, robot_sign
+from bot.outbound import USER, Destination
 from bot.roles import Actor
 from bot.rules.arguments import ENGLISH, KEYS, ArgumentError, normalise, parse_arguments, split_list
 from bot.wecom.callback import REPLAY_WINDOW

@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
 from bot.app import DISPATCHER, METRICS, create_app
-from bot.chat.outbound import USER, Destination, Text
 from bot.clock import now as clock_now
 from bot.metrics import Metrics, allowed, error_code
+from bot.outbound import USER, Destination, Text
 from bot.settings import ConfigError, Settings, load_settings
 from storage import outbox
 from storage.db import transaction

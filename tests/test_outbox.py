@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlmodel import Session, select
 
-from bot.chat.outbound import GROUP, USER, Card, Destination, Text, from_payload
+from bot.outbound import GROUP, USER, Card, Destination, Text, from_payload
 from storage import inbound, outbox, tokens
 from storage.db import BUSY_TIMEOUT_MS, make_engine, reading, transaction, writer_lock
 from storage.models import OutboxMessage, SendSlot
@@ -52,7 +52,7 @@ def test_queue_is_idempotent_on_its_key(engine):
 
 
 def test_card_round_trips_through_the_payload(engine):
-    from bot.chat.outbound import Button, Choice
+    from bot.outbound import Button, Choice
 
     card = Card("ss-1", "检查任务", "正文", [("对象", "某公司")], [Button("confirm", "无利害关系", "7")],
                 Choice("category", "结果类别", [("1", "未发现问题")]), Button("result", "提交", "7"))

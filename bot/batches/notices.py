@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from bot.batches import cards
 from bot.batches.inspection import team_of
 from bot.chat import platforms, recipients
-from bot.chat.outbound import CARD, GROUP, Card, CardUpdate, Destination, Message, Text
+from bot.outbound import CARD, GROUP, Card, CardUpdate, Destination, Message, Text
 from bot.texts import say
 from storage import outbox
 from storage.models import Assignment, Batch, InspectionObject, Inspector, Item, OutboxMessage, Result, Task

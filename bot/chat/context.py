@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from bot.chat.events import Event
 from bot.chat.identity import Identity
-from bot.chat.outbound import CARD, USER, Card, CardUpdate, Destination, Message, Text
+from bot.outbound import CARD, USER, Card, CardUpdate, Destination, Message, Text
 from bot.settings import Settings
 from storage import outbox
 

@@ -23,8 +23,8 @@ from sqlalchemy import Engine
 
 from bot import logs
 from bot.chat import recipients
-from bot.chat.outbound import USER, Destination, Message, Text, from_payload
 from bot.clock import now as clock_now
+from bot.outbound import USER, Destination, Message, Text, from_payload
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox

@@ -26,9 +26,9 @@ from bot import logs
 from bot.chat.context import Context
 from bot.chat.events import Event, MediaGone
 from bot.chat.identity import identify
-from bot.chat.outbound import Text
 from bot.chat.router import Router
 from bot.clock import now as clock_now
+from bot.outbound import Text
 from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say

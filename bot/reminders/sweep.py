@@ -20,7 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from bot.chat import recipients
-from bot.chat.outbound import USER, Destination, Text
+from bot.outbound import USER, Destination, Text
 from bot.reminders.deadlines import apply, compare
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.settings import Settings

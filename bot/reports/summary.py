@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from bot.batches.progress import progress
 from bot.chat import platforms, recipients
-from bot.chat.outbound import GROUP, Destination, Image, Text
+from bot.outbound import GROUP, Destination, Image, Text
 from bot.reports.chart import progress_chart
 from bot.texts import say
 from storage import evidence, outbox
