@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -20,6 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from bot.chat import recipients
+from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
 from bot.reminders.deadlines import apply, compare
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
@@ -56,7 +56,7 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
     changes — new and changed deadlines, the rungs not yet sent, the digests — are
     written, in a short transaction.
     """
-    local = now.astimezone(ZoneInfo(settings.bureau.timezone))
+    local = bureau_time(now, settings.bureau.timezone)
     with reading(engine) as session:
         calendar, policy = load_calendar(session), policy_of(settings)
         if not in_working_hours(local, calendar, policy):

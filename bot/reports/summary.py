@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
 from bot.batches.progress import progress
 from bot.chat import platforms, recipients
+from bot.clock import bureau_date
 from bot.outbound import GROUP, Destination, Image, Text
 from bot.reports.chart import progress_chart
 from bot.texts import say
@@ -25,7 +25,7 @@ STATES = ("drawn", "accepted", "inspected", "submitted", "approved", "unstaffed"
 
 
 def period_of(kind: str, now: datetime, timezone: str) -> str:
-    local = now.astimezone(ZoneInfo(timezone)).date()
+    local = bureau_date(now, timezone)
     if kind == "weekly":
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"
@@ -34,7 +34,7 @@ def period_of(kind: str, now: datetime, timezone: str) -> str:
 
 def send_summaries(session: Session, settings, kind: str, now: datetime) -> list[Destination]:
     """Queue the summary of ``kind`` (daily | weekly) for this period; returns who gets it."""
-    today = now.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+    today = bureau_date(now, settings.bureau.timezone)
     batches = progress(session, load_calendar(session), today)
     overdue = session.exec(select(Deadline).where(Deadline.status == "open", Deadline.due < today)).all()
     by_unit = Counter(d.unit_id or "—" for d in overdue)
