@@ -382,7 +382,7 @@ async def test_an_acknowledgement_does_not_wait_for_a_thread(engine):
     import asyncio
 
     from bot.chat.events import Event
-    from bot.chat.pipeline import GroupCommit
+    from bot.chat.intake import GroupCommit
 
     intake = GroupCommit(engine)
     release = threading.Event()
@@ -399,3 +399,35 @@ async def test_an_acknowledgement_does_not_wait_for_a_thread(engine):
     with reading(engine) as session:
         keys = session.execute(text("SELECT delivery_key FROM inbound_deliveries ORDER BY delivery_key")).scalars()
         assert list(keys) == [f"app:msg:{n}" for n in range(5)]
+
+
+async def test_the_intake_says_when_a_burst_has_let_up(engine):
+    """Deferred work waits on the intake's quiet event: it resumes once no burst has been
+    written for QUIET_AFTER, and waits no longer than it is allowed to."""
+    import asyncio
+    from dataclasses import replace
+
+    from bot.chat.events import Event
+    from bot.chat.intake import QUIET_AFTER, GroupCommit
+
+    intake = GroupCommit(engine)
+    loop = asyncio.get_running_loop()
+    at = datetime.now(UTC)
+    try:
+        started = loop.time()
+        await intake.until_quiet(5.0)  # nothing taken yet: quiet at once
+        assert loop.time() - started < QUIET_AFTER
+        events = [Event("wecom", f"app:burst:{n}", "u", "private", Destination("wecom", USER, "u"), at, text="帮助")
+                  for n in range(6)]
+        await asyncio.gather(*(intake.take(event) for event in events))  # a burst: written together
+        assert not intake.quiet()
+        burst_over = loop.time()
+        await intake.until_quiet(5.0)
+        assert intake.quiet() and QUIET_AFTER * 0.9 <= loop.time() - burst_over < QUIET_AFTER + 1.0
+        again = [replace(event, delivery_key=event.delivery_key + ":again") for event in events]
+        await asyncio.gather(*(intake.take(event) for event in again))
+        started = loop.time()
+        await intake.until_quiet(QUIET_AFTER / 4)  # at most this long, quiet or not
+        assert not intake.quiet() and loop.time() - started < QUIET_AFTER
+    finally:
+        await intake.close()
