@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from bot import logs
+from bot import logs, outbox_keys
 from bot.chat.context import Context
 from bot.chat.events import Event, MediaGone
 from bot.chat.identity import identify
@@ -183,7 +183,7 @@ class Pipeline:
             inbound.give_back(session, platform, key, self.owner, type(exc).__name__,
                               clock_now() + timedelta(seconds=5 * attempts), give_up=give_up)
             if give_up:
-                outbox.queue(session, event.reply_to, Text(say("chat", "failed")), f"event:{platform}:{key}:failed")
+                outbox.queue(session, event.reply_to, Text(say("chat", "failed")), outbox_keys.failed(platform, key))
 
 
 def delivery_id(platform: str, key: str) -> str:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from bot import outbox_keys
 from bot.chat import recipients
 from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
@@ -95,7 +96,7 @@ def _tell_admins_of_provisional_years(session: Session, settings: Settings, chan
     for year in years:
         text = Text(say("calendar", "arrangement_missing", years=[year]))
         for admin in recipients.people(settings, list(settings.roles.admins)):
-            if outbox.queue(session, admin, text, f"calendar-missing:{year}:{admin.platform}:{admin.address}"):
+            if outbox.queue(session, admin, text, outbox_keys.calendar_missing(year, admin.platform, admin.address)):
                 told.append(Digest(admin, 0))
     return told
 
@@ -113,7 +114,8 @@ def _queue_digests(session: Session, fresh: list[dict], steps: dict, today) -> l
         lines = [dict(deadline=d, step=s, level=level, obj=objects.get(d["task_id"])) for (d, s), level, _ in
                  sorted(entries, key=lambda e: (e[0][0]["due"], e[0][0]["id"]))]
         message = Text(say("reminders", "digest", entries=lines, today=today))
-        outbox.queue(session, destination, message, f"reminders:{recipient}:{min(i for _, _, i in entries)}")
+        first = min(i for _, _, i in entries)
+        outbox.queue(session, destination, message, outbox_keys.reminder_digest(recipient, first))
         digests.append(Digest(destination, len(entries)))
     return digests
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from bot import outbox_keys
 from bot.batches.progress import progress
 from bot.chat import platforms, recipients
 from bot.clock import bureau_date
@@ -56,9 +57,9 @@ def send_summaries(session: Session, settings, kind: str, now: datetime) -> list
                      if platforms.can_push_to_group(settings, platform)]
     messages = []
     for d in destinations:
-        key = f"summary:{kind}:{period}:{d.platform}:{d.kind}:{d.address}"
+        key = outbox_keys.summary(kind, period, d.platform, d.kind, d.address)
         messages.append((d, Text(text), key))
         if image:
-            messages.append((d, image, f"{key}:chart"))
+            messages.append((d, image, outbox_keys.summary_chart(key)))
     outbox.queue_many(session, messages)
     return destinations
