@@ -49,12 +49,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from harness import Column, Table, say, scratch, timed
 from sqlalchemy import func, select
 
 from bot.batches import create, draw, publish, records, selection
+from bot.clock import bureau_date, bureau_today
 from bot.rules import matching, ssr1
 from bot.rules.arguments import parse_arguments
 from bot.sealing import keys_of, new_key, unseal
@@ -108,7 +108,7 @@ def set_up(work: Path, args, failures: list[str]) -> tuple[Any, Settings, list[P
 
 def new_and_publish(engine, settings: Settings, ratio: str) -> tuple[str, list[Phase]]:
     """A draft 5% cross batch on A01 announcing a beacon, then published (pool frozen)."""
-    today = datetime.now(UTC).astimezone(ZoneInfo(settings.bureau.timezone)).date()
+    today = bureau_today(settings.bureau.timezone)
     due = today + timedelta(days=30)
     text = f"名称=基准 事项=A01 比例={ratio}% 方式=交叉随机 截止={due.isoformat()}"
     seconds_new, batch_id = timed(lambda: _new(engine, settings, text, today))
@@ -316,7 +316,7 @@ def bench(args, work: Path) -> int:
         chosen = runs["selection"][2]
 
         tasks = ssr1.task_list([(stratum.name, stratum.items, [s.id for s in chosen])])
-        on = at.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+        on = bureau_date(at, settings.bureau.timezone)
         inputs = draw.matching_inputs(session, batch, tasks, on)
         runs |= interleaved(args.repeat, {
             "matching inputs": lambda: draw.matching_inputs(session, batch, tasks, on),

@@ -146,14 +146,12 @@ def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher,
 def _summaries_once(engine: Engine, settings: Settings, kind: str) -> int:
     """One summary of ``kind``; the daily one only on working days (queued once per
     period whichever instances run it)."""
-    from zoneinfo import ZoneInfo
-
-    from bot.clock import now
+    from bot.clock import bureau_date, now
     from bot.reports.summary import send_summaries
     from storage.calendar import load_calendar
 
     with transaction(engine) as session:
-        today = now().astimezone(ZoneInfo(settings.bureau.timezone)).date()
+        today = bureau_date(now(), settings.bureau.timezone)
         if kind == "daily" and not load_calendar(session).is_working_day(today):
             return 0
         return len(send_summaries(session, settings, kind, now()))

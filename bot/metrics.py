@@ -30,6 +30,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, case, func, select
 
+from bot import outbox_keys
 from bot.chat import platforms
 from bot.chat.events import Event
 from bot.clock import now as clock_now
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.5, 5.0, 10.0)
 #: Headers a reverse proxy adds: such a request's real client is not ``request.remote``.
 PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
-REMINDER_KEYS = "reminders:%"  # the outbox idempotency keys of reminder digests (bot.reminders.sweep)
 
 # What the platform callback handling the current request learned from ``take``: the
 # middleware sets a fresh list per request, ``noting`` appends to it.
@@ -287,7 +287,7 @@ class _SharedState(Collector):
     def _read(self) -> dict[str, tuple]:
         table = OutboxMessage.__table__
         query = (select(table.c.platform, func.count(), func.min(table.c.created_at),
-                        func.min(case((table.c.idempotency_key.like(REMINDER_KEYS), table.c.created_at))))
+                        func.min(case((table.c.subject == outbox_keys.REMINDERS, table.c.created_at))))
                  .where(table.c.status.in_(("pending", "sending"))).group_by(table.c.platform))
         with reading(self.engine) as session:
             return {platform: (count, first, reminder)

@@ -19,7 +19,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from bot.chat.outbound import GROUP, USER, Destination, Message, kind_of, to_payload
+from bot.outbound import GROUP, USER, Destination, Message, kind_of, to_payload
+from bot.outbox_keys import Key, key_of
 from storage.models import OutboxMessage, SendSlot, utcnow
 
 _PG_CLAIM_LOCK = 0x5353_4F42  # "SSOB"
@@ -46,24 +47,25 @@ def rate_key(destination: Destination) -> str | None:
     return None
 
 
-def queue(session: Session, destination: Destination, message: Message, key: str) -> bool:
+def queue(session: Session, destination: Destination, message: Message, key: Key | str) -> bool:
     """Add a message in the caller's transaction; a key already queued is left alone.
 
-    Returns whether it was new. ``key`` is stable for what the message is about, so a
-    handler run twice (a retried event) queues it once.
+    Returns whether it was new. ``key`` (built by ``bot.outbox_keys``; a plain string has
+    no subject) is stable for what the message is about, so a handler run twice (a
+    retried event) queues it once.
     """
     return queue_many(session, [(destination, message, key)]) == 1
 
 
-def queue_many(session: Session, messages: Sequence[tuple[Destination, Message, str]]) -> int:
+def queue_many(session: Session, messages: Sequence[tuple[Destination, Message, Key | str]]) -> int:
     """``queue`` for many messages at once (a draw's cards); returns how many were new."""
     if not messages:
         return 0
     now = utcnow()
     rows = [dict(platform=d.platform, recipient=d.address, kind=kind_of(m), payload=to_payload(d, m),
-                 idempotency_key=key, rate_key=rate_key(d), status="pending", attempts=0, in_doubt=False,
-                 next_attempt_at=now, created_at=now)
-            for d, m, key in messages]
+                 idempotency_key=k.value, subject=k.subject, rate_key=rate_key(d), status="pending", attempts=0,
+                 in_doubt=False, next_attempt_at=now, created_at=now)
+            for d, m, k in ((d, m, key_of(key)) for d, m, key in messages)]
     # One cached statement for any number of rows (the driver layer batches them).
     return len(session.execute(_QUEUE[session.get_bind().dialect.name], rows).all())
 

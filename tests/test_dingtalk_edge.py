@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from bot.chat.outbound import REPLY, USER, Button, Card, CardUpdate, Choice
 from bot.dingtalk.cards import ForgedAction, action_keys, card_params, update_params
 from bot.dingtalk.parse import MalformedDelivery, card_event, robot_event
 from bot.dingtalk.sign import BadSignature, StaleTimestamp, check_robot_headers, robot_sign
+from bot.outbound import REPLY, USER, Button, Card, CardUpdate, Choice
 
 OAPI = "https://oapi.dingtalk.com"
 KEYS = action_keys(["first-secret", "older-secret"])

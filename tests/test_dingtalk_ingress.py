@@ -14,9 +14,9 @@ from sqlmodel import Session
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.app import card_keys, create_app
-from bot.chat.outbound import Button, Card
 from bot.dingtalk.cards import card_params
 from bot.dingtalk.sign import robot_sign
+from bot.outbound import Button, Card
 from bot.sealing import new_key
 from bot.settings import Settings
 from storage.models import InboundDelivery

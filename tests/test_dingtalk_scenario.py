@@ -17,10 +17,10 @@ from sqlmodel import Session
 
 from bot.app import card_keys, create_app
 from bot.chat.dispatcher import Retry, Sent
-from bot.chat.outbound import GROUP as GROUP_KIND
-from bot.chat.outbound import REPLY, USER, Button, Card, CardUpdate, Destination, Text
 from bot.dingtalk.api import DingTalkAPI
 from bot.dingtalk.sender import DingTalkSender
+from bot.outbound import GROUP as GROUP_KIND
+from bot.outbound import REPLY, USER, Button, Card, CardUpdate, Destination, Text
 from storage.models import InboundDelivery, OutboxMessage
 from tests.dingtalk_bot import GROUP, DingTalkWalk, dingtalk_settings
 from tests.wecom_bot import ADMIN, INSPECTOR_IDS, Walk, wecom_settings

@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 import bot.chat.dispatcher as dispatcher_module
 import bot.wecom.api as api_module
 from bot.chat.dispatcher import Dispatcher
-from bot.chat.outbound import USER, Card, Destination, Text
+from bot.outbound import USER, Card, Destination, Text
 from bot.wecom.api import WeComAPI
 from bot.wecom.sender import WeComSender
 from storage import outbox
@@ -150,7 +150,7 @@ async def test_a_resend_in_doubt_is_delivered_once(engine, platform, clock, disp
 
 
 async def test_card_updates_use_the_one_time_code(engine, platform, clock, dispatcher):
-    from bot.chat.outbound import CARD, Button, CardUpdate
+    from bot.outbound import CARD, Button, CardUpdate
 
     card = Card("ss-upd-1", "任务", buttons=[Button("confirm", "无利害关系", "1")])
     queue(engine, [(to("insp01"), card, "card")])
@@ -181,7 +181,7 @@ async def test_a_long_text_goes_as_several_messages_in_order(engine, platform, c
 
 
 async def test_a_chart_goes_to_the_group_robot_and_to_a_member(engine, platform, clock, dispatcher):
-    from bot.chat.outbound import GROUP, Image
+    from bot.outbound import GROUP, Image
     from storage import evidence
 
     png = b"\x89PNG\r\n\x1a\n" + b"chart" * 100

@@ -12,10 +12,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 
+from bot import outbox_keys
 from bot.app import DISPATCHER, METRICS, create_app
-from bot.chat.outbound import USER, Destination, Text
 from bot.clock import now as clock_now
 from bot.metrics import Metrics, allowed, error_code
+from bot.outbound import USER, Destination, Text
 from bot.settings import ConfigError, Settings, load_settings
 from storage import outbox
 from storage.db import transaction
@@ -76,7 +77,8 @@ async def test_outbox_depth_and_age_and_send_failures(bot, wecom, engine):
     with transaction(engine) as session:
         outbox.queue(session, Destination("wecom", USER, "nobody"), Text("你好"), "metrics:unknown-user")
         # No DingTalk sender here: these wait (retried every minute) and show as depth.
-        outbox.queue(session, Destination("dingtalk", USER, "u1"), Text("提醒"), "reminders:dingtalk:u1:1")
+        reminder = outbox_keys.reminder_digest("dingtalk:u1", 1)
+        outbox.queue(session, Destination("dingtalk", USER, "u1"), Text("提醒"), reminder)
         outbox.queue(session, Destination("dingtalk", USER, "u2"), Text("通知"), "metrics:other")
         session.execute(update(OutboxMessage).where(OutboxMessage.platform == "dingtalk")
                         .values(created_at=clock_now() - timedelta(minutes=10)))

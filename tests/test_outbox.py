@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlmodel import Session, select
 
-from bot.chat.outbound import GROUP, USER, Card, Destination, Text, from_payload
+from bot.outbound import GROUP, USER, Card, Destination, Text, from_payload
 from storage import inbound, outbox, tokens
 from storage.db import BUSY_TIMEOUT_MS, make_engine, reading, transaction, writer_lock
 from storage.models import OutboxMessage, SendSlot
@@ -52,7 +52,7 @@ def test_queue_is_idempotent_on_its_key(engine):
 
 
 def test_card_round_trips_through_the_payload(engine):
-    from bot.chat.outbound import Button, Choice
+    from bot.outbound import Button, Choice
 
     card = Card("ss-1", "检查任务", "正文", [("对象", "某公司")], [Button("confirm", "无利害关系", "7")],
                 Choice("category", "结果类别", [("1", "未发现问题")]), Button("result", "提交", "7"))
@@ -382,7 +382,7 @@ async def test_an_acknowledgement_does_not_wait_for_a_thread(engine):
     import asyncio
 
     from bot.chat.events import Event
-    from bot.chat.pipeline import GroupCommit
+    from bot.chat.intake import GroupCommit
 
     intake = GroupCommit(engine)
     release = threading.Event()
@@ -399,3 +399,106 @@ async def test_an_acknowledgement_does_not_wait_for_a_thread(engine):
     with reading(engine) as session:
         keys = session.execute(text("SELECT delivery_key FROM inbound_deliveries ORDER BY delivery_key")).scalars()
         assert list(keys) == [f"app:msg:{n}" for n in range(5)]
+
+
+async def test_the_intake_says_when_a_burst_has_let_up(engine):
+    """Deferred work waits on the intake's quiet event: it resumes once no burst has been
+    written for QUIET_AFTER, and waits no longer than it is allowed to."""
+    import asyncio
+    from dataclasses import replace
+
+    from bot.chat.events import Event
+    from bot.chat.intake import QUIET_AFTER, GroupCommit
+
+    intake = GroupCommit(engine)
+    loop = asyncio.get_running_loop()
+    at = datetime.now(UTC)
+    try:
+        started = loop.time()
+        await intake.until_quiet(5.0)  # nothing taken yet: quiet at once
+        assert loop.time() - started < QUIET_AFTER
+        events = [Event("wecom", f"app:burst:{n}", "u", "private", Destination("wecom", USER, "u"), at, text="帮助")
+                  for n in range(6)]
+        burst = loop.time()
+        await asyncio.gather(*(intake.take(event) for event in events))  # a burst: written together
+        assert not intake.quiet()
+        await intake.until_quiet(5.0)
+        assert intake.quiet() and QUIET_AFTER <= loop.time() - burst < QUIET_AFTER + 1.0
+        stop, rounds = asyncio.Event(), 0
+
+        async def sustained_load():  # bursts back to back: the intake is never quiet
+            nonlocal rounds
+            while not stop.is_set():
+                rounds += 1
+                await asyncio.gather(*(intake.take(replace(event, delivery_key=f"{event.delivery_key}:{rounds}"))
+                                       for event in events))
+
+        load = asyncio.create_task(sustained_load())
+        while intake.quiet():  # until the load has begun
+            await asyncio.sleep(0)
+        started = loop.time()
+        await intake.until_quiet(3 * QUIET_AFTER)  # at most this long: deferred work still progresses
+        waited, busy = loop.time() - started, not intake.quiet()
+        stop.set()
+        await load
+        assert busy and 3 * QUIET_AFTER <= waited < 3 * QUIET_AFTER + 1.0 and rounds > 1
+    finally:
+        await intake.close()
+
+
+def test_rows_queued_before_subjects_get_theirs_from_their_keys(engine):
+    """Migration 0011 backfills ``subject`` from the keys of rows already queued, so a card
+    sent before the upgrade is still found (and greyed out) after it."""
+    from alembic import command
+
+    from storage.schema import alembic_config
+
+    config = alembic_config(engine)
+    command.downgrade(config, "0010")
+    keys = ["task-card:12:wecom", "task-card-close:recused:1", "result-card:7:2:dingtalk:u1", "result-card-close:3",
+            "approval-card:3:wecom:boss", "approval-close:5", "reminders:wecom:u1:41", "event:wecom:app:msg:1:reply",
+            "draw:B1:wecom"]
+    try:
+        with engine.begin() as connection:
+            for key in keys:
+                connection.execute(text(
+                    "INSERT INTO outbox (platform, recipient, kind, payload, idempotency_key, status, attempts, "
+                    "in_doubt, next_attempt_at, created_at) VALUES ('wecom', 'u1', 'card', '{}', :key, 'sent', 1, "
+                    ":no, :at, :at)"), {"key": key, "no": False, "at": T0})
+    finally:
+        command.upgrade(config, "head")
+    with reading(engine) as session:
+        subjects = dict(session.execute(text("SELECT idempotency_key, subject FROM outbox")).all())
+    assert subjects == {
+        "task-card:12:wecom": "task-card:12", "result-card:7:2:dingtalk:u1": "result-card:7",
+        "approval-card:3:wecom:boss": "approval-card:3", "reminders:wecom:u1:41": "reminders",
+        "task-card-close:recused:1": None, "result-card-close:3": None, "approval-close:5": None,
+        "event:wecom:app:msg:1:reply": None, "draw:B1:wecom": None}
+
+
+def test_outbox_keys_keep_the_formats_rows_were_queued_under():
+    """A key must not change across an upgrade (a message queued before it would be queued
+    again); the subjects are those migration 0011 gives older rows."""
+    from bot import outbox_keys as k
+
+    assert [k.reply("wecom", "app:msg:1", 0), k.reply("wecom", "app:msg:1", 1), k.reply("wecom", "m", 0, 2),
+            k.reply("wecom", "m", 2, 0), k.clicked_card("dingtalk", "card:c:u:d"), k.failed("console", "m")] == [
+        k.Key("event:wecom:app:msg:1:reply"), k.Key("event:wecom:app:msg:1:1-reply"), k.Key("event:wecom:m:reply-2"),
+        k.Key("event:wecom:m:2-reply-0"), k.Key("event:dingtalk:card:c:u:d:card"), k.Key("event:console:m:failed")]
+    assert k.to_group(k.draw("B1"), "wecom") == k.Key("draw:B1:wecom")
+    assert k.to_person(k.recusal(4, "partner"), "wecom", "u1") == k.Key("recusal:4:partner:wecom:u1")
+    assert k.to_group(k.recusal(4, "group"), "dingtalk") == k.Key("recusal:4:group:dingtalk")
+    assert k.to_person(k.decided(9, "approved"), "wecom", "u1") == k.Key("decided:9:approved:wecom:u1")
+    assert k.task_card(12, "wecom") == k.Key("task-card:12:wecom", "task-card:12") and k.task_card_subject(12) == \
+        "task-card:12"
+    assert k.result_card(7, 2, "dingtalk", "u1") == k.Key("result-card:7:2:dingtalk:u1", k.result_card_subject(7))
+    assert k.approval_card(3, "wecom", "boss") == k.Key("approval-card:3:wecom:boss", k.approval_card_subject(3))
+    assert [k.task_card_closed("recused", 1), k.result_card_closed(3), k.approval_card_closed(5)] == [
+        k.Key("task-card-close:recused:1"), k.Key("result-card-close:3"), k.Key("approval-close:5")]
+    assert k.reminder_digest("wecom:u1", 41) == k.Key("reminders:wecom:u1:41", k.REMINDERS)
+    assert k.calendar_missing(2027, "wecom", "admin") == k.Key("calendar-missing:2027:wecom:admin")
+    text_key = k.summary("daily", "2026-12-05", "wecom", "group", "default")
+    assert text_key == k.Key("summary:daily:2026-12-05:wecom:group:default")
+    assert k.summary_chart(text_key) == k.Key("summary:daily:2026-12-05:wecom:group:default:chart")
+    assert k.send_failed(8, "admin") == k.Key("send-failed:8:admin") and k.is_send_failed("send-failed:8:admin")
+    assert k.key_of("m:1") == k.Key("m:1")

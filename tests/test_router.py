@@ -15,8 +15,8 @@ from bot.chat import pending
 from bot.chat.context import Context
 from bot.chat.events import CardAction, Event, Media
 from bot.chat.identity import INSPECTOR, Identity
-from bot.chat.outbound import USER, Destination
 from bot.chat.router import Router
+from bot.outbound import USER, Destination
 from bot.refusal import Refusal
 from bot.roles import Actor
 from handlers import help

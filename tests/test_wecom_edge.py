@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from bot.callback_crypto import MsgCrypt
-from bot.chat.outbound import REPLY, USER, Button, Card, CardUpdate, Choice
 from bot.chat.router import strip_mentions
+from bot.outbound import REPLY, USER, Button, Card, CardUpdate, Choice
 from bot.wecom.cards import template_card, update_body, valid_card_id
 from bot.wecom.parse import MalformedDelivery, aibot_event, app_event
 from tests.fakes.wecom import APP_AES_KEY

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.chat.outbound import USER, Card, Destination, Text
+from bot.outbound import USER, Card, Destination, Text
 from bot.sealing import new_key
 from storage import outbox
 from storage.db import transaction

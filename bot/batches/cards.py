@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 
-from bot.chat.outbound import Button, Card, Choice
+from bot.outbound import Button, Card, Choice
 from bot.texts import say
 from storage.models import Assignment, Batch, InspectionObject, Inspector, Item, Result, Task
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
 from bot.batches import create, draw, lifecycle, publish
 from bot.batches.records import strata_of
+from bot.clock import bureau_date
 from bot.refusal import Refusal
 from bot.rules.arguments import ArgumentError, parse_arguments
 from bot.settings import Settings
@@ -34,7 +34,7 @@ def run(session: Session, settings: Settings, actor: str, action: str, text: str
         arguments = parse_arguments(text, KEYS[action])
     except ArgumentError as exc:
         raise Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed) from None
-    today = now.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+    today = bureau_date(now, settings.bureau.timezone)
     if action == "new":
         made = create.new_batch(session, settings, actor, arguments, today)
         return Done([say("batches", "created", batch=made.batch, size=made.pool_size)], made.batch.id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, true
 from sqlmodel import Session
@@ -19,6 +18,7 @@ from bot.batches import options
 from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
+from bot.clock import bureau_date
 from bot.refusal import Refusal
 from bot.rules import matching, ssr1
 from bot.rules.arguments import Arguments
@@ -57,7 +57,7 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
         stratum.selected = [[s.id, s.score] for s in chosen]
         selections.append((stratum.name, stratum.items, [s.id for s in chosen]))
     tasks = ssr1.task_list(selections)
-    draw_date = now.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+    draw_date = bureau_date(now, settings.bureau.timezone)
     inputs = matching_inputs(session, batch, tasks, draw_date)
     try:
         staffed = match_recorded(seed, inputs)

@@ -7,13 +7,16 @@ result (the approver's card; the outcome to the inspectors)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from sqlmodel import Session, select
 
+from bot import outbox_keys
 from bot.batches import cards
 from bot.batches.inspection import team_of
 from bot.chat import platforms, recipients
-from bot.chat.outbound import CARD, GROUP, Card, CardUpdate, Destination, Message, Text
+from bot.outbound import CARD, GROUP, Card, CardUpdate, Destination, Message, Text
+from bot.outbox_keys import Key
 from bot.texts import say
 from storage import outbox
 from storage.models import Assignment, Batch, InspectionObject, Inspector, Item, OutboxMessage, Result, Task
@@ -21,13 +24,13 @@ from storage.models import Assignment, Batch, InspectionObject, Inspector, Item,
 ANNOUNCE_GROUP = "default"  # the configured group robot
 
 
-def _group(settings, text: str, key: str) -> list[tuple[Destination, Message, str]]:
-    return [(Destination(p, GROUP, ANNOUNCE_GROUP), Text(text), f"{key}:{p}")
+def _group(settings, text: str, notice: str) -> list[tuple[Destination, Message, Key]]:
+    return [(Destination(p, GROUP, ANNOUNCE_GROUP), Text(text), outbox_keys.to_group(notice, p))
             for p in platforms.enabled(settings) if platforms.can_push_to_group(settings, p)]
 
 
-def _to_all(destinations: list[Destination], message: Message, key: str) -> list[tuple[Destination, Message, str]]:
-    return [(d, message, f"{key}:{d.platform}:{d.address}") for d in destinations]
+def _to_all(destinations: list[Destination], message: Message, notice: str) -> list[tuple[Destination, Message, Key]]:
+    return [(d, message, outbox_keys.to_person(notice, d.platform, d.address)) for d in destinations]
 
 
 def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[str, int]) -> int:
@@ -44,7 +47,7 @@ def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[st
     items = _by_id(session, Item, Item.code, {code for t in tasks for code in t.items})
     link = f"{settings.server.public_base_url.rstrip('/')}/public/batches/{batch.id}"
     messages = _group(settings, say("notices", "draw_announcement", batch=batch, counts=counts, tasks=len(tasks),
-                                    link=link), f"draw:{batch.id}")
+                                    link=link), outbox_keys.draw(batch.id))
     for task in tasks:
         team = on_task[task.id]
         for assignment in team:
@@ -55,7 +58,7 @@ def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[st
 
 
 def _task_card_messages(settings, person: Inspector, assignment: Assignment, card: Card):
-    return [(d, card, f"task-card:{assignment.id}:{d.platform}") for d in recipients.inspector(settings, person)]
+    return [(d, card, outbox_keys.task_card(assignment.id, d.platform)) for d in recipients.inspector(settings, person)]
 
 
 def queue_recusal_notices(session: Session, settings, task: Task, recused: Assignment,
@@ -78,33 +81,34 @@ def queue_recusal_notices(session: Session, settings, task: Task, recused: Assig
     for partner in team:
         if partner.status != "recused" and partner.inspector_id != replacement:
             messages += _to_all(recipients.inspector(settings, people[partner.inspector_id]),
-                                Text(text), f"recusal:{recused.id}:partner")
+                                Text(text), outbox_keys.recusal(recused.id, "partner"))
     leads = recipients.unit_people(settings, batch.lead_unit_id, "leads")
-    messages += _to_all(recipients.people(settings, leads), Text(text), f"recusal:{recused.id}:lead")
-    messages += _group(settings, text, f"recusal:{recused.id}:group")
+    messages += _to_all(recipients.people(settings, leads), Text(text), outbox_keys.recusal(recused.id, "lead"))
+    messages += _group(settings, text, outbox_keys.recusal(recused.id, "group"))
     outbox.queue_many(session, messages)
 
 
 def close_task_card(session: Session, settings, assignment: Assignment, closed: str, outcome: str) -> None:
     """Grey out an inspector's task card on every platform with the outcome (the click
     that decided may have been on another platform, or a typed command)."""
-    _close_cards(session, f"task-card:{assignment.id}:%", closed, f"task-card-close:{outcome}")
+    _close_cards(session, outbox_keys.task_card_subject(assignment.id), closed,
+                 lambda sent_id: outbox_keys.task_card_closed(outcome, sent_id))
 
 
 def close_result_cards(session: Session, task_id: int, closed: str) -> None:
     """Once a result is submitted, the result cards of the task's team, everywhere."""
-    _close_cards(session, f"result-card:{task_id}:%", closed, "result-card-close")
+    _close_cards(session, outbox_keys.result_card_subject(task_id), closed, outbox_keys.result_card_closed)
 
 
-def _close_cards(session: Session, sent_key: str, closed: str, close_key: str) -> None:
-    """Update every card sent under a key like ``sent_key``, with the handle the platform
-    gave when it was sent (``update_token``: WeCom's one-time response code, DingTalk's
+def _close_cards(session: Session, subject: str, closed: str, close_key: Callable[[int], Key]) -> None:
+    """Update every card sent about ``subject``, with the handle the platform gave when
+    it was sent (``update_token``: WeCom's one-time response code, DingTalk's
     outTrackId); once per card and ``close_key``."""
-    rows = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key.like(sent_key),
+    rows = session.exec(select(OutboxMessage).where(OutboxMessage.subject == subject,
                                                     OutboxMessage.kind == "card")).all()
     outbox.queue_many(session, [
         (Destination(sent.platform, CARD, sent.recipient),
-         CardUpdate(sent.payload["message"]["card_id"], closed, token), f"{close_key}:{sent.id}")
+         CardUpdate(sent.payload["message"]["card_id"], closed, token), close_key(sent.id))
         for sent in rows if (token := (sent.platform_response or {}).get("update_token"))])
 
 
@@ -113,7 +117,7 @@ def queue_result_card(session: Session, settings, task: Task, inspector_id: str,
     attempt = len(session.exec(select(Result.id).where(Result.task_id == task.id)).all()) + 1
     card = cards.result_card(task, session.get(InspectionObject, task.object_id), evidence, attempt)
     person = session.get(Inspector, inspector_id)
-    outbox.queue_many(session, [(d, card, f"result-card:{task.id}:{attempt}:{d.platform}:{d.address}")
+    outbox.queue_many(session, [(d, card, outbox_keys.result_card(task.id, attempt, d.platform, d.address))
                                 for d in recipients.inspector(settings, person)])
 
 
@@ -134,13 +138,13 @@ def queue_approval_cards(session: Session, settings, result: Result, task: Task,
     messages = []
     for d in recipients.people(settings, approvers_for(session, settings, task)):
         card = cards.approval_card(result, task, obj, names, evidence, d.address)
-        messages.append((d, card, f"approval-card:{result.id}:{d.platform}:{d.address}"))
+        messages.append((d, card, outbox_keys.approval_card(result.id, d.platform, d.address)))
     outbox.queue_many(session, messages)
 
 
 def close_approval_cards(session: Session, settings, result: Result, closed: str) -> None:
     """Every approver's card for this result greys out once one of them decided."""
-    _close_cards(session, f"approval-card:{result.id}:%", closed, "approval-close")
+    _close_cards(session, outbox_keys.approval_card_subject(result.id), closed, outbox_keys.approval_card_closed)
 
 
 def queue_decision_notices(session: Session, settings, result: Result, task: Task) -> None:
@@ -151,7 +155,7 @@ def queue_decision_notices(session: Session, settings, result: Result, task: Tas
     for a in team_of(session, task.id):
         if a.status != "recused":
             messages += _to_all(recipients.inspector(settings, session.get(Inspector, a.inspector_id)), Text(text),
-                                f"decided:{result.id}:{result.status}")
+                                outbox_keys.decided(result.id, result.status))
     outbox.queue_many(session, messages)
 
 

@@ -4,13 +4,13 @@ commit to a fresh secret, and make the plan public before the draw."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
 from bot.batches import options
 from bot.batches.create import draft_batch
 from bot.batches.records import strata_of
+from bot.clock import bureau_time
 from bot.refusal import Refusal
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments
@@ -59,6 +59,6 @@ def frequency_cap(settings: Settings, now: datetime) -> FrequencyCap:
     if draw.frequency_window_days:
         since = now - timedelta(days=draw.frequency_window_days)
     else:
-        local = now.astimezone(ZoneInfo(settings.bureau.timezone))
+        local = bureau_time(now, settings.bureau.timezone)
         since = local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
     return FrequencyCap(draw.frequency_cap, since, tuple(draw.frequency_exempt))

@@ -1,3 +1,4 @@
-"""The platform-neutral conversation: one inbound event type, one outbound message
-type, the pipeline that takes events in and the dispatcher that sends messages out.
-Platforms (``bot.wecom``, ``bot.dingtalk``, the console) translate at the edge."""
+"""The platform-neutral conversation: one inbound event type, the intake that takes
+events in, the pipeline that processes them, and the dispatcher that sends the
+messages of ``bot.outbound`` out. Platforms (``bot.wecom``, ``bot.dingtalk``, the
+console) translate at the edge."""

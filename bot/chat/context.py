@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 from sqlmodel import Session
 
+from bot import outbox_keys
 from bot.chat.events import Event
 from bot.chat.identity import Identity
-from bot.chat.outbound import CARD, USER, Card, CardUpdate, Destination, Message, Text
+from bot.outbound import CARD, USER, Card, CardUpdate, Destination, Message, Text
+from bot.outbox_keys import Key
 from bot.settings import Settings
 from storage import outbox
 
@@ -42,11 +44,11 @@ class Context:
         (a group reply route can be used once)."""
         self._replies.append(Text(message) if isinstance(message, str) else message)
 
-    def send(self, destination: Destination, message: Message, key: str) -> bool:
+    def send(self, destination: Destination, message: Message, key: Key | str) -> bool:
         """Queue a message elsewhere; ``key`` makes it once-only across retries."""
         return outbox.queue(self.session, destination, message, key)
 
-    def send_private(self, platform_user: str, message: Message, key: str) -> bool:
+    def send_private(self, platform_user: str, message: Message, key: Key | str) -> bool:
         return self.send(Destination(self.event.platform, USER, platform_user), message, key)
 
     def close_card(self, closed: str, card: Card | None = None) -> None:
@@ -55,21 +57,19 @@ class Context:
         if action is None:
             return
         update = CardUpdate(action.card_id, closed, action.update_token, card)
-        self.send(Destination(self.event.platform, CARD, self.event.sender), update, self._key("card"))
+        self.send(Destination(self.event.platform, CARD, self.event.sender), update,
+                  outbox_keys.clicked_card(self.event.platform, self.event.delivery_key))
 
     def flush(self) -> None:
         """Queue the replies collected so far (the pipeline calls it after the handler; a
         handler calls it first when what it sends next must come after its answer)."""
         texts = [m.text for m in self._replies if isinstance(m, Text)]
         others = [m for m in self._replies if not isinstance(m, Text)]
-        round_ = f"{self._flushed}-" if self._flushed else ""
+        platform, key = self.event.platform, self.event.delivery_key
         if texts:
-            self.send(self.event.reply_to, Text("\n\n".join(texts)), self._key(f"{round_}reply"))
+            self.send(self.event.reply_to, Text("\n\n".join(texts)), outbox_keys.reply(platform, key, self._flushed))
         for n, message in enumerate(others):
-            self.send(self.event.reply_to, message, self._key(f"{round_}reply-{n}"))
+            self.send(self.event.reply_to, message, outbox_keys.reply(platform, key, self._flushed, n))
         if self._replies:
             self._flushed += 1
         self._replies.clear()
-
-    def _key(self, suffix: str) -> str:
-        return f"event:{self.event.platform}:{self.event.delivery_key}:{suffix}"

@@ -21,10 +21,10 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from bot import logs
+from bot import logs, outbox_keys
 from bot.chat import recipients
-from bot.chat.outbound import USER, Destination, Message, Text, from_payload
 from bot.clock import now as clock_now
+from bot.outbound import USER, Destination, Message, Text, from_payload
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
@@ -190,12 +190,13 @@ class Dispatcher:
     def _tell_admins(self, session, row: OutboxMessage, error: str) -> None:
         """Surface a permanent failure to the admins on the same platform (never about a
         failure notice itself, nor about a card update that could not be made)."""
-        if row.idempotency_key.startswith("send-failed:") or row.kind == "card_update":
+        if outbox_keys.is_send_failed(row.idempotency_key) or row.kind == "card_update":
             return
         notice = Text(say("chat", "send_failed", recipient=row.recipient, error=error,
                           summary=_summary(row)))
         for admin in recipients.admins(self.settings, row.platform):
-            outbox.queue(session, Destination(row.platform, USER, admin), notice, f"send-failed:{row.id}:{admin}")
+            to = Destination(row.platform, USER, admin)
+            outbox.queue(session, to, notice, outbox_keys.send_failed(row.id, admin))
 
 
 def _summary(row: OutboxMessage) -> str:

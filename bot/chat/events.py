@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from bot.chat.outbound import Destination
+from bot.outbound import Destination
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,10 @@
 """The inbound pipeline, after a platform edge has verified and parsed a delivery:
 
-take (dedupe + persist, one transaction) → acknowledge → process (identify → route →
-handler), durably. The edge answers the platform as soon as ``take`` returns; the
-handler's work runs after, from the stored event, so a crash after the acknowledgement
-loses nothing: the row stays claimable and any instance finishes it.
-
-Takes from concurrent requests are committed together (``GroupCommit``): one database
-round trip for many callbacks keeps the acknowledgement well inside the platform's
-deadline under load.
+take (the intake, ``bot.chat.intake``) → acknowledge → process (claim → fetch media →
+identify → route → handler → finish, or give back), durably. The edge answers the
+platform as soon as ``take`` returns; the handler's work runs after, from the stored
+event, so a crash after the acknowledgement loses nothing: the row stays claimable and
+any instance finishes it. During a burst the work waits until the intake is quiet.
 """
 
 from __future__ import annotations
@@ -16,29 +13,28 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from bot import logs
+from bot import logs, outbox_keys
 from bot.chat.context import Context
 from bot.chat.events import Event, MediaGone
 from bot.chat.identity import identify
-from bot.chat.outbound import Text
+from bot.chat.intake import GroupCommit
 from bot.chat.router import Router
 from bot.clock import now as clock_now
+from bot.outbound import Text
 from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
 from storage import evidence, inbound, outbox
-from storage.db import Busy, loop_engine, loop_transaction, transaction, transaction_now
+from storage.db import transaction
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-QUIET_AFTER = 0.1  # seconds without concurrent callbacks before deferred work resumes
 MAX_DEFERRAL = 1.0  # seconds work waits for quiet at most: under sustained load it still progresses
 BATCH = 20
 LEASE = timedelta(seconds=30)  # a dead instance's deliveries are taken over after this
@@ -46,81 +42,6 @@ DRAIN_BUDGET = 8.0  # seconds a stopping instance spends finishing acknowledged 
 
 
 Fetch = Callable[[str], Awaitable[tuple[bytes, str, str]]]  # media handle → content, file name, type
-
-
-class GroupCommit:
-    """Writes the deliveries of concurrent requests in one transaction per round.
-
-    The loop never waits on a thread for it: on PostgreSQL a round is one statement the
-    loop awaits (``loop_engine``); on SQLite it is written on the loop itself when no
-    writer is ahead (a local write of a round costs less than handing it to a thread
-    and back while the loop holds the GIL), and otherwise on the intake thread.
-    """
-
-    def __init__(self, engine: Engine, max_batch: int = 500) -> None:
-        self._engine = engine
-        self._max_batch = max_batch
-        self._waiting: list[tuple[Event, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
-        self._loop_engine = loop_engine(engine)
-        # Its own thread: an acknowledgement never queues behind a handler in the shared pool.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
-        self._last_busy = -1.0  # loop time of the last round that had company
-
-    async def take(self, event: Event) -> bool:
-        """Whether the delivery is new (False: a duplicate of one already taken)."""
-        future = asyncio.get_running_loop().create_future()
-        self._waiting.append((event, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_rounds())
-        return await future
-
-    async def close(self) -> None:
-        """Close the loop's database connections (a later take opens them again)."""
-        if self._loop_engine is not None:
-            await self._loop_engine.dispose()
-
-    async def _write_rounds(self) -> None:
-        while self._waiting:
-            round_, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch:]
-            if len(round_) > 1 or self._waiting:
-                self._last_busy = asyncio.get_running_loop().time()
-            events = [event for event, _ in round_]
-            try:
-                new = await self._write_round(events)
-            except Exception as exc:  # every waiting request answers "try again" (a 5xx the platform retries)
-                for _, future in round_:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            seen = set()
-            for event, future in round_:
-                key = (event.platform, event.delivery_key)
-                if not future.done():
-                    future.set_result(key in new and key not in seen)
-                seen.add(key)
-
-    async def _write_round(self, events: list[Event]) -> set[tuple[str, str]]:
-        if self._loop_engine is not None:
-            async with loop_transaction(self._loop_engine) as session:
-                return await session.run_sync(_take, events)
-        try:
-            return self._write(events, transaction_now)
-        except Busy:  # a writer is ahead: wait for it on the intake thread, not on the loop
-            return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, events)
-
-    def quiet(self) -> bool:
-        """No burst of callbacks right now: handling work will not slow acknowledgements."""
-        return not self._waiting and asyncio.get_running_loop().time() - self._last_busy > QUIET_AFTER
-
-    def _write(self, events: list[Event], begin=transaction) -> set[tuple[str, str]]:
-        with begin(self._engine) as session:
-            return _take(session, events)
-
-
-def _take(session, events: list[Event]) -> set[tuple[str, str]]:
-    unique = {(e.platform, e.delivery_key): e for e in reversed(events)}  # first of each key wins
-    return inbound.take(session, [(p, k, e.to_json()) for (p, k), e in unique.items()], clock_now())
 
 
 class Pipeline:
@@ -202,7 +123,7 @@ class Pipeline:
         while not stop.is_set():
             try:
                 while not stop.is_set():
-                    await self._wait_for_quiet()
+                    await self._intake.until_quiet(MAX_DEFERRAL)
                     if not await self.process():
                         break
             except Exception:
@@ -212,12 +133,6 @@ class Pipeline:
             except TimeoutError:
                 pass
             self._backlog.clear()
-
-    async def _wait_for_quiet(self) -> None:
-        waited = 0.0
-        while not self._intake.quiet() and waited < MAX_DEFERRAL:
-            await asyncio.sleep(0.05)
-            waited += 0.05
 
     def wake(self) -> None:
         """Look for work now (new work elsewhere, or shutting down)."""
@@ -268,7 +183,7 @@ class Pipeline:
             inbound.give_back(session, platform, key, self.owner, type(exc).__name__,
                               clock_now() + timedelta(seconds=5 * attempts), give_up=give_up)
             if give_up:
-                outbox.queue(session, event.reply_to, Text(say("chat", "failed")), f"event:{platform}:{key}:failed")
+                outbox.queue(session, event.reply_to, Text(say("chat", "failed")), outbox_keys.failed(platform, key))
 
 
 def delivery_id(platform: str, key: str) -> str:

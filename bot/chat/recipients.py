@@ -4,7 +4,7 @@ platform accounts in the directory."""
 from __future__ import annotations
 
 from bot.chat import platforms
-from bot.chat.outbound import USER, Destination
+from bot.outbound import USER, Destination
 from bot.roles import PLATFORMS
 from bot.settings import Settings
 

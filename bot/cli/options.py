@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import getpass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
@@ -38,4 +37,4 @@ def operator() -> str:
 def as_of(settings: Settings, moment: datetime | None) -> datetime:
     """``--now`` in bureau time when it names no offset; the clock's now without it."""
     moment = moment or clock.now()
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo(settings.bureau.timezone))
+    return clock.typed_instant(moment, settings.bureau.timezone)

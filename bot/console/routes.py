@@ -18,11 +18,11 @@ from sqlalchemy import Engine, or_
 from sqlmodel import select
 
 from bot.chat.events import CardAction, Event, Media
-from bot.chat.outbound import GROUP, USER, Destination
 from bot.chat.recipients import entries_on
 from bot.chat.router import strip_mentions
 from bot.clock import now as clock_now
 from bot.console.sender import GROUP_CONVERSATION
+from bot.outbound import GROUP, USER, Destination
 from bot.settings import Settings
 from bot.texts import page, say
 from storage import evidence

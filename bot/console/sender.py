@@ -9,7 +9,7 @@ from dataclasses import asdict
 from sqlalchemy import Engine
 
 from bot.chat.dispatcher import Outcome, Sent
-from bot.chat.outbound import CARD, USER, Card, CardUpdate, Destination, Message, kind_of
+from bot.outbound import CARD, USER, Card, CardUpdate, Destination, Message, kind_of
 from storage.db import transaction
 from storage.models import ConsoleMessage
 from storage.outbox import RateLimit

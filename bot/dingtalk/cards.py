@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 from bot.chat.events import CardAction
 from bot.chat.ingress import json_object
-from bot.chat.outbound import Card, CardUpdate
+from bot.outbound import Card, CardUpdate
 
 ACTION, VALUE, TOKEN = "action", "value", "token"  # our keys in a button's params
 _LABEL = b"shuangsui/dingtalk-card-action/v1"

@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 from bot.chat.events import Event, Media
 from bot.chat.ingress import NotStorable, json_object
-from bot.chat.outbound import REPLY, USER, Destination
 from bot.chat.router import strip_mentions
 from bot.dingtalk.cards import card_action
 from bot.dingtalk.sign import millis
+from bot.outbound import REPLY, USER, Destination
 
 PLATFORM = "dingtalk"
 #: DingTalk message types that are evidence (art. 14), as our media kinds.

@@ -19,11 +19,11 @@ from datetime import timedelta
 
 from bot.chat.dispatcher import Failed, Outcome, Retry, Sent
 from bot.chat.long_text import split_text
-from bot.chat.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Image, Message, Text
 from bot.clock import now as clock_now
 from bot.dingtalk import api as dingtalk_api
 from bot.dingtalk.api import DingTalkAPI, Refused, Unreachable
 from bot.dingtalk.cards import card_params, update_params
+from bot.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Image, Message, Text
 from bot.settings import Settings
 from storage import evidence
 from storage.db import transaction

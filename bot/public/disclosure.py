@@ -12,8 +12,7 @@ import hashlib
 import re
 import zlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
@@ -21,6 +20,7 @@ from sqlmodel import Session
 from bot.batches.export import pool_file, record
 from bot.batches.records import strata_of
 from bot.batches.results import lead_unit
+from bot.clock import bureau_date
 from storage.models import (
     AnnualPlan,
     Batch,
@@ -212,6 +212,4 @@ def _unit_name(session: Session, unit_id: str | None) -> str:
 def local_day(instant: datetime | None, timezone: str) -> date | None:
     if instant is None:
         return None
-    if instant.tzinfo is None:  # SQLite hands back naive UTC
-        instant = instant.replace(tzinfo=UTC)
-    return instant.astimezone(ZoneInfo(timezone)).date()
+    return bureau_date(instant, timezone)

@@ -14,13 +14,13 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Text, bindparam, cast, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from bot.clock import bureau_date
 from bot.rules.deadlines import RESULT_DAYS
 from bot.rules.workdays import Calendar
 from bot.settings import Settings
@@ -55,7 +55,7 @@ class OpenTask:
 
 def open_work(session: Session, settings: Settings) -> list[OpenTask]:
     """Every task of an open batch, with its team, in a few queries."""
-    tz = ZoneInfo(settings.bureau.timezone)
+    timezone = settings.bureau.timezone
     batches = dict(session.execute(select(Batch.id, Batch.due).where(Batch.status.in_(OPEN_BATCHES))).all())
     if not batches:
         return []
@@ -66,7 +66,7 @@ def open_work(session: Session, settings: Settings) -> list[OpenTask]:
             .where(Task.batch_id.in_(ids), Assignment.status != "recused").order_by(Assignment.position)):
         teams[task_id].append(inspector_id)
     units = dict(session.execute(select(Inspector.id, Inspector.unit_id)).all())
-    submitted = {task_id: at.astimezone(tz).date() for task_id, at in session.execute(
+    submitted = {task_id: bureau_date(at, timezone) for task_id, at in session.execute(
         select(Result.task_id, Result.submitted_at).join(Task, Result.task_id == Task.id)
         .where(Task.batch_id.in_(ids), Result.status == "submitted"))}
     return [OpenTask(task_id, batch_id, status, batches[batch_id], inspected_on, submitted.get(task_id),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
+from bot.clock import bureau_time
 from bot.refusal import Refusal
 from bot.reminders.deadlines import wanted
 from bot.reminders.sweep import policy_of
@@ -37,7 +37,7 @@ class Upcoming:
 def upcoming(session: Session, settings: Settings, now: datetime) -> list[Upcoming]:
     """Every open deadline (as the next sweep will see it) and its next reminder."""
     calendar, policy = load_calendar(session), policy_of(settings)
-    local = now.astimezone(ZoneInfo(settings.bureau.timezone))
+    local = bureau_time(now, settings.bureau.timezone)
     start = local.date() if local.time() < policy.end else local.date() + timedelta(days=1)
     stored = {(d.kind, d.subject): d for d in session.exec(select(Deadline))}
     sent = {(r.deadline_id, r.step) for r in session.exec(select(Reminder))}

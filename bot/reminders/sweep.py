@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from bot import outbox_keys
 from bot.chat import recipients
-from bot.chat.outbound import USER, Destination, Text
+from bot.clock import bureau_time
+from bot.outbound import USER, Destination, Text
 from bot.reminders.deadlines import apply, compare
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.settings import Settings
@@ -56,7 +57,7 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
     changes — new and changed deadlines, the rungs not yet sent, the digests — are
     written, in a short transaction.
     """
-    local = now.astimezone(ZoneInfo(settings.bureau.timezone))
+    local = bureau_time(now, settings.bureau.timezone)
     with reading(engine) as session:
         calendar, policy = load_calendar(session), policy_of(settings)
         if not in_working_hours(local, calendar, policy):
@@ -95,7 +96,7 @@ def _tell_admins_of_provisional_years(session: Session, settings: Settings, chan
     for year in years:
         text = Text(say("calendar", "arrangement_missing", years=[year]))
         for admin in recipients.people(settings, list(settings.roles.admins)):
-            if outbox.queue(session, admin, text, f"calendar-missing:{year}:{admin.platform}:{admin.address}"):
+            if outbox.queue(session, admin, text, outbox_keys.calendar_missing(year, admin.platform, admin.address)):
                 told.append(Digest(admin, 0))
     return told
 
@@ -113,7 +114,8 @@ def _queue_digests(session: Session, fresh: list[dict], steps: dict, today) -> l
         lines = [dict(deadline=d, step=s, level=level, obj=objects.get(d["task_id"])) for (d, s), level, _ in
                  sorted(entries, key=lambda e: (e[0][0]["due"], e[0][0]["id"]))]
         message = Text(say("reminders", "digest", entries=lines, today=today))
-        outbox.queue(session, destination, message, f"reminders:{recipient}:{min(i for _, _, i in entries)}")
+        first = min(i for _, _, i in entries)
+        outbox.queue(session, destination, message, outbox_keys.reminder_digest(recipient, first))
         digests.append(Digest(destination, len(entries)))
     return digests
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
+from bot import outbox_keys
 from bot.batches.progress import progress
 from bot.chat import platforms, recipients
-from bot.chat.outbound import GROUP, Destination, Image, Text
+from bot.clock import bureau_date
+from bot.outbound import GROUP, Destination, Image, Text
 from bot.reports.chart import progress_chart
 from bot.texts import say
 from storage import evidence, outbox
@@ -25,7 +26,7 @@ STATES = ("drawn", "accepted", "inspected", "submitted", "approved", "unstaffed"
 
 
 def period_of(kind: str, now: datetime, timezone: str) -> str:
-    local = now.astimezone(ZoneInfo(timezone)).date()
+    local = bureau_date(now, timezone)
     if kind == "weekly":
         year, week, _ = local.isocalendar()
         return f"{year}-W{week:02d}"
@@ -34,7 +35,7 @@ def period_of(kind: str, now: datetime, timezone: str) -> str:
 
 def send_summaries(session: Session, settings, kind: str, now: datetime) -> list[Destination]:
     """Queue the summary of ``kind`` (daily | weekly) for this period; returns who gets it."""
-    today = now.astimezone(ZoneInfo(settings.bureau.timezone)).date()
+    today = bureau_date(now, settings.bureau.timezone)
     batches = progress(session, load_calendar(session), today)
     overdue = session.exec(select(Deadline).where(Deadline.status == "open", Deadline.due < today)).all()
     by_unit = Counter(d.unit_id or "—" for d in overdue)
@@ -56,9 +57,9 @@ def send_summaries(session: Session, settings, kind: str, now: datetime) -> list
                      if platforms.can_push_to_group(settings, platform)]
     messages = []
     for d in destinations:
-        key = f"summary:{kind}:{period}:{d.platform}:{d.kind}:{d.address}"
+        key = outbox_keys.summary(kind, period, d.platform, d.kind, d.address)
         messages.append((d, Text(text), key))
         if image:
-            messages.append((d, image, f"{key}:chart"))
+            messages.append((d, image, outbox_keys.summary_chart(key)))
     outbox.queue_many(session, messages)
     return destinations

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from bot.chat.events import CardAction
-from bot.chat.outbound import Card, CardUpdate
+from bot.outbound import Card, CardUpdate
 
 MAX_FIELDS = 6  # horizontal_content_list
 MAX_BUTTONS = 6

@@ -13,8 +13,8 @@ import defusedxml.ElementTree as SafeXML
 
 from bot.chat.events import Event, Media
 from bot.chat.ingress import NotStorable, json_object
-from bot.chat.outbound import REPLY, USER, Destination
 from bot.chat.router import strip_mentions
+from bot.outbound import REPLY, USER, Destination
 from bot.wecom.cards import card_action
 
 PLATFORM = "wecom"

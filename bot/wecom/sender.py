@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from bot.chat.dispatcher import Failed, Outcome, Retry, Sent
 from bot.chat.long_text import clip, split_text
-from bot.chat.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Image, Message, Text
+from bot.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Image, Message, Text
 from bot.settings import Settings
 from bot.wecom import api as wecom_api
 from bot.wecom.api import Unreachable, WeComAPI

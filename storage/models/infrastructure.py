@@ -70,7 +70,8 @@ class OutboxMessage(SQLModel, table=True):
     recipient: str  # user id, group name or reply route, per destination kind
     kind: str  # the message type: text | card | card_update
     payload: dict = Field(default_factory=dict, sa_type=JSON)  # destination + neutral message
-    idempotency_key: str = Field(unique=True)
+    idempotency_key: str = Field(unique=True)  # built by bot.outbox_keys
+    subject: str | None = Field(default=None, index=True)  # what it is about, when looked up again (task-card:12)
     rate_key: str | None = Field(default=None, index=True)  # whose platform rate limit it counts against
     status: str = Field(default="pending", index=True)  # pending | sending | sent | failed
     owner: str | None = None

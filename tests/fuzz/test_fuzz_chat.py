@@ -19,9 +19,9 @@ from bot.chat.arguments import number
 from bot.chat.context import Context
 from bot.chat.events import CardAction, Event
 from bot.chat.identity import identify
-from bot.chat.outbound import USER, Destination
 from bot.chat.router import command_word, strip_mentions
 from bot.clock import now as clock_now
+from bot.outbound import USER, Destination
 from bot.refusal import Refusal
 from bot.roles import Actor
 from bot.rules.arguments import ENGLISH, KEYS, ArgumentError, normalise, parse_arguments, split_list

@@ -1,0 +1,152 @@
+"""Every outbox idempotency key and subject, built in one place.
+
+A key is stable for what a message is about and to whom it goes, so whatever queues it
+twice (a retried event, several instances running one sweep) queues it once. A
+``subject`` names the thing a message is about when the code looks its messages up
+again — the cards to grey out once decided, the reminder digests the metrics watch — and
+is queried by equality on an index. Imports nothing of ours: storage and every layer
+above use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REMINDERS = "reminders"  # the subject of every reminder digest
+
+
+@dataclass(frozen=True)
+class Key:
+    """An outbox row's idempotency key, and its subject (``None``: never looked up again)."""
+
+    value: str
+    subject: str | None = None
+
+
+def key_of(key: Key | str) -> Key:
+    """A plain string is a key without a subject."""
+    return key if isinstance(key, Key) else Key(key)
+
+
+# --- answers to a delivery (bot.chat.context, bot.chat.pipeline) -------------------------
+
+
+def reply(platform: str, delivery_key: str, flushed: int, n: int | None = None) -> Key:
+    """The answer to a delivery: its texts joined (``n`` None) or its ``n``-th other
+    message, in the ``flushed``-th round of answers (0: the first)."""
+    round_ = f"{flushed}-" if flushed else ""
+    return _delivery(platform, delivery_key, f"{round_}reply" if n is None else f"{round_}reply-{n}")
+
+
+def clicked_card(platform: str, delivery_key: str) -> Key:
+    """The update that finishes the card a delivery's click came from."""
+    return _delivery(platform, delivery_key, "card")
+
+
+def failed(platform: str, delivery_key: str) -> Key:
+    """The apology for a delivery that failed its last attempt."""
+    return _delivery(platform, delivery_key, "failed")
+
+
+def _delivery(platform: str, delivery_key: str, what: str) -> Key:
+    return Key(f"event:{platform}:{delivery_key}:{what}")
+
+
+# --- notices to people and groups (bot.batches.notices) ----------------------------------
+
+
+def draw(batch_id: str) -> str:
+    return f"draw:{batch_id}"
+
+
+def recusal(assignment_id: int, audience: str) -> str:
+    """``audience``: partner | lead | group."""
+    return f"recusal:{assignment_id}:{audience}"
+
+
+def decided(result_id: int, status: str) -> str:
+    return f"decided:{result_id}:{status}"
+
+
+def to_group(notice: str, platform: str) -> Key:
+    """A notice (``draw``, ``recusal`` …) to a platform's group robot."""
+    return Key(f"{notice}:{platform}")
+
+
+def to_person(notice: str, platform: str, address: str) -> Key:
+    """A notice (``recusal``, ``decided`` …) to one person on one platform."""
+    return Key(f"{notice}:{platform}:{address}")
+
+
+# --- cards, found again by their subject to be greyed out --------------------------------
+
+
+def task_card_subject(assignment_id: int) -> str:
+    return f"task-card:{assignment_id}"
+
+
+def task_card(assignment_id: int, platform: str) -> Key:
+    return Key(f"task-card:{assignment_id}:{platform}", task_card_subject(assignment_id))
+
+
+def task_card_closed(outcome: str, sent_id: int) -> Key:
+    """The update greying out the task card sent as outbox row ``sent_id``."""
+    return Key(f"task-card-close:{outcome}:{sent_id}")
+
+
+def result_card_subject(task_id: int) -> str:
+    return f"result-card:{task_id}"
+
+
+def result_card(task_id: int, attempt: int, platform: str, address: str) -> Key:
+    return Key(f"result-card:{task_id}:{attempt}:{platform}:{address}", result_card_subject(task_id))
+
+
+def result_card_closed(sent_id: int) -> Key:
+    return Key(f"result-card-close:{sent_id}")
+
+
+def approval_card_subject(result_id: int) -> str:
+    return f"approval-card:{result_id}"
+
+
+def approval_card(result_id: int, platform: str, address: str) -> Key:
+    return Key(f"approval-card:{result_id}:{platform}:{address}", approval_card_subject(result_id))
+
+
+def approval_card_closed(sent_id: int) -> Key:
+    return Key(f"approval-close:{sent_id}")
+
+
+# --- reminders and summaries (bot.reminders.sweep, bot.reports.summary) -----------------
+
+
+def reminder_digest(recipient: str, first_reminder: int) -> Key:
+    """One digest per recipient (``platform:address``) and sweep, named by its first rung."""
+    return Key(f"reminders:{recipient}:{first_reminder}", REMINDERS)
+
+
+def calendar_missing(year: int, platform: str, address: str) -> Key:
+    return Key(f"calendar-missing:{year}:{platform}:{address}")
+
+
+def summary(kind: str, period: str, platform: str, destination_kind: str, address: str) -> Key:
+    return Key(f"summary:{kind}:{period}:{platform}:{destination_kind}:{address}")
+
+
+def summary_chart(text_key: Key) -> Key:
+    """The chart sent after a summary's text."""
+    return Key(f"{text_key.value}:chart")
+
+
+# --- the outbox dispatcher (bot.chat.dispatcher) -----------------------------------------
+
+
+def send_failed(row_id: int, admin: str) -> Key:
+    """An admin told that outbox row ``row_id`` could not be sent."""
+    return Key(f"send-failed:{row_id}:{admin}")
+
+
+def is_send_failed(key: str) -> bool:
+    """Whether a row is itself such a notice (a failure of it is not reported again)."""
+    return key.startswith("send-failed:")
