@@ -145,6 +145,7 @@ def _beacon(batch: Batch, value: str | None) -> str:
 
 
 def _secret(batch: Batch, settings: Settings) -> str:
+    assert batch.secret_encrypted is not None  # sealed at publication
     try:
         secret = unseal(batch.secret_encrypted, keys_of(settings))
     except SealingError as exc:
