@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func
+from sqlmodel import col, select
 
 from bot.settings import Settings, UnitRoles
 from bot.terminal import err, progress
@@ -39,17 +40,17 @@ def run(settings: Settings, data_dir: Path, *, serve_after: bool = True, objects
     return 0
 
 
-def demo_people(settings: Settings, engine) -> Settings:
+def demo_people(settings: Settings, engine: Engine) -> Settings:
     """The console on, and people to play: an admin, a supervisor, and per unit its
     approver, its lead (offices) and its accountability contact (stations) — unless the
     configuration names its own."""
     from storage.models import Unit
 
-    update = {"console": settings.console.model_copy(update={"enabled": True})}
+    update: dict[str, object] = {"console": settings.console.model_copy(update={"enabled": True})}
     roles = settings.roles
     if not roles.admins and not roles.units:
         with engine.connect() as connection:
-            units = connection.execute(select(Unit.id, Unit.kind).order_by(Unit.id)).all()
+            units = connection.execute(select(Unit.id, Unit.kind).order_by(col(Unit.id))).all()
         update["roles"] = roles.model_copy(update={
             "admins": ["console:admin"], "supervisors": ["console:leader"],
             "units": {unit_id: UnitRoles(approvers=[f"console:approver-{unit_id}"],
@@ -63,7 +64,7 @@ def demo_settings(settings: Settings, data_dir: Path, url: str) -> Settings:
     """The demo's own database, its own sealing key, and the synthetic 信用监管室 as lead."""
     from bot.sealing import demo_key
 
-    update = {"database": settings.database.model_copy(update={"url": url})}
+    update: dict[str, object] = {"database": settings.database.model_copy(update={"url": url})}
     if not settings.security.keys:
         key = demo_key(data_dir / "sealing.key")
         update["security"] = settings.security.model_copy(update={"keys": [SecretStr(key)]})
@@ -72,14 +73,14 @@ def demo_settings(settings: Settings, data_dir: Path, url: str) -> Settings:
     return settings.model_copy(update=update)
 
 
-def _seeded(engine) -> bool:
+def _seeded(engine: Engine) -> bool:
     from storage.models import Unit
 
     with engine.connect() as connection:
         return connection.execute(select(func.count()).select_from(Unit)).scalar_one() > 0
 
 
-def _seed(engine, district_dir: Path, objects: int) -> int:
+def _seed(engine: Engine, district_dir: Path, objects: int) -> int:
     from bot.synthetic_district import generate_district
     from storage.importing import import_file
 

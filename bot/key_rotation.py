@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
+from sqlmodel import col, select
 
 from bot import sealing
 from bot.settings import Settings
@@ -28,18 +29,19 @@ def rotate_keys(engine: Engine, settings: Settings) -> Counter:
     sealed.remember(keys)
     done: Counter = Counter()
     with transaction(engine) as session:
-        for batch in session.exec(select(Batch).where(Batch.secret_encrypted.is_not(None))).scalars():
+        for batch in session.exec(select(Batch).where(col(Batch.secret_encrypted).is_not(None))):
+            assert batch.secret_encrypted is not None  # as selected
             batch.secret_encrypted = sealing.rotate(batch.secret_encrypted, keys)
             session.add(batch)
             done["draw_secrets"] += 1
         # Read opens with any key; writing the same value back seals it under the first.
-        for model, column, kind in ((Conflict, Conflict.reason, "conflicts"),
-                                    (Assignment, Assignment.recusal_reason, "recusals")):
-            rows = session.execute(select(model.id, column).where(column.is_not(None), column != "")).all()
+        for model, column, kind in ((Conflict, col(Conflict.reason), "conflicts"),
+                                    (Assignment, col(Assignment.recusal_reason), "recusals")):
+            rows = session.execute(select(col(model.id), column).where(column.is_not(None), column != "")).all()
             for row_id, value in rows:
-                session.execute(update(model).where(model.id == row_id).values({column.key: value}))
+                session.execute(update(model).where(col(model.id) == row_id).values({column: value}))
             done[kind] += len(rows)
-        history = session.exec(select(DirectoryChange).where(DirectoryChange.kind == "conflicts")).scalars().all()
+        history = session.exec(select(DirectoryChange).where(DirectoryChange.kind == "conflicts")).all()
         for change in history:
             if change.before.get("reason"):
                 change.before = {**change.before, "reason": sealed.reseal(change.before["reason"])}

@@ -18,8 +18,10 @@ import re
 import secrets
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 #: The request (``r-…``) or delivery (``d-…``) the current code works for.
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -27,7 +29,7 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 _default_factory = logging.getLogRecordFactory()
 
 
-def _record_with_request_id(*args, **kwargs) -> logging.LogRecord:
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Records keep the id current where they were made (a handler may format them later)."""
     record = _default_factory(*args, **kwargs)
     record.request_id = request_id.get()
@@ -87,7 +89,7 @@ def new_id(prefix: str = "r") -> str:
 
 
 @web.middleware
-async def with_request_id(request: web.Request, handler):
+async def with_request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every request gets an id (a sane incoming ``X-Request-Id`` is kept), in its log
     lines and in the response."""
     incoming = request.headers.get(REQUEST_ID_HEADER, "")

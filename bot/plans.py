@@ -7,31 +7,36 @@ and must be re-filed and re-published within 10 working days (art. 11).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from sqlalchemy import Engine, select
-from sqlmodel import Session
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from bot.refusal import Refusal
 from storage import audit
 from storage.importing import Outcome, import_file
+from storage.importing.apply import Progress
 from storage.models import AnnualPlan, Batch, PlanAdjustment
 
 
 def import_plans(engine: Engine, path: Path, *, actor: str, reason: str | None, today: date,
-                 dry_run: bool = False, partial: bool = False, progress=None) -> Outcome:
+                 dry_run: bool = False, partial: bool = False, progress: Progress | None = None) -> Outcome:
     """Import a plans file; a change to an existing plan needs a reason (an adjustment)."""
 
     def record_adjustments(session: Session, outcome: Outcome) -> None:
         changed = [c for c in outcome.changes if c.action in ("updated", "relisted")]
-        if changed and not reason:
+        if not changed:
+            return
+        if not reason:
             raise Refusal("adjustment_needs_reason", plans=["/".join(map(str, c.key)) for c in changed])
         for change in changed:
             year, office, name = change.key
             plan = session.exec(select(AnnualPlan).where(AnnualPlan.year == year, AnnualPlan.office_id == office,
-                                                         AnnualPlan.name == name)).scalar_one()
+                                                         AnnualPlan.name == name)).one()
+            assert plan.id is not None  # a stored row
             fields = {f: [_plain(before), _plain(after)] for f, (before, after) in change.fields.items()}
             session.add(PlanAdjustment(plan_id=plan.id, adjusted_on=today, reason=reason, actor=actor,
                                        changes=fields))
@@ -50,13 +55,12 @@ class PlanView:
 
 def list_plans(session: Session, year: int | None = None) -> list[tuple[AnnualPlan, int]]:
     """Listed plans (of ``year``), each with how many batches were created from it."""
-    query = select(AnnualPlan).where(AnnualPlan.listed).order_by(AnnualPlan.year, AnnualPlan.office_id, AnnualPlan.id)
+    query = (select(AnnualPlan).where(AnnualPlan.listed)
+             .order_by(col(AnnualPlan.year), col(AnnualPlan.office_id), col(AnnualPlan.id)))
     if year is not None:
         query = query.where(AnnualPlan.year == year)
-    plans = list(session.exec(query).scalars())
-    counts: dict[int, int] = {}
-    for plan_id in session.exec(select(Batch.plan_id).where(Batch.plan_id.is_not(None))).scalars():
-        counts[plan_id] = counts.get(plan_id, 0) + 1
+    plans = list(session.exec(query))
+    counts = Counter(session.exec(select(col(Batch.plan_id)).where(col(Batch.plan_id).is_not(None))))
     return [(plan, counts.get(plan.id, 0)) for plan in plans]
 
 
@@ -65,12 +69,12 @@ def show_plan(session: Session, plan_id: int) -> PlanView:
     if plan is None:
         raise Refusal("unknown_plan", value=str(plan_id))
     adjustments = session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id)
-                               .order_by(PlanAdjustment.id)).scalars()
-    batches = session.exec(select(Batch).where(Batch.plan_id == plan_id).order_by(Batch.created_at)).scalars()
+                               .order_by(col(PlanAdjustment.id)))
+    batches = session.exec(select(Batch).where(Batch.plan_id == plan_id).order_by(col(Batch.created_at)))
     return PlanView(plan, list(adjustments), list(batches))
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     return value.isoformat() if isinstance(value, date) else value
 
 
@@ -87,8 +91,8 @@ def record_filing(session: Session, actor: str, plan_id: int, step: str, on: dat
     elif step == "filed":
         plan.filed_on = on
     else:
-        for adjustment in session.scalars(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id,
-                                                                       PlanAdjustment.refiled_on.is_(None))):
+        for adjustment in session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id,
+                                                                    col(PlanAdjustment.refiled_on).is_(None))):
             adjustment.refiled_on = on
             session.add(adjustment)
     session.add(plan)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import csv
 import random
 from bisect import bisect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, timedelta
 from functools import cache
 from itertools import accumulate
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 # --- Header rows (SPEC §3) ---------------------------------------------------------
 
@@ -226,27 +227,28 @@ AREA_CODE = "150602"  # 鄂尔多斯市东胜区
 
 ProgressFn = Callable[[str, int, int], None]
 Rand = Callable[[], float]
+_T = TypeVar("_T")
 
 
 # --- Small helpers ---------------------------------------------------------------------
 
 
-class _Weighted:
+class _Weighted(Generic[_T]):
     """Picks from a fixed table with weights, in O(log n), from a given generator."""
 
-    def __init__(self, weights: Mapping[str, float] | Sequence[tuple[str, float]]):
+    def __init__(self, weights: Mapping[_T, float] | Sequence[tuple[_T, float]]):
         pairs = list(weights.items()) if isinstance(weights, Mapping) else list(weights)
         self.values = [v for v, _ in pairs]
         self.cumulative = list(accumulate(w for _, w in pairs))
         self.total = self.cumulative[-1]
 
-    def pick(self, rand: Rand):
+    def pick(self, rand: Rand) -> _T:
         return self.values[bisect(self.cumulative, rand() * self.total)]
 
 
 # ``random.choice`` and ``randrange`` cost several times more than one ``random()``;
 # the object rows, a dozen draws each, use these instead.
-def _one(rand: Rand, seq: Sequence):
+def _one(rand: Rand, seq: Sequence[_T]) -> _T:
     return seq[int(rand() * len(seq))]
 
 
@@ -259,7 +261,7 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _write_csv(path: Path, kind: str, rows) -> Path:
+def _write_csv(path: Path, kind: str, rows: Iterable[Sequence[Any]]) -> Path:
     with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(HEADERS[kind])
@@ -321,7 +323,7 @@ def unit_rows() -> list[tuple[str, str, str]]:
 
 def _inspector_counts(total: int) -> dict[str, int]:
     """Spread ``total`` inspectors over units by weight: at least two per station."""
-    weights = {uid: (6 if uid == CREDIT_OFFICE else 4) for uid, _, _ in OFFICES}
+    weights: dict[str, float] = {uid: (6 if uid == CREDIT_OFFICE else 4) for uid, _, _ in OFFICES}
     weights |= {uid: 9.5 for uid, _, _ in STATIONS}
     weights[BRIGADE[0]] = 14
     minimum = {uid: (2 if uid in _station_ids() else 1) for uid in weights}

@@ -24,12 +24,12 @@ def environment() -> Environment:
     )
 
 
-def say(module: str, message: str, /, **values) -> str:
+def say(module: str, message: str, /, **values: object) -> str:
     """Render macro ``message`` of ``templates/<module>.j2`` with ``values``."""
     macro = getattr(environment().get_template(f"{module}.j2").module, message)
     return str(macro(**values)).strip()
 
 
-def page(name: str, /, **values) -> str:
+def page(name: str, /, **values: object) -> str:
     """Render a whole template file (an HTML page, a card body)."""
     return environment().get_template(name).render(**values)

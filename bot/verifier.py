@@ -33,7 +33,7 @@ def H(s: str) -> str:
     return hashlib.sha256(s.encode()).hexdigest()
 
 
-def same(what: str, expected, found) -> None:
+def same(what: str, expected: object, found: object) -> None:
     if expected != found:
         raise Mismatch(f"{what}: expected {expected!r}, found {found!r}")
 
@@ -43,12 +43,12 @@ def require(ok: bool, what: str) -> None:
         raise Mismatch(what)
 
 
-def good_id(s) -> bool:
+def good_id(s: object) -> bool:
     """Identifiers: non-empty, no '|', no CR/LF, no white space at either end."""
     return isinstance(s, str) and s != "" and not set(s) & set("|\r\n") and s == s.strip()
 
 
-def good_name(s) -> bool:
+def good_name(s: object) -> bool:
     """Stratum names: 1-32 letters or digits (any script), '-' or '_'."""
     return isinstance(s, str) and 1 <= len(s) <= 32 and all(c.isalnum() or c in "-_" for c in s)
 
@@ -122,7 +122,7 @@ def walk(key: str, items: list):
 
 def choose(steps, n: int, skip: set, needed: set, load: Counter, cap: int, spec: dict) -> tuple[list, set]:
     """Passes 1-3 of DRAW.md §5: speciality under the cap, any under the cap, anyone."""
-    chosen, seen = [], []
+    chosen, seen = list[str](), list[str]()
 
     def visits():
         for c in steps:  # pass 1 walks lazily; passes 2 and 3 re-walk from the start
@@ -158,7 +158,7 @@ def match(seed: str, a: dict) -> list[dict]:
         barred.setdefault(obj, set()).add(inspector)
     if mode == "team":
         return match_teams(seed, a, eligible, spec, barred)
-    objects, load, out, lists = a["objects"], Counter(), [], {}
+    objects, load, out, lists = a["objects"], Counter[str](), [], {}
     require(bool(eligible) or not objects, "nobody is eligible: the draw should have failed")
     cap = -(-n * len(objects) // max(len(eligible), 1)) + slack
     for o in objects:
@@ -175,7 +175,7 @@ def match(seed: str, a: dict) -> list[dict]:
 
 def match_teams(seed: str, a: dict, eligible: list, spec: dict, barred: dict) -> list[dict]:
     """Team mode: the first team on o's walk under the team cap, else the first free one."""
-    objects, load, out = a["objects"], Counter(), []
+    objects, load, out = a["objects"], Counter[str](), []
     teams = sorted((t["id"], sorted(set(t["members"]))) for t in a["teams"])
     teams = [t for t in teams if len(t[1]) >= 2 and set(t[1]) <= set(eligible)]
     require(bool(teams) or not objects, "no team: the draw should have failed")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from storage.models import AuditEntry, utcnow
 
@@ -42,11 +42,11 @@ def content_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
-def record(session: Session, actor: str, action: str, subject: str = "", **detail) -> AuditEntry:
+def record(session: Session, actor: str, action: str, subject: str = "", **detail: object) -> AuditEntry:
     """Append one entry in the caller's transaction."""
     if session.get_bind().dialect.name == "postgresql":
-        session.exec(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_PG_LOCK_KEY))
-    last = session.exec(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_PG_LOCK_KEY))
+    last = session.exec(select(AuditEntry.seq, AuditEntry.hash).order_by(col(AuditEntry.seq).desc()).limit(1)).first()
     seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
     detail = json.loads(json.dumps(detail, ensure_ascii=False, default=str))  # as it will read back
     at = utcnow()
@@ -95,5 +95,5 @@ def verify_entries(entries: Iterable[AuditEntry]) -> ChainReport:
 
 def verify(session: Session) -> ChainReport:
     """Check the whole stored chain from the first entry to the last."""
-    entries = session.exec(select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=2000))
+    entries = session.exec(select(AuditEntry).order_by(col(AuditEntry.seq)).execution_options(yield_per=2000))
     return verify_entries(entries)

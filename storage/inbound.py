@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Text, and_, bindparam, or_, text, update
+from sqlalchemy import ColumnElement, Connection, Dialect, Text, and_, bindparam, or_, text, update
 from sqlmodel import Session, select
 
-from storage.models import InboundDelivery
+from storage.models import InboundDelivery, table_of
 
 
 def take(session: Session, deliveries: Sequence[tuple[str, str, dict]], now: datetime) -> set[tuple[str, str]]:
@@ -28,7 +29,7 @@ def take(session: Session, deliveries: Sequence[tuple[str, str, dict]], now: dat
     return _take_in_one_statement(connection, deliveries, now)
 
 
-_TABLE = InboundDelivery.__table__
+_TABLE = table_of(InboundDelivery)
 # A new row: pending, no attempts yet, due at once. ON CONFLICT makes a retry a no-op.
 _INSERT = f"INSERT INTO {_TABLE.name} (platform, delivery_key, event, received_at, status, attempts, next_attempt_at) "
 _NEW = "'pending', 0"
@@ -73,16 +74,16 @@ def _take_in_process(connection: Connection, deliveries: Sequence[tuple[str, str
     return new
 
 
-def _bind_processor(column, dialect) -> Callable:
+def _bind_processor(column: ColumnElement[Any], dialect: Dialect) -> Callable[[Any], Any]:
     """What SQLAlchemy does to a value bound to ``column`` (its type, then the dialect's)."""
-    return column.type.dialect_impl(dialect).bind_processor(dialect)
+    return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
 
 
-def _due(now: datetime):
+def _due(now: datetime) -> ColumnElement[bool]:
     return and_(_TABLE.c.status == "pending", _TABLE.c.next_attempt_at <= now)
 
 
-def _abandoned(now: datetime, lease: timedelta):
+def _abandoned(now: datetime, lease: timedelta) -> ColumnElement[bool]:
     return and_(_TABLE.c.status == "processing", _TABLE.c.claimed_at < now - lease)
 
 
@@ -136,7 +137,7 @@ def _mine(platform: str, key: str, owner: str) -> dict[str, str]:
 
 def finish(session: Session, platform: str, key: str, owner: str, now: datetime) -> bool:
     """Mark the work done, in the handler's own transaction (False: it was taken over)."""
-    return session.execute(_FINISH, _mine(platform, key, owner) | {"m_now": now}).rowcount == 1
+    return session.exec(_FINISH, params=_mine(platform, key, owner) | {"m_now": now}).rowcount == 1
 
 
 def give_back(session: Session, platform: str, key: str, owner: str, error: str, retry_at: datetime,

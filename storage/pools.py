@@ -14,16 +14,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, false, func, or_, select, true
+from sqlalchemy import ColumnElement, Connection, and_, false, func, or_, select, true
 
 from bot.rules import ssr1
 from bot.rules.risk import RiskWeights, frequency_exempt, weight
 from bot.rules.scope import Scope
-from storage.models import Batch, InspectionObject, Task
+from storage.models import Batch, InspectionObject, Task, table_of
 
 RUN_LINES = 4096  # lines per run digest: enough to say where a tampered pool changed
 DRAWN_STATUSES = ("drawn", "in_progress", "completed")  # "inspected" = tasks of these batches
-_objects = InspectionObject.__table__
+_objects = table_of(InspectionObject)
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class TamperedPool(Exception):
         self.first_ids = first_ids  # the first id of every run that changed
 
 
-def scope_condition(scope: Scope):
+def scope_condition(scope: Scope) -> ColumnElement[bool]:
     """The scope as a SQL condition on the objects table (AND across, OR within)."""
     c = _objects.c
     conditions = [c.listed == true(), c.status == "active"]
@@ -73,8 +73,8 @@ def capped_objects(connection: Connection, cap: FrequencyCap) -> set[str]:
     """Objects already inspected ``cap.cap`` times in the window (to avoid 执法扰民, art. 11)."""
     if cap.cap <= 0:
         return set()
-    tasks, batches = Task.__table__, Batch.__table__
-    window = [batches.c.status.in_(DRAWN_STATUSES)]
+    tasks, batches = table_of(Task), table_of(Batch)
+    window: list[ColumnElement[bool]] = [batches.c.status.in_(DRAWN_STATUSES)]
     if cap.since is not None:
         window.append(batches.c.drawn_at >= cap.since)
     query = (select(tasks.c.object_id).join(batches, batches.c.id == tasks.c.batch_id).where(*window)

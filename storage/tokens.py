@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from storage.models import AccessToken
 
@@ -28,27 +28,27 @@ def begin_refresh(session: Session, key: str, owner: str, now: datetime, lease: 
     """Take the right to fetch a new token (nobody else is, or they gave up)."""
     insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     session.execute(insert_(AccessToken).values(key=key).on_conflict_do_nothing(index_elements=["key"]))
-    result = session.execute(
+    result = session.exec(
         update(AccessToken)
-        .where(AccessToken.key == key,
-               or_(AccessToken.refresher.is_(None), AccessToken.refresh_started_at < now - lease,
-                   AccessToken.refresher == owner))
+        .where(col(AccessToken.key) == key,
+               or_(col(AccessToken.refresher).is_(None), col(AccessToken.refresh_started_at) < now - lease,
+                   col(AccessToken.refresher) == owner))
         .values(refresher=owner, refresh_started_at=now)
     )
     return result.rowcount == 1
 
 
 def store(session: Session, key: str, token: str, expires_at: datetime) -> None:
-    session.execute(update(AccessToken).where(AccessToken.key == key)
+    session.execute(update(AccessToken).where(col(AccessToken.key) == key)
                     .values(token=token, expires_at=expires_at, refresher=None, refresh_started_at=None))
 
 
 def abandon_refresh(session: Session, key: str, owner: str) -> None:
-    session.execute(update(AccessToken).where(AccessToken.key == key, AccessToken.refresher == owner)
+    session.execute(update(AccessToken).where(col(AccessToken.key) == key, col(AccessToken.refresher) == owner)
                     .values(refresher=None, refresh_started_at=None))
 
 
 def invalidate(session: Session, key: str, token: str) -> None:
     """The platform refused ``token``: forget it, unless someone already replaced it."""
-    session.execute(update(AccessToken).where(and_(AccessToken.key == key, AccessToken.token == token))
+    session.execute(update(AccessToken).where(and_(col(AccessToken.key) == key, col(AccessToken.token) == token))
                     .values(token=None, expires_at=None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zlib
+from collections import Counter
 from datetime import UTC, date, datetime
 
 import pytest
@@ -13,7 +14,7 @@ from bot import verifier
 from bot.batches import create, draw, lifecycle, publish, recusal
 from bot.batches.export import export
 from bot.refusal import Refusal
-from bot.rules import ssr1
+from bot.rules import matching, ssr1
 from bot.rules.arguments import parse_arguments
 from bot.sealing import new_key
 from bot.settings import Settings
@@ -256,6 +257,27 @@ def test_recusal_with_nobody_left_marks_the_task_unstaffed(district):
                                                           Assignment.status != "recused")).scalars().first()
             result = recusal.recuse(session, "t", task.id, member.inspector_id, "其他", TODAY, NOW)
         assert result.replacement is None and session.get(Task, task.id).status == "unstaffed"
+
+
+def test_a_replacement_is_drawn_with_the_loads_as_they_stand(district):
+    """DRAW.md §6: passes 1–2 take nobody at the load cap while an open candidate is left."""
+    settings = batch_settings()
+    for _ in range(10):  # each batch a new secret, so a new walk
+        batch_id = new(district, settings, "名称=x 事项=A01 数量=4 方式=大随机 截止=2026-12-31")
+        act(district, publish.publish, f"批次={batch_id}", publish.PUBLISH_KEYS, settings)
+        act(district, draw.draw, f"批次={batch_id}", draw.DRAW_KEYS, settings)
+        with transaction(district) as session:
+            drawn = session.exec(select(Assignment).join(Task, Task.id == Assignment.task_id)
+                                 .where(Task.batch_id == batch_id)).scalars().all()
+            loads = Counter(a.inspector_id for a in drawn)
+            task_id = min(a.task_id for a in drawn)
+            team = {a.inspector_id for a in drawn if a.task_id == task_id}
+            lead = next(a.inspector_id for a in drawn if a.task_id == task_id and a.position == 0)
+            done = recusal.recuse(session, "t", task_id, lead, "其他", TODAY, NOW)
+        loads[lead] -= 1
+        cap = matching.load_cap(2, 4, 8, 1)
+        assert any(loads[f"I{n:02d}"] < cap for n in range(1, 9) if f"I{n:02d}" not in team)
+        assert loads[done.replacement] < cap, (done.replacement, dict(loads))
 
 
 @pytest.mark.parametrize("mode", ["交叉随机", "编组随机"])

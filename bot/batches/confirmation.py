@@ -29,7 +29,7 @@ def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: 
     task = session.get(Task, task_id)
     if task is None:
         raise Refusal("unknown_task", task=task_id)
-    batch = session.get(Batch, task.batch_id)
+    batch = session.get_one(Batch, task.batch_id)
     if batch.status not in OPEN:
         raise Refusal("task_closed", task=task_id, status=batch.status)
     # Locked (PostgreSQL): a click and a typed 确认 handled at once on two instances must

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import func, select
-from sqlmodel import Session
+from sqlalchemy import func
+from sqlmodel import Session, col, select
 
 from bot.batches import options
 from bot.batches.records import find_batch, strata_of
@@ -47,17 +47,18 @@ def new_batch(session: Session, settings: Settings, actor: str, args: Arguments,
     lead = args.get("lead") or (plan.office_id if plan else None) or settings.bureau.default_lead
     if not lead:
         raise Refusal("missing_lead")
+    due = options.due(args, today)
     batch = Batch(id=_next_batch_id(session, today), name=name, plan_id=plan.id if plan else None,
                   lead_unit_id=options.unit(session, lead, "lead"), mode=options.mode(args),
                   team_size=options.team_size(args, settings.draw.team_size), slack=settings.draw.slack,
-                  due=options.due(args, today), created_by=actor)
+                  due=due, created_by=actor)
     session.add(batch)
     stratum = _stratum(batch, FIRST_STRATUM, 0, scope, item_codes, ratio, count)
     session.add(stratum)
     session.flush()
     size = pool_size(session.connection(), scope)
     audit.record(session, actor, "batch.created", batch.id, name=name, mode=batch.mode, team_size=batch.team_size,
-                 due=batch.due.isoformat(), lead=batch.lead_unit_id, plan=batch.plan_id,
+                 due=due.isoformat(), lead=batch.lead_unit_id, plan=batch.plan_id,
                  stratum=_stratum_detail(stratum))
     return Created(batch, stratum, size)
 
@@ -87,7 +88,8 @@ def draft_batch(session: Session, batch_id: str) -> Batch:
     return find_batch(session, batch_id, ("draft",), "not_draft")
 
 
-def _stratum(batch, name, position, scope: Scope, item_codes, ratio, count) -> Stratum:
+def _stratum(batch: Batch, name: str, position: int, scope: Scope, item_codes: list[str], ratio: str | None,
+             count: int | None) -> Stratum:
     return Stratum(batch_id=batch.id, position=position, name=name, filter=scope.to_json(),
                    filter_description=describe(scope), items=item_codes, ratio_percent=ratio, count=count)
 
@@ -109,5 +111,5 @@ def _plan(session: Session, plan_id: str | None) -> AnnualPlan | None:
 def _next_batch_id(session: Session, today: date) -> str:
     """``2026-DS-001``: the year and a running number (双随 = DS)."""
     prefix = f"{today.year}-DS-"
-    count = session.exec(select(func.count()).select_from(Batch).where(Batch.id.startswith(prefix))).scalar_one()
+    count = session.exec(select(func.count()).select_from(Batch).where(col(Batch.id).startswith(prefix))).one()
     return f"{prefix}{count + 1:03d}"

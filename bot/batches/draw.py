@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select, true
-from sqlmodel import Session
+from sqlalchemy import true
+from sqlmodel import Session, col, select
 
 from bot.batches import options
 from bot.batches.notices import queue_draw_notices
@@ -25,7 +25,7 @@ from bot.rules.arguments import Arguments
 from bot.sealing import SealingError, keys_of, unseal
 from bot.settings import Settings
 from storage import audit
-from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Task, Team
+from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Task, Team, table_of
 from storage.pools import TamperedPool, thaw
 
 DRAW_KEYS = frozenset({"batch", "beacon_value"})
@@ -49,6 +49,9 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     strata = strata_of(session, batch.id)
     selections = []
     for stratum in strata:
+        # Frozen at publication, so set on every stratum of a published batch.
+        assert stratum.pool is not None and stratum.pool_digest is not None and stratum.pool_runs is not None
+        assert stratum.k is not None
         try:
             data = thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs)
         except TamperedPool as exc:
@@ -72,7 +75,7 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     session.add_all([batch, *strata])
     session.flush()
     needs_expert = sum(a.needs_expert for a in staffed)
-    counts = {s.name: len(s.selected) for s in strata}
+    counts = {name: len(ids) for name, _, ids in selections}
     audit.record(session, actor, "batch.drawn", batch.id, seed=seed, beacon=beacon, tasks=len(tasks),
                  selected=counts, needs_expert=needs_expert)
     queue_draw_notices(session, settings, batch, counts)  # with the draw, or not at all
@@ -93,8 +96,8 @@ def match_recorded(seed: str, inputs: dict) -> list[matching.Assignment]:
 def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: date) -> dict:
     """Everything matching reads, as it stands at the draw (SPEC §6 ``assignment.json``)."""
     # Sorted here, not by the database: SQL collations need not be Unicode scalar order.
-    inspectors = sorted(session.exec(select(Inspector).where(Inspector.listed == true())).scalars(), key=_by_id)
-    teams = sorted(session.exec(select(Team).where(Team.listed == true())).scalars(), key=_by_id)
+    inspectors = sorted(session.exec(select(Inspector).where(Inspector.listed == true())), key=_by_id)
+    teams = sorted(session.exec(select(Team).where(Team.listed == true())), key=_by_id)
     conflicts = session.exec(select(Conflict.inspector_id, Conflict.object_id).where(Conflict.listed == true())).all()
     needs = dict(session.exec(select(Item.code, Item.specialty)).all())
     object_ids = [t.object_id for t in tasks]
@@ -102,7 +105,7 @@ def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: 
     for start in range(0, len(object_ids), IN_CHUNK):  # drivers cap a statement's parameters
         chunk = object_ids[start:start + IN_CHUNK]
         units.update(session.exec(select(InspectionObject.id, InspectionObject.unit_id)
-                                  .where(InspectionObject.id.in_(chunk))).all())
+                                  .where(col(InspectionObject.id).in_(chunk))).all())
     return {
         "mode": batch.mode, "team_size": batch.team_size, "slack": batch.slack, "draw_date": on.isoformat(),
         "inspectors": [{"id": i.id, "unit": i.unit_id, "active": i.active,
@@ -111,25 +114,25 @@ def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: 
         "teams": [{"id": t.id, "members": list(t.members)} for t in teams],
         "objects": [{"id": t.object_id, "unit": units[t.object_id],
                      "required_specialties": sorted({needs[i] for i in t.items if needs.get(i)})} for t in tasks],
-        "conflicts": [list(pair) for pair in sorted({(c.inspector_id, c.object_id) for c in conflicts})],
+        "conflicts": [list(pair) for pair in sorted({(i, o) for i, o in conflicts})],
     }
 
 
-def _by_id(row) -> str:
+def _by_id(row: Inspector | Team) -> str:
     return row.id
 
 
 def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list[matching.Assignment]) -> None:
     connection = session.connection()
-    connection.execute(Task.__table__.insert(), [
+    connection.execute(table_of(Task).insert(), [
         {"batch_id": batch.id, "position": n, "object_id": t.object_id, "strata": list(t.strata),
          "items": list(t.items), "team_id": a.team_id, "needs_expert": a.needs_expert, "status": "drawn"}
         for n, (t, a) in enumerate(zip(tasks, staffed, strict=True))])
-    ids = dict(connection.execute(select(Task.position, Task.id).where(Task.batch_id == batch.id)).all())
+    ids = dict(connection.execute(select(Task.position, col(Task.id)).where(Task.batch_id == batch.id)).all())
     rows = [{"task_id": ids[n], "inspector_id": inspector, "position": p, "origin": "draw", "status": "drawn",
              "assigned_at": batch.drawn_at} for n, a in enumerate(staffed) for p, inspector in enumerate(a.inspectors)]
     if rows:
-        connection.execute(Assignment.__table__.insert(), rows)
+        connection.execute(table_of(Assignment).insert(), rows)
 
 
 def _beacon(batch: Batch, value: str | None) -> str:
@@ -142,6 +145,7 @@ def _beacon(batch: Batch, value: str | None) -> str:
 
 
 def _secret(batch: Batch, settings: Settings) -> str:
+    assert batch.secret_encrypted is not None  # sealed at publication
     try:
         secret = unseal(batch.secret_encrypted, keys_of(settings))
     except SealingError as exc:

@@ -6,8 +6,7 @@ import json
 import zlib
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.batches.records import find_batch, strata_of
 from bot.refusal import Refusal
@@ -17,13 +16,13 @@ from storage.models import Batch, Task
 
 def record(session: Session, batch: Batch) -> dict:
     """``record.json``: commitment, revealed secret, seed, strata with selections, tasks."""
-    tasks = session.exec(select(Task).where(Task.batch_id == batch.id).order_by(Task.position)).scalars()
+    tasks = session.exec(select(Task).where(Task.batch_id == batch.id).order_by(col(Task.position)))
     return {
         "algorithm": ssr1.ALGORITHM, "batch_id": batch.id, "commitment": batch.commitment, "secret": batch.secret,
         "beacon": batch.beacon, "seed": batch.seed,
         "strata": [{"name": s.name, "filter": s.filter_description, "items": s.items, "pool_size": s.pool_size,
                     "pool_digest": s.pool_digest, "ratio_percent": s.ratio_percent, "k": s.k,
-                    "pool_file": pool_file(s.name), "selected": [{"id": i, "score": sc} for i, sc in s.selected]}
+                    "pool_file": pool_file(s.name), "selected": [{"id": i, "score": sc} for i, sc in s.selected or []]}
                    for s in strata_of(session, batch.id)],
         "tasks": [{"object_id": t.object_id, "strata": t.strata, "items": t.items} for t in tasks],
     }
@@ -42,9 +41,11 @@ def export(session: Session, batch_id: str, out: Path, *, internal: bool = False
     written = [_write_json(out / "record.json", record(session, batch))]
     for stratum in strata_of(session, batch.id):
         path = out / pool_file(stratum.name)
+        assert stratum.pool is not None  # frozen at publication
         path.write_bytes(zlib.decompress(stratum.pool))  # exactly the lines hashed into the digest
         written.append(path)
     if internal:
+        assert batch.matching_inputs is not None  # stored by the draw
         written.append(_write_json(out / "assignment.json", batch.matching_inputs))
     return written
 

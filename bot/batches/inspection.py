@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.batches.lifecycle import advance
 from bot.refusal import Refusal
@@ -25,7 +25,8 @@ class Inspected:
 
 def team_of(session: Session, task_id: int) -> list[Assignment]:
     """The task's inspectors in the order accepted, recused ones included."""
-    return list(session.exec(select(Assignment).where(Assignment.task_id == task_id).order_by(Assignment.position)))
+    return list(session.exec(select(Assignment).where(Assignment.task_id == task_id)
+                             .order_by(col(Assignment.position))))
 
 
 def own_task(session: Session, task_id: int, inspector_id: str | None, *,
@@ -35,7 +36,7 @@ def own_task(session: Session, task_id: int, inspector_id: str | None, *,
     task = session.get(Task, task_id)
     if task is None:
         raise Refusal("unknown_task", task=task_id)
-    batch = session.get(Batch, task.batch_id)
+    batch = session.get_one(Batch, task.batch_id)
     mine = next((a for a in team_of(session, task_id) if a.inspector_id == inspector_id), None)
     if mine is None or (mine.status == "recused" and not recused_too):
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id or "")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from bot.batches import options
 from bot.batches.records import STATUSES, find_batch
@@ -40,7 +39,7 @@ def advance(session: Session, actor: str, batch_id: str, now: datetime) -> Batch
     started, completed once every task's result is published (art. 20: a task
     inspected but not published is not complete). Called after each task change."""
     batch = find_batch(session, batch_id)
-    statuses = set(session.exec(select(Task.status).where(Task.batch_id == batch.id)).scalars())
+    statuses = set(session.exec(select(Task.status).where(Task.batch_id == batch.id)))
     before = batch.status
     if batch.status in ("drawn", "in_progress") and statuses and statuses <= {DONE}:
         batch.status, batch.completed_at = "completed", now

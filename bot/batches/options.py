@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select, true
-from sqlmodel import Session
+from sqlalchemy import true
+from sqlmodel import Session, col, select
 
 from bot.refusal import Refusal
 from bot.rules import ssr1
@@ -73,7 +73,7 @@ def items(session: Session, value: str) -> list[str]:
     codes = split_list(value)
     if not codes:
         raise Refusal("missing_argument", key="items")
-    known = set(session.exec(select(Item.code).where(Item.code.in_(codes), Item.listed == true())).scalars())
+    known = set(session.exec(select(Item.code).where(col(Item.code).in_(codes), Item.listed == true())))
     if unknown := [code for code in codes if code not in known]:
         raise Refusal("unknown_items", codes=unknown)
     if len(set(codes)) != len(codes):

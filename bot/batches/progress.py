@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.refusal import Refusal
 from bot.rules.deadlines import RESULT_DAYS
@@ -37,20 +37,20 @@ def progress(session: Session, calendar: Calendar, today: date, batch_id: str | 
             raise Refusal("unknown_batch", batch=batch_id)
         batches = [batch]
     else:
-        batches = session.exec(select(Batch).where(Batch.status.in_(("drawn", "in_progress")))
-                               .order_by(Batch.id)).all()
+        batches = list(session.exec(select(Batch).where(col(Batch.status).in_(("drawn", "in_progress")))
+                                    .order_by(col(Batch.id))))
     return [_one(session, calendar, today, batch) for batch in batches]
 
 
 def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> BatchProgress:
     tasks = session.exec(select(Task).where(Task.batch_id == batch.id)).all()
     ids = [t.id for t in tasks]
-    results = session.exec(select(Result).where(Result.task_id.in_(ids), Result.status == "approved")).all() \
+    results = session.exec(select(Result).where(col(Result.task_id).in_(ids), Result.status == "approved")).all() \
         if ids else []
     published = {r.task_id for r in results}
-    recusals = len(session.exec(select(Assignment.id).where(Assignment.task_id.in_(ids),
+    recusals = len(session.exec(select(Assignment.id).where(col(Assignment.task_id).in_(ids),
                                                            Assignment.status == "recused")).all()) if ids else 0
-    follow_ups = len(session.exec(select(FollowUp.id).where(FollowUp.task_id.in_(ids))).all()) if ids else 0
+    follow_ups = len(session.exec(select(FollowUp.id).where(col(FollowUp.task_id).in_(ids))).all()) if ids else 0
     overdue_inspections = sum(1 for t in tasks if t.inspected_on is None and t.status not in ("unstaffed",)
                               and batch.due is not None and today > batch.due)
     overdue_results, provisional = 0, False

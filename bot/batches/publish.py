@@ -35,7 +35,10 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
         frozen = freeze(pool_members(session.connection(), Scope.from_json(stratum.filter), weights, cap))
         stratum.pool, stratum.pool_runs = frozen.compressed(), frozen.runs
         stratum.pool_size, stratum.pool_digest = frozen.size, frozen.digest
-        stratum.k = stratum.count if stratum.count is not None else ssr1.k_for_ratio(frozen.size, stratum.ratio_percent)
+        if stratum.ratio_percent is None:  # a stratum has a ratio or a count (options.quota)
+            stratum.k = stratum.count
+        else:
+            stratum.k = ssr1.k_for_ratio(frozen.size, stratum.ratio_percent)
     secret = ssr1.new_secret()  # 32 bytes from the OS CSPRNG (DRAW.md §1)
     try:
         batch.secret_encrypted = seal(secret, keys_of(settings))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.refusal import Refusal
 from storage.models import Batch, Stratum
@@ -24,5 +23,5 @@ def find_batch(session: Session, batch_id: str, allowed: tuple[str, ...] = STATU
 
 def strata_of(session: Session, batch_id: str) -> list[Stratum]:
     """A batch's strata in declared order."""
-    query = select(Stratum).where(Stratum.batch_id == batch_id).order_by(Stratum.position)
-    return list(session.exec(query).scalars())
+    query = select(Stratum).where(Stratum.batch_id == batch_id).order_by(col(Stratum.position))
+    return list(session.exec(query))

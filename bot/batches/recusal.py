@@ -8,8 +8,8 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select, true
-from sqlmodel import Session
+from sqlalchemy import true
+from sqlmodel import Session, col, select
 
 from bot.refusal import Refusal
 from bot.rules import matching
@@ -32,11 +32,11 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason
     task = session.get(Task, task_id)
     if task is None:
         raise Refusal("unknown_task", task=task_id)
-    batch = session.get(Batch, task.batch_id)
+    batch = session.get_one(Batch, task.batch_id)
     if batch.status not in OPEN:
         raise Refusal("task_closed", task=task_id, status=batch.status)
     assignments = list(session.exec(select(Assignment).where(Assignment.task_id == task.id)
-                                    .order_by(Assignment.position).with_for_update()).scalars())  # as in confirm
+                                    .order_by(col(Assignment.position)).with_for_update()))  # as in confirm
     mine = next((a for a in assignments if a.inspector_id == inspector_id), None)
     if mine is None:
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
@@ -52,7 +52,7 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason
     if replacement is None:
         task.status = "unstaffed"
     else:
-        session.add(Assignment(task_id=task.id, inspector_id=replacement, position=assignments[-1].position + 1,
+        session.add(Assignment(task_id=task_id, inspector_id=replacement, position=assignments[-1].position + 1,
                                origin="replacement", assigned_at=now))
         if task.status == "accepted":  # the newcomer has not declared yet
             task.status = "drawn"
@@ -67,7 +67,7 @@ def _record_conflict(session: Session, inspector_id: str, object_id: str, reason
     """The declared conflict stays on record for every later draw (imports never touch it)."""
     existing = session.exec(select(Conflict).where(Conflict.inspector_id == inspector_id,
                                                   Conflict.object_id == object_id,
-                                                  Conflict.origin == "recusal")).scalars().first()
+                                                  Conflict.origin == "recusal")).first()
     if existing is None:
         session.add(Conflict(inspector_id=inspector_id, object_id=object_id, reason=reason, origin="recusal",
                              declared_at=now))
@@ -78,13 +78,14 @@ def _record_conflict(session: Session, inspector_id: str, object_id: str, reason
 
 def _replacement(session: Session, batch: Batch, task: Task, assignments: list[Assignment], on: date) -> str | None:
     inputs = batch.matching_inputs
+    assert inputs is not None and batch.seed is not None  # both stored by the draw
     drawn_object = next(o for o in inputs["objects"] if o["id"] == task.object_id)
     obj = matching.TaskObject(drawn_object["id"], drawn_object["unit"], frozenset(drawn_object["required_specialties"]))
     inspectors = [matching.Inspector(i.id, i.unit_id, frozenset(i.specialties), i.active, i.certificate_expiry)
-                  for i in session.exec(select(Inspector).where(Inspector.listed == true())).scalars()]
+                  for i in session.exec(select(Inspector).where(Inspector.listed == true()))]
     conflicts = {(c.inspector_id, c.object_id) for c in session.exec(
-        select(Conflict).where(Conflict.listed == true(), Conflict.object_id == task.object_id)).scalars()}
-    standing = session.exec(select(Assignment.inspector_id).join(Task, Task.id == Assignment.task_id)
+        select(Conflict).where(Conflict.listed == true(), Conflict.object_id == task.object_id))}
+    standing = session.exec(select(Assignment.inspector_id).join(Task, col(Task.id) == Assignment.task_id)
                             .where(Task.batch_id == batch.id, Assignment.status != "recused")).all()
     tasks = len(inputs["objects"])
     members = [a.inspector_id for a in assignments if a.status != "recused"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.batches.followups import hand_over
 from bot.batches.inspection import own_task, team_of
@@ -46,7 +46,7 @@ def check_entry(entry: Entry) -> None:
 
 
 def latest(session: Session, task_id: int) -> Result | None:
-    return session.exec(select(Result).where(Result.task_id == task_id).order_by(Result.id.desc())).first()
+    return session.exec(select(Result).where(Result.task_id == task_id).order_by(col(Result.id).desc())).first()
 
 
 def submit(session: Session, actor: str, task_id: int, inspector_id: str | None, entry: Entry,
@@ -84,8 +84,10 @@ def may_decide(session: Session, identity: Identity, task: Task) -> bool:
     """Approvers of the lead inspector's unit, the batch's lead office, or an admin."""
     if ADMIN in identity.roles:
         return True
-    batch = session.get(Batch, task.batch_id)
-    return (lead_unit(session, task.id) in identity.units.get(APPROVER, frozenset())
+    assert task.id is not None  # a stored task
+    batch = session.get_one(Batch, task.batch_id)
+    unit = lead_unit(session, task.id)
+    return ((unit is not None and unit in identity.units.get(APPROVER, frozenset()))
             or (batch.lead_unit_id is not None and batch.lead_unit_id in identity.units.get(LEAD, frozenset())))
 
 
@@ -101,13 +103,13 @@ def _pending_result(session: Session, result_id: int, identity: Identity) -> tup
     result = session.get(Result, result_id)
     if result is None:
         raise Refusal("unknown_result", result=result_id)
-    task = session.get(Task, result.task_id)
+    task = session.get_one(Task, result.task_id)
     if not may_decide(session, identity, task):
         raise Refusal("not_your_unit", task=task.id)
     if identity.inspector_id and any(a.inspector_id == identity.inspector_id and a.status != "recused"
-                                     for a in team_of(session, task.id)):
+                                     for a in team_of(session, result.task_id)):
         raise Refusal("own_result", task=task.id)  # who inspected does not approve it
-    batch = session.get(Batch, task.batch_id)
+    batch = session.get_one(Batch, task.batch_id)
     if batch.status not in OPEN and result.status == "submitted":
         raise Refusal("task_closed", task=task.id, status=batch.status)
     return result, task
@@ -126,7 +128,7 @@ def approve(session: Session, identity: Identity, result_id: int, now: datetime)
     session.add_all([result, task])
     session.flush()
     audit.record(session, actor, "result.published", str(task.id), result=result.id, category=result.category)
-    follow_up = hand_over(session, result, session.get(InspectionObject, task.object_id), actor, now)
+    follow_up = hand_over(session, result, session.get_one(InspectionObject, task.object_id), actor, now)
     advance(session, actor, task.batch_id, now)
     return Decided(result, task, follow_up)
 
@@ -172,5 +174,5 @@ def correct(session: Session, identity: Identity, task_id: int, entry: Entry, re
     session.flush()
     audit.record(session, actor, "result.corrected", str(task_id), old=old.id, new=new.id, category=entry.category,
                  reason=reason.strip())
-    hand_over(session, new, session.get(InspectionObject, task.object_id), actor, now)  # art. 18, as for any result
+    hand_over(session, new, session.get_one(InspectionObject, task.object_id), actor, now)  # art. 18, as for any result
     return new

@@ -14,8 +14,13 @@ in-process. ``ssr1.merge_selections`` is there for a sharded deployment.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bot.rules import ssr1
+
+if TYPE_CHECKING:
+    from _hashlib import HASH  # what hashlib's constructors return
 
 _DIGEST = 32
 
@@ -54,7 +59,7 @@ def select_lines(stratum_seed: str, data: bytes, k: int) -> list[ssr1.Scored]:
     return [ssr1.Scored(x[:_DIGEST].hex(), x[_DIGEST:-2].decode()) for x in best[:k]]
 
 
-def _ticket(copy, member: bytes, j: int) -> bytes:
+def _ticket(copy: Callable[[], HASH], member: bytes, j: int) -> bytes:
     h = copy()
     h.update(member + b"|" + str(j).encode())
     return h.digest()

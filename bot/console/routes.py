@@ -12,10 +12,11 @@ import asyncio
 import ipaddress
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 from sqlalchemy import Engine, or_
-from sqlmodel import select
+from sqlmodel import col, select
 
 from bot.chat.events import CardAction, Event, Media
 from bot.chat.recipients import entries_on
@@ -32,6 +33,7 @@ from storage.models import ConsoleMessage, Inspector, Unit
 PLATFORM = "console"
 MAX_UPLOAD = 20 * 1024 * 1024
 Take = Callable[[Event], Awaitable[bool]]
+_R = TypeVar("_R", bound=web.StreamResponse)
 
 
 def routes(settings: Settings, engine: Engine, take: Take) -> list[web.RouteDef]:
@@ -42,8 +44,9 @@ def routes(settings: Settings, engine: Engine, take: Take) -> list[web.RouteDef]
             web.post("/console/api/upload", console.upload), web.get("/console/api/blob/{sha256}", console.blob)]
 
 
-def _loopback_only(handler):
-    async def guarded(self, request: web.Request) -> web.StreamResponse:
+def _loopback_only(handler: Callable[[Console, web.Request], Awaitable[_R]]
+                   ) -> Callable[[Console, web.Request], Awaitable[_R]]:
+    async def guarded(self: Console, request: web.Request) -> _R:
         try:
             local = ipaddress.ip_address(request.remote or "").is_loopback
         except ValueError:
@@ -113,9 +116,9 @@ class Console:
     def _messages(self, user: str, after: int) -> list[dict]:
         with reading(self.engine) as session:
             rows = session.exec(select(ConsoleMessage).where(
-                ConsoleMessage.id > after,
-                or_(ConsoleMessage.conversation == GROUP_CONVERSATION, ConsoleMessage.conversation == user))
-                .order_by(ConsoleMessage.id).limit(500)).all()
+                col(ConsoleMessage.id) > after,
+                or_(col(ConsoleMessage.conversation) == GROUP_CONVERSATION, col(ConsoleMessage.conversation) == user))
+                .order_by(col(ConsoleMessage.id)).limit(500)).all()
             return [{"id": r.id, "conversation": "group" if r.conversation == GROUP_CONVERSATION else "private",
                      "author": r.author, "kind": r.kind, "payload": r.payload, "at": r.at.isoformat()} for r in rows]
 
@@ -164,7 +167,7 @@ class Console:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_UPLOAD, actual_size=request.content_length)
         form = await request.post()
         user, upload = form.get("user"), form.get("file")
-        if not isinstance(user, str) or not user or not hasattr(upload, "file"):
+        if not isinstance(user, str) or not user or not isinstance(upload, web.FileField):
             raise web.HTTPBadRequest(text=say("console", "bad_request"))
         data = upload.file.read(MAX_UPLOAD + 1)
         if len(data) > MAX_UPLOAD:
@@ -187,7 +190,7 @@ class Console:
         data, content_type = found
         return web.Response(body=data, content_type=content_type or "application/octet-stream")
 
-    def _load(self, digest: str):
+    def _load(self, digest: str) -> tuple[bytes, str] | None:
         with transaction(self.engine) as session:
             return evidence.load(session, digest)
 

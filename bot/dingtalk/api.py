@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 import aiohttp
 from sqlalchemy import Engine
@@ -125,7 +126,7 @@ class DingTalkAPI:
             raise Unreachable("accessToken missing in the answer", in_doubt=False)
         return answer["accessToken"], int(answer.get("expireIn", 7200))
 
-    async def _request(self, method: str, url: str, **kwargs) -> dict:
+    async def _request(self, method: str, url: str, **kwargs: Any) -> dict:
         try:
             async with self.http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
                 if response.status >= 500:

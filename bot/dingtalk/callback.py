@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot.callback_crypto import CallbackCryptoError, MsgCrypt
 from bot.chat.ingress import Take, hand_over, read_body
@@ -42,7 +43,7 @@ def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes]) -> lis
     return found
 
 
-def _robot_message(secret: str, take: Take, oapi_base: str):
+def _robot_message(secret: str, take: Take, oapi_base: str) -> Handler:
     async def robot_message(request: web.Request) -> web.Response:
         try:
             check_robot_headers(request.headers.get("timestamp", ""), request.headers.get("sign", ""), secret,
@@ -63,7 +64,7 @@ def _robot_message(secret: str, take: Take, oapi_base: str):
     return robot_message
 
 
-def _card_click(keys: Sequence[bytes], take: Take):
+def _card_click(keys: Sequence[bytes], take: Take) -> Handler:
     async def card_click(request: web.Request) -> web.Response:
         try:
             event = card_event(json_body(await read_body(request)), keys)
@@ -78,7 +79,7 @@ def _card_click(keys: Sequence[bytes], take: Take):
     return card_click
 
 
-def _event_push(crypt: MsgCrypt):
+def _event_push(crypt: MsgCrypt) -> Handler:
     async def event_push(request: web.Request) -> web.Response:
         """An event-subscription push (C.6), the URL check included: answered with an
         encrypted ``success``. The bot subscribes to no event it acts on yet."""

@@ -98,5 +98,5 @@ def card_action(payload: dict, keys: Sequence[bytes]) -> tuple[str, CardAction]:
     return user, CardAction(card_id=card_id, action=action, value=value, choices=choices)
 
 
-def _json(value) -> str:
+def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

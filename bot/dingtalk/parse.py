@@ -58,14 +58,14 @@ def robot_event(data: dict, oapi_base: str) -> Event | None:
     elif kind in MEDIA_KINDS:
         content = data.get("content")
         code = content.get("downloadCode") if isinstance(content, dict) else None
-        if not (isinstance(code, str) and code):
+        if not isinstance(content, dict) or not (isinstance(code, str) and code):
             raise MalformedDelivery("media message without downloadCode")
-        name = content.get("fileName") if isinstance(content.get("fileName"), str) else ""
+        name = file_name if isinstance(file_name := content.get("fileName"), str) else ""
         media = Media(MEDIA_KINDS[kind], code, name)
     else:
         return None
     group = str(data.get("conversationType")) == "2"
-    conversation = data.get("conversationId") if isinstance(data.get("conversationId"), str) else ""
+    conversation = found if isinstance(found := data.get("conversationId"), str) else ""
     if group and not conversation:
         raise MalformedDelivery("group message without conversationId")
     via = _session(data, oapi_base)
@@ -99,7 +99,7 @@ def _session(data: dict, oapi_base: str) -> str:
     return f"{expires}|{url}"
 
 
-def _time(value) -> datetime:
+def _time(value: object) -> datetime:
     found = millis(value)
     try:
         return datetime.fromtimestamp(found / 1000, UTC) if found is not None else datetime.now(UTC)

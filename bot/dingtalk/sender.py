@@ -71,7 +71,7 @@ class DingTalkSender:
                 return await self._to_group(destination.address, message)
         except Unreachable as exc:
             if exc.in_doubt:  # it may have landed: wait until it would have before trying again
-                return Retry(str(exc), in_doubt=True, after=2 * dingtalk_api.TIMEOUT.total)
+                return Retry(str(exc), in_doubt=True, after=2 * (dingtalk_api.TIMEOUT.total or 0))
             return Retry(str(exc))
         except Refused as exc:
             return _classify(exc)
@@ -79,7 +79,7 @@ class DingTalkSender:
 
     async def _through_session(self, url: str, text: str) -> Outcome | None:
         """An answer through the message's sessionWebhook; None when DingTalk no longer takes it."""
-        answers = []
+        answers: list[int] = []
         for part in split_text(text, TEXT_BYTES):
             answer = await self.api.post_url(url, {"msgtype": "text", "text": {"content": part}})
             if answer.get("errcode", 0) != 0:
@@ -92,7 +92,7 @@ class DingTalkSender:
     async def _to_user(self, user: str, message: Message, in_doubt: bool) -> Outcome:
         if isinstance(message, Card):
             return await self._card(user, message, in_doubt)
-        sent = []
+        sent: list[str | None] = []
         for key, param in await self._robot_messages(message):
             answer = await self.api.call("POST", "/v1.0/robot/oToMessages/batchSend", {
                 "robotCode": self.api.robot_code, "userIds": [user], "msgKey": key,
@@ -167,7 +167,7 @@ class DingTalkSender:
             "cardUpdateOptions": {"updateCardDataByKey": True, "updatePrivateDataByKey": True}})
         return Sent({"outTrackId": update.card_id})
 
-    def _blob(self, digest: str):
+    def _blob(self, digest: str) -> tuple[bytes, str] | None:
         with transaction(self.api.engine) as session:
             return evidence.load(session, digest)
 

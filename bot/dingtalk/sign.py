@@ -24,7 +24,7 @@ def robot_sign(timestamp: str, secret: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def millis(value) -> int | None:
+def millis(value: object) -> int | None:
     """A millisecond timestamp as DingTalk sends it (digits, or a number), else None."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)

@@ -13,9 +13,10 @@ import re
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from typing import overload
 
-from sqlalchemy import func, or_, select
-from sqlmodel import Session
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
 
 from bot.batches.export import pool_file, record
 from bot.batches.records import strata_of
@@ -80,17 +81,17 @@ def object_page(object_id: str) -> str:
 
 
 def items(session: Session) -> list[Item]:
-    return list(session.exec(select(Item).where(Item.listed).order_by(Item.code)).scalars())
+    return list(session.exec(select(Item).where(Item.listed).order_by(col(Item.code))))
 
 
 def plans(session: Session) -> list[tuple[AnnualPlan, str, list[PlanAdjustment], list[Batch]]]:
     """Annual plans (newest year first), each with its office, adjustments and published batches."""
     rows = session.exec(select(AnnualPlan).where(AnnualPlan.listed)
-                        .order_by(AnnualPlan.year.desc(), AnnualPlan.id)).scalars().all()
+                        .order_by(col(AnnualPlan.year).desc(), col(AnnualPlan.id))).all()
     found = []
     for plan in rows:
         adjustments = session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan.id)
-                                   .order_by(PlanAdjustment.adjusted_on, PlanAdjustment.id)).scalars().all()
+                                   .order_by(col(PlanAdjustment.adjusted_on), col(PlanAdjustment.id))).all()
         batches = [b for b in _public_batches(session) if b.plan_id == plan.id]
         found.append((plan, _unit_name(session, plan.office_id), list(adjustments), batches))
     return found
@@ -108,7 +109,7 @@ def sampling_plan(session: Session, batch_id: str, timezone: str) -> SamplingPla
         return None
     strata = strata_of(session, batch.id)
     codes = list(dict.fromkeys(code for s in strata for code in s.items))
-    known = {i.code: i for i in session.exec(select(Item).where(Item.code.in_(codes))).scalars()}
+    known = {i.code: i for i in session.exec(select(Item).where(col(Item.code).in_(codes)))}
     plan = session.get(AnnualPlan, batch.plan_id) if batch.plan_id else None
     found = SamplingPlan(batch, plan, _unit_name(session, batch.lead_unit_id), strata,
                          [known[c] for c in codes if c in known], local_day(batch.published_at, timezone),
@@ -135,18 +136,19 @@ def published_results(session: Session, timezone: str, *, batch_id: str | None =
                       object_id: str | None = None) -> list[PublishedResult]:
     """Published results (status approved), in batch and task order."""
     query = (select(Result, Task, Batch, InspectionObject)
-             .join(Task, Task.id == Result.task_id).join(Batch, Batch.id == Task.batch_id)
-             .join(InspectionObject, InspectionObject.id == Task.object_id)
-             .where(Result.status == "approved", Result.published_at.is_not(None)))
+             .join(Task, col(Task.id) == Result.task_id).join(Batch, col(Batch.id) == Task.batch_id)
+             .join(InspectionObject, col(InspectionObject.id) == Task.object_id)
+             .where(Result.status == "approved", col(Result.published_at).is_not(None)))
     if batch_id is not None:
         query = query.where(Task.batch_id == batch_id)
     if object_id is not None:
         query = query.where(Task.object_id == object_id)
-    rows = session.execute(query.order_by(Batch.drawn_at, Batch.id, Task.position)).all()
+    rows = session.exec(query.order_by(col(Batch.drawn_at), col(Batch.id), col(Task.position))).all()
     units: dict[str | None, str] = {}
     found = []
     for result, task, batch, obj in rows:
-        unit_id = lead_unit(session, task.id)
+        unit_id = lead_unit(session, result.task_id)
+        assert result.published_at is not None  # the query keeps published results only
         if unit_id not in units:
             units[unit_id] = _unit_name(session, unit_id)
         found.append(PublishedResult(obj.id, obj.name, batch.id, batch.name, list(task.items), result.category,
@@ -162,18 +164,18 @@ def credit_record(session: Session, object_id: str, timezone: str
     obj = session.get(InspectionObject, object_id)
     if obj is None:
         return None
-    drawn = session.execute(select(Batch.drawn_at, Batch.id, Batch.name).join(Task, Task.batch_id == Batch.id)
-                            .where(Task.object_id == object_id, Batch.drawn_at.is_not(None))
-                            .order_by(Batch.drawn_at, Batch.id).distinct()).all()
+    drawn = session.exec(select(Batch.drawn_at, Batch.id, Batch.name).join(Task, col(Task.batch_id) == Batch.id)
+                         .where(Task.object_id == object_id, col(Batch.drawn_at).is_not(None))
+                         .order_by(col(Batch.drawn_at), col(Batch.id)).distinct()).all()
     return obj, published_results(session, timezone, object_id=object_id), [(b, n) for _, b, n in drawn]
 
 
 def drawn_objects(session: Session) -> list[tuple[str, str]]:
     """Every object some draw selected (id, name), by name: the pages of a static export."""
-    rows = session.execute(select(InspectionObject.id, InspectionObject.name)
-                           .join(Task, Task.object_id == InspectionObject.id)
-                           .join(Batch, Batch.id == Task.batch_id)
-                           .where(Batch.drawn_at.is_not(None)).distinct()).all()
+    rows = session.exec(select(InspectionObject.id, InspectionObject.name)
+                        .join(Task, col(Task.object_id) == InspectionObject.id)
+                        .join(Batch, col(Batch.id) == Task.batch_id)
+                        .where(col(Batch.drawn_at).is_not(None)).distinct()).all()
     return sorted(((i, n) for i, n in rows), key=lambda pair: (pair[1], pair[0]))
 
 
@@ -183,24 +185,24 @@ def search(session: Session, text: str) -> list[tuple[str, str]]:
     if not text:
         return []
     pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rows = session.execute(select(InspectionObject.id, InspectionObject.name)
-                           .where(or_(InspectionObject.name.like(pattern, escape="\\"),
-                                      InspectionObject.id.like(pattern, escape="\\")))
-                           .order_by(InspectionObject.name, InspectionObject.id).limit(SEARCH_LIMIT)).all()
+    rows = session.exec(select(InspectionObject.id, InspectionObject.name)
+                        .where(or_(col(InspectionObject.name).like(pattern, escape="\\"),
+                                   col(InspectionObject.id).like(pattern, escape="\\")))
+                        .order_by(col(InspectionObject.name), col(InspectionObject.id)).limit(SEARCH_LIMIT)).all()
     return [(i, n) for i, n in rows]
 
 
 def _public_batches(session: Session) -> list[Batch]:
-    return list(session.exec(select(Batch).where(Batch.published_at.is_not(None))
-                             .order_by(Batch.published_at.desc(), Batch.id.desc())).scalars())
+    return list(session.exec(select(Batch).where(col(Batch.published_at).is_not(None))
+                             .order_by(col(Batch.published_at).desc(), col(Batch.id).desc())))
 
 
 def _object_names(session: Session, ids: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
-        names |= dict(session.execute(select(InspectionObject.id, InspectionObject.name)
-                                      .where(InspectionObject.id.in_(chunk))).all())
+        names |= dict(session.exec(select(InspectionObject.id, InspectionObject.name)
+                                   .where(col(InspectionObject.id).in_(chunk))).all())
     return names
 
 
@@ -209,6 +211,10 @@ def _unit_name(session: Session, unit_id: str | None) -> str:
     return unit.name if unit else ""
 
 
+@overload
+def local_day(instant: datetime, timezone: str) -> date: ...
+@overload
+def local_day(instant: datetime | None, timezone: str) -> date | None: ...
 def local_day(instant: datetime | None, timezone: str) -> date | None:
     if instant is None:
         return None

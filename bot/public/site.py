@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.resources import files
 
-from sqlalchemy import select
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bot.public import disclosure, feeds
 from bot.public.disclosure import object_page
@@ -76,6 +75,11 @@ class Site:
 
     def everything(self) -> Iterator[File]:
         """Every file of the site, for a static export."""
+        for found in self._listed():
+            assert found is not None  # every page listed is public
+            yield found
+
+    def _listed(self) -> Iterator[File | None]:
         for name in ("index.html", "items.html", "plans.html", "objects.html", "verifier.py", "results.csv",
                      "results.xlsx"):
             yield self.get(name)
@@ -158,7 +162,7 @@ class Site:
 
     # ----- helpers -----------------------------------------------------------------------------------------------
 
-    def _html(self, path: str, template: str, **values) -> File:
+    def _html(self, path: str, template: str, **values: object) -> File:
         root = "../" * path.count("/")
         html = page(template, root=root, static=self.static, bureau=self.settings.bureau.name,
                     object_page=object_page, local_day=lambda instant: disclosure.local_day(instant, self.timezone),
@@ -174,7 +178,7 @@ class Site:
         """The object a page name stands for (its id, or the digest of an id unsafe as a file name)."""
         if not name.startswith("o-") or self.session.get(InspectionObject, name) is not None:
             return name
-        for (object_id,) in self.session.execute(select(InspectionObject.id)).yield_per(10_000):
+        for (object_id,) in self.session.execute(select(col(InspectionObject.id))).yield_per(10_000):
             if object_page(object_id) == name:
                 return object_id
         return None

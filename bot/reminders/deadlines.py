@@ -18,11 +18,11 @@ from datetime import date, timedelta
 from sqlalchemy import Text, bindparam, cast, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.clock import bureau_date
 from bot.rules.deadlines import RESULT_DAYS
-from bot.rules.workdays import Calendar
+from bot.rules.workdays import Calendar, DueDate
 from bot.settings import Settings
 from storage.models import (
     AnnualPlan,
@@ -33,6 +33,7 @@ from storage.models import (
     PlanAdjustment,
     Result,
     Task,
+    table_of,
     utcnow,
 )
 
@@ -56,35 +57,36 @@ class OpenTask:
 def open_work(session: Session, settings: Settings) -> list[OpenTask]:
     """Every task of an open batch, with its team, in a few queries."""
     timezone = settings.bureau.timezone
-    batches = dict(session.execute(select(Batch.id, Batch.due).where(Batch.status.in_(OPEN_BATCHES))).all())
+    batches = dict(session.execute(select(Batch.id, col(Batch.due)).where(col(Batch.status).in_(OPEN_BATCHES))).all())
     if not batches:
         return []
     ids = list(batches)
     teams: dict[int, list[str]] = defaultdict(list)
     for task_id, inspector_id in session.execute(
-            select(Assignment.task_id, Assignment.inspector_id).join(Task, Assignment.task_id == Task.id)
-            .where(Task.batch_id.in_(ids), Assignment.status != "recused").order_by(Assignment.position)):
+            select(Assignment.task_id, Assignment.inspector_id).join(Task, col(Assignment.task_id) == Task.id)
+            .where(col(Task.batch_id).in_(ids), Assignment.status != "recused").order_by(col(Assignment.position))):
         teams[task_id].append(inspector_id)
     units = dict(session.execute(select(Inspector.id, Inspector.unit_id)).all())
     submitted = {task_id: bureau_date(at, timezone) for task_id, at in session.execute(
-        select(Result.task_id, Result.submitted_at).join(Task, Result.task_id == Task.id)
-        .where(Task.batch_id.in_(ids), Result.status == "submitted"))}
+        select(Result.task_id, Result.submitted_at).join(Task, col(Result.task_id) == Task.id)
+        .where(col(Task.batch_id).in_(ids), Result.status == "submitted"))}
     return [OpenTask(task_id, batch_id, status, batches[batch_id], inspected_on, submitted.get(task_id),
                      tuple(teams[task_id]), units.get(teams[task_id][0]) if teams[task_id] else None)
             for task_id, batch_id, status, inspected_on in session.execute(
-                select(Task.id, Task.batch_id, Task.status, Task.inspected_on).where(Task.batch_id.in_(ids)))]
+                select(col(Task.id), Task.batch_id, Task.status, col(Task.inspected_on))
+                .where(col(Task.batch_id).in_(ids)))]
 
 
 def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int) -> dict[tuple[str, str], dict]:
     """The deadlines the open work calls for, by (kind, subject) — no I/O."""
-    after: dict[tuple[date, int], object] = {}  # working days after a date, computed once per date
+    after: dict[tuple[date, int], DueDate] = {}  # working days after a date, computed once per date
 
-    def due_after(start: date, days: int):
+    def due_after(start: date, days: int) -> DueDate:
         if (start, days) not in after:
             after[(start, days)] = calendar.working_days_after(start, days)
         return after[(start, days)]
 
-    found = {}
+    found: dict[tuple[str, str], dict] = {}
     for task in work:
         if not task.team:
             continue
@@ -117,7 +119,7 @@ REFILE_DAYS = 10  # art. 11: an adjusted plan is re-filed within 10 working days
 def plan_deadlines(session: Session, calendar: Calendar) -> dict[tuple[str, str], dict]:
     """Art. 11: annual plans reported by the end of January, filed by the end of February,
     adjustments re-filed within 10 working days — owed by the planning office's leads."""
-    found = {}
+    found: dict[tuple[str, str], dict] = {}
     for plan in session.exec(select(AnnualPlan).where(AnnualPlan.listed)):
         base = {"task_id": None, "batch_id": None, "unit_id": plan.office_id, "owed_by": [f"leads:{plan.office_id}"]}
         for kind, done, due in (("plan_report", plan.reported_on, date(plan.year, 1, 31)),
@@ -125,12 +127,12 @@ def plan_deadlines(session: Session, calendar: Calendar) -> dict[tuple[str, str]
             if done is None:
                 found[(kind, f"plan:{plan.id}")] = {**base, "due": due, "provisional": calendar.is_provisional(due)}
     offices = dict(session.execute(select(AnnualPlan.id, AnnualPlan.office_id)).all())
-    for adjustment in session.exec(select(PlanAdjustment).where(PlanAdjustment.refiled_on.is_(None))):
+    for adjustment in session.exec(select(PlanAdjustment).where(col(PlanAdjustment.refiled_on).is_(None))):
         office = offices.get(adjustment.plan_id)
-        due = calendar.working_days_after(adjustment.adjusted_on, REFILE_DAYS)
+        refile = calendar.working_days_after(adjustment.adjusted_on, REFILE_DAYS)
         found[("plan_refiling", f"adjustment:{adjustment.id}")] = {
             "task_id": None, "batch_id": None, "unit_id": office, "owed_by": [f"leads:{office}"],
-            "due": due.day, "provisional": due.provisional}
+            "due": refile.day, "provisional": refile.provisional}
     return found
 
 
@@ -147,7 +149,7 @@ class Changes:
 def compare(session: Session, settings: Settings, calendar: Calendar) -> Changes:
     """Read the work and the stored deadlines; decide what to change (no writes)."""
     target = wanted(session, settings, calendar)
-    table = Deadline.__table__
+    table = table_of(Deadline)
     now = utcnow()
     # ``owed_by`` is compared as the JSON text it was stored as: decoding 100,000 lists each
     # tick would cost more than the rest of the comparison.
@@ -156,8 +158,8 @@ def compare(session: Session, settings: Settings, calendar: Calendar) -> Changes
         select(*columns).where(table.c.status == "open"))}
     reopened = sorted({key[1] for key in target if key not in existing})
     for start in range(0, len(reopened), 10_000):  # met once, open again (a returned result)
-        for row in session.execute(select(*columns).where(table.c.subject.in_(reopened[start:start + 10_000]))):
-            existing.setdefault((row.kind, row.subject), row)
+        for again in session.execute(select(*columns).where(table.c.subject.in_(reopened[start:start + 10_000]))):
+            existing.setdefault((again.kind, again.subject), again)
     met = [row.id for key, row in existing.items() if row.status == "open" and key not in target]
     changed, new, view = [], [], {}
     for (kind, subject), values in target.items():
@@ -178,7 +180,7 @@ def compare(session: Session, settings: Settings, calendar: Calendar) -> Changes
 def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
     """Write the changes (safe if another instance wrote the same); the ids of the wanted
     deadlines by (kind, subject)."""
-    table = Deadline.__table__
+    table = table_of(Deadline)
     now = utcnow()
     if changes.met:
         session.execute(update(table).where(table.c.id == bindparam("row_id")).values(status="met", updated_at=now),

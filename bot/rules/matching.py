@@ -9,14 +9,17 @@ recompute it (``bot.verifier``).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Generic, TypeVar
 
 from bot.rules.ssr1 import H
 
 MODES = ("all", "unit", "cross", "team")  # 大随机, 小随机, 交叉随机, 编组随机
 MIN_TEAM_SIZE = 2  # art. 14: 执法检查人员不得少于两人
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def match(
     staffed = []
     for o in objects:
         lst = bureau.list_for(mode, o.unit)
-        skip = conflicted.get(o.id, frozenset())
+        skip: Set[str] = conflicted.get(o.id, frozenset())
         if lst.size_without(skip) < team_size:
             raise DrawFailure("too_few_candidates", o.id, mode, o.unit)
         steps = _Steps(walk_key(seed, o.id), lst.ids)
@@ -240,7 +243,8 @@ def replacement(
     return chosen[0] if chosen else None
 
 
-def _choose(steps, lst, need, skip, wanted, tally, bureau) -> tuple[list[str], set[str]]:
+def _choose(steps: _Steps[str], lst: _List, need: int, skip: Set[str], wanted: Iterable[str], tally: _Loads,
+            bureau: _Bureau) -> tuple[list[str], set[str]]:
     """Passes 1–3 of DRAW.md §5 over o's walk; returns the accepted and U left.
 
     A pass stops early once no candidate it could accept is left anywhere on the list,
@@ -276,7 +280,8 @@ def _choose(steps, lst, need, skip, wanted, tally, bureau) -> tuple[list[str], s
     return chosen, U
 
 
-def _match_teams(seed, objects, bureau, teams, conflicted, slack) -> list[Assignment]:
+def _match_teams(seed: str, objects: Sequence[TaskObject], bureau: _Bureau, teams: Iterable[Team],
+                 conflicted: Mapping[str, set[str]], slack: int) -> list[Assignment]:
     """Team mode (编组随机, DRAW.md §5): whole teams, specialities only flag experts."""
     valid = sorted((Team(t.id, tuple(sorted(set(t.members)))) for t in teams), key=lambda t: t.id)
     if len({t.id for t in valid}) != len(valid):
@@ -305,6 +310,8 @@ def _match_teams(seed, objects, bureau, teams, conflicted, slack) -> list[Assign
             i += 1
             if team.id not in barred and (not want_open or load[team.id] < cap):
                 break
+        # The walk visits every team, and one is unbarred (and open, when want_open).
+        assert team is not None
         load[team.id] += 1
         if load[team.id] == cap:
             open_teams -= 1
@@ -313,13 +320,14 @@ def _match_teams(seed, objects, bureau, teams, conflicted, slack) -> list[Assign
     return staffed
 
 
-class _Steps:
+class _Steps(Generic[_T]):
     """o's walk, remembered so that every pass re-walks it from the start for free."""
 
-    def __init__(self, key: str, items: Sequence) -> None:
-        self._items, self._walk, self._seen = items, walk(key, len(items)), []
+    def __init__(self, key: str, items: Sequence[_T]) -> None:
+        self._items, self._walk = items, walk(key, len(items))
+        self._seen: list[_T] = []
 
-    def at(self, i: int):
+    def at(self, i: int) -> _T | None:
         """The item visited at step ``i``, or None past the end of the walk."""
         while len(self._seen) <= i:
             x = next(self._walk, None)
@@ -348,7 +356,7 @@ class _List:
     def size_without(self, skip: Iterable[str]) -> int:
         return len(self.ids) - sum(self.contains(c) for c in skip)
 
-    def any_holder(self, specialties: Iterable[str], accept) -> bool:
+    def any_holder(self, specialties: Iterable[str], accept: Callable[[str], bool]) -> bool:
         for s in specialties:
             if s not in self._holders:
                 self._holders[s] = [c for c in self.ids if s in self.bureau.specialties[c]]

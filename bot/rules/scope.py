@@ -30,7 +30,7 @@ RISK_ALIASES = {"投诉": "complaints", "投诉举报数": "complaints", "经营
 KEYS = {"industries": "industry", "regions": "region", "kinds": "kind", "units": "unit", "risks": "risk"}
 FILTER_KEYS = frozenset(KEYS.values())
 # Full-width ASCII forms, U+3000 and NUL to ASCII, as ``arguments.normalise`` does, but in C.
-_FOLD = str.maketrans({**{code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}, 0x3000: " ", 0: " "})
+_FOLD = str.maketrans({**{code: chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)}, 0x3000: " ", 0: " "})
 
 
 class ScopeError(ValueError):

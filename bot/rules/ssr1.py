@@ -10,11 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from itertools import chain
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from _hashlib import HASH  # what hashlib's constructors return
 
 ALGORITHM = "SSR-1"
 MIN_WEIGHT, MAX_WEIGHT = 1, 10
@@ -304,7 +307,7 @@ def task_list(strata: Iterable[tuple[str, Sequence[str], Iterable[str]]]) -> lis
     return [Task(o, tuple(s), tuple(i)) for o, (s, i) in tasks.items()]
 
 
-def _ticket(copy, member_id: str, j: int) -> str:
+def _ticket(copy: Callable[[], HASH], member_id: str, j: int) -> str:
     h = copy()
     h.update(f"{member_id}|{j}".encode())
     return h.hexdigest()

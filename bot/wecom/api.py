@@ -9,6 +9,7 @@ may or may not have acted) versus a JSON answer whose ``errcode`` the caller rea
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import aiohttp
 from sqlalchemy import Engine
@@ -98,7 +99,7 @@ class WeComAPI:
         """POST JSON to a full URL WeCom gave us (an AI bot's response_url)."""
         return await self._request("POST", url, json=body, absolute=True)
 
-    async def _request(self, method: str, path: str, *, absolute: bool = False, **kwargs) -> dict:
+    async def _request(self, method: str, path: str, *, absolute: bool = False, **kwargs: Any) -> dict:
         url = path if absolute else f"{self.base}/cgi-bin/{path}"
         try:
             async with self.http.request(method, url, timeout=TIMEOUT, **kwargs) as response:

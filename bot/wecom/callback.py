@@ -11,6 +11,7 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from bot.callback_crypto import CallbackCryptoError, MsgCrypt
 from bot.chat.ingress import Take, hand_over, read_body
@@ -58,7 +59,7 @@ def _refuse(exc: Exception) -> web.HTTPException:
     return web.HTTPBadRequest(text="malformed delivery")
 
 
-def _verify_url(crypt: MsgCrypt):
+def _verify_url(crypt: MsgCrypt) -> Handler:
     async def verify_url(request: web.Request) -> web.Response:
         """URL verification (A.4): answer the decrypted echostr, as is."""
         signature, timestamp, nonce = _signed(request)
@@ -70,7 +71,7 @@ def _verify_url(crypt: MsgCrypt):
     return verify_url
 
 
-def _app_delivery(crypt: MsgCrypt, take: Take):
+def _app_delivery(crypt: MsgCrypt, take: Take) -> Handler:
     async def app_delivery(request: web.Request) -> web.Response:
         signature, timestamp, nonce = _signed(request)
         try:
@@ -82,7 +83,7 @@ def _app_delivery(crypt: MsgCrypt, take: Take):
     return app_delivery
 
 
-def _aibot_delivery(crypt: MsgCrypt, take: Take, api_base: str):
+def _aibot_delivery(crypt: MsgCrypt, take: Take, api_base: str) -> Handler:
     async def aibot_delivery(request: web.Request) -> web.Response:
         signature, timestamp, nonce = _signed(request)
         try:

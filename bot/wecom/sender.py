@@ -73,7 +73,7 @@ class WeComSender:
             if exc.in_doubt:
                 # A request we gave up on may still land at WeCom: resend only after it
                 # would have, so that WeCom's duplicate check sees it first.
-                return Retry(str(exc), in_doubt=True, after=2 * wecom_api.TIMEOUT.total)
+                return Retry(str(exc), in_doubt=True, after=2 * (wecom_api.TIMEOUT.total or 0))
             return Retry(str(exc))
         return Failed(f"cannot send {type(message).__name__} to a WeCom {destination.kind}")
 
@@ -131,7 +131,7 @@ class WeComSender:
         data, content_type = found
         return await self.api.upload("image", data, f"{image.sha256[:16]}.png", content_type or "image/png")
 
-    def _blob(self, digest: str):
+    def _blob(self, digest: str) -> tuple[bytes, str] | None:
         with transaction(self.api.engine) as session:
             return evidence.load(session, digest)
 

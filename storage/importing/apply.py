@@ -10,20 +10,21 @@ replaced per year; plans are a snapshot per year.
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Engine, and_, bindparam, delete, or_, select, true
-from sqlmodel import Session
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delete, or_, select, true
+from sqlmodel import Session, SQLModel
 
 from storage import audit
 from storage.db import transaction
 from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
 from storage.importing.sheets import UnreadableFile, read_sheet
-from storage.models import DirectoryChange, ImportRun, utcnow
+from storage.models import DirectoryChange, ImportRun, table_of, utcnow
 from storage.sealed import SealedText, seal
 
 CHUNK = 5000
@@ -59,7 +60,7 @@ class Outcome:
         return counts
 
 
-Progress = Callable[..., object]  # progress(iterable, total=…, desc=…) → iterable
+Progress = Callable[..., Iterable[Any]]  # progress(iterable, total=…, desc=…) → iterable
 
 
 def import_file(
@@ -116,7 +117,7 @@ def _known_ids(session: Session) -> Callable[[str], set[str]]:
     def known(kind_name: str) -> set[str]:
         if kind_name not in cache:
             referred = KINDS[kind_name]
-            table = referred.model.__table__
+            table = table_of(referred.model)
             column = table.c[referred.key[0]]
             listed = select(column).where(table.c.listed == true())
             cache[kind_name] = set(session.connection().execute(listed).scalars())
@@ -125,9 +126,9 @@ def _known_ids(session: Session) -> Callable[[str], set[str]]:
     return known
 
 
-def _scope(kind: Kind, parsed: ParsedFile):
+def _scope(kind: Kind, parsed: ParsedFile) -> ColumnElement[bool]:
     """The stored rows this file is a snapshot of."""
-    table = kind.model.__table__
+    table = table_of(kind.model)
     if kind.origin is not None:
         return table.c.origin == kind.origin
     if kind.per_year:  # the file's years, and any of its days stored under another year
@@ -137,7 +138,7 @@ def _scope(kind: Kind, parsed: ParsedFile):
 
 
 def _stored_rows(session: Session, kind: Kind, parsed: ParsedFile) -> dict[tuple, dict]:
-    table = kind.model.__table__
+    table = table_of(kind.model)
     result = session.connection().execute(select(table).where(_scope(kind, parsed)))
     return {tuple(row[f] for f in kind.key): dict(row) for row in result.mappings()}
 
@@ -147,7 +148,7 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
     changes: list[Change] = []
     unchanged = 0
     seen: set[tuple] = set()
-    listed_kind = "listed" in kind.model.__table__.c
+    listed_kind = "listed" in table_of(kind.model).c
     for _, row in parsed.rows:
         key = tuple(row[f] for f in kind.key)
         seen.add(key)
@@ -173,12 +174,14 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
     return changes, unchanged
 
 
-def _write(session, kind, path, sha256, outcome, stored, actor, partial, track) -> int:
+def _write(session: Session, kind: Kind, path: Path, sha256: str, outcome: Outcome, stored: dict[tuple, dict],
+           actor: str, partial: bool, track: Progress) -> int:
     """Write the changes, their history and the audit entry; return the import's id."""
     run = ImportRun(kind=kind.name, file_name=path.name, file_sha256=sha256, partial=partial, actor=actor,
                     counts=outcome.counts())
     session.add(run)
     session.flush()
+    assert run.id is not None  # set by the flush
     writer = _Writer(session.connection(), kind, run.id, track)
     by_action: dict[str, list[Change]] = {}
     for change in outcome.changes:
@@ -196,14 +199,14 @@ def _write(session, kind, path, sha256, outcome, stored, actor, partial, track) 
 class _Writer:
     """Bulk statements for one import, in chunks so progress can be shown."""
 
-    def __init__(self, connection, kind: Kind, import_id: int, track) -> None:
+    def __init__(self, connection: Connection, kind: Kind, import_id: int, track: Progress) -> None:
         self.connection, self.kind, self.import_id, self.track = connection, kind, import_id, track
-        self.table = kind.model.__table__
+        self.table = table_of(kind.model)
         self.listed_kind = "listed" in self.table.c
         self.key_match = and_(*(self.table.c[f] == bindparam(f"key_{f}") for f in kind.key))
         self.now = utcnow()
 
-    def chunks(self, rows: list, desc: str):
+    def chunks(self, rows: list[Any], desc: str) -> Iterator[list[Any]]:
         count = (len(rows) + CHUNK - 1) // CHUNK
         for start in self.track(range(0, len(rows), CHUNK), total=count, desc=desc):
             yield rows[start:start + CHUNK]
@@ -213,7 +216,7 @@ class _Writer:
         bookkeeping = _model_defaults(self.kind.model) | {
             name: self.import_id for name in ("first_import_id", "last_import_id", "import_id") if name in self.table.c
         }
-        rows = [bookkeeping | c.row for c in changes]
+        rows = [bookkeeping | (c.row or {}) for c in changes]  # additions always carry their row
         for chunk in self.chunks(rows, "写入"):
             self.connection.execute(self.table.insert(), chunk)
 
@@ -223,7 +226,7 @@ class _Writer:
         for change in changes:
             shapes.setdefault(tuple(sorted(change.fields)), []).append(change)
         for fields, same_shape in shapes.items():
-            values = {f: bindparam(f"new_{f}") for f in fields}
+            values: dict[str, Any] = {f: bindparam(f"new_{f}") for f in fields}
             if self.listed_kind:
                 values |= {"listed": True, "delisted_at": None, "last_import_id": self.import_id,
                            "updated_at": self.now}
@@ -250,19 +253,19 @@ class _Writer:
                  "before": {k: seal(v) if k in sealed else v for k, v in _jsonable(stored[c.key]).items()}}
                 for c in changes]
         for chunk in self.chunks(rows, "留痕"):
-            self.connection.execute(DirectoryChange.__table__.insert(), chunk)
+            self.connection.execute(table_of(DirectoryChange).insert(), chunk)
 
     def key_params(self, change: Change) -> dict:
         return {f"key_{f}": value for f, value in zip(self.kind.key, change.key)}
 
 
-def _model_defaults(model) -> dict:
+def _model_defaults(model: type[SQLModel]) -> dict[str, Any]:
     """Each field's default (factories called once), but not an autoincrement key's None."""
     defaults = {}
-    keys = {column.name for column in model.__table__.primary_key.columns}
+    keys = {column.name for column in table_of(model).primary_key.columns}
     for name, info in model.model_fields.items():
         if info.default_factory is not None:
-            defaults[name] = info.default_factory()
+            defaults[name] = info.get_default(call_default_factory=True)
         elif info.default is not PydanticUndefined and not (name in keys and info.default is None):
             defaults[name] = info.default
     return defaults

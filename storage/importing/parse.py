@@ -84,7 +84,8 @@ def parse_sheet(
     return parsed
 
 
-def _row_reasons(kind, mapped, cells, known_ids, row: dict) -> list[str]:
+def _row_reasons(kind: Kind, mapped: list[Column | None], cells: list[str], known_ids: Callable[[str], set[str]],
+                 row: dict) -> list[str]:
     reasons: list[str] = []
     if len(cells) > len(mapped) and any(cell.strip() for cell in cells[len(mapped):]):
         reasons.append(say("import", "extra_cells", count=len(mapped)))

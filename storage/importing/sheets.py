@@ -116,7 +116,7 @@ def _checked(line: int, cells: list[str]) -> list[str]:
     return cells
 
 
-def cell_text(value) -> str:
+def cell_text(value: object) -> str:
     """An XLSX cell as the text a person typed (dates as YYYY-MM-DD, 3.0 as 3)."""
     if value is None:
         return ""

@@ -4,6 +4,7 @@ raises ``BadValue`` with the reason a person reads (SPEC §3 formats)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
@@ -111,9 +112,16 @@ def percent(text: str) -> str:
         number = Decimal(value).normalize() if len(value) <= 20 else None
     except InvalidOperation:
         number = None
-    if number is None or not number.is_finite() or not 0 < number <= 100 or number.as_tuple().exponent < -6:
+    if number is None or not number.is_finite() or not 0 < number <= 100 or _places(number) > 6:
         raise BadValue(say("import", "bad_percent", value=text))
     return format(number, "f")
+
+
+def _places(number: Decimal) -> int:
+    """The decimal places of a finite number."""
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # only NaN and infinity have a letter
+    return max(0, -exponent)
 
 
 def id_list(text: str) -> list[str]:
@@ -130,7 +138,7 @@ def word_list(text: str) -> list[str]:
     return sorted({part.strip() for part in re.split(r"[;；,，]", text) if part.strip()})
 
 
-def choice(table: dict[str, str], message: str):
+def choice(table: dict[str, str], message: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip()
         found = table.get(value) or table.get(value.lower())

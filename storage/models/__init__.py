@@ -1,7 +1,7 @@
 """The SQLModel tables of the whole domain (SPEC §2) and the bot's shared state."""
 
 from storage.models.batches import Batch, Stratum
-from storage.models.common import utcnow
+from storage.models.common import table_of, utcnow
 from storage.models.directory import (
     Conflict,
     Holiday,
@@ -39,5 +39,5 @@ __all__ = [
     "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "ConsoleMessage", "Deadline",
     "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
     "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "Reminder",
-    "Result", "SendSlot", "Stratum", "Task", "Team", "Unit", "utcnow",
+    "Result", "SendSlot", "Stratum", "Task", "Team", "Unit", "table_of", "utcnow",
 ]
