@@ -108,9 +108,9 @@ from webhook_bench import (
 
 from bot.callback_crypto import MsgCrypt
 from bot.chat.long_text import split_text
-from bot.sealing import new_key
 from bot.terminal import bar_chart, err
 from bot.wecom.sender import TEXT_BYTES
+from storage.sealing import new_key
 
 # The mix, one slot per callback in this order, over and over: 40% admin, 20% each of the rest.
 MIX = ("admin", "stranger", "admin", "command", "click", "admin", "command", "stranger", "click", "admin")

@@ -64,8 +64,8 @@ except ImportError:  # run from a checkout without the package installed
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.callback_crypto import MsgCrypt
-from bot.sealing import new_key
 from bot.terminal import bar_chart, err, progress
+from storage.sealing import new_key
 
 TARGET = 0.5  # the bot keeps at least half the bare handler's throughput
 DEADLINE = 5.0  # seconds WeCom waits for an answer before it drops the connection and retries

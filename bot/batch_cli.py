@@ -21,6 +21,7 @@ from bot.terminal import err
 from bot.texts import say
 from storage import audit
 from storage.db import engine_for, transaction
+from storage.sealing import Sealer
 
 ACTIONS = ("new", "stratum", "publish", "draw", "cancel", "export")
 
@@ -32,7 +33,7 @@ def add_parser(commands) -> None:
 
 
 def run(settings: Settings, args) -> int:
-    engine = engine_for(settings.database.url)
+    engine = engine_for(settings.database.url, Sealer(settings.security.keys))
     rest, actor = _take_actor(list(args.arguments))
     try:
         if args.action == "export":

@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_keys(settings: Settings, args) -> int:
     from bot.key_rotation import rotate_keys
-    from bot.sealing import SealingError
+    from storage.sealing import SealingError
 
     try:
-        done = rotate_keys(_engine(settings), settings)
+        done = rotate_keys(_engine(settings))
     except SealingError as exc:
         err(say("cli", "keys_failed", error=str(exc)))
         return 1
@@ -120,9 +120,11 @@ def run_public(settings: Settings, args) -> int:
 
 
 def _engine(settings: Settings):
+    """The database, with the sealer of ``[security] keys`` (one per command)."""
     from storage.db import engine_for
+    from storage.sealing import Sealer
 
-    return engine_for(settings.database.url)
+    return engine_for(settings.database.url, Sealer(settings.security.keys))
 
 
 def run_db(settings: Settings, args) -> int:

@@ -13,6 +13,7 @@ from bot.settings import Settings
 from bot.terminal import err
 from bot.texts import say
 from storage.db import engine_for, transaction
+from storage.sealing import Sealer
 
 
 def add_parser(commands) -> None:
@@ -33,7 +34,7 @@ def add_parser(commands) -> None:
 
 
 def run(settings: Settings, args) -> int:
-    engine = engine_for(settings.database.url)
+    engine = engine_for(settings.database.url, Sealer(settings.security.keys))
     try:
         if args.plan_command == "import":
             return _import(settings, args)

@@ -10,6 +10,7 @@ from bot.settings import Settings
 from bot.terminal import bar_chart, err, progress
 from bot.texts import say
 from storage.db import engine_for, reading
+from storage.sealing import Sealer
 
 
 def add_parser(commands) -> None:
@@ -22,7 +23,7 @@ def add_parser(commands) -> None:
 
 
 def run(settings: Settings, args) -> int:
-    engine = engine_for(settings.database.url)
+    engine = engine_for(settings.database.url, Sealer(settings.security.keys))
     if args.public_command == "export":
         from bot.public.export import NotEmpty, export_site
 

@@ -16,6 +16,7 @@ from sqlmodel import Session, SQLModel
 
 from storage import schema
 from storage.db import make_engine
+from storage.sealing import Sealer, new_key
 from tests.dingtalk_bot import (  # noqa: F401  (the fake DingTalk and the bot on it, over HTTP or Stream)
     dingtalk,
     dingtalk_bot,
@@ -91,8 +92,14 @@ def db_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def engine(db_url):
-    engine = make_engine(db_url)
+def sealing_key() -> str:
+    """The one key of ``[security] keys`` a test's database is sealed with."""
+    return new_key()
+
+
+@pytest.fixture
+def engine(db_url, sealing_key):
+    engine = make_engine(db_url, sealer=Sealer([sealing_key]))
     yield engine
     engine.dispose()
 

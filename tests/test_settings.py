@@ -25,6 +25,7 @@ SECRET = "S3cr3t-Do-Not-Leak-7f3a"
 #: Every secret key of the model, as a TOML snippet setting it to SECRET.
 ALL_SECRETS_TOML = f"""
 [wecom]
+agent_id = 1000002
 secret = "{SECRET}-wecom"
 token = "{SECRET}-token"
 encoding_aes_key = "{SECRET}-aes"
@@ -468,7 +469,7 @@ def test_warns_when_a_file_with_secrets_is_readable_by_others(tmp_path, caplog, 
 
 
 @pytest.mark.parametrize("secret_line", [
-    f'[wecom]\nsecret = "{SECRET}"\n',
+    f'[wecom]\nagent_id = 1000002\nsecret = "{SECRET}"\n',
     f'[wecom.aibot]\nencoding_aes_key = "{SECRET}"\n',
     f'[dingtalk]\napp_secret = "{SECRET}"\n',
 ])
@@ -509,6 +510,7 @@ def test_example_copied_readable_does_not_warn(tmp_path, caplog):
 
 def test_secret_from_environment_does_not_blame_the_file(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SHUANGSUI__WECOM__SECRET", SECRET)
+    monkeypatch.setenv("SHUANGSUI__WECOM__AGENT_ID", "1000002")
     path = write(tmp_path / "c.toml", "[server]\nport = 8081\n", 0o644)
     with caplog.at_level(logging.WARNING, logger="bot.settings"):
         load_settings(path)
@@ -790,7 +792,7 @@ def test_holds_secrets_sees_a_list_of_secrets():
 def test_secrets_from_a_credentials_directory(tmp_path, monkeypatch, caplog):
     """One file per key, named like its variable (systemd's LoadCredential= works the same);
     the file beats config.toml, the environment beats the file; loose permissions warn."""
-    from bot.sealing import new_key
+    from storage.sealing import new_key
 
     folder = tmp_path / "credentials"
     folder.mkdir()
@@ -802,7 +804,7 @@ def test_secrets_from_a_credentials_directory(tmp_path, monkeypatch, caplog):
         (folder / name).write_text(value, encoding="utf-8")
         (folder / name).chmod(mode)
     config = tmp_path / "config.toml"
-    config.write_text('[wecom]\nsecret = ""\ncorp_id = "ww1"\n', encoding="utf-8")
+    config.write_text('[wecom]\nsecret = ""\ncorp_id = "ww1"\nagent_id = 1000002\n', encoding="utf-8")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(folder))
     with caplog.at_level(logging.WARNING, logger="bot.settings"):
         settings = load_settings(config)
