@@ -817,3 +817,24 @@ def test_secrets_from_a_credentials_directory(tmp_path, monkeypatch, caplog):
     (folder / "SHUANGSUI__WECOM__SECRTE").write_text("typo", encoding="utf-8")
     with pytest.raises(ConfigError, match="SHUANGSUI__WECOM__SECRTE"):
         load_settings(config)
+
+
+def test_a_credentials_directory_that_is_not_there_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUANGSUI_CREDENTIALS", str(tmp_path / "gone"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "gone" in str(caught.value) and "SHUANGSUI_CREDENTIALS" in str(caught.value)
+
+
+def test_a_credential_that_is_not_json_names_its_file(tmp_path, monkeypatch):
+    folder = tmp_path / "credentials"
+    folder.mkdir()
+    write(folder / "SHUANGSUI__SECURITY__KEYS", f"{SECRET}-not-json")
+    write(folder / "SHUANGSUI__SERVER__PORT", "8082")
+    monkeypatch.setenv("SHUANGSUI_CREDENTIALS", str(folder))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "SHUANGSUI__SECURITY__KEYS" in str(caught.value)
+    assert_no_secret(str(caught.value), repr(caught.value))
+    (folder / "SHUANGSUI__SECURITY__KEYS").unlink()
+    assert load_settings().server.port == 8082
