@@ -46,6 +46,18 @@ def pytest_report_header(config):
     return f"PostgreSQL tests: on, {make_url(url).render_as_string(hide_password=True)}"
 
 
+@pytest.fixture
+def clean_environment(monkeypatch, tmp_path):
+    """No stray configuration: no SHUANGSUI__* variable, no SHUANGSUI_CONFIG or credentials
+    directory, and a cwd without config.toml."""
+    from bot.settings import CREDENTIALS_ENV, ENV_PREFIX
+
+    for name in list(os.environ):
+        if name.upper().startswith(ENV_PREFIX) or name.upper() in ("SHUANGSUI_CONFIG", *CREDENTIALS_ENV):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     """One migrated SQLite file, copied for each test (faster than migrating each time)."""

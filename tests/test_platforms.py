@@ -4,14 +4,12 @@ AgentId is refused at start instead of leaving WeCom silently off."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from bot import cli
 from bot.app import DISPATCHER, create_app
 from bot.chat import platforms
-from bot.settings import ENV_PREFIX, ConfigError, Settings, load_settings
+from bot.settings import ConfigError, Settings, load_settings
 from storage.db import make_engine
 
 WECOM_APP = {"corp_id": "ww1", "agent_id": 1000002, "secret": "s", "token": "t",
@@ -20,13 +18,7 @@ AIBOT = {"token": "t", "encoding_aes_key": "k" * 43}
 DINGTALK = {"app_key": "ding1", "app_secret": "s"}
 EVENTS = {"app_key": "ding1", "event_token": "t", "event_aes_key": "k" * 43}
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith(ENV_PREFIX) or name.upper() == "SHUANGSUI_CONFIG":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no stray configuration (conftest.py)
 
 
 @pytest.mark.parametrize(("sections", "enabled", "entries"), [

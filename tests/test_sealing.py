@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from bot.settings import ENV_PREFIX, load_settings
+from bot.settings import load_settings
 from storage.db import make_engine
 from storage.sealing import PREFIX, Sealer, SealingError, UnreadableValue, demo_key, new_key, sealer_of
 
@@ -35,13 +35,7 @@ PLAINTEXTS = [
     "",
 ]
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith(ENV_PREFIX) or name.upper() == "SHUANGSUI_CONFIG":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no stray configuration (conftest.py)
 
 
 def assert_not_in(error: BaseException, *hidden: str) -> None:

@@ -4,7 +4,6 @@ overrides, errors that name the key, and secrets kept out of every message."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tomllib
 import typing
@@ -36,14 +35,7 @@ encoding_aes_key = "{SECRET}-aibot-aes"
 app_secret = "{SECRET}-dingtalk"
 """
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch, tmp_path):
-    """No stray configuration: no SHUANGSUI__* or SHUANGSUI_CONFIG, and a cwd without config.toml."""
-    for name in list(os.environ):
-        if name.upper().startswith(ENV_PREFIX) or name.upper() == "SHUANGSUI_CONFIG":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no stray configuration (conftest.py)
 
 
 def write(path: Path, text: str, mode: int = 0o600) -> Path:
