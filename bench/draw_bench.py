@@ -57,7 +57,6 @@ from bot.batches import create, draw, publish, records, selection
 from bot.clock import bureau_date, bureau_today
 from bot.rules import matching, ssr1
 from bot.rules.arguments import parse_arguments
-from bot.sealing import keys_of, new_key, unseal
 from bot.settings import Settings
 from bot.synthetic_district import CREDIT_OFFICE, generate_district
 from storage.db import make_engine, transaction
@@ -65,6 +64,7 @@ from storage.importing import import_file
 from storage.models import Assignment, Batch, InspectionObject, Stratum, Task
 from storage.pools import members_of, thaw
 from storage.schema import upgrade
+from storage.sealing import Sealer, new_key, sealer_of
 
 IMPORT_ORDER = ("units", "items", "inspectors", "teams", "objects", "conflicts")
 BEACON_RULE = "开奖后公布的体彩排列5号码"  # announced at publication; its value comes at the draw
@@ -92,7 +92,7 @@ def set_up(work: Path, args, failures: list[str]) -> tuple[Any, Settings, list[P
     db = work / "bench.db"
     settings = Settings(database={"url": f"sqlite:///{db}"}, security={"keys": [new_key()]},
                         bureau={"default_lead": CREDIT_OFFICE})
-    engine = make_engine(settings.database.url)
+    engine = make_engine(settings.database.url, sealer=Sealer(settings.security.keys))
     upgrade(engine)
     for kind in IMPORT_ORDER:
         say(f"import {kind} …")
@@ -293,7 +293,7 @@ def bench(args, work: Path) -> int:
     with transaction(engine) as session:  # reads only: commits nothing
         batch = session.get(Batch, batch_id)
         stratum = records.strata_of(session, batch_id)[0]
-        seed = ssr1.seed(batch_id, unseal(batch.secret_encrypted, keys_of(settings)), beacon)
+        seed = ssr1.seed(batch_id, sealer_of(session).unseal(batch.secret_encrypted), beacon)
         stratum_seed = ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest)
         size, k = stratum.pool_size, stratum.k
         objects_total = session.scalar(select(func.count()).select_from(InspectionObject))

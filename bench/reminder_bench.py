@@ -32,7 +32,6 @@ from bot.batches import commands
 from bot.reminders.deadlines import deadlines_for, open_work
 from bot.reminders.sweep import policy_of, sweep
 from bot.rules.deadlines import step_for
-from bot.sealing import new_key
 from bot.settings import Settings
 from bot.synthetic_district import CREDIT_OFFICE, generate_district
 from bot.terminal import bar_chart, err
@@ -40,6 +39,7 @@ from storage import schema
 from storage.calendar import load_calendar
 from storage.db import make_engine, transaction
 from storage.importing import import_file
+from storage.sealing import Sealer, new_key
 
 TZ = ZoneInfo("Asia/Shanghai")
 TARGET = 1.0  # seconds for the computation of what is due
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench(args, work: Path) -> int:
     url = args.db_url or f"sqlite:///{work / 'bench.db'}"
-    engine = make_engine(url)
+    engine = make_engine(url, sealer=Sealer([new_key()]))
     schema.upgrade(engine)
     objects = max(args.tasks, 1000)
     say(f"generating a district of {objects:,} objects …")

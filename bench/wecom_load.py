@@ -22,8 +22,8 @@ from typing import Any
 from harness import by_status, cpu_seconds, cpu_since, postgres_cpu, quantile, say, stop_all
 
 from bot.callback_crypto import MsgCrypt
-from bot.sealing import new_key
 from bot.terminal import progress
+from storage.sealing import new_key
 
 DEADLINE = 5.0  # seconds WeCom waits for an answer before it drops the connection and retries
 CORP_ID = "wwbenchcorp"

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 import handlers
 from bot import logs
+from bot.chat import platforms
 from bot.chat.dispatcher import Dispatcher
 from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
@@ -33,7 +34,6 @@ from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
 from bot.metrics import Metrics, noting
 from bot.public.routes import routes as public_routes
-from bot.sealing import keys_of
 from bot.settings import Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
@@ -41,6 +41,7 @@ from bot.wecom.api import WeComAPI
 from bot.wecom.sender import WeComSender
 from storage import schema
 from storage.db import engine_for, reading, transaction
+from storage.sealing import Sealer
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,13 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
                ticker: bool = True) -> web.Application:
     """The bot: health endpoints, platform callbacks, and (``workers``) the loops that
     finish inbound work and drain the outbox, and (``ticker``) the reminder sweeps and
-    scheduled summaries (scenario tests run those by hand, at the instants they choose)."""
+    scheduled summaries (scenario tests run those by hand, at the instants they choose).
+
+    Without ``engine``, the app opens ``[database] url`` with the sealer of ``[security]
+    keys``; an engine given carries its own (``storage.db.make_engine``)."""
     app = web.Application(client_max_size=MAX_REQUEST, middlewares=[logs.with_request_id])
     app[SETTINGS] = settings
-    app[ENGINE] = engine or engine_for(settings.database.url)
+    app[ENGINE] = engine or engine_for(settings.database.url, Sealer(settings.security.keys))
     owner = instance_name()
     app[PIPELINE] = pipeline = Pipeline(app[ENGINE], settings, handlers.router(), owner)
     app[METRICS] = metrics = Metrics(app[ENGINE], settings)
@@ -73,11 +77,12 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics.page)
-    metrics.watch("wecom", app.router.add_routes(wecom_callback.routes(settings.wecom, take)))
+    entries = platforms.entries(settings)
+    metrics.watch("wecom", app.router.add_routes(wecom_callback.routes(settings.wecom, take, entries)))
     metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, take,
-                                                                             card_keys(settings))))
+                                                                             card_keys(settings), entries)))
     app.router.add_routes(public_routes(app[ENGINE], settings))
-    if settings.console.enabled:
+    if platforms.CONSOLE_PAGE in entries:
         metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))
     app.on_startup.append(remind_missing_arrangements)
     app[TICKER] = ticker
@@ -94,7 +99,7 @@ async def _close_pipeline(app: web.Application) -> None:
 def card_keys(settings: Settings) -> list[bytes]:
     """Keys for the tokens on DingTalk card buttons: from ``[security] keys`` (the first
     signs, all verify); the app secret only where no key is configured."""
-    secrets_ = keys_of(settings)
+    secrets_ = [key.get_secret_value() for key in settings.security.keys]
     if not secrets_ and settings.dingtalk.app_secret:
         secrets_ = [settings.dingtalk.app_secret.get_secret_value()]
     return action_keys(secrets_)
@@ -172,21 +177,22 @@ def instance_name() -> str:
 async def _workers(app: web.Application):
     """The dispatcher and the inbound sweeper, for as long as the app runs."""
     settings, engine, pipeline = app[SETTINGS], app[ENGINE], app[PIPELINE]
+    entries = platforms.entries(settings)
     async with aiohttp.ClientSession() as http:
         senders = []
-        if settings.wecom.corp_id and settings.wecom.secret:
+        if platforms.sends(settings, platforms.WECOM):
             api = WeComAPI(settings.wecom, engine, pipeline.owner, http)
             senders.append(WeComSender(settings, api))
             pipeline.fetchers["wecom"] = api.media
         stop = asyncio.Event()
         loops = []
         dingtalk = settings.dingtalk
-        if dingtalk.app_key and dingtalk.app_secret:
+        if platforms.sends(settings, platforms.DINGTALK):
             keys = card_keys(settings)
             api = DingTalkAPI(dingtalk, engine, pipeline.owner, http)
             senders.append(DingTalkSender(settings, api, keys[0]))
             pipeline.fetchers["dingtalk"] = api.media
-            if dingtalk.mode == "stream":
+            if platforms.DINGTALK_STREAM in entries:
                 app[STREAM] = stream = StreamIngress(dingtalk, pipeline.take, keys, http,
                                                      observe=app[METRICS].delivered)
                 loops.append(asyncio.create_task(stream.run(stop)))
@@ -194,7 +200,7 @@ async def _workers(app: web.Application):
                 # Its own secret, derived one way: never the key that signs our card tokens.
                 api_secret = base64.urlsafe_b64encode(hmac.new(keys[0], b"apiSecret", "sha256").digest()[:24]).decode()
                 loops.append(asyncio.create_task(register_card_callback(api, settings, api_secret, stop)))
-        if settings.console.enabled:
+        if platforms.sends(settings, platforms.CONSOLE):
             senders.append(ConsoleSender(engine))
         app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner,
                                                   observe=app[METRICS].send_outcome)

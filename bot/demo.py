@@ -21,11 +21,12 @@ def run(settings: Settings, data_dir: Path, *, serve_after: bool = True, objects
     from bot.app import serve
     from storage import schema
     from storage.db import engine_for
+    from storage.sealing import Sealer
 
     data_dir.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{(data_dir / 'shuangsui-demo.db').resolve()}"
     settings = demo_settings(settings, data_dir, url)
-    engine = engine_for(url)
+    engine = engine_for(url, Sealer(settings.security.keys))  # the app serving it after finds the same
     schema.upgrade(engine)
     if not _seeded(engine):
         if (code := _seed(engine, data_dir / "district", objects)) != 0:
@@ -62,7 +63,7 @@ def demo_people(settings: Settings, engine: Engine) -> Settings:
 
 def demo_settings(settings: Settings, data_dir: Path, url: str) -> Settings:
     """The demo's own database, its own sealing key, and the synthetic 信用监管室 as lead."""
-    from bot.sealing import demo_key
+    from storage.sealing import demo_key
 
     update: dict[str, object] = {"database": settings.database.model_copy(update={"url": url})}
     if not settings.security.keys:

@@ -13,25 +13,23 @@ from collections import Counter
 from sqlalchemy import Engine, update
 from sqlmodel import col, select
 
-from bot import sealing
-from bot.settings import Settings
 from bot.texts import say
-from storage import sealed
 from storage.db import transaction
 from storage.models import Assignment, Batch, Conflict, DirectoryChange
+from storage.sealing import SealingError, sealer_of
 
 
-def rotate_keys(engine: Engine, settings: Settings) -> Counter:
-    """Re-seal sealed values under the first key (and seal any still plain); counts per kind."""
-    keys = sealing.keys_of(settings)
-    if not keys:
-        raise sealing.SealingError(say("sealing", "no_keys"))
-    sealed.remember(keys)
+def rotate_keys(engine: Engine) -> Counter:
+    """Re-seal sealed values under the first key of ``engine``'s sealer (and seal any
+    still plain); counts per kind."""
+    sealer = sealer_of(engine)
+    if not sealer.keyed:
+        raise SealingError(say("sealing", "no_keys"))
     done: Counter = Counter()
     with transaction(engine) as session:
         for batch in session.exec(select(Batch).where(col(Batch.secret_encrypted).is_not(None))):
             assert batch.secret_encrypted is not None  # as selected
-            batch.secret_encrypted = sealing.rotate(batch.secret_encrypted, keys)
+            batch.secret_encrypted = sealer.rotate(batch.secret_encrypted)
             session.add(batch)
             done["draw_secrets"] += 1
         # Read opens with any key; writing the same value back seals it under the first.
@@ -44,7 +42,7 @@ def rotate_keys(engine: Engine, settings: Settings) -> Counter:
         history = session.exec(select(DirectoryChange).where(DirectoryChange.kind == "conflicts")).all()
         for change in history:
             if change.before.get("reason"):
-                change.before = {**change.before, "reason": sealed.reseal(change.before["reason"])}
+                change.before = {**change.before, "reason": sealer.reseal_text(change.before["reason"])}
                 session.add(change)
                 done["history"] += 1
     return done

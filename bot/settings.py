@@ -1,14 +1,19 @@
-"""Configuration: a TOML file, overridden key by key by ``SHUANGSUI__SECTION__KEY``.
+"""Configuration: a TOML file, overridden key by key by a credentials directory and by
+``SHUANGSUI__SECTION__KEY``.
 
 SPEC §4 is the contract. The file is found as ``-c FILE``, then ``$SHUANGSUI_CONFIG``,
-then ``./config.toml``, then built-in defaults. Secrets are ``SecretStr`` so that they
-never reach a log line or a ``repr``.
+then ``./config.toml``, then built-in defaults. pydantic-settings reads the three
+sources (its TOML source, its nested secrets source, its environment source); this
+module adds what the contract asks beyond them: errors that name the key and the
+variable that sets it, refusing a variable or credential file that names no key, and a
+warning when a file holding secrets is readable by others. Secrets are ``SecretStr``
+so that they never reach a log line or a ``repr``.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
-import json
 import logging
 import os
 import re
@@ -20,18 +25,43 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 from pydantic_settings.exceptions import SettingsError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from bot.texts import say
-from storage import sealed
 
 log = logging.getLogger(__name__)
 
 ENV_PREFIX = "SHUANGSUI__"
+
+
+#: The error type of a key that another key needs (``describe_errors`` names the missing one).
+NEEDED_WITH = "needed_with"
+
+
+def needed_with(key: str, given: str) -> PydanticCustomError:
+    """A section's error: ``key`` must be set because ``given`` is."""
+    return PydanticCustomError(NEEDED_WITH, "{key} is needed with {given}", {"key": key, "given": given})
 
 
 class Section(BaseModel):
@@ -109,6 +139,14 @@ class WeComSettings(Section):
     callback_path: str = "/wecom/callback"
     webhook_key: SecretStr | None = None  # the group robot for announcements and summaries
     aibot: WeComAIBotSettings = WeComAIBotSettings()
+
+    @model_validator(mode="after")
+    def _agent_with_secret(self) -> WeComSettings:
+        """The app sends with its secret and its AgentId together: a secret without the
+        AgentId is refused here rather than leaving WeCom silently off (bot.chat.platforms)."""
+        if self.secret is not None and self.agent_id is None:
+            raise needed_with("agent_id", "secret")
+        return self
 
 
 class DingTalkSettings(Section):
@@ -230,12 +268,13 @@ class DrawSettings(Section):
 
 
 class SecuritySettings(Section):
-    #: Fernet keys: the first seals, all unseal (bot.sealing). Secrets.
+    #: Fernet keys: the first seals, all unseal (storage.sealing.Sealer). Secrets.
     keys: list[SecretStr] = []
 
     @field_validator("keys")
     @classmethod
     def _fernet_keys(cls, keys: list[SecretStr]) -> list[SecretStr]:
+        """Each key a Fernet key (only checked: the app and the CLI build the Sealer)."""
         checked = []
         for position, key in enumerate(keys, start=1):
             value = key.get_secret_value().strip()
@@ -245,15 +284,17 @@ class SecuritySettings(Section):
                 # Never the key itself in the message: only its position in the list.
                 raise ValueError(say("sealing", "bad_fernet_key", position=position, count=len(keys))) from None
             checked.append(SecretStr(value))
-        sealed.remember([key.get_secret_value() for key in checked])  # storage.sealed: declarations at rest
         return checked
 
 
 class Settings(BaseSettings):
     """The whole configuration; one section per table of SPEC §4."""
 
+    # hide_input_in_errors: no value in an error's text, even raised outside load_settings
+    # (a section's own validator is handed the whole section, secrets and all).
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", case_sensitive=False,
+        hide_input_in_errors=True,
     )
 
     database: DatabaseSettings = DatabaseSettings()
@@ -277,7 +318,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The file's contents arrive as init values; the environment beats them (SPEC §4).
+        # ``Settings(...)`` in code: the environment beats the values given, as it beats
+        # the file. ``load_settings`` gives the whole chain (env > credentials > file).
         return (env_settings, init_settings)
 
 
@@ -296,76 +338,91 @@ def config_path(explicit: str | os.PathLike | None = None) -> Path | None:
 
 
 def load_settings(explicit: str | os.PathLike | None = None) -> Settings:
-    """Read the configuration, raising ``ConfigError`` naming the first bad key."""
+    """Read the configuration, raising ``ConfigError`` naming the first bad key: the
+    environment beats a credentials directory, which beats the file (SPEC §4)."""
     path = config_path(explicit)
-    values: dict[str, Any] = {}
-    if path is not None:
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(say("config", "missing_file", path=str(path))) from exc
-        except OSError as exc:  # a directory, no permission…
-            raise ConfigError(say("config", "unreadable_file", path=str(path), error=exc.strerror)) from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(say("config", "bad_toml", path=str(path), error=str(exc))) from exc
+    file = config_file(path) if path is not None else None
     check_environment()
+    folder = credentials_dir()
+    sources: list[PydanticBaseSettingsSource] = [EnvSettingsSource(Settings)]
     try:
-        settings = Settings(**merge(values, credentials()))
+        if folder is not None:
+            sources.append(Credentials(Settings, folder))
+        if file is not None:
+            sources.append(file)
+        settings = Settings(_build_sources=(tuple(sources), {}))
     except ValidationError as exc:
         raise ConfigError(describe_errors(exc)) from None
-    except SettingsError as exc:  # a list or table in the environment that is not JSON
-        field = re.search(r'field "([^"]+)"', str(exc))
-        stem = ENV_PREFIX + (field.group(1).upper() if field else "")
-        names = sorted(name.upper() for name in os.environ if name.upper().startswith(stem))
-        raise ConfigError(say("config", "bad_env", names=", ".join(names) or stem)) from None
-    if path is not None:
-        warn_if_secrets_exposed(path, values)
+    except SettingsError as exc:  # a list or table that is not JSON
+        raise ConfigError(say("config", "bad_env", names=", ".join(culprits(str(exc), folder)))) from None
+    if file is not None:
+        warn_if_secrets_exposed(path, file.toml_data)
     return settings
+
+
+def config_file(path: Path) -> TomlConfigSettingsSource:
+    """The file as pydantic-settings' TOML source, or ``ConfigError`` naming it. The
+    source itself passes over a file that is missing or is a directory: a file named by
+    ``-c`` or ``$SHUANGSUI_CONFIG`` is never silently replaced by defaults."""
+    if not path.exists():
+        raise ConfigError(say("config", "missing_file", path=str(path)))
+    if not path.is_file():
+        error = os.strerror(errno.EISDIR if path.is_dir() else errno.EINVAL)
+        raise ConfigError(say("config", "unreadable_file", path=str(path), error=error))
+    try:
+        return TomlConfigSettingsSource(Settings, toml_file=path)
+    except OSError as exc:  # no permission…
+        raise ConfigError(say("config", "unreadable_file", path=str(path), error=exc.strerror)) from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(say("config", "bad_toml", path=str(path), error=str(exc))) from exc
 
 
 CREDENTIALS_ENV = ("SHUANGSUI_CREDENTIALS", "CREDENTIALS_DIRECTORY")  # ours, then systemd's LoadCredential=
 
 
-def credentials() -> dict[str, Any]:
-    """Values from a credentials directory (``$SHUANGSUI_CREDENTIALS``, or systemd's
-    ``$CREDENTIALS_DIRECTORY``): one file per key, named like its environment variable
-    (``SHUANGSUI__WECOM__SECRET``), holding the value. They beat the file; the
-    environment beats them. A file readable by other users is warned about."""
-    folder = next((os.environ[name] for name in CREDENTIALS_ENV if os.environ.get(name)), None)
-    if folder is None:
-        return {}
-    found: dict[str, Any] = {}
-    for path in sorted(Path(folder).iterdir()):
-        name = path.name.upper()
-        if not name.startswith(ENV_PREFIX) or not path.is_file():
-            continue
-        check_name(name)
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRGRP | stat.S_IROTH):
-            log.warning(say("config", "secrets_readable", path=str(path), mode=oct(mode & 0o777)))
-        value: Any = path.read_text(encoding="utf-8").strip()
-        if value[:1] in "[{":
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise ConfigError(say("config", "bad_env", names=name)) from None
-        parts = name[len(ENV_PREFIX):].lower().split("__")
-        table = found
-        for part in parts[:-1]:
-            table = table.setdefault(part, {})
-        table[parts[-1]] = value
-    return found
+def credentials_dir() -> Path | None:
+    """The credentials directory named by ``$SHUANGSUI_CREDENTIALS`` or systemd's
+    ``$CREDENTIALS_DIRECTORY``, if any."""
+    variable = next((name for name in CREDENTIALS_ENV if os.environ.get(name)), None)
+    if variable is None:
+        return None
+    folder = Path(os.environ[variable])
+    if not folder.is_dir():
+        raise ConfigError(say("config", "missing_credentials", path=str(folder), variable=variable))
+    return folder
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """``over`` laid on ``base``, table by table."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
+class Credentials(NestedSecretsSettingsSource):
+    """A credentials directory: one file per key, named like its environment variable
+    (``SHUANGSUI__WECOM__SECRET``), holding the value (lists and tables as JSON).
+
+    pydantic-settings' nested secrets source reads it the way the environment is read
+    (the prefix, ``__`` between levels, any case); this adds only what it cannot do:
+    refuse a file whose name names no key, and warn about a file other users can read."""
+
+    def __init__(self, settings_cls: type[BaseSettings], folder: Path) -> None:
+        super().__init__(settings_cls, secrets_dir=folder, secrets_dir_missing="error", secrets_prefix=ENV_PREFIX,
+                         secrets_nested_delimiter="__")
+
+    @classmethod
+    def load_secrets(cls, path: Path) -> dict[str, str]:
+        found = super().load_secrets(path)
+        for name in sorted(found):
+            if name.upper().startswith(ENV_PREFIX):
+                check_name(name)
+                mode = (path / name).stat().st_mode
+                if mode & (stat.S_IRGRP | stat.S_IROTH):
+                    log.warning(say("config", "secrets_readable", path=str(path / name), mode=oct(mode & 0o777)))
+        return found
+
+
+def culprits(error: str, folder: Path | None) -> list[str]:
+    """The variables (or credential files) a pydantic-settings error is about: those that
+    set the field it names, in the source it names."""
+    field = re.search(r'field "([^"]+)"', error)
+    stem = ENV_PREFIX + (field.group(1).upper() if field else "")
+    given = os.environ if folder is None or f'"{Credentials.__name__}"' not in error else os.listdir(folder)
+    return sorted({name.upper() for name in given if name.upper().startswith(stem)}) or [stem]
 
 
 def check_environment() -> None:
@@ -399,9 +456,12 @@ def describe_errors(exc: ValidationError) -> str:
     """One line per bad key, as ``section.key`` with the env variable that sets it."""
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
-        key = ".".join(str(part) for part in error["loc"])
-        env = ENV_PREFIX + "__".join(str(part) for part in error["loc"]).upper()
-        lines.append(say("config", "bad_key", key=key, env=env, kind=error["type"], error=error["msg"]))
+        loc, given = tuple(str(part) for part in error["loc"]), ""
+        if error["type"] == NEEDED_WITH:  # raised by the section: name the key it needs
+            loc, given = (*loc, error["ctx"]["key"]), ".".join((*loc, error["ctx"]["given"]))
+        key = ".".join(loc)
+        env = ENV_PREFIX + "__".join(loc).upper()
+        lines.append(say("config", "bad_key", key=key, env=env, kind=error["type"], error=error["msg"], given=given))
     return "\n".join(lines)
 
 

@@ -14,11 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlmodel import Session, create_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage.sealing import Sealer, attach, sealer_of
+
 BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another process's transaction
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine whose transactions serialise writers the same way on both databases.
+def make_engine(url: str, *, echo: bool = False, sealer: Sealer | None = None) -> Engine:
+    """An engine whose transactions serialise writers the same way on both databases,
+    carrying ``sealer`` (none: no key, ``storage.sealing``) for what is sealed at rest.
 
     On SQLite every transaction starts ``BEGIN IMMEDIATE``: it takes the write lock up
     front, so two processes never deadlock upgrading a read lock (the audit chain and
@@ -32,8 +35,10 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
                                connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         _WRITERS[engine.pool] = threading.RLock()
-        return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
+    else:
+        engine = create_engine(url, echo=echo, pool_pre_ping=True, hide_parameters=True)
+    attach(engine, sealer or Sealer())
+    return engine
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -103,7 +108,9 @@ def loop_engine(engine: Engine) -> AsyncEngine | None:
     back; awaited on the loop, a round trip costs the loop nothing."""
     if engine.dialect.name != "postgresql":
         return None
-    return create_async_engine(engine.url, pool_pre_ping=True, hide_parameters=True, pool_size=2, max_overflow=2)
+    awaited = create_async_engine(engine.url, pool_pre_ping=True, hide_parameters=True, pool_size=2, max_overflow=2)
+    attach(awaited.sync_engine, sealer_of(engine))
+    return awaited
 
 
 @asynccontextmanager
@@ -115,9 +122,9 @@ async def loop_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
 
 
 @cache
-def engine_for(url: str) -> Engine:
-    """One engine per URL per process."""
-    return make_engine(url)
+def engine_for(url: str, sealer: Sealer) -> Engine:
+    """One engine per database and keys per process (sealers with the same keys are equal)."""
+    return make_engine(url, sealer=sealer)
 
 
 @contextmanager

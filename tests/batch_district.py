@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.importing import import_file
+from storage.sealing import new_key
 
 UNITS = "id,name,kind\nU-XY,信用监管室,office\nS-DC,东城所,station\nS-XC,西城所,station\n"
 ITEMS = ("code,name,legal_basis,specialty,method\n"

@@ -16,6 +16,7 @@ from sqlmodel import Session, SQLModel
 
 from storage import schema
 from storage.db import make_engine
+from storage.sealing import Sealer, new_key
 from tests.dingtalk_bot import (  # noqa: F401  (the fake DingTalk and the bot on it, over HTTP or Stream)
     dingtalk,
     dingtalk_bot,
@@ -43,6 +44,18 @@ def pytest_report_header(config):
     if not url:
         return f"PostgreSQL tests: off (set {PG_ENV})"
     return f"PostgreSQL tests: on, {make_url(url).render_as_string(hide_password=True)}"
+
+
+@pytest.fixture
+def clean_environment(monkeypatch, tmp_path):
+    """No stray configuration: no SHUANGSUI__* variable, no SHUANGSUI_CONFIG or credentials
+    directory, and a cwd without config.toml."""
+    from bot.settings import CREDENTIALS_ENV, ENV_PREFIX
+
+    for name in list(os.environ):
+        if name.upper().startswith(ENV_PREFIX) or name.upper() in ("SHUANGSUI_CONFIG", *CREDENTIALS_ENV):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +104,14 @@ def db_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
-def engine(db_url):
-    engine = make_engine(db_url)
+def sealing_key() -> str:
+    """The one key of ``[security] keys`` a test's database is sealed with."""
+    return new_key()
+
+
+@pytest.fixture
+def engine(db_url, sealing_key):
+    engine = make_engine(db_url, sealer=Sealer([sealing_key]))
     yield engine
     engine.dispose()
 

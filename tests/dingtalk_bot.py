@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import update
 
 from bot.app import create_app
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.db import transaction
 from storage.models import Inspector
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 from tests.fakes.dingtalk import FakeDingTalk
 from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, USERS, Walk

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.cli import main
-from bot.sealing import new_key
 from storage.db import transaction
 from storage.models import AuditEntry
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 
 

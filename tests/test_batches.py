@@ -16,10 +16,10 @@ from bot.batches.export import export
 from bot.refusal import Refusal
 from bot.rules import matching, ssr1
 from bot.rules.arguments import parse_arguments
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.db import transaction
 from storage.models import Assignment, AuditEntry, Batch, Conflict, InspectionObject, Stratum, Task
+from storage.sealing import new_key
 from tests.batch_district import batch_settings, seed_district
 
 TODAY = date(2026, 11, 26)

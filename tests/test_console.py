@@ -9,9 +9,9 @@ from sqlmodel import Session, select
 
 from bot.app import create_app
 from bot.console.routes import Console
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.models import Assignment, ConsoleMessage
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 from tests.wecom_bot import eventually
 

@@ -15,10 +15,10 @@ import pytest
 from sqlmodel import Session, select
 
 from bot.app import create_app
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage import audit
 from storage.models import Assignment, Batch, Evidence, Result, Task
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 from tests.wecom_bot import eventually
 

@@ -17,9 +17,9 @@ from bot.app import card_keys, create_app
 from bot.dingtalk.cards import card_params
 from bot.dingtalk.sign import robot_sign
 from bot.outbound import Button, Card
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.models import InboundDelivery
+from storage.sealing import new_key
 
 SECRET = "fake-app-secret"
 EVENT_TOKEN, EVENT_KEY = "eventtoken1", "FakeDingTalkEventAESKeyForTests0123456789ab"

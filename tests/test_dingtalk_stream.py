@@ -14,8 +14,8 @@ import pytest
 import bot.dingtalk.stream as stream_module
 from bot.chat.events import Event
 from bot.dingtalk.stream import CARD_TOPIC, ROBOT_TOPIC, StreamIngress
-from bot.sealing import new_key
 from bot.settings import DingTalkSettings
+from storage.sealing import new_key
 
 KEY = new_key().encode()
 

@@ -22,11 +22,11 @@ from sqlmodel import Session
 
 from bot.app import create_app
 from bot.demo import SEED_ORDER
-from bot.sealing import new_key
 from bot.synthetic_district import generate_district
 from storage import audit
 from storage.importing import import_file
 from storage.models import Batch, Deadline, OutboxMessage, Reminder, Task
+from storage.sealing import new_key
 from tests.wecom_bot import Walk, wecom_env, wecom_settings
 
 SHUANGSUI = str(Path(sys.executable).parent / "shuangsui")

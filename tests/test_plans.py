@@ -18,7 +18,7 @@ PLANS = ("year,office,name,items,ratio,frequency,scope,start,end\n"
 def cli(engine, db_url, tmp_path, monkeypatch, capsys):
     seed_district(engine, tmp_path)
     monkeypatch.setenv("SHUANGSUI__DATABASE__URL", db_url)
-    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", '["' + __import__("bot.sealing").sealing.new_key() + '"]')
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", '["' + __import__("storage.sealing").sealing.new_key() + '"]')
 
     def run(*argv):
         code = main([str(a) for a in argv])

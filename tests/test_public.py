@@ -229,8 +229,9 @@ def test_results_feed_layout(engine, disclosed):
 
 
 @pytest.fixture
-def cli(engine, db_url, disclosed, monkeypatch, capsys):
+def cli(engine, db_url, sealing_key, disclosed, monkeypatch, capsys):
     monkeypatch.setenv("SHUANGSUI__DATABASE__URL", db_url)
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{sealing_key}"]')  # the keys the database is sealed with
 
     def run(*argv):
         code = main([str(a) for a in argv])

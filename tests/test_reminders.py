@@ -20,11 +20,11 @@ from bot.batches.confirmation import confirm
 from bot.batches.inspection import mark_inspected, team_of
 from bot.reminders.sweep import sweep
 from bot.rules.deadlines import Policy, step_for
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.calendar import load_calendar
 from storage.db import transaction
 from storage.models import AuditEntry, Deadline, OutboxMessage, Reminder, Task
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 
 TZ = ZoneInfo("Asia/Shanghai")

@@ -21,12 +21,12 @@ from bot.chat.identity import identify
 from bot.refusal import Refusal
 from bot.roles import Actor
 from bot.rules.arguments import parse_arguments
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage import audit
 from storage.calendar import load_calendar
 from storage.db import transaction
 from storage.models import Assignment, AuditEntry, Batch, FollowUp, InspectionObject, Result, Task
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 
 TODAY = date(2026, 11, 26)  # the draw day

@@ -1,6 +1,7 @@
 """Conflict declarations are sealed at rest (issue 9): in the conflicts table, on the
 recused assignment, in the import history and in the audit log; reading opens them;
-``shuangsui keys rotate`` re-seals everything under a new first key."""
+``shuangsui keys rotate`` re-seals everything under a new first key. The engine carries
+the keys (``storage.sealing``): here, the test database's ``sealing_key``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,12 @@ from sqlmodel import Session, select
 
 from bot.batches.recusal import recuse
 from bot.cli import main
-from bot.sealing import new_key
-from bot.settings import Settings
-from storage.db import transaction
+from storage.db import make_engine, transaction
 from storage.importing import import_file
 from storage.models import Batch, Conflict
-from storage.sealed import PREFIX, UnreadableValue
+from storage.sealing import PREFIX, Sealer, UnreadableValue, new_key
 from tests.batch_district import seed_district
-from tests.test_results_rules import NOW, SETTINGS, TODAY, drawn_batch, tasks_of, team
+from tests.test_results_rules import NOW, TODAY, drawn_batch, tasks_of, team
 
 REASON = "其配偶为该公司股东"
 
@@ -54,7 +53,7 @@ def test_declarations_are_sealed_in_every_place_they_are_kept(engine, tmp_path):
     assert reasons == sorted([f"{REASON}（已离婚）", "与负责人系同学"])
 
 
-def test_keys_rotate_reseals_everything(engine, db_url, tmp_path, monkeypatch, capsys):
+def test_keys_rotate_reseals_everything(engine, db_url, sealing_key, tmp_path, monkeypatch, capsys):
     seed_district(engine, tmp_path)
     batch = drawn_batch(engine)
     task = tasks_of(engine, batch)[0]
@@ -62,7 +61,7 @@ def test_keys_rotate_reseals_everything(engine, db_url, tmp_path, monkeypatch, c
     with transaction(engine) as session:
         recuse(session, f"wecom:{inspector}", task.id, inspector, "与负责人系同学", TODAY, NOW)
     before = raw(engine, "SELECT reason FROM conflicts")
-    old = SETTINGS.security.keys[0].get_secret_value()
+    old = sealing_key
     fresh = new_key()
     monkeypatch.setenv("SHUANGSUI__DATABASE__URL", db_url)
     monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{fresh}", "{old}"]')
@@ -73,10 +72,15 @@ def test_keys_rotate_reseals_everything(engine, db_url, tmp_path, monkeypatch, c
     from cryptography.fernet import Fernet
 
     assert Fernet(fresh).decrypt(after[0][len(PREFIX):].encode()).decode() == "与负责人系同学"
-    Settings(security={"keys": [fresh]})  # the old key dropped: everything still opens
-    with Session(engine) as session:
-        assert session.exec(select(Conflict)).first().reason == "与负责人系同学"
-        assert session.exec(select(Batch)).first().secret  # revealed; sealed copy rotated too
+    dropped = make_engine(db_url, sealer=Sealer([fresh]))  # the old key dropped: everything still opens
+    try:
+        with Session(dropped) as session:
+            assert session.exec(select(Conflict)).first().reason == "与负责人系同学"
+            batch = session.exec(select(Batch)).first()
+            assert batch.secret  # revealed; sealed copy rotated too
+            assert Sealer([fresh]).unseal(batch.secret_encrypted) == batch.secret
+    finally:
+        dropped.dispose()
 
 
 def test_a_value_no_key_opens_is_an_error_not_garbage(engine, tmp_path):

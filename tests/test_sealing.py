@@ -1,5 +1,5 @@
-"""Secrets sealed at rest (bot/sealing.py): round trips, key rotation, and errors that
-name the configuration but never a key or a plaintext."""
+"""Secrets sealed at rest (storage/sealing.py): round trips, key rotation, and errors that
+name the configuration but never a key or a plaintext; the sealer an engine carries."""
 
 from __future__ import annotations
 
@@ -12,8 +12,21 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from bot.sealing import SealingError, demo_key, keys_of, new_key, rotate, seal, unseal
-from bot.settings import ENV_PREFIX, load_settings
+from bot.settings import load_settings
+from storage.db import make_engine
+from storage.sealing import PREFIX, Sealer, SealingError, UnreadableValue, demo_key, new_key, sealer_of
+
+
+def seal(plaintext: str, keys) -> str:
+    return Sealer(keys).seal(plaintext)
+
+
+def unseal(token: str, keys) -> str:
+    return Sealer(keys).unseal(token)
+
+
+def rotate(token: str, keys) -> str:
+    return Sealer(keys).rotate(token)
 
 #: What a sealed value may hold: the draw secret (DRAW.md §1) or a declaration in Chinese.
 PLAINTEXTS = [
@@ -22,13 +35,7 @@ PLAINTEXTS = [
     "",
 ]
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch, tmp_path):
-    for name in list(os.environ):
-        if name.upper().startswith(ENV_PREFIX) or name.upper() == "SHUANGSUI_CONFIG":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no stray configuration (conftest.py)
 
 
 def assert_not_in(error: BaseException, *hidden: str) -> None:
@@ -151,24 +158,85 @@ def test_nothing_secret_is_logged(caplog):
         assert value not in caplog.text
 
 
-def test_keys_of_settings(tmp_path, monkeypatch):
+def test_a_sealer_of_the_settings_keys(tmp_path, monkeypatch):
     first, second = new_key(), new_key()
     monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{first}", "{second}"]')
     settings = load_settings()
-    assert keys_of(settings) == [first, second]
-    token = seal(PLAINTEXTS[1], keys_of(settings))
+    sealer = Sealer(settings.security.keys)
+    assert sealer == Sealer([first, second]) and sealer != Sealer([second, first])
+    assert hash(sealer) == hash(Sealer([first, second]))
+    token = sealer.seal(PLAINTEXTS[1])
     assert unseal(token, [first]) == PLAINTEXTS[1]
-    # The SecretStr list itself is accepted too, and a single key is not taken letter by letter.
-    assert unseal(token, settings.security.keys) == PLAINTEXTS[1]
+    # Plain keys are accepted too, and a single key is not taken letter by letter.
+    assert unseal(token, [first, second]) == PLAINTEXTS[1]
     assert unseal(token, first) == PLAINTEXTS[1]
-    assert unseal(token, [SecretStr(first)]) == PLAINTEXTS[1]
+    assert unseal(token, SecretStr(first)) == PLAINTEXTS[1]
+    assert first not in repr(sealer) and second not in str(sealer)
 
 
-def test_keys_of_default_settings_is_empty():
-    settings = load_settings()
-    assert keys_of(settings) == []
+def test_default_settings_make_a_sealer_without_keys():
+    sealer = Sealer(load_settings().security.keys)
+    assert not sealer.keyed and sealer == Sealer()
     with pytest.raises(SealingError, match=r"\[security\] keys"):
-        seal("x", keys_of(settings))
+        sealer.seal("x")
+
+
+def test_reading_the_settings_changes_no_sealer(monkeypatch):
+    """Keys are read, never remembered: a sealer made before opens nothing sealed under them."""
+    before = Sealer()
+    key = new_key()
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{key}"]')
+    load_settings()
+    assert not before.keyed
+    with pytest.raises(UnreadableValue):
+        before.open_text(Sealer([key]).seal_text(PLAINTEXTS[1]))
+
+
+# --- Texts kept at rest: ``sealed:`` and a token -------------------------------------------------
+
+
+def test_texts_at_rest_are_marked_and_opened():
+    old, new = new_key(), new_key()
+    sealer = Sealer([old])
+    kept = sealer.seal_text(PLAINTEXTS[1])
+    assert kept.startswith(PREFIX) and PLAINTEXTS[1] not in kept
+    assert sealer.seal_text(kept) == kept  # sealed once
+    assert sealer.open_text(kept) == PLAINTEXTS[1]
+    assert sealer.open_text("written before sealing") == "written before sealing"
+    assert [sealer.seal_text(v) for v in (None, "")] == [None, ""]
+    rotated = Sealer([new, old]).reseal_text(kept)
+    assert Sealer([new]).open_text(rotated) == PLAINTEXTS[1]
+    assert Sealer([new]).reseal_text("plain").startswith(PREFIX)  # a plain one gets sealed
+    with pytest.raises(UnreadableValue) as caught:
+        Sealer([new]).open_text(kept)
+    assert isinstance(caught.value, SealingError) and "[security] keys" in str(caught.value)
+    assert_not_in(caught.value, old, new, PLAINTEXTS[1])
+
+
+def test_without_a_key_texts_are_kept_as_they_are_said_once(caplog):
+    sealer = Sealer()
+    with caplog.at_level(logging.WARNING, logger="storage.sealing"):
+        assert sealer.seal_text(PLAINTEXTS[1]) == PLAINTEXTS[1]
+        assert sealer.seal_text("again") == "again"
+    assert len(caplog.records) == 1 and PLAINTEXTS[1] not in caplog.text
+    with pytest.raises(UnreadableValue, match=r"SHUANGSUI__SECURITY__KEYS"):
+        sealer.open_text(Sealer([new_key()]).seal_text(PLAINTEXTS[1]))
+
+
+def test_an_engine_carries_its_own_sealer(tmp_path):
+    """Two engines with other keys side by side; an engine made without one has no key."""
+    sealer = Sealer([new_key()])
+    mine = make_engine(f"sqlite:///{tmp_path / 'a.db'}", sealer=sealer)
+    other = make_engine(f"sqlite:///{tmp_path / 'b.db'}", sealer=Sealer([new_key()]))
+    plain = make_engine(f"sqlite:///{tmp_path / 'c.db'}")
+    try:
+        assert sealer_of(mine) is sealer and sealer_of(mine.execution_options(x=1)) is sealer
+        assert sealer_of(other) != sealer and not sealer_of(plain).keyed
+        with mine.connect() as connection:
+            assert sealer_of(connection) is sealer
+    finally:
+        for engine in (mine, other, plain):
+            engine.dispose()
 
 
 # --- The demo's own key ----------------------------------------------------------------------

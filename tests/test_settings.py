@@ -4,7 +4,6 @@ overrides, errors that name the key, and secrets kept out of every message."""
 from __future__ import annotations
 
 import logging
-import os
 import re
 import tomllib
 import typing
@@ -25,6 +24,7 @@ SECRET = "S3cr3t-Do-Not-Leak-7f3a"
 #: Every secret key of the model, as a TOML snippet setting it to SECRET.
 ALL_SECRETS_TOML = f"""
 [wecom]
+agent_id = 1000002
 secret = "{SECRET}-wecom"
 token = "{SECRET}-token"
 encoding_aes_key = "{SECRET}-aes"
@@ -35,14 +35,7 @@ encoding_aes_key = "{SECRET}-aibot-aes"
 app_secret = "{SECRET}-dingtalk"
 """
 
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch, tmp_path):
-    """No stray configuration: no SHUANGSUI__* or SHUANGSUI_CONFIG, and a cwd without config.toml."""
-    for name in list(os.environ):
-        if name.upper().startswith(ENV_PREFIX) or name.upper() == "SHUANGSUI_CONFIG":
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_environment")  # no stray configuration (conftest.py)
 
 
 def write(path: Path, text: str, mode: int = 0o600) -> Path:
@@ -468,7 +461,7 @@ def test_warns_when_a_file_with_secrets_is_readable_by_others(tmp_path, caplog, 
 
 
 @pytest.mark.parametrize("secret_line", [
-    f'[wecom]\nsecret = "{SECRET}"\n',
+    f'[wecom]\nagent_id = 1000002\nsecret = "{SECRET}"\n',
     f'[wecom.aibot]\nencoding_aes_key = "{SECRET}"\n',
     f'[dingtalk]\napp_secret = "{SECRET}"\n',
 ])
@@ -509,6 +502,7 @@ def test_example_copied_readable_does_not_warn(tmp_path, caplog):
 
 def test_secret_from_environment_does_not_blame_the_file(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("SHUANGSUI__WECOM__SECRET", SECRET)
+    monkeypatch.setenv("SHUANGSUI__WECOM__AGENT_ID", "1000002")
     path = write(tmp_path / "c.toml", "[server]\nport = 8081\n", 0o644)
     with caplog.at_level(logging.WARNING, logger="bot.settings"):
         load_settings(path)
@@ -790,7 +784,7 @@ def test_holds_secrets_sees_a_list_of_secrets():
 def test_secrets_from_a_credentials_directory(tmp_path, monkeypatch, caplog):
     """One file per key, named like its variable (systemd's LoadCredential= works the same);
     the file beats config.toml, the environment beats the file; loose permissions warn."""
-    from bot.sealing import new_key
+    from storage.sealing import new_key
 
     folder = tmp_path / "credentials"
     folder.mkdir()
@@ -802,7 +796,7 @@ def test_secrets_from_a_credentials_directory(tmp_path, monkeypatch, caplog):
         (folder / name).write_text(value, encoding="utf-8")
         (folder / name).chmod(mode)
     config = tmp_path / "config.toml"
-    config.write_text('[wecom]\nsecret = ""\ncorp_id = "ww1"\n', encoding="utf-8")
+    config.write_text('[wecom]\nsecret = ""\ncorp_id = "ww1"\nagent_id = 1000002\n', encoding="utf-8")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(folder))
     with caplog.at_level(logging.WARNING, logger="bot.settings"):
         settings = load_settings(config)
@@ -815,3 +809,24 @@ def test_secrets_from_a_credentials_directory(tmp_path, monkeypatch, caplog):
     (folder / "SHUANGSUI__WECOM__SECRTE").write_text("typo", encoding="utf-8")
     with pytest.raises(ConfigError, match="SHUANGSUI__WECOM__SECRTE"):
         load_settings(config)
+
+
+def test_a_credentials_directory_that_is_not_there_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHUANGSUI_CREDENTIALS", str(tmp_path / "gone"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "gone" in str(caught.value) and "SHUANGSUI_CREDENTIALS" in str(caught.value)
+
+
+def test_a_credential_that_is_not_json_names_its_file(tmp_path, monkeypatch):
+    folder = tmp_path / "credentials"
+    folder.mkdir()
+    write(folder / "SHUANGSUI__SECURITY__KEYS", f"{SECRET}-not-json")
+    write(folder / "SHUANGSUI__SERVER__PORT", "8082")
+    monkeypatch.setenv("SHUANGSUI_CREDENTIALS", str(folder))
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "SHUANGSUI__SECURITY__KEYS" in str(caught.value)
+    assert_no_secret(str(caught.value), repr(caught.value))
+    (folder / "SHUANGSUI__SECURITY__KEYS").unlink()
+    assert load_settings().server.port == 8082

@@ -13,10 +13,10 @@ import bot.reports.summary as summary_module
 from bot.batches import commands
 from bot.reports.chart import cjk_font, progress_chart
 from bot.reports.summary import period_of, send_summaries
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.db import transaction
 from storage.models import EvidenceBlob, OutboxMessage
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 
 ROLES = {"admins": ["console:admin"], "supervisors": ["console:boss"], "units": {"U-XY": {"leads": ["lead-xy"]}}}

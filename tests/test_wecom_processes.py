@@ -17,9 +17,9 @@ import aiohttp
 import pytest
 
 from bot.outbound import USER, Card, Destination, Text
-from bot.sealing import new_key
 from storage import outbox
 from storage.db import transaction
+from storage.sealing import new_key
 from tests.wecom_bot import ADMIN, eventually, fake_wecom, wecom_env
 
 SHUANGSUI = str(Path(sys.executable).parent / "shuangsui")

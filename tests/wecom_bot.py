@@ -10,10 +10,10 @@ from sqlalchemy import func, select, update
 from sqlmodel import Session
 
 from bot.app import DISPATCHER, create_app
-from bot.sealing import new_key
 from bot.settings import Settings
 from storage.db import transaction
 from storage.models import InboundDelivery, Inspector, OutboxMessage
+from storage.sealing import new_key
 from tests.batch_district import seed_district
 from tests.fakes.wecom import AIBOT_AES_KEY, APP_AES_KEY, FakeWeCom
 

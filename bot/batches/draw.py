@@ -22,11 +22,11 @@ from bot.clock import bureau_date
 from bot.refusal import Refusal
 from bot.rules import matching, ssr1
 from bot.rules.arguments import Arguments
-from bot.sealing import SealingError, keys_of, unseal
 from bot.settings import Settings
 from storage import audit
 from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Task, Team, table_of
 from storage.pools import TamperedPool, thaw
+from storage.sealing import SealingError, sealer_of
 
 DRAW_KEYS = frozenset({"batch", "beacon_value"})
 IN_CHUNK = 10_000
@@ -44,7 +44,7 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     """Draw a published batch; on any refusal nothing is stored."""
     batch = find_batch(session, options.required(args, "batch"), ("published",), "not_published")
     beacon = _beacon(batch, args.get("beacon_value"))
-    secret = _secret(batch, settings)
+    secret = _secret(session, batch)
     seed = ssr1.seed(batch.id, secret, beacon)
     strata = strata_of(session, batch.id)
     selections = []
@@ -144,10 +144,10 @@ def _beacon(batch: Batch, value: str | None) -> str:
     return value or ""
 
 
-def _secret(batch: Batch, settings: Settings) -> str:
+def _secret(session: Session, batch: Batch) -> str:
     assert batch.secret_encrypted is not None  # sealed at publication
     try:
-        secret = unseal(batch.secret_encrypted, keys_of(settings))
+        secret = sealer_of(session).unseal(batch.secret_encrypted)
     except SealingError as exc:
         raise Refusal("sealing", reason=str(exc)) from None
     if ssr1.commitment(secret) != batch.commitment:

@@ -16,11 +16,11 @@ from bot.rules import ssr1
 from bot.rules.arguments import Arguments
 from bot.rules.risk import RiskWeights
 from bot.rules.scope import Scope
-from bot.sealing import SealingError, keys_of, seal
 from bot.settings import Settings
 from storage import audit
 from storage.models import Batch
 from storage.pools import FrequencyCap, freeze, pool_members
+from storage.sealing import SealingError, sealer_of
 
 PUBLISH_KEYS = frozenset({"batch", "beacon"})
 
@@ -41,7 +41,7 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
             stratum.k = ssr1.k_for_ratio(frozen.size, stratum.ratio_percent)
     secret = ssr1.new_secret()  # 32 bytes from the OS CSPRNG (DRAW.md §1)
     try:
-        batch.secret_encrypted = seal(secret, keys_of(settings))
+        batch.secret_encrypted = sealer_of(session).seal(secret)
     except SealingError as exc:
         raise Refusal("sealing", reason=str(exc)) from None
     batch.commitment = ssr1.commitment(secret)

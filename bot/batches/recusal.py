@@ -13,8 +13,9 @@ from sqlmodel import Session, col, select
 
 from bot.refusal import Refusal
 from bot.rules import matching
-from storage import audit, sealed
+from storage import audit
 from storage.models import Assignment, Batch, Conflict, Inspector, Task, utcnow
+from storage.sealing import sealer_of
 
 OPEN = ("drawn", "in_progress")
 
@@ -59,7 +60,7 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason
     session.add_all([mine, task])
     session.flush()
     audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,
-                 object=task.object_id, reason=sealed.seal(reason), replacement=replacement)
+                 object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement)
     return Recused(task, replacement)
 
 

@@ -1,30 +1,64 @@
-"""Which chat platforms this deployment speaks (WeCom, DingTalk or both)."""
+"""Which chat platforms this deployment speaks (WeCom, DingTalk, the console) and the
+entries their deliveries arrive through: the one place that reads it from the
+configuration. The app's senders and callbacks, notices, summaries, reminders and
+metrics all ask here, so a platform that cannot send is skipped by all of them alike."""
 
 from bot.settings import Settings
 
+WECOM, DINGTALK, CONSOLE = "wecom", "dingtalk", "console"
+PLATFORMS = (WECOM, DINGTALK, CONSOLE)
+
+# The entries deliveries arrive through.
+WECOM_APP = "wecom_app"  # the self-built app's callback (XML)
+WECOM_AIBOT = "wecom_aibot"  # the AI bot's callback (JSON)
+DINGTALK_HTTP = "dingtalk_http"  # robot messages and card clicks as HTTP callbacks
+DINGTALK_STREAM = "dingtalk_stream"  # … over the Stream connection instead
+DINGTALK_EVENTS = "dingtalk_events"  # the event subscription
+CONSOLE_PAGE = "console_page"  # the local console page
+
+
+def sends(settings: Settings, platform: str) -> bool:
+    """Whether ``platform`` is configured well enough to send: a WeCom app (its corp id,
+    AgentId and secret: bot.settings refuses a secret without the AgentId), a DingTalk
+    app (its key and secret), the console (enabled)."""
+    if platform == WECOM:
+        wecom = settings.wecom
+        return bool(wecom.corp_id and wecom.agent_id is not None and wecom.secret)
+    if platform == DINGTALK:
+        return bool(settings.dingtalk.app_key and settings.dingtalk.app_secret)
+    return platform == CONSOLE and settings.console.enabled
+
 
 def enabled(settings: Settings) -> list[str]:
-    """Platforms configured well enough to send: a WeCom app, a DingTalk app."""
-    found = []
-    wecom = settings.wecom
-    if wecom.corp_id and wecom.agent_id is not None and wecom.secret:
-        found.append("wecom")
-    dingtalk = settings.dingtalk
-    if dingtalk.app_key and dingtalk.app_secret:
-        found.append("dingtalk")
+    """The platforms that send, in a fixed order."""
+    return [platform for platform in PLATFORMS if sends(settings, platform)]
+
+
+def entries(settings: Settings) -> frozenset[str]:
+    """The entries open to deliveries, as configured."""
+    wecom, dingtalk = settings.wecom, settings.dingtalk
+    found = set()
+    if wecom.token and wecom.encoding_aes_key and wecom.corp_id:
+        found.add(WECOM_APP)
+    if wecom.aibot.token and wecom.aibot.encoding_aes_key:
+        found.add(WECOM_AIBOT)
+    if sends(settings, DINGTALK):  # robot messages and card clicks come back to the app that sent
+        found.add(DINGTALK_STREAM if dingtalk.mode == "stream" else DINGTALK_HTTP)
+    if dingtalk.app_key and dingtalk.event_token and dingtalk.event_aes_key:
+        found.add(DINGTALK_EVENTS)
     if settings.console.enabled:
-        found.append("console")
-    return found
+        found.add(CONSOLE_PAGE)
+    return frozenset(found)
 
 
 def can_push_to_group(settings: Settings, platform: str) -> bool:
     """Whether group announcements and summaries have somewhere to go."""
-    return ((platform == "wecom" and settings.wecom.webhook_key is not None)
-            or (platform == "dingtalk" and bool(settings.dingtalk.group_conversation_id))
-            or platform == "console")
+    return ((platform == WECOM and settings.wecom.webhook_key is not None)
+            or (platform == DINGTALK and bool(settings.dingtalk.group_conversation_id))
+            or platform == CONSOLE)
 
 
 def user_id(inspector, platform: str) -> str | None:
     """An inspector's user id on ``platform``, from the directory."""
-    ids = {"wecom": inspector.wecom_userid, "dingtalk": inspector.dingtalk_userid, "console": inspector.id}
+    ids = {WECOM: inspector.wecom_userid, DINGTALK: inspector.dingtalk_userid, CONSOLE: inspector.id}
     return ids.get(platform) or None

@@ -13,6 +13,7 @@ from bot import clock
 from bot.settings import Settings
 from bot.texts import say
 from storage.db import engine_for
+from storage.sealing import Sealer
 
 
 def instant(value: str) -> datetime:
@@ -25,7 +26,8 @@ def instant(value: str) -> datetime:
 
 
 def engine_of(settings: Settings) -> Engine:
-    return engine_for(settings.database.url)
+    """The database, carrying the one Sealer of ``[security] keys``."""
+    return engine_for(settings.database.url, Sealer(settings.security.keys))
 
 
 def operator() -> str:

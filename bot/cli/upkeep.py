@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from bot.cli.options import engine_of
 from bot.key_rotation import rotate_keys
-from bot.sealing import SealingError
 from bot.settings import Settings
 from bot.terminal import bar_chart, err
 from bot.texts import say
 from storage import audit, schema
 from storage.db import transaction
+from storage.sealing import SealingError
 
 
 def add_db(commands) -> None:
@@ -42,7 +42,7 @@ def upgrade(settings: Settings, args) -> int:
 
 def rotate(settings: Settings, args) -> int:
     try:
-        done = rotate_keys(engine_of(settings), settings)
+        done = rotate_keys(engine_of(settings))
     except SealingError as exc:
         err(say("cli", "keys_failed", error=str(exc)))
         return 1

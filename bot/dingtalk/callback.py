@@ -14,12 +14,13 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.callback_crypto import CallbackCryptoError, MsgCrypt
+from bot.chat import platforms
 from bot.chat.ingress import Take, hand_over, read_body
 from bot.dingtalk.cards import ForgedAction
 from bot.dingtalk.parse import MalformedDelivery, card_event, json_body, robot_event
@@ -29,14 +30,15 @@ from bot.settings import DingTalkSettings
 log = logging.getLogger(__name__)
 
 
-def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes]) -> list[web.RouteDef]:
-    """The HTTP callback routes DingTalk is configured to use."""
+def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes], entries: Collection[str]
+           ) -> list[web.RouteDef]:
+    """The HTTP callback routes of the DingTalk ``entries`` open (``bot.chat.platforms.entries``)."""
     found = []
-    if settings.app_key and settings.app_secret and settings.mode == "http":
+    if platforms.DINGTALK_HTTP in entries:
         secret = settings.app_secret.get_secret_value()
         found += [web.post(settings.callback_path, _robot_message(secret, take, settings.oapi_base)),
                   web.post(settings.card_callback_path, _card_click(keys, take))]
-    if settings.app_key and settings.event_token and settings.event_aes_key:
+    if platforms.DINGTALK_EVENTS in entries:
         crypt = MsgCrypt(settings.event_token.get_secret_value(), settings.event_aes_key.get_secret_value(),
                          settings.app_key)  # the ownerKey of an internal app is its appKey (C.6)
         found.append(web.post(settings.event_callback_path, _event_push(crypt)))

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from bot.callback_crypto import CallbackCryptoError, MsgCrypt
+from bot.chat import platforms
 from bot.chat.ingress import Take, hand_over, read_body
 from bot.settings import WeComSettings
 from bot.wecom.parse import MalformedDelivery, aibot_event, app_event, envelope_json, envelope_xml
@@ -23,16 +25,16 @@ log = logging.getLogger(__name__)
 REPLAY_WINDOW = 3600  # seconds a delivery's timestamp may be from our clock
 
 
-def routes(settings: WeComSettings, take: Take) -> list[web.RouteDef]:
-    """The callback routes of whichever WeCom entries are configured."""
+def routes(settings: WeComSettings, take: Take, entries: Collection[str]) -> list[web.RouteDef]:
+    """The callback routes of the WeCom ``entries`` open (``bot.chat.platforms.entries``)."""
     found = []
-    if settings.token and settings.encoding_aes_key and settings.corp_id:
+    if platforms.WECOM_APP in entries:
         app_crypt = MsgCrypt(settings.token.get_secret_value(), settings.encoding_aes_key.get_secret_value(),
                              settings.corp_id)
         found += [web.get(settings.callback_path, _verify_url(app_crypt)),
                   web.post(settings.callback_path, _app_delivery(app_crypt, take))]
     bot = settings.aibot
-    if bot.token and bot.encoding_aes_key:
+    if platforms.WECOM_AIBOT in entries:
         bot_crypt = MsgCrypt(bot.token.get_secret_value(), bot.encoding_aes_key.get_secret_value(), "")
         found += [web.get(bot.callback_path, _verify_url(bot_crypt)),
                   web.post(bot.callback_path, _aibot_delivery(bot_crypt, take, settings.api_base))]

@@ -25,7 +25,7 @@ from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
 from storage.importing.sheets import UnreadableFile, read_sheet
 from storage.models import DirectoryChange, ImportRun, table_of, utcnow
-from storage.sealed import SealedText, seal
+from storage.sealing import SealedText, sealer_of
 
 CHUNK = 5000
 
@@ -248,6 +248,7 @@ class _Writer:
 
     def keep_history(self, changes: list[Change], stored: dict[tuple, dict]) -> None:
         sealed = {c.name for c in self.table.columns if isinstance(c.type, SealedText)}  # stays sealed in history
+        seal = sealer_of(self.connection).seal_text
         rows = [{"import_id": self.import_id, "kind": self.kind.name, "key": "|".join(map(str, c.key)),
                  "action": c.action,
                  "before": {k: seal(v) if k in sealed else v for k, v in _jsonable(stored[c.key]).items()}}

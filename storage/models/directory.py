@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
-from storage.sealed import SealedText
+from storage.sealing import SealedText
 
 
 class Listed(SQLModel):
@@ -98,7 +98,7 @@ class Conflict(Listed, table=True):
     id: int | None = Field(default=None, primary_key=True)
     inspector_id: str = Field(foreign_key="inspectors.id", index=True)
     object_id: str = Field(foreign_key="objects.id", index=True)
-    reason: str = Field(default="", sa_type=SealedText)  # the declaration: sealed at rest (storage.sealed)
+    reason: str = Field(default="", sa_type=SealedText)  # the declaration: sealed at rest (storage.sealing)
     origin: str = "import"  # import | recusal
     declared_at: datetime = Field(default_factory=utcnow)
 

@@ -6,7 +6,7 @@ from sqlalchemy import JSON, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
-from storage.sealed import SealedText
+from storage.sealing import SealedText
 
 
 class Task(SQLModel, table=True):

@@ -37,10 +37,10 @@ from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from bot.dingtalk.sign import WINDOW_MS, robot_sign
 from bot.rules.arguments import parse_arguments
-from bot.sealing import new_key
 from bot.settings import Settings
 from bot.wecom.callback import REPLAY_WINDOW
 from storage.db import transaction
+from storage.sealing import new_key
 from tests.batch_district import OBJECTS, seed_district
 from tests.fakes.wecom import AIBOT_AES_KEY, APP_AES_KEY
 from tests.fuzz.bodies import (
