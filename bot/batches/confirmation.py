@@ -6,14 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from bot.batches.inspection import open_team_locked
 from bot.batches.lifecycle import advance
 from bot.refusal import Refusal
 from storage import audit
-from storage.models import Assignment, Batch, Task
-
-OPEN = ("drawn", "in_progress")
+from storage.models import Assignment, Task
 
 
 @dataclass(frozen=True)
@@ -26,18 +25,7 @@ class Confirmed:
 
 def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: datetime) -> Confirmed:
     """Record ``inspector_id``'s declaration of no conflict on ``task_id`` (谁检查: only their own)."""
-    task = session.get(Task, task_id)
-    if task is None:
-        raise Refusal("unknown_task", task=task_id)
-    batch = session.get_one(Batch, task.batch_id)
-    if batch.status not in OPEN:
-        raise Refusal("task_closed", task=task_id, status=batch.status)
-    # Locked (PostgreSQL): a click and a typed 确认 handled at once on two instances must
-    # not both find it unconfirmed.
-    team = session.exec(select(Assignment).where(Assignment.task_id == task_id).with_for_update()).all()
-    mine = next((a for a in team if a.inspector_id == inspector_id), None)
-    if mine is None:
-        raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
+    task, batch, team, mine = open_team_locked(session, task_id, inspector_id)
     if mine.status == "recused":
         raise Refusal("already_recused", task=task_id)
     if mine.status == "confirmed":

@@ -43,6 +43,25 @@ def own_task(session: Session, task_id: int, inspector_id: str | None, *,
     return task, batch, mine
 
 
+def open_team_locked(session: Session, task_id: int, inspector_id: str) -> tuple[Task, Batch, list[Assignment],
+                                                                                 Assignment]:
+    """The task of an open batch, its whole team in order, locked, and the caller's place
+    on it (recused or not). Locked (PostgreSQL): a click and a typed answer handled at once
+    on two instances must not both find the caller's place unanswered."""
+    task = session.get(Task, task_id)
+    if task is None:
+        raise Refusal("unknown_task", task=task_id)
+    batch = session.get_one(Batch, task.batch_id)
+    if batch.status not in OPEN:
+        raise Refusal("task_closed", task=task_id, status=batch.status)
+    team = list(session.exec(select(Assignment).where(Assignment.task_id == task_id)
+                             .order_by(col(Assignment.position)).with_for_update()))
+    mine = next((a for a in team if a.inspector_id == inspector_id), None)
+    if mine is None:
+        raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
+    return task, batch, team, mine
+
+
 def mark_inspected(session: Session, actor: str, task_id: int, inspector_id: str | None, on: date, today: date,
                    now: datetime) -> Inspected:
     """Record the inspection date; only once, only after the team confirmed (art. 12)."""

@@ -11,13 +11,11 @@ from datetime import date, datetime
 from sqlalchemy import true
 from sqlmodel import Session, col, select
 
-from bot.refusal import Refusal
+from bot.batches.inspection import open_team_locked
 from bot.rules import matching
 from storage import audit
 from storage.models import Assignment, Batch, Conflict, Inspector, Task, utcnow
 from storage.sealing import sealer_of
-
-OPEN = ("drawn", "in_progress")
 
 
 @dataclass(frozen=True)
@@ -30,17 +28,7 @@ class Recused:
 def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason: str, on: date,
            now: datetime | None = None) -> Recused:
     """Take ``inspector_id`` off task ``task_id`` for ``reason`` and draw a replacement."""
-    task = session.get(Task, task_id)
-    if task is None:
-        raise Refusal("unknown_task", task=task_id)
-    batch = session.get_one(Batch, task.batch_id)
-    if batch.status not in OPEN:
-        raise Refusal("task_closed", task=task_id, status=batch.status)
-    assignments = list(session.exec(select(Assignment).where(Assignment.task_id == task.id)
-                                    .order_by(col(Assignment.position)).with_for_update()))  # as in confirm
-    mine = next((a for a in assignments if a.inspector_id == inspector_id), None)
-    if mine is None:
-        raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
+    task, batch, assignments, mine = open_team_locked(session, task_id, inspector_id)
     if mine.status == "recused":
         replacement = next((a.inspector_id for a in assignments if a.position > mine.position
                             and a.origin == "replacement"), None)
