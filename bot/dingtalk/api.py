@@ -3,7 +3,7 @@ the database by every instance (``bot.chat.access_token``), sent as the
 ``x-acs-dingtalk-access-token`` header on ``api_base`` and as ``access_token`` on the
 legacy ``oapi_base``; a 401 means "fetch a new token" (as the official SDK does).
 
-Errors are classified here, once: ``Unreachable`` (no answer, or a 5xx: DingTalk may
+Errors are classified here: ``Unreachable`` (``bot.chat.transport``: no answer, or a 5xx: DingTalk may
 or may not have acted) versus ``Refused`` (a 4xx with DingTalk's ``code``).
 """
 
@@ -19,19 +19,12 @@ from sqlalchemy import Engine
 from bot.chat.access_token import SharedAccessToken, TokenUnavailable
 from bot.chat.events import MediaGone
 from bot.chat.media import MEDIA_TIMEOUT, read_media
+from bot.chat.transport import Unreachable, transport_failures
 from bot.settings import DingTalkSettings
 
 log = logging.getLogger(__name__)
 
 TIMEOUT = aiohttp.ClientTimeout(total=10)  # also bounds how late a claimed send can land (rate limits)
-
-
-class Unreachable(Exception):
-    """DingTalk did not answer usably; ``in_doubt`` when the request may have been acted on."""
-
-    def __init__(self, reason: str, *, in_doubt: bool) -> None:
-        super().__init__(reason)
-        self.in_doubt = in_doubt
 
 
 class Refused(Exception):
@@ -127,7 +120,7 @@ class DingTalkAPI:
         return answer["accessToken"], int(answer.get("expireIn", 7200))
 
     async def _request(self, method: str, url: str, **kwargs: Any) -> dict:
-        try:
+        with transport_failures():
             async with self.http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
                 if response.status >= 500:
                     raise Unreachable(f"HTTP {response.status}", in_doubt=True)
@@ -142,9 +135,3 @@ class DingTalkAPI:
                 if not isinstance(answer, dict):
                     raise Unreachable("answer is not a JSON object", in_doubt=True)
                 return answer
-        except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise Unreachable(type(exc).__name__, in_doubt=True) from None
-        except aiohttp.ClientConnectorError as exc:  # never connected: DingTalk has nothing
-            raise Unreachable(type(exc).__name__, in_doubt=False) from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise Unreachable(type(exc).__name__, in_doubt=True) from None

@@ -2,7 +2,7 @@
 database by every instance (``bot.chat.access_token``), refreshed early and whenever
 WeCom refuses it.
 
-Errors are classified here, once: ``Unreachable`` (no answer, or a 5xx — the platform
+Errors are classified here: ``Unreachable`` (``bot.chat.transport``: no answer, or a 5xx — the platform
 may or may not have acted) versus a JSON answer whose ``errcode`` the caller reads.
 """
 
@@ -17,20 +17,13 @@ from sqlalchemy import Engine
 from bot.chat.access_token import SharedAccessToken, TokenUnavailable
 from bot.chat.events import MediaGone
 from bot.chat.media import MEDIA_TIMEOUT, read_media
+from bot.chat.transport import Unreachable, transport_failures
 from bot.settings import WeComSettings
 
 log = logging.getLogger(__name__)
 
 TOKEN_ERRORS = {40014, 42001, 41001, 40001}  # invalid, expired, missing token; "invalid credential"
 TIMEOUT = aiohttp.ClientTimeout(total=10)  # also bounds how late a claimed send can land (rate limits)
-
-
-class Unreachable(Exception):
-    """WeCom did not answer usably; ``in_doubt`` when the request may have been acted on."""
-
-    def __init__(self, reason: str, *, in_doubt: bool) -> None:
-        super().__init__(reason)
-        self.in_doubt = in_doubt
 
 
 
@@ -101,19 +94,13 @@ class WeComAPI:
 
     async def _request(self, method: str, path: str, *, absolute: bool = False, **kwargs: Any) -> dict:
         url = path if absolute else f"{self.base}/cgi-bin/{path}"
-        try:
+        with transport_failures():
             async with self.http.request(method, url, timeout=TIMEOUT, **kwargs) as response:
                 if response.status >= 500:
                     raise Unreachable(f"HTTP {response.status}", in_doubt=True)
                 if response.status != 200:
                     raise Unreachable(f"HTTP {response.status}", in_doubt=False)
                 return await response.json(content_type=None)
-        except (TimeoutError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise Unreachable(type(exc).__name__, in_doubt=True) from None
-        except aiohttp.ClientConnectorError as exc:  # never connected: WeCom has nothing
-            raise Unreachable(type(exc).__name__, in_doubt=False) from None
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise Unreachable(type(exc).__name__, in_doubt=True) from None
 
     async def token(self) -> str:
         try:
