@@ -9,7 +9,7 @@ Starts, each in its own process:
 * ``--instances`` bare aiohttp apps (``wecom_load.run_bare``) whose ``POST /wecom/callback``
   reads the body and answers an empty 200: the floor any aiohttp handler pays on this machine;
 * a fresh PostgreSQL database on the server of ``--db-url`` (dropped after), migrated and
-  seeded as an operator would, through the CLI: the small district of ``tests/batch_district.py``
+  seeded as an operator would, through the CLI: the small district of ``tests/support/batch_district.py``
   with WeCom accounts for its eight inspectors, and a batch of 20 objects published and drawn,
   whose task cards the bot sends to the inspectors before the load starts;
 * ``--instances`` bot instances, ``shuangsui serve`` on that database with one configuration,
@@ -66,7 +66,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/batch_district.py
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # the checkout: tests/support/batch_district.py
 
 from harness import (
     Column,
@@ -216,7 +216,7 @@ class Traffic:
         return Entry(i % instances, query, body, f"app:msg:{msg_id}", KINDS.index(kind))
 
     def _click(self, i: int, seat: Seat) -> Entry:
-        """The inspector clicks 无利害关系 on the task card (B.4, as tests/fakes/wecom.py ``click`` sends it)."""
+        """The inspector clicks 无利害关系 on the task card (B.4, as the fake WeCom of tests/support/fakes sends it)."""
         mix = self.mix
         created = mix.clock0 - (self.clicks[seat.assignment] * mix.procs + mix.proc)
         self.clicks[seat.assignment] += 1
@@ -380,10 +380,10 @@ def cli(env: dict, work: Path, *argv: str) -> str:
 
 
 def seed(env: dict, work: Path) -> str:
-    """Migrate, import the district of tests/batch_district.py (inspectors with WeCom accounts),
+    """Migrate, import the district of tests/support/batch_district.py (inspectors with WeCom accounts),
     create, publish and draw a batch of 20 objects; returns the batch id."""
-    from tests.batch_district import INSPECTORS as INSPECTOR_ROWS
-    from tests.batch_district import ITEMS, OBJECTS, TEAMS, UNITS
+    from tests.support.batch_district import INSPECTORS as INSPECTOR_ROWS
+    from tests.support.batch_district import ITEMS, OBJECTS, TEAMS, UNITS
 
     lines = INSPECTOR_ROWS.splitlines()
     inspectors = "\n".join([lines[0] + ",wecom_userid"] + [f"{line},insp{n:02d}" for n, line in

@@ -1,6 +1,12 @@
-"""Test databases: every storage test runs on SQLite, and on PostgreSQL when
+"""What every layer of the tests stands on.
+
+Test databases: every storage test runs on SQLite, and on PostgreSQL when
 ``SHUANGSUI_TEST_PG_URL`` names a server (CI always sets it). Each PostgreSQL run
-creates its own database and drops it at the end."""
+creates its own database and drops it at the end.
+
+The chat platforms: the fake WeCom and the fake DingTalk, the real bot wired to each (DingTalk
+over HTTP or Stream), and the district's people talking to it (``*_walk``; the helpers behind
+them are in tests/support/)."""
 
 from __future__ import annotations
 
@@ -14,17 +20,15 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, SQLModel
 
+from bot.app import create_app
 from storage import schema
 from storage.db import make_engine
 from storage.sealing import Sealer, new_key
-from tests.dingtalk_bot import (  # noqa: F401  (the fake DingTalk and the bot on it, over HTTP or Stream)
-    dingtalk,
-    dingtalk_bot,
-    dingtalk_stream_bot,
-    dingtalk_stream_walk,
-    dingtalk_walk,
-)
-from tests.wecom_bot import bot, wecom, wecom_walk  # noqa: F401  (the fake WeCom and the bot wired to it)
+from tests.support.batch_district import seed_district
+from tests.support.dingtalk_bot import DingTalkWalk, start_bot
+from tests.support.fakes.dingtalk import FakeDingTalk
+from tests.support.fakes.wecom import FakeWeCom
+from tests.support.wecom_bot import USERS, Walk, fake_wecom, link_inspectors, wecom_settings
 
 PG_ENV = "SHUANGSUI_TEST_PG_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)]
@@ -120,3 +124,66 @@ def engine(db_url, sealing_key):
 def session(engine):
     with Session(engine, expire_on_commit=False) as session:
         yield session
+
+
+# ----- the chat platforms: the fakes, the bot on each, the district's people ------------------------------------------
+
+
+@pytest.fixture
+async def wecom(aiohttp_server):
+    fake = fake_wecom()
+    server = await aiohttp_server(fake.app())
+    fake.base_url = str(server.make_url("")).rstrip("/")
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def bot(engine, tmp_path, wecom: FakeWeCom, aiohttp_server):
+    seed_district(engine, tmp_path)
+    link_inspectors(engine)
+    settings = wecom_settings(wecom)
+    app = create_app(settings, engine, ticker=False)
+    server = await aiohttp_server(app)
+    wecom.bot_url = str(server.make_url("")).rstrip("/")
+    return app
+
+
+@pytest.fixture
+def wecom_walk(bot, wecom, engine):
+    return Walk(wecom, engine, bot)
+
+
+@pytest.fixture
+async def dingtalk(aiohttp_server):
+    fake = FakeDingTalk(users=USERS)
+    server = await aiohttp_server(fake.app())
+    fake.base_url = str(server.make_url("")).rstrip("/")
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def dingtalk_bot(engine, tmp_path, dingtalk, aiohttp_server, unused_tcp_port):
+    return await start_bot(engine, tmp_path, dingtalk, aiohttp_server, unused_tcp_port, "http")
+
+
+@pytest.fixture
+async def dingtalk_stream_bot(engine, tmp_path, dingtalk, aiohttp_server, unused_tcp_port):
+    return await start_bot(engine, tmp_path, dingtalk, aiohttp_server, unused_tcp_port, "stream")
+
+
+@pytest.fixture
+def dingtalk_walk(dingtalk_bot, dingtalk, engine):
+    return DingTalkWalk(dingtalk, engine, dingtalk_bot)
+
+
+@pytest.fixture
+def dingtalk_stream_walk(dingtalk_stream_bot, dingtalk, engine):
+    return DingTalkWalk(dingtalk, engine, dingtalk_stream_bot)
+
+
+@pytest.fixture(params=["wecom", "dingtalk", "dingtalk_stream"])
+def walk(request):
+    """The district's people on one platform: WeCom, DingTalk over HTTP, DingTalk over Stream."""
+    return request.getfixturevalue(f"{request.param}_walk")

@@ -11,7 +11,7 @@ import pytest
 
 from storage.db import make_engine
 from tests.fuzz.harness import make_gate
-from tests.wecom_bot import fake_wecom, wecom_settings
+from tests.support.wecom_bot import fake_wecom, wecom_settings
 
 
 @pytest.fixture

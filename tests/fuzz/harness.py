@@ -37,12 +37,8 @@ from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from bot.dingtalk.sign import WINDOW_MS, robot_sign
 from bot.rules.arguments import parse_arguments
-from bot.settings import Settings
 from bot.wecom.callback import REPLAY_WINDOW
 from storage.db import transaction
-from storage.sealing import new_key
-from tests.batch_district import OBJECTS, seed_district
-from tests.fakes.wecom import AIBOT_AES_KEY, APP_AES_KEY
 from tests.fuzz.bodies import (
     broken_json,
     dumps,
@@ -56,7 +52,10 @@ from tests.fuzz.bodies import (
     timestamps,
     without_nul,
 )
-from tests.wecom_bot import fake_wecom, link_inspectors, wecom_settings
+from tests.support.batch_district import OBJECTS, seed_district
+from tests.support.dingtalk_bot import EVENT_KEY, EVENT_TOKEN, SECRET, edge_settings
+from tests.support.fakes.wecom import AIBOT_AES_KEY, APP_AES_KEY
+from tests.support.wecom_bot import fake_wecom, link_inspectors, wecom_settings
 
 SUPPRESSED = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
               HealthCheck.filter_too_much]
@@ -72,25 +71,9 @@ def fuzz(examples: int):
                     suppress_health_check=SUPPRESSED, derandomize=not EXPLORE)
 
 
-# The DingTalk app the gates are configured with: the fake's app key and secret (which signs
-# robot messages), and the token and key of the event-subscription crypto.
-SECRET = "fake-app-secret"
-EVENT_TOKEN, EVENT_KEY = "eventtoken1", "FakeDingTalkEventAESKeyForTests0123456789ab"
-
-
-def dingtalk_settings() -> Settings:
-    """DingTalk's HTTP callbacks and event subscription on (its API unreachable: workers are off)."""
-    return Settings(dingtalk={"app_key": "dingfakeappkey", "app_secret": SECRET, "robot_code": "dingfakeappkey",
-                              "api_base": "http://127.0.0.1:9", "oapi_base": OAPI,
-                              "card_template_id": "shuangsui_task.schema", "event_token": EVENT_TOKEN,
-                              "event_aes_key": EVENT_KEY},
-                    security={"keys": [new_key()]})
-
-
 APP_CRYPT = MsgCrypt("faketoken123", APP_AES_KEY, "wwfakecorp")
 AIBOT_CRYPT = MsgCrypt("fakeaibot456", AIBOT_AES_KEY, "")
 EVENT_CRYPT = MsgCrypt(EVENT_TOKEN, EVENT_KEY, "dingfakeappkey")
-OAPI = "https://oapi.dingtalk.com"
 MARGIN = 10  # seconds kept away from the edge of a replay window (the clock moves during a test)
 
 
@@ -183,7 +166,7 @@ class Gate:
 
 async def make_gate(platform: str, aiohttp_client, engine) -> Gate:
     """The app with WeCom's or DingTalk's callbacks configured (workers off), and its client."""
-    config = wecom_settings(fake_wecom()) if platform == "wecom" else dingtalk_settings()
+    config = wecom_settings(fake_wecom()) if platform == "wecom" else edge_settings()
     gate = Gate(await aiohttp_client(create_app(config, engine, workers=False)), engine)
     gate.card_key = card_keys(config)[0]
     return gate

@@ -28,7 +28,7 @@ from bot.rules.arguments import ENGLISH, KEYS, ArgumentError, normalise, parse_a
 from storage.models import Assignment, Task
 from tests.fuzz.bodies import hostile_text, without_nul
 from tests.fuzz.harness import drawn_district, fuzz, is_pg, label, note, pg_only
-from tests.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD
+from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD
 
 # ----- the command parser ---------------------------------------------------------------------------------------------
 

@@ -30,9 +30,6 @@ from tests.fuzz.bodies import (
 )
 from tests.fuzz.harness import (
     EVENT_CRYPT,
-    OAPI,
-    SECRET,
-    dingtalk_settings,
     extra_headers,
     fresh_within,
     fuzz,
@@ -45,6 +42,7 @@ from tests.fuzz.harness import (
     robot_headers,
     target,
 )
+from tests.support.dingtalk_bot import OAPI, SECRET, edge_settings
 
 SIGNS = ["valid", "other_secret", "random", "empty", "missing", "other_timestamp", "urlsafe", "lowercase"]
 
@@ -257,7 +255,7 @@ async def test_dingtalk_stream_frames(data, topic):
         taken.append(event)
         return True
 
-    key = card_keys(dingtalk_settings())[0]
+    key = card_keys(edge_settings())[0]
     if topic == "robot":
         body = data.draw(robot_bodies())
         handler = Topic(lambda d: robot_event(d, OAPI), take, "OK", lambda *observed: None)

@@ -21,9 +21,9 @@ from sqlalchemy import select
 from storage.importing import KINDS, import_file
 from storage.importing import values as cell_values
 from storage.importing.sheets import cell_text, decode
-from tests.batch_district import seed_district
 from tests.fuzz.bodies import grown, hostile_text, row_counts, without_nul
 from tests.fuzz.harness import OBJECT_IDS, fuzz, is_pg, label, note, pg_only
+from tests.support.batch_district import seed_district
 
 CELL_VALUES = st.sampled_from([
     "S-DC", "S-XC", "U-XY", "U-NOPE", *[f"I0{n}" for n in range(1, 9)], "A01", "A02", "A03", "A99", "T1", *OBJECT_IDS,

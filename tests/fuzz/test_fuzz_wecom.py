@@ -47,7 +47,7 @@ from tests.fuzz.harness import (
     sealed,
     target,
 )
-from tests.wecom_bot import ADMIN, fake_wecom
+from tests.support.wecom_bot import ADMIN, fake_wecom
 
 
 def wecom_opens(entry: str, pairs: list, body: bytes) -> bytes | None:

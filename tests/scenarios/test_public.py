@@ -1,0 +1,263 @@
+"""一公开 (SPEC §7, DRAW.md §7): the public pages over HTTP, what they must never show,
+the draw re-checked with the downloaded verifier, the static export's links, the results
+feed, and the ``public`` commands. The browser walk is in tests/browser/test_public_browser.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from openpyxl import load_workbook
+from sqlmodel import Session, select
+
+from bot.app import create_app
+from bot.batches.export import record
+from bot.cli import main
+from bot.public.disclosure import object_page
+from bot.public.export import NotEmpty, export_site
+from bot.public.feeds import COLUMNS
+from bot.public.site import Site
+from storage.models import Assignment, Batch, Conflict, Inspector, Task
+from tests.support.batch_district import seed_district
+from tests.support.public_district import RECUSAL_REASON, RETURN_REASON, UNPUBLISHED_NOTE, disclose
+from tests.support.results_district import SETTINGS
+
+
+@pytest.fixture
+def disclosed(engine, tmp_path):
+    seed_district(engine, tmp_path)
+    return disclose(engine, tmp_path)
+
+
+@pytest.fixture
+async def client(aiohttp_client, engine, disclosed):
+    return await aiohttp_client(create_app(SETTINGS, engine, workers=False))
+
+
+async def text(client, path: str, status: int = 200) -> str:
+    response = await client.get(path)
+    assert response.status == status, path
+    return await response.text()
+
+
+async def test_every_page_kind_over_http(client, engine, disclosed):
+    drawn, waiting = disclosed.drawn, disclosed.published_only
+    index = await text(client, "/public/index.html")
+    assert drawn in index and waiting in index and disclosed.draft not in index
+    assert (await client.get("/public/", allow_redirects=False)).headers["Location"] == "/public/index.html"
+    assert "《企业信息公示暂行条例》第十四条" in await text(client, "/public/items.html")
+    plans = await text(client, "/public/plans.html")
+    assert "上级部署提高抽查比例" in plans and "10% → 12.5%" in plans
+    plan = await text(client, f"/public/batches/{waiting}.html")
+    with Session(engine) as session:
+        batch = session.get(Batch, waiting)
+        assert batch.commitment in plan and "2026年12月1日上证指数收盘价" in plan and "尚未抽取" in plan
+        assert batch.secret is None  # not revealed before the draw …
+    assert "draw.html" not in plan
+    await text(client, f"/public/batches/{waiting}/draw.html", 404)  # … and no draw record either
+    await text(client, f"/public/batches/{disclosed.draft}.html", 404)  # a draft is not public
+    draw_page = await text(client, f"/public/batches/{drawn}/draw.html")
+    with Session(engine) as session:
+        batch = session.get(Batch, drawn)
+        assert batch.secret in draw_page and batch.seed in draw_page
+        expected = record(session, batch)
+    assert "python3 verifier.py" in draw_page and "shuangsui verify" in draw_page
+    assert json.loads(await text(client, f"/public/batches/{drawn}/record.json")) == expected
+    pool = await text(client, f"/public/batches/{drawn}/pool-main.txt")
+    assert len(pool.splitlines()) == expected["strata"][0]["pool_size"]
+    results = await text(client, f"/public/batches/{drawn}/results.html")
+    assert "未发现问题" in results and "发现问题已责令改正" in results and "其余 2 项" in results
+    with Session(engine) as session:
+        first = session.get(Task, disclosed.published_tasks[0])
+    credit = await text(client, f"/public/objects/{object_page(first.object_id)}.html")
+    assert "未发现问题" in credit and drawn in credit
+    assert first.object_id in await text(client, "/public/objects.html")
+    await text(client, "/public/objects/no-such-object.html", 404)
+    missing = await client.get("/public/../app.py")
+    assert missing.status == 404
+
+
+async def test_search_by_name_or_code(client, disclosed):
+    found = await text(client, "/public/search.html?q=对象1")
+    assert "对象10" in found and "对象1" in found
+    assert "911506020000000007" in await text(client, "/public/search.html?q=0000000007")
+    assert "没有找到" in await text(client, "/public/search.html?q=%25_%25")  # LIKE wildcards are literal
+    assert "没有找到" not in await text(client, "/public/search.html?q=")
+
+
+async def test_downloads_are_files_and_pages_forbid_scripts(client, disclosed):
+    response = await client.get("/public/results.csv")
+    assert response.headers["Content-Disposition"].startswith("attachment")
+    page = await client.get("/public/index.html")
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def forbidden(engine) -> list[str]:
+    """What no public page or file may contain: inspectors (names, ids, certificates, platform
+    accounts), conflict declarations, recusal and return reasons, unpublished remarks."""
+    with Session(engine) as session:
+        words = [RECUSAL_REASON, RETURN_REASON, UNPUBLISHED_NOTE]
+        for inspector in session.exec(select(Inspector)).all():
+            words += [inspector.name, inspector.wecom_userid, inspector.dingtalk_userid,
+                      f">{inspector.id}<", f'"{inspector.id}"', inspector.certificate_no + "<"]
+        words += [c.reason for c in session.exec(select(Conflict)).all() if c.reason]
+        words += [a.recusal_reason for a in session.exec(select(Assignment)).all() if a.recusal_reason]
+    return [w for w in words if w]
+
+
+async def test_nothing_private_is_disclosed(client, engine, disclosed, tmp_path):
+    bad = forbidden(engine)
+    assert RECUSAL_REASON in bad and "检查员1" in bad
+    with Session(engine) as session:
+        files = list(Site(session, SETTINGS).everything())
+    served = [await text(client, "/public/search.html?q=对象"), await text(client, "/public/search.html?q=检查员")]
+    export_site(engine, SETTINGS, tmp_path / "site")
+    exported = [p.read_bytes() for p in (tmp_path / "site").rglob("*") if p.is_file()]
+    texts = [f.body.decode("utf-8", "ignore") for f in files] + served + [b.decode("utf-8", "ignore") for b in exported]
+    texts.append(" ".join(str(c.value) for row in load_workbook(io.BytesIO(
+        next(f.body for f in files if f.path == "results.xlsx"))).active.iter_rows() for c in row))
+    for content in texts:
+        for word in bad:
+            assert word not in content
+    with Session(engine) as session:  # the pending result's object shows no result at all
+        pending = session.get(Task, disclosed.pending_task)
+        page = Site(session, SETTINGS).get(f"objects/{object_page(pending.object_id)}.html").body.decode()
+    assert "暂无已公示的抽查检查结果" in page
+
+
+async def test_the_downloaded_verifier_checks_the_downloaded_record(client, disclosed, tmp_path):
+    folder = tmp_path / "核验"
+    folder.mkdir()
+    for name in ("record.json", "pool-main.txt"):
+        (folder / name).write_bytes(await (await client.get(f"/public/batches/{disclosed.drawn}/{name}")).read())
+    verifier = tmp_path / "verifier.py"
+    verifier.write_bytes(await (await client.get("/public/verifier.py")).read())
+
+    def run() -> subprocess.CompletedProcess:
+        # -I: isolated, nothing of ours on the path; the verifier needs only the standard library.
+        return subprocess.run([sys.executable, "-I", str(verifier), str(folder)], capture_output=True, text=True,
+                              cwd=tmp_path, timeout=60)
+
+    ok = run()
+    assert ok.returncode == 0 and ok.stdout.startswith("SSR-1 OK"), ok.stdout + ok.stderr
+    pool = (folder / "pool-main.txt").read_text(encoding="utf-8")
+    first = pool.splitlines()[0]
+    (folder / "pool-main.txt").write_text(pool.replace(first, first.rsplit("|", 1)[0] + "|9", 1), encoding="utf-8")
+    tampered = run()
+    assert tampered.returncode == 1 and "MISMATCH" in tampered.stdout and "pool" in tampered.stdout.lower()
+    (folder / "pool-main.txt").write_text(pool, encoding="utf-8")
+    data = json.loads((folder / "record.json").read_text(encoding="utf-8"))
+    data["strata"][0]["selected"][0]["id"] = data["strata"][0]["selected"][-1]["id"]
+    (folder / "record.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    tampered = run()
+    assert tampered.returncode == 1 and "MISMATCH" in tampered.stdout and "select" in tampered.stdout.lower()
+
+
+class Links(HTMLParser):
+    """Hrefs and ids of a page, and whether its elements nest properly."""
+
+    VOID = {"meta", "link", "br", "img", "input", "hr", "wbr", "source", "col", "area", "base"}
+    OPTIONAL_END = {"li", "p", "dt", "dd", "tr", "td", "th", "option", "thead", "tbody"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs, self.ids, self.stack, self.problems = [], set(), [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("href", "action", "src"):
+            if attrs.get(name):
+                self.hrefs.append(attrs[name])
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        while self.stack and self.stack[-1] != tag and self.stack[-1] in self.OPTIONAL_END:
+            self.stack.pop()
+        if not self.stack or self.stack[-1] != tag:
+            self.problems.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+
+def test_static_export_has_no_broken_links(engine, disclosed, tmp_path):
+    out = tmp_path / "site"
+    written = export_site(engine, SETTINGS, out)
+    assert set(written) == {"html", "json", "txt", "csv", "xlsx", "py"}
+    pages = {p: Links() for p in out.rglob("*.html")}
+    for path, parser in pages.items():
+        parser.feed(path.read_text(encoding="utf-8"))
+        parser.close()
+        assert not parser.problems and parser.stack == [], (path, parser.problems, parser.stack)
+    checked = 0
+    for path, parser in pages.items():
+        for href in parser.hrefs:
+            parts = urlsplit(href)
+            assert not parts.scheme and not parts.netloc and not href.startswith("/"), (path, href)  # offline
+            target = (path.parent / unquote(parts.path)).resolve() if parts.path else path
+            assert target.is_file(), f"{path.relative_to(out)} links to missing {href}"
+            if parts.fragment:
+                assert parts.fragment in pages[target].ids, (path, href)
+            checked += 1
+    assert checked > 50
+    assert not (out / "search.html").exists()  # a static site cannot search: objects.html instead
+    with pytest.raises(NotEmpty):
+        export_site(engine, SETTINGS, out)
+
+
+def test_results_feed_layout(engine, disclosed):
+    with Session(engine) as session:
+        site = Site(session, SETTINGS)
+        rows = list(csv.reader(io.StringIO(site.get("results.csv").body.decode("utf-8-sig"))))
+        sheet = load_workbook(io.BytesIO(site.get("results.xlsx").body)).active
+        tasks = [session.get(Task, t) for t in disclosed.published_tasks]
+    assert tuple(rows[0]) == COLUMNS
+    assert [r[0] for r in rows[1:]] == [t.object_id for t in tasks]
+    assert [r[5:7] for r in rows[1:]] == [["1", "未发现问题"], ["5", "发现问题已责令改正"]]
+    assert all(r[2] == disclosed.drawn and r[4] == "A01" and r[7] and r[8] and r[9] for r in rows[1:])
+    assert [[str(c.value) for c in row] for row in sheet.iter_rows()] == rows
+
+
+@pytest.fixture
+def cli(engine, db_url, sealing_key, disclosed, monkeypatch, capsys):
+    monkeypatch.setenv("SHUANGSUI__DATABASE__URL", db_url)
+    monkeypatch.setenv("SHUANGSUI__SECURITY__KEYS", f'["{sealing_key}"]')  # the keys the database is sealed with
+
+    def run(*argv):
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_public_commands(cli, tmp_path):
+    code, out, err = cli("public", "export", "--out", tmp_path / "site")
+    assert code == 0 and out == "" and "index.html" in err and "个文件" in err
+    assert (tmp_path / "site" / "index.html").is_file()
+    code, _, err = cli("public", "export", "--out", tmp_path / "site")
+    assert code == 1 and "空文件夹" in err
+    code, out, err = cli("public", "results", "--out", tmp_path / "结果.csv")
+    assert code == 0 and out == "" and "2 条" in err
+    assert (tmp_path / "结果.csv").read_bytes().startswith(b"\xef\xbb\xbfcredit_code,")
+    assert cli("public", "results", "--out", tmp_path / "结果.xlsx")[0] == 0
+    code, _, err = cli("public", "results", "--out", tmp_path / "结果.pdf")
+    assert code == 1 and ".csv" in err
+
+
+def test_object_page_names_are_safe_file_names():
+    assert object_page("91150602MA0N000001") == "91150602MA0N000001"
+    assert object_page("L-产品-0007") == "L-产品-0007"
+    for unsafe in ("a/b", "..", "x y", "C:\\x", "a" * 200, ""):
+        name = object_page(unsafe)
+        assert name.startswith("o-") and len(name) == 18 and Path(name).name == name
