@@ -4,7 +4,7 @@ to the messages it caused.
 
 What goes into a log line is decided where it is written: never a secret, a token, a
 decrypted body or what a person typed (the pipeline logs where a delivery came from
-and what failed, not its text); ``tests/test_logs.py`` greps a whole scenario's logs.
+and what failed, not its text); ``tests/operations/test_logs.py`` greps a whole scenario's logs.
 """
 
 from __future__ import annotations
