@@ -20,11 +20,11 @@ OPEN = ("drawn", "in_progress")
 class Confirmed:
     task: Task
     accepted: bool  # the whole team has now confirmed
+    assignment: Assignment  # the confirming inspector's place on the team
     already: bool = False  # confirmed before: nothing changed
-    assignment: Assignment | None = None  # the confirming inspector's place on the team
 
 
-def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: datetime) -> Confirmed:
+def confirm(session: Session, actor: str, task_id: int, inspector_id: str | None, now: datetime) -> Confirmed:
     """Record ``inspector_id``'s declaration of no conflict on ``task_id`` (谁检查: only their own)."""
     task = session.get(Task, task_id)
     if task is None:
