@@ -10,18 +10,19 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, func
-from sqlmodel import select
+from sqlmodel import col, select
 
 import handlers
 from bot import logs
 from bot.chat import platforms
-from bot.chat.dispatcher import Dispatcher
+from bot.chat.dispatcher import Dispatcher, Sender
 from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
 from bot.console.routes import routes as console_routes
@@ -174,24 +175,24 @@ def instance_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-async def _workers(app: web.Application):
+async def _workers(app: web.Application) -> AsyncIterator[None]:
     """The dispatcher and the inbound sweeper, for as long as the app runs."""
     settings, engine, pipeline = app[SETTINGS], app[ENGINE], app[PIPELINE]
     entries = platforms.entries(settings)
     async with aiohttp.ClientSession() as http:
-        senders = []
+        senders: list[Sender] = []
         if platforms.sends(settings, platforms.WECOM):
-            api = WeComAPI(settings.wecom, engine, pipeline.owner, http)
-            senders.append(WeComSender(settings, api))
-            pipeline.fetchers["wecom"] = api.media
+            wecom_api = WeComAPI(settings.wecom, engine, pipeline.owner, http)
+            senders.append(WeComSender(settings, wecom_api))
+            pipeline.fetchers["wecom"] = wecom_api.media
         stop = asyncio.Event()
         loops = []
         dingtalk = settings.dingtalk
         if platforms.sends(settings, platforms.DINGTALK):
             keys = card_keys(settings)
-            api = DingTalkAPI(dingtalk, engine, pipeline.owner, http)
-            senders.append(DingTalkSender(settings, api, keys[0]))
-            pipeline.fetchers["dingtalk"] = api.media
+            dingtalk_api = DingTalkAPI(dingtalk, engine, pipeline.owner, http)
+            senders.append(DingTalkSender(settings, dingtalk_api, keys[0]))
+            pipeline.fetchers["dingtalk"] = dingtalk_api.media
             if platforms.DINGTALK_STREAM in entries:
                 app[STREAM] = stream = StreamIngress(dingtalk, pipeline.take, keys, http,
                                                      observe=app[METRICS].delivered)
@@ -199,7 +200,7 @@ async def _workers(app: web.Application):
             else:
                 # Its own secret, derived one way: never the key that signs our card tokens.
                 api_secret = base64.urlsafe_b64encode(hmac.new(keys[0], b"apiSecret", "sha256").digest()[:24]).decode()
-                loops.append(asyncio.create_task(register_card_callback(api, settings, api_secret, stop)))
+                loops.append(asyncio.create_task(register_card_callback(dingtalk_api, settings, api_secret, stop)))
         if platforms.sends(settings, platforms.CONSOLE):
             senders.append(ConsoleSender(engine))
         app[DISPATCHER] = dispatcher = Dispatcher(engine, settings, senders, pipeline.owner,
@@ -249,12 +250,12 @@ async def home(request: web.Request) -> web.Response:
 
 
 def _directory_counts(engine: Engine) -> list[tuple[str, int]]:
-    from storage.models import InspectionObject, Inspector, Item, Team, Unit
+    from storage.models import InspectionObject, Inspector, Item, Listed, Team, Unit
 
     labels = say("pages", "directory_labels").split(",")
-    models = (Unit, InspectionObject, Inspector, Team, Item)
+    models: tuple[type[Listed], ...] = (Unit, InspectionObject, Inspector, Team, Item)
     with reading(engine) as session:
-        return [(label, session.exec(select(func.count()).select_from(m).where(m.listed)).one())
+        return [(label, session.exec(select(func.count()).select_from(m).where(col(m.listed))).one())
                 for label, m in zip(labels, models, strict=True)]
 
 

@@ -21,9 +21,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextvars import ContextVar
+from datetime import datetime
 from functools import cache
 
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
@@ -36,7 +38,7 @@ from bot.chat.events import Event
 from bot.clock import now as clock_now
 from bot.settings import Settings
 from storage.db import reading
-from storage.models import OutboxMessage
+from storage.models import OutboxMessage, table_of
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +110,14 @@ class Metrics:
             result = "refused"
         self._delivery(platform, result, status // 100).inc()
 
-    def middleware(self):
+    def middleware(self) -> Middleware:
         """The aiohttp middleware measuring every watched callback route."""
         @web.middleware
-        async def measure(request: web.Request, handler):
+        async def measure(request: web.Request, handler: Handler) -> web.StreamResponse:
             platform = self._routes.get(request.match_info.route)
             if platform is None:
                 return await handler(request)
-            started, takes = time.perf_counter(), []
+            started, takes = time.perf_counter(), list[bool]()
             token = _takes.set(takes)
             try:
                 response = await handler(request)
@@ -159,6 +161,7 @@ class Metrics:
         if self._sweep is None:
             return None
         every, last, first = self._sweep
+        assert every is not None and first is not None  # sweeping() sets both
         expected = last + every if last is not None else first
         return max(0.0, (time.time() if at is None else at) - expected)
 
@@ -284,8 +287,8 @@ class _SharedState(Collector):
             reminders.add_metric([platform], _age(now, first_reminder))
         yield from (depth, oldest, reminders)
 
-    def _read(self) -> dict[str, tuple]:
-        table = OutboxMessage.__table__
+    def _read(self) -> dict[str, tuple[int, datetime | None, datetime | None]]:
+        table = table_of(OutboxMessage)
         query = (select(table.c.platform, func.count(), func.min(table.c.created_at),
                         func.min(case((table.c.subject == outbox_keys.REMINDERS, table.c.created_at))))
                  .where(table.c.status.in_(("pending", "sending"))).group_by(table.c.platform))
@@ -294,5 +297,5 @@ class _SharedState(Collector):
                     for platform, count, first, reminder in session.execute(query)}
 
 
-def _age(now, instant) -> float:
+def _age(now: datetime, instant: datetime | None) -> float:
     return max(0.0, (now - instant).total_seconds()) if instant is not None else 0.0

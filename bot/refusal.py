@@ -4,13 +4,15 @@ Shared vocabulary of every layer (rules, storage, chat, handlers, CLI): it impor
 nothing of ours but the texts.
 """
 
+from typing import Any
+
 from bot.texts import say
 
 
 class Refusal(Exception):
     """Nothing was changed; ``text()`` says why and what to do (templates/batches.j2)."""
 
-    def __init__(self, message: str, **values) -> None:
+    def __init__(self, message: str, **values: Any) -> None:
         super().__init__(message)
         self.message, self.values = message, values
 

@@ -71,6 +71,7 @@ class Section(BaseModel):
     @classmethod
     def _empty_is_unset(cls, value: Any, info: ValidationInfo) -> Any:
         """``secret = ""`` (as config.example.toml shows it) means "not set", like leaving it out."""
+        assert info.field_name is not None  # a field validator
         if value == "" and cls.model_fields[info.field_name].default is None:
             return None
         return value
@@ -356,6 +357,7 @@ def load_settings(explicit: str | os.PathLike | None = None) -> Settings:
     except SettingsError as exc:  # a list or table that is not JSON
         raise ConfigError(say("config", "bad_env", names=", ".join(culprits(str(exc), folder)))) from None
     if file is not None:
+        assert path is not None  # the file was read from it
         warn_if_secrets_exposed(path, file.toml_data)
     return settings
 
@@ -401,7 +403,10 @@ class Credentials(NestedSecretsSettingsSource):
     refuse a file whose name names no key, and warn about a file other users can read."""
 
     def __init__(self, settings_cls: type[BaseSettings], folder: Path) -> None:
-        super().__init__(settings_cls, secrets_dir=folder, secrets_dir_missing="error", secrets_prefix=ENV_PREFIX,
+        # The source takes the settings class in place of a secrets source (its code says
+        # so); its annotation leaves that out.
+        super().__init__(settings_cls,  # type: ignore[arg-type]
+                         secrets_dir=folder, secrets_dir_missing="error", secrets_prefix=ENV_PREFIX,
                          secrets_nested_delimiter="__")
 
     @classmethod

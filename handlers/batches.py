@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bot import verifier
@@ -22,7 +23,7 @@ from storage.calendar import load_calendar
 router = Router()
 
 
-def _batch_command(action: str):
+def _batch_command(action: str) -> Callable[[Context], None]:
     def handler(ctx: Context) -> None:
         done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, arguments_text(ctx), ctx.now)
         ctx.reply("\n".join(done.lines))

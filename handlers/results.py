@@ -47,7 +47,7 @@ def result_by_command(ctx: Context) -> None:
 @router.action("result", of="result", roles={INSPECTOR})
 def result_by_card(ctx: Context) -> None:
     """The result card: the chosen category, signed or not; what a card cannot take is asked."""
-    action = ctx.event.action
+    action = ctx.clicked
     chosen = action.choices.get("category") or []
     try:
         task_id = task_of(ctx, None)
@@ -103,13 +103,13 @@ def unsigned_reason_typed(ctx: Context, asked: PendingInput) -> None:
 def submit_entry(ctx: Context, task_id: int, entry: Entry) -> None:
     """谁检查、谁录入: submit, then ask the approvers."""
     result = submit(ctx.session, ctx.actor_label, task_id, ctx.identity.inspector_id, entry, ctx.now)
-    task = ctx.session.get(Task, task_id)
+    task = ctx.session.get_one(Task, task_id)
     notices.queue_approval_cards(ctx.session, ctx.settings, result, task, evidence.count(ctx.session, task_id))
     notices.close_result_cards(ctx.session, task_id, say("results", "card_submitted", category=result.category))
     ctx.reply(say("results", "submitted", task=task_id, result=result))
 
 
-def _result_for(ctx: Context, action_keys: set[str]) -> tuple[int | None, dict]:
+def _result_for(ctx: Context, action_keys: set[str]) -> tuple[int, dict[str, str]]:
     """The result a button names, or the latest one of ``任务=``."""
     if ctx.event.action is not None:
         return number(ctx.event.action.value, "result"), {}
@@ -118,6 +118,7 @@ def _result_for(ctx: Context, action_keys: set[str]) -> tuple[int | None, dict]:
     found = latest(ctx.session, task_id)
     if found is None or found.status == "superseded":
         raise Refusal("no_pending_result", task=task_id)
+    assert found.id is not None  # a stored result
     return found.id, args.values  # already decided: the service says so
 
 
@@ -138,7 +139,7 @@ def return_by_command(ctx: Context) -> None:
     result_id, values = _result_for(ctx, {"task", "reason"})
     reason = (values.get("reason") or "").strip()
     if not reason:
-        task_id = ctx.session.get(Result, result_id).task_id
+        task_id = ctx.session.get_one(Result, result_id).task_id  # _result_for found it
         pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "return_reason", task_id, ctx.now,
                     {"result": result_id})
         ctx.reply(say("results", "ask_return_reason", task=task_id))
@@ -148,7 +149,7 @@ def return_by_command(ctx: Context) -> None:
 
 @router.action("return", of="return", roles={APPROVER, LEAD})
 def ask_return_reason(ctx: Context) -> None:
-    result_id = number(ctx.event.action.value, "result")
+    result_id = number(ctx.clicked.value, "result")
     result = ctx.session.get(Result, result_id)
     if result is None:
         raise Refusal("unknown_result", result=result_id)
@@ -168,9 +169,10 @@ def do_return(ctx: Context, result_id: int, reason: str) -> None:
     if not done.already:
         notices.queue_decision_notices(ctx.session, ctx.settings, done.result, done.task)
         notices.close_approval_cards(ctx.session, ctx.settings, done.result, say("results", "returned_button"))
-        lead = next(a for a in team_of(ctx.session, done.task.id) if a.status != "recused")
+        task_id = done.result.task_id
+        lead = next(a for a in team_of(ctx.session, task_id) if a.status != "recused")
         notices.queue_result_card(ctx.session, ctx.settings, done.task, lead.inspector_id,
-                                  evidence.count(ctx.session, done.task.id))
+                                  evidence.count(ctx.session, task_id))
     ctx.reply(say("results", "returned", task=done.task, already=done.already))
 
 

@@ -54,12 +54,12 @@ def recuse_by_command(ctx: Context) -> None:
 def ask_recusal_reason(ctx: Context) -> None:
     """申请回避 on the task card: the reason comes from a second card, or typed."""
     task, _, mine = own_task(ctx.session, task_of(ctx, None), ctx.identity.inspector_id)
-    ctx.reply(recusal_reason_card(task, mine, ctx.session.get(InspectionObject, task.object_id)))
+    ctx.reply(recusal_reason_card(task, mine, ctx.session.get_one(InspectionObject, task.object_id)))
 
 
 @router.action("recuse_reason", of="recuse", roles={INSPECTOR})
 def recusal_reason_chosen(ctx: Context) -> None:
-    value = ctx.event.action.value
+    value = ctx.clicked.value
     reason = value.split(":", 1)[1] if ":" in value else "other"
     task_id = task_of(ctx, None)
     own_task(ctx.session, task_id, ctx.identity.inspector_id, recused_too=True)
@@ -103,6 +103,7 @@ def inspection_done(ctx: Context) -> None:
     ctx.reply(say("tasks", "inspected", task=done.task, already=done.already))
     ctx.flush()  # the answer first, then the result card
     if not done.already:
+        assert ctx.identity.inspector_id is not None  # mark_inspected found them on the task
         notices.queue_result_card(ctx.session, ctx.settings, done.task, ctx.identity.inspector_id,
                                   evidence.count(ctx.session, task_id))
 
@@ -128,7 +129,7 @@ def choose_task_for_evidence(ctx: Context) -> None:
 @router.answer("evidence", of="evidence", media=True)
 def attach_evidence(ctx: Context, asked: PendingInput) -> None:
     """A photo, video or file for the chosen task: kept with it, audited."""
-    media = ctx.event.media
+    media = ctx.media
     if INSPECTOR not in ctx.identity.roles:  # no longer one since the task was chosen
         evidence_unasked(ctx)
         return

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager, nullcontext
 from functools import cache
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
 from sqlmodel import Session, create_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,7 +45,7 @@ def make_engine(url: str, *, echo: bool = False, sealer: Sealer | None = None) -
 
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record) -> None:
+    def _connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -54,7 +56,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(connection) -> None:
+    def _begin(connection: Connection) -> None:
         # A reading transaction (``reading``) takes no write lock: in WAL mode it never
         # holds up the writers (the acknowledgement of a callback is one).
         options = connection.get_execution_options()
@@ -157,8 +159,8 @@ def transaction_now(engine: Engine) -> Iterator[Session]:
         Busy: a writer is ahead (nothing was written; use ``transaction`` elsewhere), or
             the database is not SQLite (its writes wait on the network).
     """
-    lock = writer_lock(engine)
-    if lock is _NO_LOCK or not lock.acquire(blocking=False):
+    lock = _WRITERS.get(engine.pool)  # ``writer_lock``; none but on SQLite
+    if lock is None or not lock.acquire(blocking=False):
         raise Busy
     try:
         with Session(engine.execution_options(**{NOWAIT: True}), expire_on_commit=False) as session:

@@ -13,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Protocol, cast
 
-from sqlalchemy import and_, delete, insert, or_, text, update
+from sqlalchemy import ColumnElement, CursorResult, Update, and_, delete, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot.outbound import GROUP, USER, Destination, Message, kind_of, to_payload
 from bot.outbox_keys import Key, key_of
-from storage.models import OutboxMessage, SendSlot, utcnow
+from storage.models import OutboxMessage, SendSlot, table_of, utcnow
 
 _PG_CLAIM_LOCK = 0x5353_4F42  # "SSOB"
 SLOT_KEEP = timedelta(hours=1, minutes=5)
@@ -37,6 +38,32 @@ class RateLimit:
 
 #: rate key → its limits (the platform sender knows them); no limits means unlimited.
 RateLimits = Callable[[str], Sequence[RateLimit]]
+
+
+class Claimed(Protocol):
+    """A claimed outbox row as ``claim`` returns it: the outbox's columns by attribute
+    (the ones the dispatcher reads)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def platform(self) -> str: ...
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def idempotency_key(self) -> str: ...
+    @property
+    def rate_key(self) -> str | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def in_doubt(self) -> bool: ...
+    @property
+    def created_at(self) -> datetime: ...
 
 
 def rate_key(destination: Destination) -> str | None:
@@ -70,7 +97,7 @@ def queue_many(session: Session, messages: Sequence[tuple[Destination, Message, 
     return len(session.execute(_QUEUE[session.get_bind().dialect.name], rows).all())
 
 
-_TABLE = OutboxMessage.__table__
+_TABLE = table_of(OutboxMessage)
 _QUEUE = {
     name: insert_(_TABLE).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(_TABLE.c.id)
     for name, insert_ in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
@@ -78,7 +105,7 @@ _QUEUE = {
 
 
 def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,
-          lease: timedelta = timedelta(seconds=30)) -> list:
+          lease: timedelta = timedelta(seconds=30)) -> list[Claimed]:
     """Claim up to ``batch`` due messages for ``owner``, within every recipient's rate limit;
     returns the claimed rows (every column of the outbox, by attribute).
 
@@ -90,15 +117,15 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
         session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_CLAIM_LOCK))
     stale = now - lease
     claimable = or_(
-        and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
-        and_(OutboxMessage.status == "sending", OutboxMessage.claimed_at < stale),
+        and_(col(OutboxMessage.status) == "pending", col(OutboxMessage.next_attempt_at) <= now),
+        and_(col(OutboxMessage.status) == "sending", col(OutboxMessage.claimed_at) < stale),
     )
     budget, free_at = _budgets(session, now, limits)
     for key, left in budget.items():
         if left <= 0:  # its messages wait until the budget frees: later claims need not scan them
             _hold(session, key, free_at[key], limits(key))
     candidates = select(OutboxMessage.id, OutboxMessage.rate_key).where(claimable)
-    candidates = candidates.order_by(OutboxMessage.id).limit(batch * 4)
+    candidates = candidates.order_by(col(OutboxMessage.id)).limit(batch * 4)
     if pg:
         candidates = candidates.with_for_update(skip_locked=True)
     picked = []
@@ -124,7 +151,8 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
     slots = [{"rate_key": row.rate_key, "at": now} for row in claimed if row.rate_key]
     if slots:
         session.execute(insert(SendSlot), slots)
-    return sorted(claimed, key=lambda row: row.id)
+    # A Row gives the columns by attribute, untyped; these are the outbox's.
+    return cast(list[Claimed], sorted(claimed, key=lambda row: row.id))
 
 
 def _budgets(session: Session, now: datetime, limits: RateLimits) -> tuple[dict[str, int], dict[str, datetime]]:
@@ -133,7 +161,8 @@ def _budgets(session: Session, now: datetime, limits: RateLimits) -> tuple[dict[
     times: dict[str, list[datetime]] = {}
     for key, at in session.execute(select(SendSlot.rate_key, SendSlot.at).where(SendSlot.at > now - SLOT_KEEP)):
         times.setdefault(key, []).append(at)
-    left, free_at = {}, {}
+    left: dict[str, int] = {}
+    free_at: dict[str, datetime] = {}
     for key, spent in times.items():
         budgets = []
         for limit in limits(key):
@@ -165,7 +194,7 @@ def _hold(session: Session, rate_key: str, free_at: datetime, limits: Sequence[R
                     .values(next_attempt_at=free_at + tightest.window))
 
 
-def _waiting(rate_key: str, free_at: datetime):
+def _waiting(rate_key: str, free_at: datetime) -> ColumnElement[bool]:
     """A key's pending messages not yet held until ``free_at`` (through the due index)."""
     return and_(_TABLE.c.status == "pending", _TABLE.c.next_attempt_at < free_at, _TABLE.c.rate_key == rate_key)
 
@@ -178,29 +207,34 @@ _UNLIMITED = 10**9
 
 
 def forget_old_slots(session: Session, now: datetime) -> None:
-    session.execute(delete(SendSlot).where(SendSlot.at < now - SLOT_KEEP))
+    session.execute(delete(SendSlot).where(col(SendSlot.at) < now - SLOT_KEEP))
 
 
-def _mine(row_id: int, owner: str):
-    return and_(OutboxMessage.id == row_id, OutboxMessage.owner == owner, OutboxMessage.status == "sending")
+def _mine(row_id: int, owner: str) -> ColumnElement[bool]:
+    return and_(col(OutboxMessage.id) == row_id, col(OutboxMessage.owner) == owner,
+                col(OutboxMessage.status) == "sending")
+
+
+def _changed_one(session: Session, statement: Update) -> bool:
+    """Run an UPDATE of one row; whether it matched."""
+    # An UPDATE's result is a CursorResult (with rowcount); Session.execute is typed as
+    # returning the general Result.
+    return cast(CursorResult[Any], session.execute(statement)).rowcount == 1
 
 
 def mark_sent(session: Session, row_id: int, owner: str, response: dict, now: datetime) -> bool:
     """Record the platform's answer; False when the row was taken over meanwhile."""
-    result = session.execute(update(_TABLE).where(_mine(row_id, owner))
-                             .values(status="sent", sent_at=now, platform_response=response, last_error=None))
-    return result.rowcount == 1
+    return _changed_one(session, update(_TABLE).where(_mine(row_id, owner))
+                        .values(status="sent", sent_at=now, platform_response=response, last_error=None))
 
 
 def mark_retry(session: Session, row_id: int, owner: str, error: str, retry_at: datetime, *, in_doubt: bool) -> bool:
     """Put the row back for a later attempt (``in_doubt``: the platform may have it)."""
-    result = session.execute(update(_TABLE).where(_mine(row_id, owner))
-                             .values(status="pending", next_attempt_at=retry_at, last_error=error, in_doubt=in_doubt))
-    return result.rowcount == 1
+    return _changed_one(session, update(_TABLE).where(_mine(row_id, owner))
+                        .values(status="pending", next_attempt_at=retry_at, last_error=error, in_doubt=in_doubt))
 
 
 def mark_failed(session: Session, row_id: int, owner: str, error: str, response: dict | None) -> bool:
     """A permanent failure: the platform refused it for good (recorded, surfaced to admins)."""
-    result = session.execute(update(_TABLE).where(_mine(row_id, owner))
-                             .values(status="failed", last_error=error, platform_response=response))
-    return result.rowcount == 1
+    return _changed_one(session, update(_TABLE).where(_mine(row_id, owner))
+                        .values(status="failed", last_error=error, platform_response=response))

@@ -19,11 +19,11 @@ from storage.models import Assignment, Task
 class Confirmed:
     task: Task
     accepted: bool  # the whole team has now confirmed
+    assignment: Assignment  # the confirming inspector's place on the team
     already: bool = False  # confirmed before: nothing changed
-    assignment: Assignment | None = None  # the confirming inspector's place on the team
 
 
-def confirm(session: Session, actor: str, task_id: int, inspector_id: str, now: datetime) -> Confirmed:
+def confirm(session: Session, actor: str, task_id: int, inspector_id: str | None, now: datetime) -> Confirmed:
     """Record ``inspector_id``'s declaration of no conflict on ``task_id`` (谁检查: only their own)."""
     task, batch, team, mine = open_team_locked(session, task_id, inspector_id)
     if mine.status == "recused":

@@ -7,9 +7,10 @@ result (the approver's card; the outcome to the inspectors)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, col, select
 
 from bot import outbox_keys
 from bot.batches import cards
@@ -17,30 +18,34 @@ from bot.batches.inspection import team_of
 from bot.chat import platforms, recipients
 from bot.outbound import CARD, GROUP, Card, CardUpdate, Destination, Message, Text
 from bot.outbox_keys import Key
+from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
 from storage.models import Assignment, Batch, InspectionObject, Inspector, Item, OutboxMessage, Result, Task
 
 ANNOUNCE_GROUP = "default"  # the configured group robot
 
+Row = TypeVar("Row", bound=SQLModel)
+Queued = list[tuple[Destination, Message, Key]]
 
-def _group(settings, text: str, notice: str) -> list[tuple[Destination, Message, Key]]:
+
+def _group(settings: Settings, text: str, notice: str) -> Queued:
     return [(Destination(p, GROUP, ANNOUNCE_GROUP), Text(text), outbox_keys.to_group(notice, p))
             for p in platforms.enabled(settings) if platforms.can_push_to_group(settings, p)]
 
 
-def _to_all(destinations: list[Destination], message: Message, notice: str) -> list[tuple[Destination, Message, Key]]:
+def _to_all(destinations: list[Destination], message: Message, notice: str) -> Queued:
     return [(d, message, outbox_keys.to_person(notice, d.platform, d.address)) for d in destinations]
 
 
-def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[str, int]) -> int:
+def queue_draw_notices(session: Session, settings: Settings, batch: Batch, counts: dict[str, int]) -> int:
     """The announcement and every task card of a drawn batch; returns how many."""
     if not platforms.enabled(settings):
         return 0
-    tasks = session.exec(select(Task).where(Task.batch_id == batch.id).order_by(Task.position)).all()
-    on_task = defaultdict(list)
-    for assignment in session.exec(select(Assignment).join(Task, Assignment.task_id == Task.id)
-                                   .where(Task.batch_id == batch.id).order_by(Assignment.position)):
+    tasks = session.exec(select(Task).where(Task.batch_id == batch.id).order_by(col(Task.position))).all()
+    on_task: defaultdict[int, list[Assignment]] = defaultdict(list)
+    for assignment in session.exec(select(Assignment).join(Task, col(Assignment.task_id) == Task.id)
+                                   .where(Task.batch_id == batch.id).order_by(col(Assignment.position))):
         on_task[assignment.task_id].append(assignment)
     inspectors = _by_id(session, Inspector, Inspector.id, {a.inspector_id for g in on_task.values() for a in g})
     objects = _by_id(session, InspectionObject, InspectionObject.id, {t.object_id for t in tasks})
@@ -49,6 +54,7 @@ def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[st
     messages = _group(settings, say("notices", "draw_announcement", batch=batch, counts=counts, tasks=len(tasks),
                                     link=link), outbox_keys.draw(batch.id))
     for task in tasks:
+        assert task.id is not None  # a stored task
         team = on_task[task.id]
         for assignment in team:
             card = cards.task_card(task, assignment, team, batch, objects[task.object_id],
@@ -57,22 +63,24 @@ def queue_draw_notices(session: Session, settings, batch: Batch, counts: dict[st
     return outbox.queue_many(session, messages)
 
 
-def _task_card_messages(settings, person: Inspector, assignment: Assignment, card: Card):
+def _task_card_messages(settings: Settings, person: Inspector, assignment: Assignment, card: Card) -> Queued:
+    assert assignment.id is not None  # a stored assignment
     return [(d, card, outbox_keys.task_card(assignment.id, d.platform)) for d in recipients.inspector(settings, person)]
 
 
-def queue_recusal_notices(session: Session, settings, task: Task, recused: Assignment,
+def queue_recusal_notices(session: Session, settings: Settings, task: Task, recused: Assignment,
                           replacement: str | None) -> None:
     """The replacement's card, and word to the partner, the lead office and the group."""
-    batch = session.get(Batch, task.batch_id)
-    obj = session.get(InspectionObject, task.object_id)
+    assert task.id is not None and recused.id is not None  # stored rows
+    batch = session.get_one(Batch, task.batch_id)
+    obj = session.get_one(InspectionObject, task.object_id)
     team = team_of(session, task.id)
     people = {i.id: i for i in session.exec(select(Inspector).where(
-        Inspector.id.in_([a.inspector_id for a in team])))}
+        col(Inspector.id).in_([a.inspector_id for a in team])))}
     names = {i: person.name for i, person in people.items()}
     text = say("notices", "recused", task=task, obj=obj, who=names[recused.inspector_id],
                replacement=names.get(replacement) if replacement else None)
-    messages = []
+    messages: Queued = []
     if replacement:
         newcomer = next(a for a in team if a.inspector_id == replacement and a.status != "recused")
         items = [session.get(Item, code) for code in task.items]
@@ -88,9 +96,10 @@ def queue_recusal_notices(session: Session, settings, task: Task, recused: Assig
     outbox.queue_many(session, messages)
 
 
-def close_task_card(session: Session, settings, assignment: Assignment, closed: str, outcome: str) -> None:
+def close_task_card(session: Session, settings: Settings, assignment: Assignment, closed: str, outcome: str) -> None:
     """Grey out an inspector's task card on every platform with the outcome (the click
     that decided may have been on another platform, or a typed command)."""
+    assert assignment.id is not None  # a stored assignment
     _close_cards(session, outbox_keys.task_card_subject(assignment.id), closed,
                  lambda sent_id: outbox_keys.task_card_closed(outcome, sent_id))
 
@@ -106,63 +115,74 @@ def _close_cards(session: Session, subject: str, closed: str, close_key: Callabl
     outTrackId); once per card and ``close_key``."""
     rows = session.exec(select(OutboxMessage).where(OutboxMessage.subject == subject,
                                                     OutboxMessage.kind == "card")).all()
-    outbox.queue_many(session, [
-        (Destination(sent.platform, CARD, sent.recipient),
-         CardUpdate(sent.payload["message"]["card_id"], closed, token), close_key(sent.id))
-        for sent in rows if (token := (sent.platform_response or {}).get("update_token"))])
+    messages: Queued = []
+    for sent in rows:
+        assert sent.id is not None  # a stored row
+        if token := (sent.platform_response or {}).get("update_token"):
+            messages.append((Destination(sent.platform, CARD, sent.recipient),
+                             CardUpdate(sent.payload["message"]["card_id"], closed, token), close_key(sent.id)))
+    outbox.queue_many(session, messages)
 
 
-def queue_result_card(session: Session, settings, task: Task, inspector_id: str, evidence: int) -> None:
+def queue_result_card(session: Session, settings: Settings, task: Task, inspector_id: str, evidence: int) -> None:
     """The result card to the inspector who marked the inspection done."""
-    attempt = len(session.exec(select(Result.id).where(Result.task_id == task.id)).all()) + 1
-    card = cards.result_card(task, session.get(InspectionObject, task.object_id), evidence, attempt)
-    person = session.get(Inspector, inspector_id)
-    outbox.queue_many(session, [(d, card, outbox_keys.result_card(task.id, attempt, d.platform, d.address))
+    task_id = task.id
+    assert task_id is not None  # a stored task
+    attempt = len(session.exec(select(Result.id).where(Result.task_id == task_id)).all()) + 1
+    card = cards.result_card(task, session.get_one(InspectionObject, task.object_id), evidence, attempt)
+    person = session.get_one(Inspector, inspector_id)
+    outbox.queue_many(session, [(d, card, outbox_keys.result_card(task_id, attempt, d.platform, d.address))
                                 for d in recipients.inspector(settings, person)])
 
 
-def approvers_for(session: Session, settings, task: Task) -> list[str]:
+def approvers_for(session: Session, settings: Settings, task: Task) -> list[str]:
     """The approvers of the lead inspector's unit; failing them, the lead office's leads,
     then the admins — someone must be asked (art. 20)."""
     from bot.batches.results import lead_unit
 
-    batch = session.get(Batch, task.batch_id)
+    assert task.id is not None  # a stored task
+    batch = session.get_one(Batch, task.batch_id)
     return (recipients.unit_people(settings, lead_unit(session, task.id), "approvers")
             or recipients.unit_people(settings, batch.lead_unit_id, "leads") or list(settings.roles.admins))
 
 
-def queue_approval_cards(session: Session, settings, result: Result, task: Task, evidence: int) -> None:
-    obj = session.get(InspectionObject, task.object_id)
+def queue_approval_cards(session: Session, settings: Settings, result: Result, task: Task, evidence: int) -> None:
+    assert task.id is not None and result.id is not None  # stored rows
+    obj = session.get_one(InspectionObject, task.object_id)
     team = [a for a in team_of(session, task.id) if a.status != "recused"]
-    names = [session.get(Inspector, a.inspector_id).name for a in team]
-    messages = []
+    names = [session.get_one(Inspector, a.inspector_id).name for a in team]
+    messages: Queued = []
     for d in recipients.people(settings, approvers_for(session, settings, task)):
         card = cards.approval_card(result, task, obj, names, evidence, d.address)
         messages.append((d, card, outbox_keys.approval_card(result.id, d.platform, d.address)))
     outbox.queue_many(session, messages)
 
 
-def close_approval_cards(session: Session, settings, result: Result, closed: str) -> None:
+def close_approval_cards(session: Session, settings: Settings, result: Result, closed: str) -> None:
     """Every approver's card for this result greys out once one of them decided."""
+    assert result.id is not None  # a stored result
     _close_cards(session, outbox_keys.approval_card_subject(result.id), closed, outbox_keys.approval_card_closed)
 
 
-def queue_decision_notices(session: Session, settings, result: Result, task: Task) -> None:
+def queue_decision_notices(session: Session, settings: Settings, result: Result, task: Task) -> None:
     """Tell the task's inspectors what became of their result."""
+    assert task.id is not None and result.id is not None  # stored rows
     obj = session.get(InspectionObject, task.object_id)
     text = say("notices", "decided", result=result, task=task, obj=obj)
-    messages = []
+    messages: Queued = []
     for a in team_of(session, task.id):
         if a.status != "recused":
-            messages += _to_all(recipients.inspector(settings, session.get(Inspector, a.inspector_id)), Text(text),
+            messages += _to_all(recipients.inspector(settings, session.get_one(Inspector, a.inspector_id)), Text(text),
                                 outbox_keys.decided(result.id, result.status))
     outbox.queue_many(session, messages)
 
 
-def _by_id(session: Session, model, column, ids: set) -> dict:
-    found = {}
-    ids = sorted(ids)
-    for start in range(0, len(ids), 10_000):
-        for row in session.exec(select(model).where(column.in_(ids[start:start + 10_000]))):
+def _by_id(session: Session, model: type[Row], column: Any, ids: Iterable[Any]) -> dict[Any, Row]:
+    """Rows of ``model`` by the value of ``column`` (a model's column attribute, which
+    sqlmodel types as its value), fetched in chunks of 10,000."""
+    found: dict[Any, Row] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), 10_000):
+        for row in session.exec(select(model).where(column.in_(ordered[start:start + 10_000]))):
             found[getattr(row, column.key)] = row
     return found

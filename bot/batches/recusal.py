@@ -25,7 +25,7 @@ class Recused:
     already: bool = False  # the same recusal was recorded before; nothing changed
 
 
-def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason: str, on: date,
+def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None, reason: str, on: date,
            now: datetime | None = None) -> Recused:
     """Take ``inspector_id`` off task ``task_id`` for ``reason`` and draw a replacement."""
     task, batch, assignments, mine = open_team_locked(session, task_id, inspector_id)
@@ -35,7 +35,7 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str, reason
         return Recused(task, replacement, already=True)
     now = now or utcnow()
     mine.status, mine.recusal_reason, mine.answered_at = "recused", reason, now
-    _record_conflict(session, inspector_id, task.object_id, reason, now)
+    _record_conflict(session, mine.inspector_id, task.object_id, reason, now)
     session.flush()
     replacement = _replacement(session, batch, task, assignments, on)
     if replacement is None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sqlmodel import Session
 
 from bot import outbox_keys
-from bot.chat.events import Event
+from bot.chat.events import CardAction, Event, Media
 from bot.chat.identity import Identity
 from bot.outbound import CARD, USER, Card, CardUpdate, Destination, Message, Text
 from bot.outbox_keys import Key
@@ -38,6 +38,18 @@ class Context:
     @property
     def actor_label(self) -> str:
         return self.identity.actor.label
+
+    @property
+    def clicked(self) -> CardAction:
+        """The click a card button's handler answers."""
+        assert self.event.action is not None, "the router runs a button's handler for a click only"
+        return self.event.action
+
+    @property
+    def media(self) -> Media:
+        """The photo, video or file a media handler (or media answer) takes."""
+        assert self.event.media is not None, "the router runs media handlers for media only"
+        return self.event.media
 
     def reply(self, message: str | Message) -> None:
         """Answer the event where it came from; several texts are joined into one message

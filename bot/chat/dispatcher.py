@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bot import logs, outbox_keys
 from bot.chat import recipients
@@ -29,8 +30,7 @@ from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
 from storage.db import transaction
-from storage.models import OutboxMessage
-from storage.outbox import RateLimit
+from storage.outbox import Claimed, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -129,18 +129,18 @@ class Dispatcher:
         rows = await asyncio.to_thread(self._claim)
         if not rows:
             return 0
-        by_recipient: dict[tuple[str, str], list[OutboxMessage]] = {}
+        by_recipient: dict[tuple[str, str], list[Claimed]] = {}
         for row in rows:  # claimed in queue order
             by_recipient.setdefault((row.platform, row.recipient), []).append(row)
         await asyncio.gather(*(self._deliver_in_order(group) for group in by_recipient.values()))
         return len(rows)
 
-    async def _deliver_in_order(self, rows: list[OutboxMessage]) -> None:
+    async def _deliver_in_order(self, rows: list[Claimed]) -> None:
         """One recipient's messages one after the other, so they read in the order queued."""
         for row in rows:
             await self._deliver(row)
 
-    def _claim(self) -> list[OutboxMessage]:
+    def _claim(self) -> list[Claimed]:
         with transaction(self.engine) as session:
             now = clock_now()
             rows = outbox.claim(session, self.owner, now, self.limits, batch=self.batch)
@@ -148,7 +148,7 @@ class Dispatcher:
                 outbox.forget_old_slots(session, now)
             return rows
 
-    async def _deliver(self, row: OutboxMessage) -> None:
+    async def _deliver(self, row: Claimed) -> None:
         logs.request_id.set(f"o-{row.id}")  # this task's log lines name the outbox message
         destination, message = from_payload(row.payload)
         sender = self.senders.get(row.platform)
@@ -164,7 +164,7 @@ class Dispatcher:
         if done:
             self.observe(row.platform, done, "" if isinstance(outcome, Sent) else outcome.error)
 
-    def _record(self, row: OutboxMessage, outcome: Outcome) -> str | None:
+    def _record(self, row: Claimed, outcome: Outcome) -> str | None:
         """Record the outcome; returns what was recorded (sent, retry, failed), None if the
         row was no longer this instance's."""
         now = clock_now()
@@ -187,7 +187,7 @@ class Dispatcher:
                 return "failed"
         return None
 
-    def _tell_admins(self, session, row: OutboxMessage, error: str) -> None:
+    def _tell_admins(self, session: Session, row: Claimed, error: str) -> None:
         """Surface a permanent failure to the admins on the same platform (never about a
         failure notice itself, nor about a card update that could not be made)."""
         if outbox_keys.is_send_failed(row.idempotency_key) or row.kind == "card_update":
@@ -199,7 +199,7 @@ class Dispatcher:
             outbox.queue(session, to, notice, outbox_keys.send_failed(row.id, admin))
 
 
-def _summary(row: OutboxMessage) -> str:
+def _summary(row: Claimed) -> str:
     message = row.payload.get("message", {})
     text = message.get("text") or message.get("title") or ""
     return text[:40]

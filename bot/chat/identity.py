@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, bindparam, func
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, bindparam, func
+from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.roles import Actor, named
 from bot.settings import Settings
@@ -32,7 +33,8 @@ class Identity:
 
 def identify(session: Session, settings: Settings, actor: Actor) -> Identity:
     """Look ``actor`` up in ``[roles]`` and, by their platform id, in the inspector directory."""
-    roles, units = set(), {}
+    roles: set[str] = set()
+    units: dict[str, set[str]] = {}
     if named(settings.roles.admins, actor):
         roles.add(ADMIN)
     if named(settings.roles.supervisors, actor):
@@ -48,8 +50,8 @@ def identify(session: Session, settings: Settings, actor: Actor) -> Identity:
     return Identity(actor, frozenset(roles), {r: frozenset(u) for r, u in units.items()}, inspector_id)
 
 
-def _inspector_lookup(match) -> Select:
-    return select(Inspector.id).where(match, Inspector.active, Inspector.listed).limit(1)
+def _inspector_lookup(match: ColumnElement[bool]) -> SelectOfScalar[str]:
+    return select(Inspector.id).where(match, col(Inspector.active), col(Inspector.listed)).limit(1)
 
 
 # One statement per platform, built once: every delivery asks. WeCom user ids are
@@ -57,7 +59,7 @@ def _inspector_lookup(match) -> Select:
 # inspectors by id.
 _INSPECTOR_OF = {platform: _inspector_lookup(func.lower(column) == bindparam("user"))
                  for platform, column in _PLATFORM_ID.items()}
-_INSPECTOR_BY_ID = _inspector_lookup(Inspector.id == bindparam("user"))
+_INSPECTOR_BY_ID = _inspector_lookup(col(Inspector.id) == bindparam("user"))
 
 
 def _inspector_of(session: Session, actor: Actor) -> str | None:

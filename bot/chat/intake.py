@@ -11,9 +11,12 @@ acknowledgement down.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bot.chat.events import Event
 from bot.clock import now as clock_now
@@ -122,17 +125,20 @@ class GroupCommit:
     async def _write_round(self, events: list[Event]) -> set[tuple[str, str]]:
         if self._loop_engine is not None:
             async with loop_transaction(self._loop_engine) as session:
-                return await session.run_sync(_take, events)
+                # sqlmodel's AsyncSession runs ``_take`` with its sqlmodel Session; run_sync keeps
+                # SQLAlchemy's signature, which names the plain one.
+                return await session.run_sync(_take, events)  # type: ignore[arg-type]
         try:
             return self._write(events, transaction_now)
         except Busy:  # a writer is ahead: wait for it on the intake thread, not on the loop
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, events)
 
-    def _write(self, events: list[Event], begin=transaction) -> set[tuple[str, str]]:
+    def _write(self, events: list[Event],
+               begin: Callable[[Engine], AbstractContextManager[Session]] = transaction) -> set[tuple[str, str]]:
         with begin(self._engine) as session:
             return _take(session, events)
 
 
-def _take(session, events: list[Event]) -> set[tuple[str, str]]:
+def _take(session: Session, events: list[Event]) -> set[tuple[str, str]]:
     unique = {(e.platform, e.delivery_key): e for e in reversed(events)}  # first of each key wins
     return inbound.take(session, [(p, k, e.to_json()) for (p, k), e in unique.items()], clock_now())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from storage.models import PendingInput
 
@@ -29,4 +29,5 @@ def current(session: Session, platform: str, user: str, now: datetime) -> Pendin
 
 
 def clear(session: Session, platform: str, user: str) -> None:
-    session.execute(delete(PendingInput).where(PendingInput.platform == platform, PendingInput.user_id == user))
+    session.execute(delete(PendingInput).where(col(PendingInput.platform) == platform,
+                                               col(PendingInput.user_id) == user))

@@ -79,7 +79,7 @@ class Pipeline:
         SHA-256; the handler then sees the stored content's digest.
         """
         rows = await asyncio.to_thread(self._claim, keys)
-        ready = []
+        ready: list[tuple[str, str, Event, int]] = []
         for row in rows:
             event = Event.from_json(row.event)
             try:
@@ -94,7 +94,7 @@ class Pipeline:
             self.on_processed()
         return len(rows)
 
-    def _handle_all(self, ready) -> None:
+    def _handle_all(self, ready: list[tuple[str, str, Event, int]]) -> None:
         for platform, key, event, attempts in ready:
             self._handle(platform, key, event, attempts)
 

@@ -4,6 +4,7 @@ configuration. The app's senders and callbacks, notices, summaries, reminders an
 metrics all ask here, so a platform that cannot send is skipped by all of them alike."""
 
 from bot.settings import Settings
+from storage.models import Inspector
 
 WECOM, DINGTALK, CONSOLE = "wecom", "dingtalk", "console"
 PLATFORMS = (WECOM, DINGTALK, CONSOLE)
@@ -58,7 +59,7 @@ def can_push_to_group(settings: Settings, platform: str) -> bool:
             or platform == CONSOLE)
 
 
-def user_id(inspector, platform: str) -> str | None:
+def user_id(inspector: Inspector, platform: str) -> str | None:
     """An inspector's user id on ``platform``, from the directory."""
     ids = {WECOM: inspector.wecom_userid, DINGTALK: inspector.dingtalk_userid, CONSOLE: inspector.id}
     return ids.get(platform) or None

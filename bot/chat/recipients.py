@@ -7,6 +7,7 @@ from bot.chat import platforms
 from bot.outbound import USER, Destination
 from bot.roles import PLATFORMS
 from bot.settings import Settings
+from storage.models import Inspector
 
 
 def entries_on(entries: list[str], platform: str) -> list[str]:
@@ -38,7 +39,7 @@ def people(settings: Settings, entries: list[str]) -> list[Destination]:
             for user in entries_on(entries, platform)]
 
 
-def inspector(settings: Settings, person) -> list[Destination]:
+def inspector(settings: Settings, person: Inspector) -> list[Destination]:
     """Private destinations for an inspector, by their accounts in the directory."""
     found = []
     for platform in platforms.enabled(settings):

@@ -20,7 +20,7 @@ wrote and is answered by ``refuse`` in the name of the command it belongs to.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bot.chat import pending
@@ -32,7 +32,7 @@ from storage import audit
 from storage.models import PendingInput
 
 Handler = Callable[..., None]  # handler(ctx); an answer's handler(ctx, asked)
-EVERYONE = frozenset()  # any known user (someone holding at least one role)
+EVERYONE: frozenset[str] = frozenset()  # any known user (someone holding at least one role)
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class Router:
 
     # ----- registration ------------------------------------------------------------------------------------------
 
-    def command(self, *names: str, roles=EVERYONE, private_only: bool = False) -> Callable[[Handler], Handler]:
+    def command(self, *names: str, roles: Iterable[str] = EVERYONE,
+                private_only: bool = False) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             route = Route(names, frozenset(roles), handler, private_only)
             for name in names:
@@ -75,7 +76,7 @@ class Router:
             return handler
         return register
 
-    def action(self, name: str, *, of: str, roles=EVERYONE) -> Callable[[Handler], Handler]:
+    def action(self, name: str, *, of: str, roles: Iterable[str] = EVERYONE) -> Callable[[Handler], Handler]:
         """A card button of the command ``of`` (any of its names, registered before)."""
         def register(handler: Handler) -> Handler:
             route = Route((name,), frozenset(roles), handler, command=self._command(of, f"card action {name!r}"))
@@ -83,7 +84,8 @@ class Router:
             return handler
         return register
 
-    def answer(self, kind: str, *, of: str, roles=EVERYONE, media: bool = False) -> Callable[[Handler], Handler]:
+    def answer(self, kind: str, *, of: str, roles: Iterable[str] = EVERYONE,
+               media: bool = False) -> Callable[[Handler], Handler]:
         """The answer to a question of ``kind`` asked for the command ``of``: the next text
         in the private chat, or (``media``) the photos and files sent next, in any chat.
         The handler gets the question: ``handler(ctx, asked)``."""
@@ -178,7 +180,9 @@ class Router:
     def _answer(self, ctx: Context) -> tuple[Route, PendingInput] | None:
         """The answer route for the question the bot asked the sender, and the question, if the event can answer it."""
         asked = pending.current(ctx.session, ctx.event.platform, ctx.event.sender, ctx.now)
-        route = self.answers.get(asked.kind) if asked is not None else None
+        if asked is None:
+            return None
+        route = self.answers.get(asked.kind)
         if route is None or route.media != (ctx.event.media is not None) or not route.allows(ctx.identity):
             return None
         if route.private_only and ctx.event.chat != "private":
@@ -192,7 +196,7 @@ class Router:
             pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
 
     @staticmethod
-    def _run(route: Route, ctx: Context, *args) -> bool:
+    def _run(route: Route, ctx: Context, *args: PendingInput) -> bool:
         """Run the handler in a savepoint; a refusal undoes its writes and is answered.
         Whether it ran without a refusal."""
         try:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sqlalchemy import Engine
+from sqlmodel import Session
+
 from bot.batches import commands
 from bot.batches.export import export
-from bot.cli.options import engine_of, operator
+from bot.cli.options import Commands, engine_of, operator
 from bot.clock import now
 from bot.refusal import Refusal
 from bot.roles import Actor, is_admin
@@ -25,14 +28,14 @@ from storage.db import transaction
 ACTIONS = ("new", "stratum", "publish", "draw", "cancel", "export")
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Commands) -> None:
     batch = commands.add_parser("batch", help=say("cli", "help_batch"))
     batch.add_argument("action", choices=ACTIONS)
     batch.add_argument("arguments", nargs=argparse.REMAINDER)
     batch.set_defaults(run=run)
 
 
-def run(settings: Settings, args) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     engine = engine_of(settings)
     rest, actor = _take_actor(list(args.arguments))
     try:
@@ -45,6 +48,7 @@ def run(settings: Settings, args) -> int:
             lines = _act(session, settings, label, args.action, rest)
     except Refusal as refusal:
         if refusal.message == "not_admin":
+            assert actor is not None  # only a named actor is refused as not an admin
             with transaction(engine) as session:
                 audit.record(session, actor.label, "refused", f"batch {args.action}", role="admin")
         err(refusal.text())
@@ -54,12 +58,12 @@ def run(settings: Settings, args) -> int:
     return 0
 
 
-def _act(session, settings, actor: str, action: str, tokens: list[str]) -> list[str]:
+def _act(session: Session, settings: Settings, actor: str, action: str, tokens: list[str]) -> list[str]:
     done = commands.run(session, settings, actor, action, join_tokens(tokens), now())
     return done.lines + ([done.batch_id] if action == "new" else [])  # the new id alone on the last line
 
 
-def _export(engine, tokens: list[str]) -> int:
+def _export(engine: Engine, tokens: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="shuangsui batch export")
     parser.add_argument("batch")
     parser.add_argument("--out", required=True, type=Path)

@@ -3,10 +3,11 @@ whole and applied all or nothing; ``--dry-run`` prints the changes and writes no
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
-from bot.cli.options import engine_of, operator
+from bot.cli.options import Commands, engine_of, operator
 from bot.clock import bureau_today
 from bot.plans import import_plans
 from bot.refusal import Refusal
@@ -18,7 +19,7 @@ from storage.importing import import_file
 KIND_CHOICES = ("units", "objects", "inspectors", "teams", "items", "conflicts", "holidays", "plans")
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Commands) -> None:
     imports = commands.add_parser("import", help=say("cli", "help_import"))
     imports.add_argument("kind", choices=KIND_CHOICES)
     imports.add_argument("file", type=Path)
@@ -27,7 +28,7 @@ def add_parser(commands) -> None:
     imports.set_defaults(run=run)
 
 
-def run(settings: Settings, args) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     """``import KIND FILE`` — and ``plan import FILE``, where a changed plan needs ``--reason``."""
     started = time.perf_counter()
     actor = operator()

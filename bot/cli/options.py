@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import getpass
 from datetime import datetime
+from typing import TypeAlias
 
 from sqlalchemy import Engine
 
@@ -14,6 +15,9 @@ from bot.settings import Settings
 from bot.texts import say
 from storage.db import engine_for
 from storage.sealing import Sealer
+
+#: What each family of commands adds its parser to (``parser.add_subparsers()``).
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def instant(value: str) -> datetime:

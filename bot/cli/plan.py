@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from datetime import date
 from pathlib import Path
 
 from bot import plans
 from bot.cli.imports import run as run_import
-from bot.cli.options import engine_of, operator
+from bot.cli.options import Commands, engine_of, operator
 from bot.clock import bureau_today
 from bot.refusal import Refusal
 from bot.settings import Settings
@@ -16,7 +17,7 @@ from bot.texts import say
 from storage.db import transaction
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Commands) -> None:
     plan = commands.add_parser("plan", help=say("plans", "help_plan"))
     plan.set_defaults(run=run)
     actions = plan.add_subparsers(dest="plan_command", required=True)
@@ -34,7 +35,7 @@ def add_parser(commands) -> None:
     record.add_argument("--on", type=date.fromisoformat, help=say("plans", "help_on"))
 
 
-def run(settings: Settings, args) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.plan_command == "import":  # ``import plans FILE``, all or nothing, with the reason for a change
         args.kind, args.partial = "plans", False
         return run_import(settings, args)

@@ -3,10 +3,11 @@ published results as CSV or XLSX for the national disclosure system."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
-from bot.cli.options import engine_of
+from bot.cli.options import Commands, engine_of
 from bot.public import disclosure
 from bot.settings import Settings
 from bot.terminal import bar_chart, err, progress
@@ -14,7 +15,7 @@ from bot.texts import say
 from storage.db import reading
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Commands) -> None:
     public = commands.add_parser("public", help=say("cli", "help_public"))
     public.set_defaults(run=run)
     actions = public.add_subparsers(dest="public_command", required=True)
@@ -24,7 +25,7 @@ def add_parser(commands) -> None:
     results.add_argument("--out", required=True, type=Path)
 
 
-def run(settings: Settings, args) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.public_command == "export":
         return _export_site(settings, args.out)
     return _results(settings, args.out)

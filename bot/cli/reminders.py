@@ -4,12 +4,13 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from datetime import date, datetime
 
-from bot.cli.options import as_of, engine_of, instant, operator
+from bot.cli.options import Commands, as_of, engine_of, instant, operator
 from bot.refusal import Refusal
-from bot.reminders.operations import acknowledge, snooze, upcoming
+from bot.reminders.operations import Upcoming, acknowledge, snooze, upcoming
 from bot.reminders.sweep import sweep
 from bot.roles import Actor, is_admin
 from bot.settings import Settings
@@ -19,7 +20,7 @@ from storage import audit
 from storage.db import transaction
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Commands) -> None:
     reminders = commands.add_parser("reminders", help=say("cli", "help_reminders"))
     reminders.set_defaults(run=run)
     actions = reminders.add_subparsers(dest="reminders_command", required=True)
@@ -38,7 +39,7 @@ def add_parser(commands) -> None:
     ack.add_argument("--as", dest="actor", help=say("cli", "help_as"))
 
 
-def run(settings: Settings, args) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     if args.reminders_command in ("snooze", "ack"):
         return _decide(settings, args)
     now = as_of(settings, args.now)
@@ -61,12 +62,12 @@ def _list(settings: Settings, now: datetime) -> int:
     return 0
 
 
-def _by_next_day(found) -> list[tuple[str, int]]:
+def _by_next_day(found: list[Upcoming]) -> list[tuple[str, int]]:
     days = Counter(item.next_on.isoformat() if item.next_on else "—" for item in found)
     return sorted(days.items())[:14]
 
 
-def _decide(settings: Settings, args) -> int:
+def _decide(settings: Settings, args: argparse.Namespace) -> int:
     actor = Actor.parse(args.actor) if args.actor else None
     label = actor.label if actor else operator()
     engine = engine_of(settings)

@@ -3,14 +3,16 @@ synthetic district seeded, then served)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from bot import demo
+from bot.cli.options import Commands
 from bot.settings import Settings
 from bot.texts import say
 
 
-def add_demo(commands) -> None:
+def add_demo(commands: Commands) -> None:
     parser = commands.add_parser("demo", help=say("cli", "help_demo"))
     parser.set_defaults(run=run_demo)
     parser.add_argument("--data", default="demo-data", help=say("cli", "help_demo_data"))
@@ -18,11 +20,11 @@ def add_demo(commands) -> None:
     parser.add_argument("--objects", type=int, default=30_000, help=say("cli", "help_demo_objects"))
 
 
-def add_serve(commands) -> None:
+def add_serve(commands: Commands) -> None:
     commands.add_parser("serve", help=say("cli", "help_serve")).set_defaults(run=serve)
 
 
-def serve(settings: Settings, args) -> int:
+def serve(settings: Settings, args: argparse.Namespace) -> int:
     # The server stack (aiohttp, the scheduler, every handler): a second of start-up
     # that no other command needs.
     from bot import logs
@@ -33,5 +35,5 @@ def serve(settings: Settings, args) -> int:
     return 0
 
 
-def run_demo(settings: Settings, args) -> int:
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     return demo.run(settings, Path(args.data), serve_after=not args.seed_only, objects=args.objects)

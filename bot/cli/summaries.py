@@ -3,7 +3,9 @@ one line per recipient."""
 
 from __future__ import annotations
 
-from bot.cli.options import as_of, engine_of, instant
+import argparse
+
+from bot.cli.options import Commands, as_of, engine_of, instant
 from bot.reports.chart import cjk_font
 from bot.reports.summary import send_summaries
 from bot.settings import Settings
@@ -12,7 +14,7 @@ from bot.texts import say
 from storage.db import transaction
 
 
-def add_parser(commands) -> None:
+def add_parser(commands: Commands) -> None:
     summaries = commands.add_parser("summaries", help=say("cli", "help_summaries"))
     summaries.set_defaults(run=run)
     send = summaries.add_subparsers(dest="summaries_command", required=True).add_parser(
@@ -21,7 +23,7 @@ def add_parser(commands) -> None:
     send.add_argument("--now", type=instant, help=say("cli", "help_now"))
 
 
-def run(settings: Settings, args) -> int:
+def run(settings: Settings, args: argparse.Namespace) -> int:
     now = as_of(settings, args.now)
     with transaction(engine_of(settings)) as session:
         sent = send_summaries(session, settings, args.kind, now)

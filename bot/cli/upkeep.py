@@ -3,7 +3,9 @@ sealed field re-sealed under the first key) and ``audit verify`` (the hash chain
 
 from __future__ import annotations
 
-from bot.cli.options import engine_of
+import argparse
+
+from bot.cli.options import Commands, engine_of
 from bot.key_rotation import rotate_keys
 from bot.settings import Settings
 from bot.terminal import bar_chart, err
@@ -13,26 +15,26 @@ from storage.db import transaction
 from storage.sealing import SealingError
 
 
-def add_db(commands) -> None:
+def add_db(commands: Commands) -> None:
     db = commands.add_parser("db", help=say("cli", "help_db"))
     db.set_defaults(run=upgrade)
     db.add_subparsers(dest="db_command", required=True).add_parser("upgrade", help=say("cli", "help_db_upgrade"))
 
 
-def add_keys(commands) -> None:
+def add_keys(commands: Commands) -> None:
     keys = commands.add_parser("keys", help=say("cli", "help_keys"))
     keys.set_defaults(run=rotate)
     keys.add_subparsers(dest="keys_command", required=True).add_parser("rotate", help=say("cli", "help_keys_rotate"))
 
 
-def add_audit(commands) -> None:
+def add_audit(commands: Commands) -> None:
     audit_parser = commands.add_parser("audit", help=say("cli", "help_audit"))
     audit_parser.set_defaults(run=verify_audit)
     audit_parser.add_subparsers(dest="audit_command", required=True).add_parser(
         "verify", help=say("cli", "help_audit_verify"))
 
 
-def upgrade(settings: Settings, args) -> int:
+def upgrade(settings: Settings, args: argparse.Namespace) -> int:
     engine = engine_of(settings)
     before = schema.current_revision(engine)
     schema.upgrade(engine)
@@ -40,7 +42,7 @@ def upgrade(settings: Settings, args) -> int:
     return 0
 
 
-def rotate(settings: Settings, args) -> int:
+def rotate(settings: Settings, args: argparse.Namespace) -> int:
     try:
         done = rotate_keys(engine_of(settings))
     except SealingError as exc:
@@ -51,7 +53,7 @@ def rotate(settings: Settings, args) -> int:
     return 0
 
 
-def verify_audit(settings: Settings, args) -> int:
+def verify_audit(settings: Settings, args: argparse.Namespace) -> int:
     with transaction(engine_of(settings)) as session:
         report = audit.verify(session)
     if report.ok:

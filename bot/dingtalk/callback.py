@@ -35,11 +35,14 @@ def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes], entrie
     """The HTTP callback routes of the DingTalk ``entries`` open (``bot.chat.platforms.entries``)."""
     found = []
     if platforms.DINGTALK_HTTP in entries:
+        assert settings.app_secret is not None  # opened only when DingTalk sends (platforms.sends)
         secret = settings.app_secret.get_secret_value()
         found += [web.post(settings.callback_path, _robot_message(secret, take, settings.oapi_base)),
                   web.post(settings.card_callback_path, _card_click(keys, take))]
     if platforms.DINGTALK_EVENTS in entries:
-        crypt = MsgCrypt(settings.event_token.get_secret_value(), settings.event_aes_key.get_secret_value(),
+        token, aes_key = settings.event_token, settings.event_aes_key
+        assert token is not None and aes_key is not None  # platforms.entries opens it with both only
+        crypt = MsgCrypt(token.get_secret_value(), aes_key.get_secret_value(),
                          settings.app_key)  # the ownerKey of an internal app is its appKey (C.6)
         found.append(web.post(settings.event_callback_path, _event_push(crypt)))
     return found

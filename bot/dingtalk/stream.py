@@ -176,7 +176,7 @@ class StreamIngress:
         if kind == "SYSTEM":  # ping: echo its opaque
             data = frame.get("data")
             return ack(frame, OK, "OK", data if isinstance(data, str) and data else "{}")
-        handler = self.topics.get(topic) if kind == "CALLBACK" else None
+        handler = self.topics.get(topic) if kind == "CALLBACK" and topic is not None else None
         if handler is None:
             log.warning("DingTalk stream frame of type %s, topic %s, not subscribed to; ignored", kind, topic)
             return None

@@ -11,25 +11,26 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import outbox_keys
 from bot.chat import recipients
 from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
-from bot.reminders.deadlines import apply, compare
+from bot.reminders.deadlines import Changes, apply, compare
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
 from storage.calendar import load_calendar
 from storage.db import reading, transaction
-from storage.models import Batch, InspectionObject, Inspector, Reminder, Task
+from storage.models import Batch, InspectionObject, Inspector, Reminder, Task, table_of
 
 _PG_SWEEP_LOCK = 0x5353_5257  # "SSRW"
 
@@ -63,14 +64,15 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
         if not in_working_hours(local, calendar, policy):
             return []
         changes = compare(session, settings, calendar)
-        today, cache = local.date(), {}
+        today = local.date()
+        cache: dict[tuple[date, date], int] = {}  # step_for's working days left, by (today, due)
         due_now = [(key, d, _decided(d, step)) for key, d in changes.view.items()
                    if not (d["snoozed_until"] and today < d["snoozed_until"])
                    and (step := step_for(today, d["due"], calendar, policy, cache))]
         people = _People(session, settings, {d["batch_id"] for _, d, _ in due_now})
         rungs = [(key, level, f"{destination.platform}:{destination.address}", step.step)
                  for key, d, step in due_now for level in step.levels for destination in people.of(d, level)]
-        table = Reminder.__table__
+        table = table_of(Reminder)
         sent = {(r.deadline_id, r.recipient, r.step) for r in session.execute(
             select(table.c.deadline_id, table.c.recipient, table.c.step)
             .where(table.c.sent_at >= _day_start(now, local)))}
@@ -88,7 +90,7 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
         return notices + _queue_digests(session, fresh, steps, today)
 
 
-def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes) -> list[Digest]:
+def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes: Changes) -> list[Digest]:
     """Deadlines counted on a provisional calendar: the admins are told, once per year,
     to import the official arrangement (the deadlines are recomputed after it)."""
     years = sorted({d["due"].year for d in changes.view.values() if d["provisional"]})
@@ -101,9 +103,10 @@ def _tell_admins_of_provisional_years(session: Session, settings: Settings, chan
     return told
 
 
-def _queue_digests(session: Session, fresh: list[dict], steps: dict, today) -> list[Digest]:
+def _queue_digests(session: Session, fresh: list[dict[str, Any]], steps: dict[int, tuple[dict[str, Any], Step]],
+                   today: date) -> list[Digest]:
     """One digest per person, naming every rung newly sent to them."""
-    by_person = defaultdict(list)
+    by_person: defaultdict[str, list[tuple[tuple[dict[str, Any], Step], str, int]]] = defaultdict(list)
     for row in fresh:
         by_person[row["recipient"]].append((steps[row["deadline_id"]], row["level"], row["id"]))
     objects = _objects(session, [steps[row["deadline_id"]][0] for row in fresh])  # only those in a digest
@@ -138,7 +141,7 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     if not rows:
         return []
     insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    table = Reminder.__table__
+    table = table_of(Reminder)
     statement = (insert_(table).on_conflict_do_nothing(index_elements=["deadline_id", "recipient", "step"])
                  .returning(table.c.id, table.c.deadline_id, table.c.recipient, table.c.level))
     return [dict(r._mapping) for r in session.execute(statement, rows)]
@@ -146,12 +149,13 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
 
 def _objects(session: Session, deadlines: list[dict]) -> dict[int, InspectionObject]:
     task_ids = sorted({d["task_id"] for d in deadlines if d["task_id"]})
-    found = {}
+    found: dict[int, InspectionObject] = {}
     for start in range(0, len(task_ids), 10_000):
         chunk = task_ids[start:start + 10_000]
-        query = (select(Task.id, InspectionObject).join(InspectionObject, InspectionObject.id == Task.object_id)
-                 .where(Task.id.in_(chunk)))
+        query = (select(col(Task.id), InspectionObject)
+                 .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(col(Task.id).in_(chunk)))
         for task_id, obj in session.exec(query):
+            assert task_id is not None  # a stored task
             found[task_id] = obj
     return found
 
@@ -159,9 +163,9 @@ def _objects(session: Session, deadlines: list[dict]) -> dict[int, InspectionObj
 class _People:
     """Who each level of a deadline reaches, on every enabled platform."""
 
-    def __init__(self, session: Session, settings: Settings, batch_ids: set) -> None:
+    def __init__(self, session: Session, settings: Settings, batch_ids: set[str]) -> None:
         self.session, self.settings = session, settings
-        rows = session.execute(select(Batch.id, Batch.lead_unit_id).where(Batch.id.in_(list(batch_ids)))).all()
+        rows = session.execute(select(Batch.id, Batch.lead_unit_id).where(col(Batch.id).in_(list(batch_ids)))).all()
         self.leads_of = {batch_id: lead for batch_id, lead in rows}
         self._inspectors: dict[str, list[Destination]] = {}
 

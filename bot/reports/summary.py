@@ -15,8 +15,10 @@ from bot import outbox_keys
 from bot.batches.progress import progress
 from bot.chat import platforms, recipients
 from bot.clock import bureau_date
-from bot.outbound import GROUP, Destination, Image, Text
+from bot.outbound import GROUP, Destination, Image, Message, Text
+from bot.outbox_keys import Key
 from bot.reports.chart import progress_chart
+from bot.settings import Settings
 from bot.texts import say
 from storage import evidence, outbox
 from storage.calendar import load_calendar
@@ -33,7 +35,7 @@ def period_of(kind: str, now: datetime, timezone: str) -> str:
     return local.isoformat()
 
 
-def send_summaries(session: Session, settings, kind: str, now: datetime) -> list[Destination]:
+def send_summaries(session: Session, settings: Settings, kind: str, now: datetime) -> list[Destination]:
     """Queue the summary of ``kind`` (daily | weekly) for this period; returns who gets it."""
     today = bureau_date(now, settings.bureau.timezone)
     batches = progress(session, load_calendar(session), today)
@@ -55,7 +57,7 @@ def send_summaries(session: Session, settings, kind: str, now: datetime) -> list
     destinations = recipients.people(settings, list(dict.fromkeys(people)))
     destinations += [Destination(platform, GROUP, "default") for platform in platforms.enabled(settings)
                      if platforms.can_push_to_group(settings, platform)]
-    messages = []
+    messages: list[tuple[Destination, Message, Key]] = []
     for d in destinations:
         key = outbox_keys.summary(kind, period, d.platform, d.kind, d.address)
         messages.append((d, Text(text), key))

@@ -29,12 +29,14 @@ def routes(settings: WeComSettings, take: Take, entries: Collection[str]) -> lis
     """The callback routes of the WeCom ``entries`` open (``bot.chat.platforms.entries``)."""
     found = []
     if platforms.WECOM_APP in entries:
-        app_crypt = MsgCrypt(settings.token.get_secret_value(), settings.encoding_aes_key.get_secret_value(),
-                             settings.corp_id)
+        token, aes_key = settings.token, settings.encoding_aes_key
+        assert token is not None and aes_key is not None  # platforms.entries opens it with both only
+        app_crypt = MsgCrypt(token.get_secret_value(), aes_key.get_secret_value(), settings.corp_id)
         found += [web.get(settings.callback_path, _verify_url(app_crypt)),
                   web.post(settings.callback_path, _app_delivery(app_crypt, take))]
     bot = settings.aibot
     if platforms.WECOM_AIBOT in entries:
+        assert bot.token is not None and bot.encoding_aes_key is not None  # platforms.entries opens it with both only
         bot_crypt = MsgCrypt(bot.token.get_secret_value(), bot.encoding_aes_key.get_secret_value(), "")
         found += [web.get(bot.callback_path, _verify_url(bot_crypt)),
                   web.post(bot.callback_path, _aibot_delivery(bot_crypt, take, settings.api_base))]

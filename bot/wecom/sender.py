@@ -51,7 +51,10 @@ class WeComSender:
 
     def __init__(self, settings: Settings, api: WeComAPI) -> None:
         self.settings, self.api = settings, api
-        self.agent_id = settings.wecom.agent_id
+        agent_id = settings.wecom.agent_id
+        # Made only when WeCom sends (bot.chat.platforms.sends), which takes the AgentId.
+        assert agent_id is not None, "a WeCom sender needs the app's AgentId"
+        self.agent_id = agent_id
         self.source = settings.bureau.name
         self.link = settings.server.public_base_url.rstrip("/") + "/public/"
 
