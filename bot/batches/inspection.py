@@ -43,8 +43,8 @@ def own_task(session: Session, task_id: int, inspector_id: str | None, *,
     return task, batch, mine
 
 
-def open_team_locked(session: Session, task_id: int, inspector_id: str) -> tuple[Task, Batch, list[Assignment],
-                                                                                 Assignment]:
+def open_team_locked(session: Session, task_id: int,
+                     inspector_id: str | None) -> tuple[Task, Batch, list[Assignment], Assignment]:
     """The task of an open batch, its whole team in order, locked, and the caller's place
     on it (recused or not). Locked (PostgreSQL): a click and a typed answer handled at once
     on two instances must not both find the caller's place unanswered."""
