@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlmodel import Session
 
@@ -20,8 +20,13 @@ from bot.outbox_keys import Key
 from bot.settings import Settings
 from storage import outbox
 
-if TYPE_CHECKING:
-    from bot.chat.router import Router
+
+class Menu(Protocol):
+    """What a handler knows of the router that dispatched it (帮助, suggestions)."""
+
+    def names(self, identity: Identity | None = None) -> list[tuple[str, ...]]:
+        """Each command's names, in registration order: those ``identity`` may use, or all."""
+        ...
 
 
 @dataclass
@@ -31,7 +36,7 @@ class Context:
     event: Event
     identity: Identity
     now: datetime
-    router: Router | None = None  # the router that dispatched the event (``Router.dispatch`` sets it)
+    menu: Menu | None = None  # the router that dispatched the event (``Router.dispatch`` sets it)
     _replies: list[Message] = field(default_factory=list)
     _flushed: int = 0
 

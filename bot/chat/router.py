@@ -130,6 +130,10 @@ class Router:
         """Every command once, in registration order."""
         return list(dict.fromkeys(self.commands.values()))
 
+    def names(self, identity: Identity | None = None) -> list[tuple[str, ...]]:
+        """Each command's names, in registration order: those ``identity`` may use, or all."""
+        return [route.names for route in self.routes() if identity is None or route.allows(identity)]
+
     def find(self, ctx: Context) -> tuple[Route | None, str]:
         """The route an event asks for, and the command word as typed (``""`` for clicks)."""
         if ctx.event.action is not None:
@@ -139,7 +143,7 @@ class Router:
 
     def dispatch(self, ctx: Context) -> None:
         """Decide what answers the event and run it (SPEC §1: roles before arguments)."""
-        ctx.router = self
+        ctx.menu = self
         route, word = self.find(ctx)
         identity = ctx.identity
         if not identity.roles:
