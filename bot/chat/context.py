@@ -6,6 +6,8 @@ the audit entry — commits in one transaction together with marking the event d
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -90,3 +92,16 @@ class Context:
         if self._replies:
             self._flushed += 1
         self._replies.clear()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A step whose every effect is undone if it raises: its writes and queued messages
+        (a database savepoint) and the replies it collected (the router runs each handler
+        in one, so a refusal is the whole answer)."""
+        replies, flushed = list(self._replies), self._flushed
+        try:
+            with self.session.begin_nested():
+                yield
+        except BaseException:
+            self._replies[:], self._flushed = replies, flushed
+            raise

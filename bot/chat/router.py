@@ -201,10 +201,10 @@ class Router:
 
     @staticmethod
     def _run(route: Route, ctx: Context, *args: PendingInput) -> bool:
-        """Run the handler in a savepoint; a refusal undoes its writes and is answered.
+        """Run the handler in a savepoint; a refusal undoes its writes and replies and is answered.
         Whether it ran without a refusal."""
         try:
-            with ctx.session.begin_nested():
+            with ctx.savepoint():
                 route.handler(ctx, *args)
         except Refusal as refusal:
             refuse(ctx, refusal, route.name)

@@ -20,7 +20,7 @@ from bot.outbound import USER, Destination
 from bot.refusal import Refusal
 from bot.roles import Actor
 from handlers import help
-from storage.models import AuditEntry, PendingInput
+from storage.models import AuditEntry, OutboxMessage, PendingInput
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 USER_ID = "u1"
@@ -72,6 +72,25 @@ def test_a_refusal_undoes_the_handlers_writes_and_is_answered_in_the_name_of_its
 
     dispatched(router, said(session, "回避 ok"))
     assert asked(session) == "recusal_reason"  # without a refusal it stands
+
+
+def test_a_refusal_is_the_whole_answer_replies_and_messages_before_it_are_undone(session):
+    router = Router()
+
+    @router.command("结果", "result")
+    def submit(ctx: Context) -> None:
+        ctx.reply("已提交")  # collected, not yet sent
+        ctx.flush()  # queued in the outbox, inside the handler's savepoint
+        ctx.reply("审批卡片已发出")
+        raise Refusal("not_on_task", task=7, inspector="I01")
+
+    ctx = said(session, "结果 任务=7")
+    assert dispatched(router, ctx) == [Refusal("not_on_task", task=7, inspector="I01").text()]
+    ctx.flush()
+    session.flush()
+    queued = session.exec(select(OutboxMessage)).all()
+    assert [row.payload["message"]["text"] for row in queued] == [Refusal("not_on_task", task=7,
+                                                                          inspector="I01").text()]
 
 
 def test_a_malformed_request_is_answered_with_the_right_form_of_its_command(session):
