@@ -2,8 +2,9 @@
 """Re-checks a published SSR-1 draw with nothing but Python and SHA-256.
 
 Anyone can run it on an exported draw record: ``python verifier.py DIR``. It reads
-``DIR/record.json`` and the pool files beside it, and ``DIR/assignment.json`` when
-present, and recomputes everything from the text of DRAW.md (SSR-1). It stands alone
+``DIR/record.json`` and the pool files beside it, and ``DIR/assignment.json`` and the
+frozen roster ``DIR/roster.txt`` when present, and recomputes everything from the text
+of DRAW.md (SSR-1). It stands alone
 on purpose: it uses only Python's standard library and shares no code with the
 program that made the draw, so the two can be compared.
 
@@ -17,6 +18,7 @@ import heapq
 import json
 import sys
 from collections import Counter
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -65,6 +67,53 @@ def read_pool(path: Path, where: str) -> tuple[str, list[tuple[str, int]]]:
         require(not members or members[-1][0] < ident, f"{where} line {number}: {ident!r} is out of order or repeated")
         members.append((ident, WEIGHTS[w]))
     return hashlib.sha256(data).hexdigest(), members
+
+
+def good_list(s: str) -> bool:
+    """Roster specialities or members: "" or non-empty parts joined by ';', sorted (§8)."""
+    parts = s.split(";") if s else []
+    return parts == sorted(parts) and all(p and not set(p) & set("\r\n") for p in parts)
+
+
+def good_day(s: str) -> bool:
+    """A certificate expiry: "" (none) or a valid YYYY-MM-DD."""
+    try:
+        return s == "" or (len(s) == 10 and date.fromisoformat(s).isoformat() == s)
+    except ValueError:
+        return False
+
+
+def read_roster(path: Path) -> tuple[str, dict]:
+    """Returns roster.txt's SHA-256 and what matching reads from it, checking every line (§8)."""
+    data = path.read_bytes()
+    text = data.decode("utf-8")
+    require(text == "" or text.endswith("\n"), "roster.txt: the last line has no newline")
+    lines, people, teams, conflicts = text.split("\n")[:-1], [], [], []
+    for n, line in enumerate(lines):
+        require(n == 0 or lines[n - 1] < line, f"roster.txt line {n + 1}: {line!r} is out of order or repeated")
+        kind, *f = line.split("|")
+        if kind == "I" and len(f) == 5 and good_id(f[0]) and good_id(f[1]) and f[2] in ("0", "1") \
+                and good_day(f[3]) and good_list(f[4]):
+            people.append((f[0], f[1], f[2] == "1", f[3], f[4].split(";") if f[4] else []))
+        elif kind == "T" and len(f) == 2 and good_id(f[0]) and good_list(f[1]):
+            teams.append({"id": f[0], "members": f[1].split(";") if f[1] else []})
+        elif kind == "C" and len(f) == 2 and good_id(f[0]) and good_id(f[1]):
+            conflicts.append(f)
+        else:
+            raise Mismatch(f"roster.txt line {n + 1}: {line!r} is not an I|, T| or C| line of DRAW.md §8")
+    return hashlib.sha256(data).hexdigest(), {"people": sorted(people), "teams": sorted(teams, key=lambda t: t["id"]),
+                                              "conflicts": sorted(conflicts)}
+
+
+def check_roster(a: dict, roster: dict) -> None:
+    """The matching inputs of assignment.json are those of the frozen roster (§8): qualified
+    when the frozen expiry is on or after the draw date, active as frozen."""
+    inspectors = [{"id": i, "unit": u, "active": on, "qualified": day != "" and a["draw_date"] <= day,
+                   "specialties": spec} for i, u, on, day, spec in roster["people"]]
+    for key, expected in (("inspectors", inspectors), ("teams", roster["teams"]), ("conflicts", roster["conflicts"])):
+        for n, (e, f) in enumerate(zip(expected, a[key])):
+            same(f"assignment.json: {key}[{n}] (as roster.txt gives it)", e, f)
+        same(f"assignment.json: number of {key} (as roster.txt gives them)", len(expected), len(a[key]))
 
 
 def select(stratum_seed: str, members: list[tuple[str, int]], k: int) -> list[tuple[str, str]]:
@@ -221,10 +270,18 @@ def verify(directory: Path) -> str:
     for n, (e, f) in enumerate(zip(tasks, record["tasks"])):
         for key in ("object_id", "strata", "items"):
             same(f"task {n} (object {e['object_id']}): {key}", e[key], f[key])
-    checked = "no assignment.json"
+    checked, roster, digest = "no assignment.json", None, record.get("roster_digest")  # null: no roster (§8)
+    if (directory / "roster.txt").exists():
+        require(digest is not None, "roster.txt is present but record.json has no roster_digest")
+        found, roster = read_roster(directory / "roster.txt")
+        same("roster_digest (SHA-256 of roster.txt)", digest, found)
     if (directory / "assignment.json").exists():
-        check_assignment(json.loads((directory / "assignment.json").read_text(encoding="utf-8")), seed, tasks)
-        checked = "assignment checked"
+        a = json.loads((directory / "assignment.json").read_text(encoding="utf-8"))
+        require(roster is not None or digest is None, "record.json has a roster_digest: roster.txt is missing")
+        if roster is not None:
+            check_roster(a, roster)
+        check_assignment(a, seed, tasks)
+        checked = "assignment checked" + (" against the roster" if roster is not None else "")
     return f"SSR-1 OK batch {batch}: {len(strata)} strata, {len(tasks)} tasks, {checked} / 核验一致"
 
 

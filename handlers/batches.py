@@ -14,7 +14,7 @@ from bot.batches.progress import progress
 from bot.chat.arguments import arguments, arguments_text
 from bot.chat.context import Context
 from bot.chat.identity import ADMIN
-from bot.chat.router import EVERYONE, Router
+from bot.chat.router import EVERYONE, Router, refuse
 from bot.clock import bureau_today
 from bot.refusal import Refusal
 from bot.texts import say
@@ -23,9 +23,18 @@ from storage.calendar import load_calendar
 router = Router()
 
 
-def _batch_command(action: str) -> Callable[[Context], None]:
+def _batch_command(action: str, name: str) -> Callable[[Context], None]:
     def handler(ctx: Context) -> None:
-        done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, arguments_text(ctx), ctx.now)
+        text = arguments_text(ctx)
+        try:
+            with ctx.savepoint():  # a refusal undoes the call's writes, not its trace below
+                done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, text, ctx.now)
+        except Refusal as refusal:
+            # Every draw attempt leaves a trace (DRAW.md §5): audited after the rollback,
+            # committed with the answer.
+            commands.audit_refusal(ctx.session, ctx.actor_label, action, text, refusal)
+            refuse(ctx, refusal, name)
+            return
         ctx.reply("\n".join(done.lines))
     handler.__name__ = f"batch_{action}"
     return handler
@@ -34,7 +43,7 @@ def _batch_command(action: str) -> Callable[[Context], None]:
 for _action, _names in (("new", ("新建抽查", "new")), ("stratum", ("追加分层", "stratum")),
                         ("publish", ("公示方案", "publish")), ("draw", ("抽取", "draw")),
                         ("cancel", ("撤销", "cancel"))):
-    router.command(*_names, roles={ADMIN})(_batch_command(_action))
+    router.command(*_names, roles={ADMIN})(_batch_command(_action, _names[0]))
 
 
 @router.command("进度", "status", roles=EVERYONE)

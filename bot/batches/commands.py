@@ -51,3 +51,11 @@ def run(session: Session, settings: Settings, actor: str, action: str, text: str
         return Done(say("batches", "drawn", drawn=drawn).splitlines(), drawn.batch.id)
     batch = lifecycle.cancel(session, actor, arguments, now)
     return Done([say("batches", "cancelled", batch=batch)], batch.id)
+
+
+def audit_refusal(session: Session, actor: str, action: str, text: str, refusal: Refusal) -> None:
+    """Leave the trace of a refused ``action`` that must leave one: every draw attempt
+    (DRAW.md §5). Call it after the refused call's writes were undone, in a transaction
+    that commits."""
+    if action == "draw":
+        draw.record_refusal(session, actor, text, refusal)

@@ -1,9 +1,11 @@
 """The draw (DRAW.md §3–5): reveal the seed, select objects, staff the tasks.
 
-The draw uses the pools frozen at publication, whatever the directory has become since,
-and the inputs of matching as they stand at the draw, which are stored with the batch
-so that the export and every later check use exactly them. A draw that cannot staff a
-task fails as a whole and stores nothing. Nothing is ever redrawn.
+The draw uses the pools and the roster frozen at publication (DRAW.md §8), whatever the
+directory has become since (a batch published before rosters existed matches on the
+directory at the draw). The inputs of matching are stored with the batch so that the
+export and every later check use exactly them. A draw that cannot staff a task fails as
+a whole and stores nothing; its refusal names no selected object (nothing is public
+before the draw commits) and is audited by ``record_refusal``. Nothing is ever redrawn.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from datetime import date, datetime
 from sqlalchemy import true
 from sqlmodel import Session, col, select
 
-from bot.batches import options
+from bot.batches import options, roster
 from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
 from bot.clock import bureau_date
 from bot.refusal import Refusal
 from bot.rules import matching, ssr1
-from bot.rules.arguments import Arguments
+from bot.rules.arguments import ArgumentError, Arguments, parse_arguments
 from bot.settings import Settings
 from storage import audit
 from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Task, Team, table_of
@@ -65,8 +67,11 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     try:
         staffed = match_recorded(seed, inputs)
     except matching.DrawFailure as exc:
-        raise Refusal("cannot_staff", batch=batch.id, reason=exc.reason, object=exc.object_id, mode=exc.mode,
-                      unit=exc.unit) from None
+        # The object is not named: the selection is not public before the draw commits, and
+        # whoever reads the refusal could otherwise learn it and cancel (DRAW.md §5, §8).
+        first = next(t.strata[0] for t in tasks if t.object_id == exc.object_id)
+        raise Refusal("cannot_staff", batch=batch.id, reason=exc.reason, stratum=first, mode=exc.mode,
+                      frozen=batch.roster_digest is not None) from None
     batch.status, batch.drawn_at, batch.draw_date = "drawn", now, draw_date
     _store(session, batch, tasks, staffed)
     inputs["assignments"] = [{"object_id": a.object_id, "inspectors": list(a.inspectors), "team_id": a.team_id,
@@ -82,6 +87,28 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     return Drawn(batch, counts, len(tasks), needs_expert)
 
 
+def record_refusal(session: Session, actor: str, text: str, refusal: Refusal) -> None:
+    """Audit a refused draw attempt: every attempt leaves a trace (DRAW.md §5).
+
+    Called after the draw's own writes were undone, in a transaction that commits: the
+    CLI's next one, the chat's delivery (with the answer). The entry holds the refusal
+    and its values, which never name a selected object (``cannot_staff`` names the
+    stratum, the mode and what was missing).
+    """
+    values = {key: value for key, value in refusal.values.items() if key != "batch"}
+    if isinstance(values.get("ids"), list):  # a tampered pool's first changed ids: a few say where
+        values["ids"] = values["ids"][:10]
+    subject = refusal.values.get("batch") or _batch_named(text)
+    audit.record(session, actor, "draw.refused", str(subject), refusal=refusal.message, **values)
+
+
+def _batch_named(text: str) -> str:
+    try:
+        return options.required(parse_arguments(text, DRAW_KEYS), "batch")
+    except (ArgumentError, Refusal):
+        return ""
+
+
 def match_recorded(seed: str, inputs: dict) -> list[matching.Assignment]:
     """Matching (DRAW.md §5) run on the recorded inputs, exactly as a check re-runs it."""
     objects = [matching.TaskObject(o["id"], o["unit"], frozenset(o["required_specialties"])) for o in inputs["objects"]]
@@ -94,11 +121,9 @@ def match_recorded(seed: str, inputs: dict) -> list[matching.Assignment]:
 
 
 def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: date) -> dict:
-    """Everything matching reads, as it stands at the draw (SPEC §6 ``assignment.json``)."""
-    # Sorted here, not by the database: SQL collations need not be Unicode scalar order.
-    inspectors = sorted(session.exec(select(Inspector).where(Inspector.listed == true())), key=_by_id)
-    teams = sorted(session.exec(select(Team).where(Team.listed == true())), key=_by_id)
-    conflicts = session.exec(select(Conflict.inspector_id, Conflict.object_id).where(Conflict.listed == true())).all()
+    """Everything matching reads (SPEC §6 ``assignment.json``): inspectors, teams and
+    conflicts from the roster frozen at publication (DRAW.md §8), or from the directory at
+    the draw for a batch published before rosters existed."""
     needs = dict(session.exec(select(Item.code, Item.specialty)).all())
     object_ids = [t.object_id for t in tasks]
     units: dict[str, str] = {}
@@ -106,19 +131,42 @@ def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: 
         chunk = object_ids[start:start + IN_CHUNK]
         units.update(session.exec(select(InspectionObject.id, InspectionObject.unit_id)
                                   .where(col(InspectionObject.id).in_(chunk))).all())
+    frozen = roster.frozen(batch)
     return {
         "mode": batch.mode, "team_size": batch.team_size, "slack": batch.slack, "draw_date": on.isoformat(),
+        **(_directory_roster(session, on) if frozen is None else _frozen_roster(frozen, on)),
+        "objects": [{"id": t.object_id, "unit": units[t.object_id],
+                     "required_specialties": sorted({needs[i] for i in t.items if needs.get(i)})} for t in tasks],
+    }
+
+
+def _frozen_roster(frozen: ssr1.Roster, on: date) -> dict:
+    """Inspectors, teams and conflicts as frozen: ``qualified`` is the frozen expiry on or
+    after the draw date, ``active`` the frozen flag (DRAW.md §8)."""
+    return {
+        "inspectors": [{"id": i.id, "unit": i.unit, "active": i.active, "qualified": i.qualified_on(on),
+                        "specialties": list(i.specialties)} for i in sorted(frozen.inspectors, key=_by_id)],
+        "teams": [{"id": t, "members": list(members)} for t, members in sorted(frozen.teams)],
+        "conflicts": [list(pair) for pair in sorted(set(frozen.conflicts))],
+    }
+
+
+def _directory_roster(session: Session, on: date) -> dict:
+    """Inspectors, teams and conflicts as they stand in the directory at the draw."""
+    # Sorted here, not by the database: SQL collations need not be Unicode scalar order.
+    inspectors = sorted(session.exec(select(Inspector).where(Inspector.listed == true())), key=_by_id)
+    teams = sorted(session.exec(select(Team).where(Team.listed == true())), key=_by_id)
+    conflicts = session.exec(select(Conflict.inspector_id, Conflict.object_id).where(Conflict.listed == true())).all()
+    return {
         "inspectors": [{"id": i.id, "unit": i.unit_id, "active": i.active,
                         "qualified": i.certificate_expiry is not None and on <= i.certificate_expiry,
                         "specialties": sorted(i.specialties)} for i in inspectors],
         "teams": [{"id": t.id, "members": list(t.members)} for t in teams],
-        "objects": [{"id": t.object_id, "unit": units[t.object_id],
-                     "required_specialties": sorted({needs[i] for i in t.items if needs.get(i)})} for t in tasks],
         "conflicts": [list(pair) for pair in sorted({(i, o) for i, o in conflicts})],
     }
 
 
-def _by_id(row: Inspector | Team) -> str:
+def _by_id(row: Inspector | Team | ssr1.RosterInspector) -> str:
     return row.id
 
 

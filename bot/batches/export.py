@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from bot.batches import roster
 from bot.batches.records import find_batch, strata_of
 from bot.refusal import Refusal
 from bot.rules import ssr1
@@ -20,6 +21,7 @@ def record(session: Session, batch: Batch) -> dict:
     return {
         "algorithm": ssr1.ALGORITHM, "batch_id": batch.id, "commitment": batch.commitment, "secret": batch.secret,
         "beacon": batch.beacon, "seed": batch.seed,
+        "roster_digest": batch.roster_digest,  # null for a batch published before rosters (DRAW.md §8)
         "strata": [{"name": s.name, "filter": s.filter_description, "items": s.items, "pool_size": s.pool_size,
                     "pool_digest": s.pool_digest, "ratio_percent": s.ratio_percent, "k": s.k,
                     "pool_file": pool_file(s.name), "selected": [{"id": i, "score": sc} for i, sc in s.selected or []]}
@@ -33,7 +35,8 @@ def pool_file(stratum_name: str) -> str:
 
 
 def export(session: Session, batch_id: str, out: Path, *, internal: bool = False) -> list[Path]:
-    """Write record.json and the pool files (and, internally, assignment.json) to ``out``."""
+    """Write record.json and the pool files (and, internally, assignment.json and the
+    frozen roster's exact lines, roster.txt) to ``out``."""
     batch = find_batch(session, batch_id)
     if batch.drawn_at is None:  # drawn, in progress, completed — or cancelled after its draw
         raise Refusal("not_drawn", batch=batch_id, status=batch.status)
@@ -47,6 +50,10 @@ def export(session: Session, batch_id: str, out: Path, *, internal: bool = False
     if internal:
         assert batch.matching_inputs is not None  # stored by the draw
         written.append(_write_json(out / "assignment.json", batch.matching_inputs))
+        if batch.roster is not None:  # none before rosters existed
+            path = out / roster.FILE
+            path.write_bytes(zlib.decompress(batch.roster))  # as stored: the verifier checks it
+            written.append(path)
     return written
 
 

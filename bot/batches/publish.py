@@ -1,5 +1,5 @@
-"""Publishing the sampling plan (art. 12, DRAW.md §1–2): freeze every stratum's pool,
-commit to a fresh secret, and make the plan public before the draw."""
+"""Publishing the sampling plan (art. 12, DRAW.md §1–2, §8): freeze every stratum's pool
+and the roster, commit to a fresh secret, and make the plan public before the draw."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlmodel import Session
 
-from bot.batches import options
+from bot.batches import options, roster
 from bot.batches.create import draft_batch
 from bot.batches.records import strata_of
 from bot.clock import bureau_time
@@ -26,7 +26,7 @@ PUBLISH_KEYS = frozenset({"batch", "beacon"})
 
 
 def publish(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime) -> Batch:
-    """Freeze the pools, commit the seed and publish the plan; the batch leaves draft."""
+    """Freeze the pools and the roster, commit the seed and publish the plan; the batch leaves draft."""
     batch = draft_batch(session, options.required(args, "batch"))
     strata = strata_of(session, batch.id)
     weights = RiskWeights(**settings.draw.risk_weights.model_dump())
@@ -39,6 +39,8 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
             stratum.k = stratum.count
         else:
             stratum.k = ssr1.k_for_ratio(frozen.size, stratum.ratio_percent)
+    # DRAW.md §1.3, §8: who may be drawn is fixed with the pools, before anyone knows the seed.
+    batch.roster, batch.roster_digest = roster.freeze(session)
     secret = ssr1.new_secret()  # 32 bytes from the OS CSPRNG (DRAW.md §1)
     try:
         batch.secret_encrypted = sealer_of(session).seal(secret)
@@ -50,7 +52,7 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
     session.add_all([batch, *strata])
     session.flush()
     audit.record(session, actor, "batch.published", batch.id, commitment=batch.commitment,
-                 beacon_rule=batch.beacon_rule, strata=[
+                 beacon_rule=batch.beacon_rule, roster_digest=batch.roster_digest, strata=[
                      {"name": s.name, "pool_size": s.pool_size, "pool_digest": s.pool_digest, "k": s.k}
                      for s in strata])
     return batch

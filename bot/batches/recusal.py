@@ -11,6 +11,7 @@ from datetime import date, datetime
 from sqlalchemy import true
 from sqlmodel import Session, col, select
 
+from bot.batches import roster
 from bot.batches.inspection import open_team_locked
 from bot.rules import matching
 from storage import audit
@@ -74,6 +75,11 @@ def _replacement(session: Session, batch: Batch, task: Task, assignments: list[A
                   for i in session.exec(select(Inspector).where(Inspector.listed == true()))]
     conflicts = {(c.inspector_id, c.object_id) for c in session.exec(
         select(Conflict).where(Conflict.listed == true(), Conflict.object_id == task.object_id))}
+    # Eligibility is the directory's on the day (DRAW.md §6, §8), but a conflict frozen with
+    # the roster stays in force for this batch even if the directory has dropped it since.
+    frozen = roster.frozen(batch)
+    if frozen is not None:
+        conflicts |= {(i, o) for i, o in frozen.conflicts if o == task.object_id}
     standing = session.exec(select(Assignment.inspector_id).join(Task, col(Task.id) == Assignment.task_id)
                             .where(Task.batch_id == batch.id, Assignment.status != "recused")).all()
     tasks = len(inputs["objects"])

@@ -38,19 +38,22 @@ def add_parser(commands: Commands) -> None:
 def run(settings: Settings, args: argparse.Namespace) -> int:
     engine = engine_of(settings)
     rest, actor = _take_actor(list(args.arguments))
+    label = actor.label if actor else operator()
     try:
         if args.action == "export":
             return _export(engine, rest)
         with transaction(engine) as session:
             if actor is not None and not is_admin(settings, actor):
                 raise Refusal("not_admin", actor=actor.label)
-            label = actor.label if actor else operator()
             lines = _act(session, settings, label, args.action, rest)
     except Refusal as refusal:
         if refusal.message == "not_admin":
             assert actor is not None  # only a named actor is refused as not an admin
             with transaction(engine) as session:
                 audit.record(session, actor.label, "refused", f"batch {args.action}", role="admin")
+        elif args.action != "export":  # the refused call's transaction is rolled back: a new one
+            with transaction(engine) as session:
+                commands.audit_refusal(session, label, args.action, join_tokens(rest), refusal)
         err(refusal.text())
         return 1
     for line in lines:

@@ -1,4 +1,5 @@
-"""SSR-1, the published draw: commitment, pools, seeds, object selection (DRAW.md §1–4).
+"""SSR-1, the published draw: commitment, pools, seeds, object selection (DRAW.md §1–4)
+and the frozen roster (§8).
 
 Every function here is pure and follows DRAW.md to the letter, because citizens
 recompute the draw from its text: any deviation is a bug. Inspector matching
@@ -12,6 +13,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from itertools import chain
 from typing import TYPE_CHECKING, NamedTuple
@@ -24,6 +26,7 @@ MIN_WEIGHT, MAX_WEIGHT = 1, 10
 _SECRET = re.compile(r"[0-9a-f]{64}")
 _SCORE_LENGTH = 64  # hex characters of a SHA-256
 _NAME_MAX = 32
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class Scored(NamedTuple):
@@ -305,6 +308,126 @@ def task_list(strata: Iterable[tuple[str, Sequence[str], Iterable[str]]]) -> lis
             task_strata.append(name)
             task_items.extend(item for item in items if item not in task_items)
     return [Task(o, tuple(s), tuple(i)) for o, (s, i) in tasks.items()]
+
+
+# -- §8 The roster, frozen with the pools -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RosterInspector:
+    """One ``I|`` line: an inspector as listed at publication."""
+
+    id: str
+    unit: str
+    active: bool
+    expiry: date | None  # the certificate's last valid day; None when there is none
+    specialties: tuple[str, ...]  # sorted
+
+    def qualified_on(self, day: date) -> bool:
+        """The frozen expiry is on or after ``day`` (DRAW.md §8; valid through its expiry)."""
+        return self.expiry is not None and day <= self.expiry
+
+
+@dataclass(frozen=True)
+class Roster:
+    """A frozen roster read back from its lines, each part in the order of its lines (which
+    is not always id order: ``"I|A-B|…"`` sorts before ``"I|A|…"``)."""
+
+    inspectors: tuple[RosterInspector, ...]
+    teams: tuple[tuple[str, tuple[str, ...]], ...]  # (team id, members sorted)
+    conflicts: tuple[tuple[str, str], ...]  # (inspector id, object id)
+
+
+def inspector_line(inspector_id: str, unit_id: str, active: bool, expiry: date | None,
+                   specialties: Iterable[str]) -> str:
+    """``"I|" + id + "|" + unit + "|" + "1"/"0" + "|" + expiry + "|" + specialties`` (§8).
+
+    Raises:
+        ValueError: On a bad id or unit, or a speciality holding ``|``, ``;``, CR or LF.
+    """
+    check_identifier(inspector_id, "inspector id")
+    check_identifier(unit_id, f"unit of inspector {inspector_id!r}")
+    day = "" if expiry is None else expiry.isoformat()
+    return f"I|{inspector_id}|{unit_id}|{'1' if active else '0'}|{day}|{_joined(specialties, 'speciality')}"
+
+
+def team_line(team_id: str, members: Iterable[str]) -> str:
+    """``"T|" + team_id + "|" + member ids, sorted, joined by ";"`` (§8)."""
+    check_identifier(team_id, "team id")
+    return f"T|{team_id}|{_joined(members, 'team member')}"
+
+
+def conflict_line(inspector_id: str, object_id: str) -> str:
+    """``"C|" + inspector_id + "|" + object_id`` (§8)."""
+    return f"C|{check_identifier(inspector_id, 'inspector id')}|{check_identifier(object_id, 'object id')}"
+
+
+def roster_text(lines: Iterable[str]) -> str:
+    """The roster as hashed: the lines sorted, each with its newline (§8).
+
+    A line given twice (one conflict recorded both by an import and by a recusal) is one
+    line: the roster lists each conflict once.
+    """
+    return "".join(f"{line}\n" for line in sorted(set(lines)))
+
+
+def roster_digest(lines: Iterable[str]) -> str:
+    """``roster_digest = H(concatenation, over the lines sorted, of line + "\\n")`` (§8)."""
+    return H(roster_text(lines))
+
+
+def parse_roster(text: str) -> Roster:
+    """Reads a roster written by ``roster_text`` back, checking every line.
+
+    Raises:
+        ValueError: On a line that is not exactly what the writers above produce, or
+            lines not sorted or repeated.
+    """
+    if text and not text.endswith("\n"):
+        raise ValueError("the roster's last line has no newline")
+    lines = text.split("\n")[:-1]
+    inspectors, teams, conflicts = [], [], []
+    for number, line in enumerate(lines, start=1):
+        if number > 1 and line <= lines[number - 2]:
+            raise ValueError(f"roster line {number} {line!r} is out of order or repeated")
+        kind, *fields = line.split("|")
+        try:
+            if kind == "I" and len(fields) == 5 and fields[2] in ("0", "1"):
+                ident, unit, active, day, specialties = fields
+                if day and not _DAY.fullmatch(day):
+                    raise ValueError(f"expiry {day!r} is not YYYY-MM-DD")
+                person = RosterInspector(ident, unit, active == "1", date.fromisoformat(day) if day else None,
+                                         _split(specialties, "speciality"))
+                inspectors.append(person)
+                written = inspector_line(ident, unit, person.active, person.expiry, person.specialties)
+            elif kind == "T" and len(fields) == 2:
+                teams.append((fields[0], _split(fields[1], "team member")))
+                written = team_line(*teams[-1])
+            elif kind == "C" and len(fields) == 2:
+                conflicts.append((fields[0], fields[1]))
+                written = conflict_line(fields[0], fields[1])
+            else:
+                raise ValueError("not an I|, T| or C| line with its fields")
+            if written != line:
+                raise ValueError(f"written back it reads {written!r}")
+        except ValueError as exc:
+            raise ValueError(f"roster line {number} {line!r}: {exc}") from None
+    return Roster(tuple(inspectors), tuple(teams), tuple(conflicts))
+
+
+def _joined(parts: Iterable[str], what: str) -> str:
+    listed = sorted(parts)
+    for part in listed:
+        if not part or set(part) & set("|;\r\n"):
+            raise ValueError(f"{what} {part!r} must be non-empty without '|', ';', CR or LF")
+    return ";".join(listed)
+
+
+def _split(joined: str, what: str) -> tuple[str, ...]:
+    parts = tuple(joined.split(";")) if joined else ()
+    if list(parts) != sorted(parts):
+        raise ValueError(f"the {what}s {joined!r} are not sorted")
+    return parts
 
 
 def _ticket(copy: Callable[[], HASH], member_id: str, j: int) -> str:

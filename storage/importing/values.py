@@ -135,7 +135,13 @@ def id_list(text: str) -> list[str]:
 
 
 def word_list(text: str) -> list[str]:
-    return sorted({part.strip() for part in re.split(r"[;；,，]", text) if part.strip()})
+    """``;``-separated words (specialities), sorted, each without ``|``, CR or LF: they
+    are written into the frozen roster's lines (DRAW.md §8)."""
+    words = sorted({part.strip() for part in re.split(r"[;；,，]", text) if part.strip()})
+    for word in words:
+        if set(word) & set("|\r\n"):
+            raise BadValue(say("import", "bad_word", value=word))
+    return words
 
 
 def choice(table: dict[str, str], message: str) -> Callable[[str], str]:

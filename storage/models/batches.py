@@ -1,4 +1,4 @@
-"""Batches, strata and their frozen pools (SPEC §2 steps 3–5, DRAW.md §1–2)."""
+"""Batches, strata, their frozen pools and roster (SPEC §2 steps 3–5, DRAW.md §1–2, §8)."""
 
 from datetime import date, datetime
 
@@ -24,6 +24,11 @@ class Batch(SQLModel, table=True):
     beacon_rule: str = ""  # the beacon announced in the plan, or empty
     beacon: str = ""  # the value used at the draw, verbatim
     commitment: str | None = None
+    # The roster frozen at publication (DRAW.md §8): exactly the lines hashed into
+    # ``roster_digest``, zlib-compressed. Both null for a batch published before rosters
+    # existed, which matches on the directory at the draw.
+    roster: bytes | None = Field(default=None, sa_type=LargeBinary)
+    roster_digest: str | None = None
     secret_encrypted: str | None = Field(default=None, sa_type=Text)
     secret: str | None = None  # revealed at the draw
     seed: str | None = None

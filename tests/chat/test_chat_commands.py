@@ -65,7 +65,7 @@ def start_bot(engine, tmp_path, wecom, aiohttp_server):
     return start
 
 
-def _draw(engine, settings, text: str) -> str:
+def _published(engine, settings, text: str) -> str:
     now, today = clock_now(), bureau_today(settings.bureau.timezone)
     due = (today + timedelta(days=60)).isoformat()
     with transaction(engine) as session:
@@ -73,8 +73,13 @@ def _draw(engine, settings, text: str) -> str:
         batch_id = create.new_batch(session, settings, "admin", args, today).batch.id
     with transaction(engine) as session:
         publish.publish(session, settings, "admin", parse_arguments(f"批次={batch_id}", publish.PUBLISH_KEYS), now)
+    return batch_id
+
+
+def _draw(engine, settings, text: str) -> str:
+    batch_id = _published(engine, settings, text)
     with transaction(engine) as session:
-        draw.draw(session, settings, "admin", parse_arguments(f"批次={batch_id}", draw.DRAW_KEYS), now)
+        draw.draw(session, settings, "admin", parse_arguments(f"批次={batch_id}", draw.DRAW_KEYS), clock_now())
     return batch_id
 
 
@@ -571,6 +576,29 @@ async def test_verify_says_the_draw_matches_and_progress_shows_counts(bot, wecom
     assert "没有批次 NOPE" in await walk.say(ADMIN, "进度 批次=NOPE")
     draft = await asyncio.to_thread(_new_draft, engine, bot[SETTINGS])
     assert "抽取之后才能导出" in await walk.say(ADMIN, f"核验 批次={draft}")
+
+
+async def test_a_draw_that_cannot_staff_is_audited_and_its_answer_names_no_object(bot, wecom, engine):
+    """Every draw attempt leaves a trace, and a refused one does not reveal what it selected
+    (whoever read it could cancel and publish again until the selection suits them)."""
+    walk = Walk(wecom, engine, bot)
+    batch_id = await asyncio.to_thread(_published, engine, bot[SETTINGS], "数量=3 方式=小随机 人数=5")
+    answer = await walk.say(ADMIN, f"抽取 批次={batch_id}")
+    assert "抽取未完成" in answer and "分层 main" in answer and "小随机" in answer and "人员不足" in answer
+    assert not re.search(r"9115060200000\d{5}|对象\d|S-DC|S-XC", answer), answer
+    entries = rows(engine, AuditEntry, AuditEntry.action == "draw.refused")
+    assert [(e.actor, e.subject, e.detail["refusal"], e.detail["stratum"], e.detail["mode"]) for e in entries] == [
+        (f"wecom:{ADMIN}", batch_id, "cannot_staff", "main", "unit")]
+    assert not re.search(r"9115060200000\d{5}", json.dumps(entries[0].detail))
+    assert rows(engine, Batch, Batch.id == batch_id)[0].status == "published"
+    assert rows(engine, Task, Task.batch_id == batch_id) == []
+
+    # A refused beacon is an attempt too; a refusal before any batch is named still leaves its trace.
+    assert "没有约定信标" in await walk.say(ADMIN, f"抽取 批次={batch_id} 信标值=1")
+    assert "缺少参数 批次=" in await walk.say(ADMIN, "抽取")
+    entries = rows(engine, AuditEntry, AuditEntry.action == "draw.refused")
+    assert [(e.subject, e.detail["refusal"]) for e in entries][1:] == [(batch_id, "beacon_not_announced"),
+                                                                       ("", "missing_argument")]
 
 
 def _new_draft(engine, settings) -> str:

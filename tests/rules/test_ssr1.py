@@ -10,6 +10,7 @@ import hashlib
 import random
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
+from datetime import date
 
 import pytest
 from hypothesis import given, settings
@@ -282,3 +283,70 @@ class TestSelectionProperties:
         random.Random(n).shuffle(pool)
         got = ssr1.select(STRATUM_SEED, pool, k)
         assert len(got) == min(n, k) and got == sorted(got)
+
+
+class TestRoster:
+    """DRAW.md §8: the roster's lines and digest, written from the text of the section."""
+
+    def test_line_formats(self):
+        assert ssr1.inspector_line("I01", "S-DC", True, date(2030, 12, 31), ["食品", "特种设备", "价格"]) == \
+            "I|I01|S-DC|1|2030-12-31|价格;特种设备;食品"  # sorted by code point: 价 < 特 < 食
+        assert ssr1.inspector_line("I02", "S-XC", False, None, []) == "I|I02|S-XC|0||"
+        assert ssr1.team_line("T1", ["I02", "I01", "I10"]) == "T|T1|I01;I02;I10"
+        assert ssr1.conflict_line("I01", "L-产品-0007") == "C|I01|L-产品-0007"
+
+    def test_digest_is_the_sorted_lines_each_with_its_newline(self):
+        lines = ["T|T1|I01;I02", "I|I02|S-XC|0||", "C|I01|L-产品-0007", "I|I01|S-DC|1|2030-12-31|食品"]
+        text = "C|I01|L-产品-0007\nI|I01|S-DC|1|2030-12-31|食品\nI|I02|S-XC|0||\nT|T1|I01;I02\n"
+        assert ssr1.roster_text(lines) == text
+        assert ssr1.roster_digest(lines) == hashlib.sha256(text.encode()).hexdigest()
+        assert ssr1.roster_digest(reversed(lines)) == ssr1.roster_digest(lines)
+        assert ssr1.roster_digest([]) == hashlib.sha256(b"").hexdigest()
+
+    def test_lines_sort_as_lines_not_by_id(self):
+        # "I|A-B|…" before "I|A|…": '-' (U+002D) sorts before '|' (U+007C).
+        lines = [ssr1.inspector_line("A", "U", True, None, []), ssr1.inspector_line("A-B", "U", True, None, [])]
+        assert ssr1.roster_text(lines) == "I|A-B|U|1||\nI|A|U|1||\n"
+        assert [i.id for i in ssr1.parse_roster(ssr1.roster_text(lines)).inspectors] == ["A-B", "A"]
+
+    def test_a_conflict_recorded_twice_is_one_line(self):
+        assert ssr1.roster_text(["C|I01|O1", "C|I01|O1"]) == "C|I01|O1\n"
+
+    def test_read_back(self):
+        text = ssr1.roster_text(["C|I01|O1", "I|I01|S-DC|1|2030-12-31|价格;食品", "I|I02|S-XC|0||", "T|T1|I01;I02"])
+        roster = ssr1.parse_roster(text)
+        assert roster.inspectors == (ssr1.RosterInspector("I01", "S-DC", True, date(2030, 12, 31), ("价格", "食品")),
+                                     ssr1.RosterInspector("I02", "S-XC", False, None, ()))
+        assert roster.teams == (("T1", ("I01", "I02")),) and roster.conflicts == (("I01", "O1"),)
+        # Valid through its expiry day (SPEC §3); no certificate, never qualified.
+        assert roster.inspectors[0].qualified_on(date(2030, 12, 31))
+        assert not roster.inspectors[0].qualified_on(date(2031, 1, 1))
+        assert not roster.inspectors[1].qualified_on(date(2000, 1, 1))
+
+    @pytest.mark.parametrize("bad", ["I|I01|U|1|2030-12-31", "I|I01|U|yes||", "I|I01|U|1|2030-1-1|",
+                                     "I|I01|U|1|2030-02-30|", "I|I01|U|1||b;a", "I|I01|U|1||a;;b", "I| I01|U|1||",
+                                     "T|T1|I02;I01", "C|I01", "X|I01|O1", "C|I01|O1|x", ""])
+    def test_read_back_refuses_what_is_not_written_so(self, bad):
+        with pytest.raises(ValueError, match="roster line 1"):
+            ssr1.parse_roster(bad + "\n")
+
+    def test_read_back_refuses_order_repeats_and_a_missing_newline(self):
+        with pytest.raises(ValueError, match="line 2 .* out of order or repeated"):
+            ssr1.parse_roster("T|T1|I01;I02\nC|I01|O1\n")
+        with pytest.raises(ValueError, match="out of order or repeated"):
+            ssr1.parse_roster("C|I01|O1\nC|I01|O1\n")
+        with pytest.raises(ValueError, match="no newline"):
+            ssr1.parse_roster("C|I01|O1")
+
+    @pytest.mark.parametrize("specialties", [["a|b"], ["a;b"], ["a\nb"], [""]])
+    def test_specialities_that_cannot_be_written(self, specialties):
+        with pytest.raises(ValueError, match="speciality"):
+            ssr1.inspector_line("I01", "U", True, None, specialties)
+
+    def test_ids_that_cannot_be_written(self):
+        with pytest.raises(ValueError):
+            ssr1.inspector_line("I|01", "U", True, None, [])
+        with pytest.raises(ValueError):
+            ssr1.team_line("T1", ["I01", "I;02"])
+        with pytest.raises(ValueError):
+            ssr1.conflict_line("I01", "O\n1")

@@ -10,6 +10,7 @@ import ast
 import json
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -28,9 +29,18 @@ FOOD_POOL = [(f"9115{n:04d}", 1 + n % 3) for n in range(40)] + [("91150602MA0N00
 ITEM_SPECIALITY = {"A01": "food", "A02": "price", "B01": "food", "B02": "drug"}
 
 
+def roster_lines(people, teams, conflicts) -> list[str]:
+    """The frozen roster of DRAW.md §8 for ``people`` (qualified: a certificate valid
+    through 2030, else one that ran out before the draw date 2026-03-01)."""
+    return ([ssr1.inspector_line(p.id, p.unit, p.active, date(2030, 12, 31) if p.qualified else date(2026, 2, 28),
+                                 p.specialties) for p in people]
+            + [ssr1.team_line(t.id, t.members) for t in teams] + [ssr1.conflict_line(*c) for c in conflicts])
+
+
 def export(directory: Path, strata, *, batch="2026-DS-001", beacon="", mode="all",
-           people=(), teams=(), units=None, conflicts=(), team_size=2, slack=1) -> Path:
-    """Writes record.json, pool files and (with ``people``) assignment.json per SPEC §6."""
+           people=(), teams=(), units=None, conflicts=(), team_size=2, slack=1, roster=False) -> Path:
+    """Writes record.json, pool files and (with ``people``) assignment.json per SPEC §6,
+    and with ``roster`` the frozen roster.txt whose digest the record carries."""
     seed = ssr1.seed(batch, SECRET, beacon)
     record_strata, selections = [], []
     for name, items, members, ratio, count in strata:
@@ -46,8 +56,13 @@ def export(directory: Path, strata, *, batch="2026-DS-001", beacon="", mode="all
             "k": k, "pool_file": f"pool-{name}.txt",
             "selected": [{"id": s.id, "score": s.score} for s in chosen]})
     tasks = ssr1.task_list(selections)
+    digest = None
+    if roster:
+        text = ssr1.roster_text(roster_lines(people, teams, conflicts))
+        (directory / "roster.txt").write_text(text, "utf-8")
+        digest = ssr1.H(text)
     record = {"algorithm": "SSR-1", "batch_id": batch, "commitment": ssr1.commitment(SECRET),
-              "secret": SECRET, "beacon": beacon, "seed": seed, "strata": record_strata,
+              "secret": SECRET, "beacon": beacon, "seed": seed, "roster_digest": digest, "strata": record_strata,
               "tasks": [{"object_id": t.object_id, "strata": list(t.strata), "items": list(t.items)}
                         for t in tasks]}
     (directory / "record.json").write_text(json.dumps(record, ensure_ascii=False), "utf-8")
@@ -62,7 +77,8 @@ def export(directory: Path, strata, *, batch="2026-DS-001", beacon="", mode="all
             "mode": mode, "team_size": team_size, "slack": slack, "draw_date": "2026-03-01",
             "inspectors": [{"id": p.id, "unit": p.unit, "active": p.active, "qualified": p.qualified,
                             "specialties": sorted(p.specialties)} for p in sorted(people, key=lambda p: p.id)],
-            "teams": [{"id": t.id, "members": list(t.members)} for t in sorted(teams, key=lambda t: t.id)],
+            "teams": [{"id": t.id, "members": sorted(t.members) if roster else list(t.members)}
+                      for t in sorted(teams, key=lambda t: t.id)],
             "objects": [{"id": o.id, "unit": o.unit, "required_specialties": sorted(o.required_specialties)}
                         for o in objects],
             "conflicts": sorted([list(c) for c in conflicts]),
@@ -239,6 +255,90 @@ class TestRejects:
         assert verifier.main([]) == 2
 
 
+ROSTER_TEAMS = [Team("T1", ("I01", "I02")), Team("T2", ("I04", "I03")), Team("T3", ("I06", "I07"))]
+ROSTER_CONFLICTS = [("I01", "91150602MA0N000002"), ("I03", "L-产品-0007")]
+
+
+@pytest.fixture
+def rostered(tmp_path):
+    """A batch with its frozen roster (DRAW.md §8) beside assignment.json."""
+    return export(tmp_path, STRATA, people=PEOPLE, teams=ROSTER_TEAMS, conflicts=ROSTER_CONFLICTS, roster=True)
+
+
+class TestFrozenRoster:
+    expect = TestRejects.expect
+
+    def forge(self, batch, text):
+        """Write roster.txt and the digest that goes with it: only the lines can be wrong."""
+        (batch / "roster.txt").write_text(text, "utf-8")
+        edit(batch / "record.json", lambda r: r.update(roster_digest=ssr1.H(text)))
+
+    @pytest.mark.parametrize("mode", ["all", "team"])
+    def test_accepted_and_checked(self, tmp_path, capsys, mode):
+        export(tmp_path, STRATA, people=PEOPLE, teams=ROSTER_TEAMS, conflicts=ROSTER_CONFLICTS, roster=True,
+               mode=mode)
+        code, out = run(tmp_path, capsys)
+        assert code == 0 and "assignment checked against the roster" in out, out
+        text = (tmp_path / "roster.txt").read_text("utf-8")
+        assert "C|I01|91150602MA0N000002\n" in text and "T|T2|I03;I04\n" in text
+        assert "I|I00|U0|1|2030-12-31|food\n" in text and "I|I05|U2|1|2026-02-28|\n" in text
+
+    def test_a_tampered_roster(self, rostered, capsys):
+        # A conflict dropped from the frozen roster after publication (DRAW.md §8).
+        path = rostered / "roster.txt"
+        path.write_text(path.read_text("utf-8").replace("C|I01|91150602MA0N000002\n", ""), "utf-8")
+        self.expect(rostered, capsys, "roster_digest (SHA-256 of roster.txt)")
+
+    def test_a_conflict_left_out_of_the_inputs(self, rostered, capsys):
+        edit(rostered / "assignment.json", lambda a: a["conflicts"].pop(0))
+        self.expect(rostered, capsys, "conflicts", "as roster.txt gives")
+
+    def test_an_inspector_made_qualified(self, rostered, capsys):
+        edit(rostered / "assignment.json", lambda a: a["inspectors"][5].update(qualified=True))
+        self.expect(rostered, capsys, "inspectors[5]", "as roster.txt gives")
+
+    def test_an_inspector_added_to_the_inputs(self, rostered, capsys):
+        edit(rostered / "assignment.json", lambda a: a["inspectors"].append(
+            {"id": "I99", "unit": "U1", "active": True, "qualified": True, "specialties": ["food"]}))
+        self.expect(rostered, capsys, "number of inspectors")
+
+    def test_a_team_changed(self, rostered, capsys):
+        edit(rostered / "assignment.json", lambda a: a["teams"][0].update(members=["I01", "I05"]))
+        self.expect(rostered, capsys, "teams[0]")
+
+    def test_roster_missing_beside_the_assignment(self, rostered, capsys):
+        (rostered / "roster.txt").unlink()
+        self.expect(rostered, capsys, "roster.txt is missing")
+
+    def test_public_record_alone_needs_no_roster(self, rostered, capsys):
+        (rostered / "roster.txt").unlink()
+        (rostered / "assignment.json").unlink()
+        assert run(rostered, capsys)[0] == 0
+
+    def test_roster_without_a_digest(self, rostered, capsys):
+        edit(rostered / "record.json", lambda r: r.update(roster_digest=None))
+        self.expect(rostered, capsys, "no roster_digest")
+
+    def test_lines_out_of_order(self, rostered, capsys):
+        lines = (rostered / "roster.txt").read_text("utf-8").splitlines(keepends=True)
+        self.forge(rostered, "".join([lines[1], lines[0], *lines[2:]]))
+        self.expect(rostered, capsys, "roster.txt line 2", "out of order")
+
+    @pytest.mark.parametrize("old, new", [("|1|2030-12-31|food", "|yes|2030-12-31|food"),
+                                          ("|2030-12-31|food", "|2030-13-31|food"),
+                                          ("T|T2|I03;I04", "T|T2|I04;I03"), ("T|T2|I03;I04", "T|T2|I03;;I04")])
+    def test_malformed_lines(self, rostered, capsys, old, new):
+        self.forge(rostered, (rostered / "roster.txt").read_text("utf-8").replace(old, new, 1))
+        self.expect(rostered, capsys, "roster.txt line", "DRAW.md §8")
+
+    def test_the_project_reads_back_what_the_verifier_accepts(self, rostered):
+        text = (rostered / "roster.txt").read_text("utf-8")
+        read = ssr1.parse_roster(text)
+        assert ssr1.roster_text(ssr1.inspector_line(i.id, i.unit, i.active, i.expiry, i.specialties)
+                                for i in read.inspectors) in text
+        assert ssr1.H(text) == json.loads((rostered / "record.json").read_text("utf-8"))["roster_digest"]
+
+
 class TestIndependence:
     def test_imports_only_the_standard_library(self):
         tree = ast.parse(VERIFIER.read_text("utf-8"))
@@ -254,7 +354,9 @@ class TestIndependence:
         assert modules and modules <= set(sys.stdlib_module_names) | {"__future__"}, modules
 
     def test_short_enough_to_read(self):
-        assert len(VERIFIER.read_text("utf-8").splitlines()) <= 250
+        # 250 until issue 17 added the frozen roster's check (DRAW.md §8: read roster.txt,
+        # check its digest and that assignment.json's inputs are its own): about 50 lines.
+        assert len(VERIFIER.read_text("utf-8").splitlines()) <= 310
 
 
 bureau = st.lists(st.tuples(st.sampled_from(["U0", "U1", "U2"]), st.sets(st.sampled_from(["food", "drug"])),
@@ -263,8 +365,8 @@ bureau = st.lists(st.tuples(st.sampled_from(["U0", "U1", "U2"]), st.sets(st.samp
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(bureau, st.sampled_from(["all", "unit", "cross", "team"]), st.integers(0, 2),
-       st.sets(st.tuples(st.integers(0, 9), st.sampled_from([i for i, _ in APPENDIX_POOL]))))
-def test_agrees_with_the_drawing_code(tmp_path_factory, rows, mode, slack, pairs):
+       st.sets(st.tuples(st.integers(0, 9), st.sampled_from([i for i, _ in APPENDIX_POOL]))), st.booleans())
+def test_agrees_with_the_drawing_code(tmp_path_factory, rows, mode, slack, pairs, roster):
     people = [Inspector(f"I{n:02d}", u, frozenset(s), active=a, qualified=q)
               for n, (u, s, a, q) in enumerate(rows)]
     ids = [p.id for p in people]
@@ -274,7 +376,7 @@ def test_agrees_with_the_drawing_code(tmp_path_factory, rows, mode, slack, pairs
     directory = tmp_path_factory.mktemp("batch")
     try:
         export(directory, STRATA, people=people, mode=mode, teams=teams, units=units,
-               conflicts=conflicts, slack=slack)
+               conflicts=conflicts, slack=slack, roster=roster)
     except Exception as error:  # a draw that fails stores nothing: nothing to verify
         assert type(error).__name__ == "DrawFailure"
         return

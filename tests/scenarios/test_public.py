@@ -84,6 +84,20 @@ async def test_every_page_kind_over_http(client, engine, disclosed):
     assert missing.status == 404
 
 
+async def test_the_roster_digest_is_public_from_publication_and_the_roster_is_not(client, engine, disclosed):
+    """DRAW.md §1.3, §8; SPEC §6–7: published with the commitment, carried by record.json."""
+    with Session(engine) as session:
+        waiting, drawn = session.get(Batch, disclosed.published_only), session.get(Batch, disclosed.drawn)
+    assert waiting.roster_digest and drawn.roster_digest
+    plan = await text(client, f"/public/batches/{waiting.id}.html")
+    assert "名录摘要" in plan and waiting.roster_digest in plan and waiting.secret is None
+    assert drawn.roster_digest in await text(client, f"/public/batches/{drawn.id}.html")
+    assert drawn.roster_digest in await text(client, f"/public/batches/{drawn.id}/draw.html")
+    record_json = json.loads(await text(client, f"/public/batches/{drawn.id}/record.json"))
+    assert record_json["roster_digest"] == drawn.roster_digest
+    await text(client, f"/public/batches/{drawn.id}/roster.txt", 404)  # inspectors and conflicts stay internal
+
+
 async def test_search_by_name_or_code(client, disclosed):
     found = await text(client, "/public/search.html?q=对象1")
     assert "对象10" in found and "对象1" in found

@@ -18,6 +18,7 @@ from bot.rules import matching, ssr1
 from bot.rules.arguments import parse_arguments
 from bot.settings import Settings
 from storage.db import transaction
+from storage.importing import import_file
 from storage.models import Assignment, AuditEntry, Batch, Conflict, InspectionObject, Stratum, Task
 from storage.sealing import new_key
 from tests.support.batch_district import batch_settings, seed_district
@@ -318,3 +319,128 @@ def test_a_batch_advances_with_its_tasks(district):
     assert set_tasks("approved", "approved") == "completed"
     with pytest.raises(Refusal, match="already_final"):
         act(district, lifecycle.cancel, f"批次={batch_id} 原因=x", lifecycle.CANCEL_KEYS)
+
+
+# -- DRAW.md §8: the roster frozen at publication --------------------------------------------------------------------
+
+FROZEN_CONFLICTS = "inspector_id,object_id,reason\n" + "".join(
+    f"I02,9115060200000{n:05d},亲属关系\n" for n in range(1, 61))  # I02 may inspect nobody
+# After publication: a favoured newcomer I09 (qualified, in the office, so eligible for every object), the
+# conflicts dropped, and everyone but I01 and I02 out of post.
+CHANGED_INSPECTORS = "id,name,unit,certificate_no,certificate_expiry,specialties,active\n" + "".join(
+    f"I{n:02d},检查员{n},{unit},C{n},2030-12-31,,{'true' if n in (1, 2, 9) else 'false'}\n"
+    for n, unit in [(1, "S-DC"), (2, "S-DC"), (3, "S-DC"), (4, "S-DC"), (5, "S-XC"), (6, "S-XC"), (7, "S-XC"),
+                    (8, "S-XC"), (9, "U-XY")])
+
+
+def import_text(engine, tmp_path, kind, text):
+    path = tmp_path / f"{kind}-{count(engine, AuditEntry)}.csv"
+    path.write_text(text, encoding="utf-8")
+    outcome = import_file(engine, kind, path, actor="test")
+    assert outcome.ok, outcome.problems
+
+
+def change_the_directory(engine, tmp_path):
+    import_text(engine, tmp_path, "inspectors", CHANGED_INSPECTORS)
+    import_text(engine, tmp_path, "conflicts", "inspector_id,object_id,reason\n")  # every conflict delisted
+
+
+def teams_of(engine, batch_id) -> dict[str, list[str]]:
+    with transaction(engine) as session:
+        tasks = session.exec(select(Task).where(Task.batch_id == batch_id).order_by(Task.position)).scalars().all()
+        return {t.object_id: [a.inspector_id for a in session.exec(select(Assignment).where(
+            Assignment.task_id == t.id).order_by(Assignment.position)).scalars()] for t in tasks}
+
+
+def test_the_draw_matches_on_the_roster_frozen_at_publication(district, tmp_path):
+    """Add a favoured inspector and drop a conflict between publication and draw: the teams
+    are what the frozen roster gives (recomputed here from its lines alone)."""
+    settings = batch_settings()
+    import_text(district, tmp_path, "conflicts", FROZEN_CONFLICTS)
+    batch_id = new(district, settings, "名称=x 事项=A01,A02 数量=6 方式=大随机 截止=2026-12-31")
+    act(district, publish.publish, f"批次={batch_id}", publish.PUBLISH_KEYS, settings)
+    with transaction(district) as session:
+        published = session.get(Batch, batch_id)
+        frozen_text = zlib.decompress(published.roster).decode()
+        digest = published.roster_digest
+    assert digest == ssr1.H(frozen_text) and "C|I02|911506020000000001\n" in frozen_text
+    assert "I|I03|S-DC|1|2030-12-31|特种设备\n" in frozen_text and "|I09|" not in frozen_text
+
+    change_the_directory(district, tmp_path)
+    drawn = act(district, draw.draw, f"批次={batch_id}", draw.DRAW_KEYS, settings)
+    teams = teams_of(district, batch_id)
+    on_teams = {i for team in teams.values() for i in team}
+    assert drawn.tasks == 6 and not on_teams & {"I02", "I09"}  # conflicted as frozen; not on the roster
+    assert on_teams - {"I01"}  # out of post in the directory now, in post as frozen
+
+    roster = ssr1.parse_roster(frozen_text)
+    with transaction(district) as session:
+        batch = session.get(Batch, batch_id)
+        objects = [matching.TaskObject(o["id"], o["unit"], frozenset(o["required_specialties"]))
+                   for o in batch.matching_inputs["objects"]]
+        people = [matching.Inspector(i.id, i.unit, frozenset(i.specialties), i.active, i.expiry)
+                  for i in roster.inspectors]
+        expected = matching.match(batch.seed, objects, people, mode="all", on=TODAY, conflicts=set(roster.conflicts))
+        out = tmp_path / "export"
+        export(session, batch_id, out, internal=True)
+    assert teams == {a.object_id: list(a.inspectors) for a in expected}
+    assert (out / "roster.txt").read_text("utf-8") == frozen_text
+    assert json.loads((out / "record.json").read_text("utf-8"))["roster_digest"] == digest
+    assert verifier.verify(out).endswith("assignment checked against the roster / 核验一致")
+
+
+def test_a_batch_published_before_rosters_matches_on_the_directory_at_the_draw(district, tmp_path):
+    settings = batch_settings()
+    import_text(district, tmp_path, "conflicts", FROZEN_CONFLICTS)
+    batch_id = new(district, settings, "名称=x 事项=A01 数量=6 方式=大随机 截止=2026-12-31")
+    act(district, publish.publish, f"批次={batch_id}", publish.PUBLISH_KEYS, settings)
+    with transaction(district) as session:  # as migration 0012 leaves a batch published before it
+        batch = session.get(Batch, batch_id)
+        batch.roster, batch.roster_digest = None, None
+        session.add(batch)
+    change_the_directory(district, tmp_path)
+    act(district, draw.draw, f"批次={batch_id}", draw.DRAW_KEYS, settings)
+    on_teams = {i for team in teams_of(district, batch_id).values() for i in team}
+    assert on_teams <= {"I01", "I02", "I09"} and "I09" in on_teams  # the directory as it stood at the draw
+    out = tmp_path / "export"
+    with transaction(district) as session:
+        export(session, batch_id, out, internal=True)
+    assert json.loads((out / "record.json").read_text("utf-8"))["roster_digest"] is None
+    assert not (out / "roster.txt").exists()
+    assert verifier.verify(out).endswith("assignment checked / 核验一致")
+
+
+def test_a_tampered_frozen_roster_is_refused_and_nothing_is_drawn(district):
+    settings = batch_settings()
+    batch_id = new(district, settings, "名称=x 事项=A01 数量=2 方式=大随机 截止=2026-12-31")
+    act(district, publish.publish, f"批次={batch_id}", publish.PUBLISH_KEYS, settings)
+    with transaction(district) as session:
+        batch = session.get(Batch, batch_id)
+        lines = zlib.decompress(batch.roster).decode() + "I|I99|S-DC|1|2030-12-31|食品\n"
+        batch.roster = zlib.compress(lines.encode())
+        session.add(batch)
+    with pytest.raises(Refusal) as refused:
+        act(district, draw.draw, f"批次={batch_id}", draw.DRAW_KEYS, settings)
+    assert refused.value.message == "roster_tampered" and batch_id in refused.value.text()
+    assert count(district, Task) == 0
+
+
+def test_a_replacement_skips_a_conflict_frozen_with_the_roster_even_if_dropped_since(district, tmp_path):
+    """Eligibility is the directory's on the day of a recusal (DRAW.md §6), but dropping a
+    frozen conflict after publication does not make that inspector a replacement."""
+    settings = batch_settings()
+    import_text(district, tmp_path, "conflicts", FROZEN_CONFLICTS)
+    batch_id = new(district, settings, "名称=x 事项=A01 数量=1 方式=小随机 管辖=S-DC 截止=2026-12-31")
+    act(district, publish.publish, f"批次={batch_id}", publish.PUBLISH_KEYS, settings)
+    act(district, draw.draw, f"批次={batch_id}", draw.DRAW_KEYS, settings)
+    import_text(district, tmp_path, "conflicts", "inspector_id,object_id,reason\n")
+    with transaction(district) as session:
+        task = session.exec(select(Task)).scalar_one()
+        replacements = []
+        for _ in range(3):  # S-DC has I01–I04; I02 is conflicted with every object
+            member = session.exec(select(Assignment).where(Assignment.task_id == task.id,
+                                                          Assignment.status != "recused")).scalars().first()
+            replacements.append(recusal.recuse(session, "t", task.id, member.inspector_id, "其他", TODAY,
+                                               NOW).replacement)
+        assigned = set(session.exec(select(Assignment.inspector_id).where(Assignment.task_id == task.id)).scalars())
+    assert assigned == {"I01", "I03", "I04"} and replacements[1:] == [None, None]

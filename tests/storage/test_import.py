@@ -93,6 +93,14 @@ def test_bad_date_and_header_problems(district, tmp_path):
     assert "缺少列 name" in problems_of(outcome)[1]
 
 
+def test_a_speciality_that_cannot_be_a_roster_field_is_refused(district, tmp_path):
+    """DRAW.md §8: specialities are written into the frozen roster's ``|``-separated lines."""
+    header = "id,name,unit,certificate_no,certificate_expiry,specialties,active\n"
+    text = header + "I20,甲,S-DC,C20,2030-12-31,食品|价格,true\n" + "I21,乙,S-DC,C21,2030-12-31,\"食品\n价格\",true\n"
+    found = problems_of(import_file(district, "inspectors", write(tmp_path, "i.csv", text), partial=True))
+    assert sorted(found) == [2, 3] and "食品|价格" in found[2] and "含有“|”或换行" in found[3]
+
+
 def test_references_teams_conflicts_holidays_plans(district, tmp_path):
     teams = "id,members\nT1,I01;I02\nT2,I01\nT3,I01;I09\n"
     found = problems_of(import_file(district, "teams", write(tmp_path, "t.csv", teams)))
