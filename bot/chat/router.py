@@ -224,12 +224,17 @@ def _one(current: Route | None, new: Route, what: str) -> Route:
     return new
 
 
+#: Refusals of authority, audited: not on the task, not the deciding unit, deciding on
+#: one's own work (细则第十四条), transferring another office's case.
+AUTHORITY = frozenset({"not_on_task", "not_your_unit", "own_result", "not_lead_office"})
+
+
 def refuse(ctx: Context, refusal: Refusal, command: str) -> None:
     """Say why; for a malformed request also the right form; audit a refusal of authority."""
     text = refusal.text()
     if refusal.message in ("bad_arguments", "missing_argument"):
         text = f"{text}\n{say('help', 'usage', name=command)}"
-    if refusal.message in ("not_on_task", "not_your_unit"):
+    if refusal.message in AUTHORITY:
         audit.record(ctx.session, ctx.actor_label, "refused", command, reason=refusal.message,
                      **{k: str(v) for k, v in refusal.values.items()})
     ctx.reply(text)
