@@ -149,7 +149,7 @@ class Router:
         if not identity.roles:
             tried = word or (ctx.event.action.action if ctx.event.action else "")
             audit.record(ctx.session, identity.actor.label, "refused", tried, reason="no role")
-            ctx.reply(say("chat", "no_role", tried=tried))
+            ctx.reply(say("chat", "no_role", tried=echo(ctx, tried)))
             return
         if ctx.event.media is not None:
             answer = self._answer(ctx)
@@ -169,7 +169,7 @@ class Router:
             elif self._fallback is not None:
                 self._run(self._fallback, ctx)
             else:
-                ctx.reply(say("chat", "unknown_command", word=word, suggestion=None))
+                ctx.reply(say("chat", "unknown_command", word=echo(ctx, word), suggestion=None))
             return
         if route.private_only and ctx.event.chat != "private":
             ctx.reply(say("chat", "private_only", command=route.names[0]))
@@ -238,6 +238,21 @@ def refuse(ctx: Context, refusal: Refusal, command: str) -> None:
         audit.record(ctx.session, ctx.actor_label, "refused", command, reason=refusal.message,
                      **{k: str(v) for k, v in refusal.values.items()})
     ctx.reply(text)
+
+
+ECHO_CHARS = 20  # of a typed word said back in a group
+
+
+def echo(ctx: Context, word: str) -> str:
+    """A typed word as it may be said back. Group answers are markdown (WeCom's AI bot):
+    there ASCII punctuation becomes its full-width form, so ``[点我](http://evil)``,
+    ``**``, ``<font …>`` or a heading come back as inert text, never as a link or markup
+    under the bot's name; and a long word is cut. Private answers are plain text."""
+    if ctx.event.chat == "private":
+        return word
+    inert = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" and not c.isalnum() else c for c in word)
+    inert = "".join(c if c.isprintable() else "\ufffd" for c in inert)
+    return inert if len(inert) <= ECHO_CHARS else inert[:ECHO_CHARS] + "…"
 
 
 _SPLIT = re.compile(r"[\s\u3000]+")

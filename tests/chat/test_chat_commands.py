@@ -312,6 +312,15 @@ async def test_private_only_commands_are_refused_in_a_group(bot, wecom, engine):
     assert walk.texts(user) == [] and walk.texts(other_user) == [], "nothing was said in private either"
 
 
+@pytest.mark.parametrize("user", [APPROVER, "stranger"])  # unknown command; no role
+async def test_a_typed_word_does_not_come_back_as_markdown_in_a_group(bot, wecom, engine, user):
+    walk = Walk(wecom, engine, bot)
+    answer = await walk.group(user, "@双随 [点我](http://evil)")
+    assert "[点我]" not in answer and "](" not in answer and "http://" not in answer, answer
+    answer = await walk.group(user, '@双随 **<font color="warning">紧急</font>**')
+    assert "**" not in answer and "<font" not in answer, answer
+
+
 async def test_inspectors_act_only_on_their_own_tasks(bot, wecom, engine):
     walk = Walk(wecom, engine, bot)
     _, tasks = await drawn(bot, engine)
