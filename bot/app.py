@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
 import handlers
-from bot import logs
+from bot import logs, roles
 from bot.chat import platforms
 from bot.chat.dispatcher import Dispatcher, Sender
 from bot.chat.pipeline import Pipeline
@@ -86,6 +86,7 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     if platforms.CONSOLE_PAGE in entries:
         metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))
     app.on_startup.append(remind_missing_arrangements)
+    app.on_startup.append(warn_ambiguous_roles)
     app[TICKER] = ticker
     if workers:
         app.cleanup_ctx.append(_workers)
@@ -219,6 +220,11 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
         pipeline.wake()
         await asyncio.gather(*loops, return_exceptions=True)
         await dispatcher.flush(budget=8.0)  # and send the answers it queued, within the stop timeout
+
+
+async def warn_ambiguous_roles(app: web.Application) -> None:
+    """A bare ``[roles]`` id with both WeCom and DingTalk on may be two people (bot.roles)."""
+    roles.warn_ambiguous_entries(app[SETTINGS])
 
 
 async def remind_missing_arrangements(app: web.Application) -> None:

@@ -1,14 +1,19 @@
 """Who may do what (SPEC §1). Roles come from configuration and the inspector directory.
 
 A user id in configuration matches on every platform; ``wecom:ID``, ``dingtalk:ID`` or
-``console:ID`` restricts it to one platform.
+``console:ID`` restricts it to one platform. With WeCom and DingTalk both on, a bare id
+may be two different people (an id on one platform is not the same person's on the
+other): ``ambiguous_entries`` finds them and ``warn_ambiguous_entries`` says so at start.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from bot.settings import Settings
+
+log = logging.getLogger(__name__)
 
 PLATFORMS = ("wecom", "dingtalk", "console", "cli")
 
@@ -47,3 +52,37 @@ def named(entries: list[str], actor: Actor) -> bool:
 
 def is_admin(settings: Settings, actor: Actor) -> bool:
     return named(settings.roles.admins, actor)
+
+
+def entries(settings: Settings) -> list[str]:
+    """Every user id ``[roles]`` names, in the order written."""
+    roles = settings.roles
+    found = [*roles.admins, *roles.supervisors]
+    for unit in roles.units.values():
+        found += [*unit.leads, *unit.approvers, *unit.accountability]
+    return found
+
+
+def is_bare(entry: str) -> bool:
+    """An entry without a platform prefix: it matches on every platform."""
+    platform, sep, _ = entry.partition(":")
+    return not (sep and platform in PLATFORMS)
+
+
+def ambiguous_entries(settings: Settings) -> list[str]:
+    """The bare ids of ``[roles]`` (each once) when WeCom and DingTalk are both on."""
+    from bot.chat import platforms
+
+    if not (platforms.sends(settings, platforms.WECOM) and platforms.sends(settings, platforms.DINGTALK)):
+        return []
+    return list(dict.fromkeys(entry for entry in entries(settings) if is_bare(entry)))
+
+
+def warn_ambiguous_entries(settings: Settings) -> list[str]:
+    """Log a warning naming the bare ids, if any (at ``serve``'s start and by every CLI command)."""
+    from bot.texts import say
+
+    found = ambiguous_entries(settings)
+    if found:
+        log.warning(say("config", "bare_role_ids", ids=found))
+    return found

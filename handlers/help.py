@@ -4,7 +4,7 @@ is no command, the help (an empty message) or the closest command's name."""
 import difflib
 
 from bot.chat.context import Context, Menu
-from bot.chat.router import EVERYONE, Router, command_word
+from bot.chat.router import EVERYONE, Router, command_word, echo
 from bot.texts import say
 
 router = Router()
@@ -24,7 +24,7 @@ def help_or_suggest(ctx: Context) -> None:
     names = [name for names in _menu(ctx).names() for name in names]
     close = difflib.get_close_matches(word, names, n=1, cutoff=0.3) or difflib.get_close_matches(
         word.lower(), [n.lower() for n in names], n=1, cutoff=0.5)
-    ctx.reply(say("chat", "unknown_command", word=word, suggestion=close[0] if close else None))
+    ctx.reply(say("chat", "unknown_command", word=echo(ctx, word), suggestion=close[0] if close else None))
 
 
 def _menu(ctx: Context) -> Menu:

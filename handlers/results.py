@@ -194,6 +194,6 @@ def transfer_case(ctx: Context) -> None:
 
     args = arguments(ctx, {"task", "agency", "judicial", "note"})
     judicial = yes_no(args.get("judicial"), "judicial") or False
-    done = transfer(ctx.session, ctx.actor_label, number(args.get("task"), "task"), args.get("agency") or "",
+    done = transfer(ctx.session, ctx.identity, number(args.get("task"), "task"), args.get("agency") or "",
                     judicial, args.get("note") or "", ctx.now)
     ctx.reply(say("results", "transferred", follow_up=done))

@@ -91,6 +91,15 @@ def may_decide(session: Session, identity: Identity, task: Task) -> bool:
             or (batch.lead_unit_id is not None and batch.lead_unit_id in identity.units.get(LEAD, frozenset())))
 
 
+def refuse_own(session: Session, identity: Identity, task: Task) -> None:
+    """Nobody decides on their own work (细则第十四条 谁检查、谁录入; 第二十条): whoever was
+    ever on the task's team — recused or replaced too — neither approves, returns nor
+    corrects its result, whatever role they hold and whichever account they use."""
+    assert task.id is not None  # a stored task
+    if identity.is_one_of({a.inspector_id for a in team_of(session, task.id)}):
+        raise Refusal("own_result", task=task.id)
+
+
 @dataclass(frozen=True)
 class Decided:
     result: Result
@@ -106,9 +115,7 @@ def _pending_result(session: Session, result_id: int, identity: Identity) -> tup
     task = session.get_one(Task, result.task_id)
     if not may_decide(session, identity, task):
         raise Refusal("not_your_unit", task=task.id)
-    if identity.inspector_id and any(a.inspector_id == identity.inspector_id and a.status != "recused"
-                                     for a in team_of(session, result.task_id)):
-        raise Refusal("own_result", task=task.id)  # who inspected does not approve it
+    refuse_own(session, identity, task)
     batch = session.get_one(Batch, task.batch_id)
     if batch.status not in OPEN and result.status == "submitted":
         raise Refusal("task_closed", task=task.id, status=batch.status)
@@ -158,6 +165,7 @@ def correct(session: Session, identity: Identity, task_id: int, entry: Entry, re
         raise Refusal("unknown_task", task=task_id)
     if not may_decide(session, identity, task):
         raise Refusal("not_your_unit", task=task_id)
+    refuse_own(session, identity, task)
     old = latest(session, task_id)
     if old is None or old.status != "approved":
         raise Refusal("nothing_to_correct", task=task_id)

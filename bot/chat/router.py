@@ -149,7 +149,7 @@ class Router:
         if not identity.roles:
             tried = word or (ctx.event.action.action if ctx.event.action else "")
             audit.record(ctx.session, identity.actor.label, "refused", tried, reason="no role")
-            ctx.reply(say("chat", "no_role", tried=tried))
+            ctx.reply(say("chat", "no_role", tried=echo(ctx, tried)))
             return
         if ctx.event.media is not None:
             answer = self._answer(ctx)
@@ -169,7 +169,7 @@ class Router:
             elif self._fallback is not None:
                 self._run(self._fallback, ctx)
             else:
-                ctx.reply(say("chat", "unknown_command", word=word, suggestion=None))
+                ctx.reply(say("chat", "unknown_command", word=echo(ctx, word), suggestion=None))
             return
         if route.private_only and ctx.event.chat != "private":
             ctx.reply(say("chat", "private_only", command=route.names[0]))
@@ -224,15 +224,35 @@ def _one(current: Route | None, new: Route, what: str) -> Route:
     return new
 
 
+#: Refusals of authority, audited: not on the task, not the deciding unit, deciding on
+#: one's own work (细则第十四条), transferring another office's case.
+AUTHORITY = frozenset({"not_on_task", "not_your_unit", "own_result", "not_lead_office"})
+
+
 def refuse(ctx: Context, refusal: Refusal, command: str) -> None:
     """Say why; for a malformed request also the right form; audit a refusal of authority."""
     text = refusal.text()
     if refusal.message in ("bad_arguments", "missing_argument"):
         text = f"{text}\n{say('help', 'usage', name=command)}"
-    if refusal.message in ("not_on_task", "not_your_unit"):
+    if refusal.message in AUTHORITY:
         audit.record(ctx.session, ctx.actor_label, "refused", command, reason=refusal.message,
                      **{k: str(v) for k, v in refusal.values.items()})
     ctx.reply(text)
+
+
+ECHO_CHARS = 20  # of a typed word said back in a group
+
+
+def echo(ctx: Context, word: str) -> str:
+    """A typed word as it may be said back. Group answers are markdown (WeCom's AI bot):
+    there ASCII punctuation becomes its full-width form, so ``[点我](http://evil)``,
+    ``**``, ``<font …>`` or a heading come back as inert text, never as a link or markup
+    under the bot's name; and a long word is cut. Private answers are plain text."""
+    if ctx.event.chat == "private":
+        return word
+    inert = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" and not c.isalnum() else c for c in word)
+    inert = "".join(c if c.isprintable() else "\ufffd" for c in inert)
+    return inert if len(inert) <= ECHO_CHARS else inert[:ECHO_CHARS] + "…"
 
 
 _SPLIT = re.compile(r"[\s\u3000]+")

@@ -317,6 +317,15 @@ async def test_private_only_commands_are_refused_in_a_group(bot, wecom, engine):
     assert walk.texts(user) == [] and walk.texts(other_user) == [], "nothing was said in private either"
 
 
+@pytest.mark.parametrize("user", [APPROVER, "stranger"])  # unknown command; no role
+async def test_a_typed_word_does_not_come_back_as_markdown_in_a_group(bot, wecom, engine, user):
+    walk = Walk(wecom, engine, bot)
+    answer = await walk.group(user, "@双随 [点我](http://evil)")
+    assert "[点我]" not in answer and "](" not in answer and "http://" not in answer, answer
+    answer = await walk.group(user, '@双随 **<font color="warning">紧急</font>**')
+    assert "**" not in answer and "<font" not in answer, answer
+
+
 async def test_inspectors_act_only_on_their_own_tasks(bot, wecom, engine):
     walk = Walk(wecom, engine, bot)
     _, tasks = await drawn(bot, engine)
@@ -370,6 +379,54 @@ async def test_approvers_decide_only_for_their_own_units_and_the_lead_office_may
     assert "已退回" in await walk.say(LEAD, f"退回 任务={second.id} 原因=请补充说明")
     statuses = {r.task_id: (r.status, r.decided_by) for r in rows(engine, Result)}
     assert statuses == {first.id: ("approved", f"wecom:{LEAD}"), second.id: ("returned", f"wecom:{LEAD}")}
+
+
+async def test_a_recused_member_holding_a_deciding_role_is_refused_and_audited(start_bot, wecom, engine):
+    """Nobody decides on their own work (art. 14, 20): a team member who recused and also
+    approves for the unit (and leads an office) is refused 批准, 退回, 更正 — audited."""
+    station = [f"wecom:{USER_OF[i]}" for i in ("I01", "I02", "I03", "I04")]  # 东城所's inspectors
+    app = await start_bot({"admins": [ADMIN], "units": {"S-DC": {"approvers": [APPROVER, *station],
+                                                                  "leads": station},
+                                                         "U-XY": {"leads": [LEAD, *station]}}})
+    walk = Walk(wecom, engine, app)
+    _, (task, _) = await drawn(app, engine, "数量=2 方式=小随机 管辖=S-DC")
+    member = team(engine, task.id)[1]
+    member_user = USER_OF[member]
+    assert "回避" in await walk.say(member_user, f"回避 任务={task.id} 原因=亲属关系")
+    assert member not in team(engine, task.id)
+    lead = await inspected(engine, task.id)
+    assert "等待审批" in await walk.say(USER_OF[lead], f"结果 任务={task.id} 类别=1 签字=是")
+    before = state(engine)
+    for command in (f"批准 任务={task.id}", f"退回 任务={task.id} 原因=不行"):
+        assert "不能审批、退回或更正" in await walk.say(member_user, command), command
+    assert state(engine)["results"] == before["results"]
+    assert "已批准" in await walk.say(APPROVER, f"批准 任务={task.id}")
+    before = state(engine)
+    answer = await walk.say(member_user, f"更正 任务={task.id} 类别=5 原因=录入错误")
+    assert "不能审批、退回或更正" in answer and "此次尝试已记录" in answer
+    assert state(engine)["results"] == before["results"]
+    assert [(e.subject, e.detail["reason"]) for e in refusals(engine, member_user)] == [
+        ("批准", "own_result"), ("退回", "own_result"), ("更正", "own_result")]
+
+
+async def test_a_lead_of_another_office_may_not_transfer_and_is_audited(start_bot, wecom, engine):
+    """移送 belongs to the batch's lead office (U-XY here) or an admin (art. 18, 23)."""
+    app = await start_bot({"admins": [ADMIN], "units": {"S-DC": {"approvers": [APPROVER], "leads": ["stranger"]},
+                                                         "S-XC": {"approvers": [APPROVER]},
+                                                         "U-XY": {"leads": [LEAD]}}})
+    walk = Walk(wecom, engine, app)
+    _, (task, _) = await drawn(app, engine)
+    lead = await inspected(engine, task.id)
+    assert "等待审批" in await walk.say(USER_OF[lead], f"结果 任务={task.id} 类别=8 签字=是")
+    assert "已批准" in await walk.say(APPROVER, f"批准 任务={task.id}")
+    command = f"移送 任务={task.id} 机关=「区公安分局」 司法=是"
+    answer = await walk.say("stranger", command)
+    assert "只能由其批次的牵头科室负责人或管理员移送" in answer
+    assert not rows(engine, FollowUp, FollowUp.kind == "transfer_judiciary")
+    assert [(e.subject, e.detail["reason"]) for e in refusals(engine, "stranger")] == [("移送", "not_lead_office")]
+    assert "已记录" in await walk.say(LEAD, command)
+    assert "已记录" in await walk.say(ADMIN, command.replace("区公安分局", "区税务局"))
+    assert len(rows(engine, FollowUp, FollowUp.kind == "transfer_judiciary")) == 2
 
 
 # ----- idempotent actions -------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from bot.chat import pending
 from bot.chat.context import Context
 from bot.chat.events import CardAction, Event, Media
 from bot.chat.identity import INSPECTOR, Identity
-from bot.chat.router import Router
+from bot.chat.router import Router, command_word
 from bot.outbound import USER, Destination
 from bot.refusal import Refusal
 from bot.roles import Actor
@@ -210,3 +210,34 @@ def test_an_answer_is_dispatched_by_the_kind_of_question_asked(session):
     dispatched(router, said(session, photo=True, chat="group"))
     assert answered[-1] == ("photo", 7, "m1") and asked(session) == "evidence"  # photos keep coming
     assert refused(session)[-1] == ("取证", "not_on_task")
+
+
+MARKUP = ["[点我](http://evil)", "**紧急**", '<font color="warning">通知</font>', "#标题", "`x`", "![图](http://e/i.png)",
+          "http://evil.example/x"]
+
+
+@pytest.mark.parametrize("typed", MARKUP)
+@pytest.mark.parametrize("fallback", [True, False])
+def test_a_typed_word_is_said_back_in_a_group_as_inert_text(session, typed, fallback):
+    """Group answers are markdown: an unknown command word must not come back as a link or markup."""
+    router = bot_with("alpha") if fallback else Router()
+    (answer,) = dispatched(router, said(session, f"{typed} 其他", chat="group"))
+    assert "没有「" in answer and "这个命令" in answer
+    for marker in ("](", "[", "**", "<font", "`", "http://", "#", "!"):
+        assert marker not in answer, (marker, answer)
+    (private,) = dispatched(router, said(session, typed))  # a private answer is plain text: as typed
+    assert f"没有「{command_word(typed)}」这个命令" in private
+
+
+@pytest.mark.parametrize("typed", MARKUP)
+def test_a_typed_word_of_someone_without_a_role_is_said_back_in_a_group_as_inert_text(session, typed):
+    (answer,) = dispatched(bot_with("alpha"), said(session, typed, chat="group", roles=frozenset()))
+    assert "没有在本系统中登记角色" in answer
+    for marker in ("](", "[", "**", "<font", "`", "http://"):
+        assert marker not in answer, (marker, answer)
+    assert refused(session) == [(command_word(typed), "no role")]  # the audit keeps what was typed
+
+
+def test_a_long_word_is_cut_in_a_group(session):
+    (answer,) = dispatched(bot_with(), said(session, "长" * 500, chat="group"))
+    assert "长" * 20 + "…」" in answer and "长" * 21 not in answer

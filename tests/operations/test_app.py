@@ -69,3 +69,42 @@ def test_pages_escape_what_they_show():
 
     html = page("pages/index.html.j2", bureau="<script>x</script>", counts=[], biggest=0, missing_years=[])
     assert "<script>x" not in html and "&lt;script&gt;x" in html
+
+
+BOTH_PLATFORMS = {"wecom": {"corp_id": "wwcorp", "agent_id": 1000002, "secret": "s"},
+                  "dingtalk": {"app_key": "dingkey", "app_secret": "s"}}
+ROLES = {"admins": ["zhangsan", "wecom:lisi", "dingtalk:0123"], "supervisors": ["boss"],
+         "units": {"S-DC": {"approvers": ["zhangsan", "console:admin"], "leads": ["wecom:wang", "dingtalk:wang"]}}}
+
+
+def _bare_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "没有写平台前缀" in r.getMessage()]
+
+
+async def test_start_up_warns_of_bare_role_ids_when_both_platforms_are_on(aiohttp_client, engine, caplog):
+    """A bare id matches on every platform: with WeCom and DingTalk both on it may be two people."""
+    await aiohttp_client(create_app(Settings(roles=ROLES, **BOTH_PLATFORMS), engine, workers=False))
+    (warning,) = _bare_warnings(caplog)
+    assert "「zhangsan」、「boss」" in warning and "wecom:ID" in warning
+    assert "lisi" not in warning and "0123" not in warning and "wang" not in warning and "console" not in warning
+    caplog.clear()
+    await aiohttp_client(create_app(Settings(roles=ROLES, wecom=BOTH_PLATFORMS["wecom"]), engine, workers=False))
+    assert _bare_warnings(caplog) == []  # one platform: a bare id is one person
+
+
+def test_every_cli_command_warns_of_bare_role_ids_when_both_platforms_are_on(tmp_path, caplog):
+    import json
+    import logging
+
+    from bot import cli
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path}/x.db"\n'
+                      '[wecom]\ncorp_id = "wwcorp"\nagent_id = 1000002\nsecret = "s"\n'
+                      '[dingtalk]\napp_key = "dingkey"\napp_secret = "s"\n'
+                      f'[roles]\nadmins = {json.dumps(ROLES["admins"])}\n', encoding="utf-8")
+    config.chmod(0o600)
+    with caplog.at_level(logging.WARNING):
+        assert cli.main(["-c", str(config), "db", "upgrade"]) == 0
+    (warning,) = _bare_warnings(caplog)
+    assert "「zhangsan」" in warning and "lisi" not in warning

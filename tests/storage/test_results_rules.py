@@ -587,3 +587,142 @@ def test_who_inspected_does_not_approve_their_own_result(district):
     before = state(district)
     assert refused(district, lambda s: approve(s, insider, result_id, LATER_NOW)).message == "own_result"
     assert state(district) == before
+
+
+# ----- separation of duties (art. 14, 20: nobody decides on their own work; issue 17 items 4–6) ---------------------
+
+
+def _accounts(engine, inspector_id: str, wecom: str | None = None, dingtalk: str | None = None, **state) -> None:
+    """Give an inspector's directory record these accounts (and e.g. ``active=False``)."""
+    from sqlalchemy import update
+
+    from storage.models import Inspector
+    with transaction(engine) as session:
+        session.execute(update(Inspector).where(Inspector.id == inspector_id)
+                        .values(wecom_userid=wecom, dingtalk_userid=dingtalk, **state))
+
+
+def _deciding(role: str, unit: str, *entries: str):
+    """SETTINGS with ``entries`` also holding ``role`` (approver of ``unit``, the lead office U-XY, admin)."""
+    roles = SETTINGS.roles.model_copy(deep=True)
+    if role == "admin":
+        roles.admins += list(entries)
+    else:
+        unit = unit if role == "approvers" else "U-XY"
+        people = roles.units[unit]
+        setattr(people, role, [*getattr(people, role), *entries])
+    return SETTINGS.model_copy(update={"roles": roles})
+
+
+def _recused_member_with_result(district) -> tuple[Task, str, int, str]:
+    """A task whose partner recused before the inspection and whose result the rest of the
+    team submitted: the task, the recused member, the result id and the deciding unit."""
+    batch_id = drawn_batch(district, count=1)
+    (task,) = tasks_of(district, batch_id)
+    member = team(district, task.id)[1]
+    with transaction(district) as session:
+        recuse(session, "x", task.id, member, "亲属关系", TODAY, NOW)
+    assert member not in team(district, task.id)
+    result_id = submitted(district, task.id, Entry(category=1, signed=True))
+    with transaction(district) as session:
+        unit = lead_unit(session, task.id)
+    return task, member, result_id, unit
+
+
+@pytest.mark.parametrize("role", ["approvers", "leads", "admin"])
+def test_a_recused_team_member_never_approves_returns_or_corrects_that_result(district, role):
+    """Submit → recuse → approve passed (recused members were skipped), and 更正 had no check."""
+    task, member, result_id, unit = _recused_member_with_result(district)
+    _accounts(district, member, wecom="zhangsan")
+    settings = _deciding(role, unit, "wecom:zhangsan")
+    with transaction(district) as session:
+        insider = identify(session, settings, Actor("wecom", "zhangsan"))
+    assert insider.inspector_id == member and insider.roles > {"inspector"}
+    before = state(district)
+    assert refused(district, lambda s: approve(s, insider, result_id, LATER_NOW)).message == "own_result"
+    assert refused(district, lambda s: return_result(s, insider, result_id, "不行", LATER_NOW)).message \
+        == "own_result"
+    assert state(district) == before
+    with transaction(district) as session:
+        approve(session, who(session, "admin1"), result_id, LATER_NOW)
+    before = state(district)
+    refusal = refused(district, lambda s: correct(s, insider, task.id, Entry(category=5), "录入错误", LATER_NOW))
+    assert refusal.message == "own_result" and "更正" in refusal.text()
+    assert state(district) == before
+
+
+def test_a_team_member_no_longer_listed_or_active_is_still_on_the_team(district):
+    """Whether someone was on the team does not depend on the directory's state today."""
+    task, member, result_id, unit = _recused_member_with_result(district)
+    _accounts(district, member, wecom="zhangsan", active=False)
+    with transaction(district) as session:
+        insider = identify(session, _deciding("approvers", unit, "wecom:zhangsan"), Actor("wecom", "zhangsan"))
+    assert insider.inspector_id is None and "approver" in insider.roles
+    assert refused(district, lambda s: approve(s, insider, result_id, LATER_NOW)).message == "own_result"
+
+
+def test_a_team_member_known_by_wecom_is_recognised_when_approving_from_dingtalk(district):
+    """The directory links a person's accounts: a role entry naming either gives the role on
+    both, and team membership compares persons, not platform ids."""
+    task, member, result_id, unit = _recused_member_with_result(district)
+    _accounts(district, member, wecom="zhangsan", dingtalk="0123")
+    settings = _deciding("approvers", unit, "wecom:zhangsan")
+    with transaction(district) as session:
+        insider = identify(session, settings, Actor("dingtalk", "0123"))
+    assert insider.inspector_id == member and insider.units["approver"] == {unit}
+    assert refused(district, lambda s: approve(s, insider, result_id, LATER_NOW)).message == "own_result"
+    assert refused(district, lambda s: return_result(s, insider, result_id, "不行", LATER_NOW)).message \
+        == "own_result"
+
+
+def test_a_bare_role_entry_links_the_same_id_on_every_platform(district):
+    """A record holding only a WeCom account; the role is a bare id (it matches on every
+    platform), and the person approves from DingTalk under that id: still the team member."""
+    task, member, result_id, unit = _recused_member_with_result(district)
+    _accounts(district, member, wecom="zhangsan")
+    settings = _deciding("approvers", unit, "zhangsan")
+    with transaction(district) as session:
+        insider = identify(session, settings, Actor("dingtalk", "zhangsan"))
+    assert insider.inspector_id is None and member in insider.persons
+    assert refused(district, lambda s: approve(s, insider, result_id, LATER_NOW)).message == "own_result"
+    with transaction(district) as session:  # someone else's prefixed DingTalk id links to nobody
+        other = identify(session, _deciding("approvers", unit, "dingtalk:zhangsan"), Actor("dingtalk", "zhangsan"))
+    assert other.persons == frozenset() and other.inspector_id is None
+
+
+def test_an_other_platform_role_is_not_given_through_a_delisted_record(district):
+    """Linking gives roles only through a listed record (a delisted one's ids may be reused)."""
+    _accounts(district, "I05", wecom="zhangsan", dingtalk="0123", listed=False)
+    settings = _deciding("admin", "", "wecom:zhangsan")
+    with transaction(district) as session:
+        found = identify(session, settings, Actor("dingtalk", "0123"))
+    assert found.roles == frozenset() and found.persons == {"I05"}
+
+
+@pytest.mark.parametrize("user, allowed", [("lead-xy", True), ("admin1", True), ("lead-dc", False),
+                                           ("lead-xc", False), ("apr-dc", False)])
+def test_only_the_batchs_lead_office_or_an_admin_transfers(district, user, allowed):
+    """移送 was open to any lead office for any task (art. 18, 23)."""
+    from bot.batches.followups import transfer
+
+    batch_id = drawn_batch(district, count=1)
+    (task,) = tasks_of(district, batch_id)
+    result_id = submitted(district, task.id, Entry(category=8, signed=True))
+    with transaction(district) as session:
+        approve(session, who(session, "admin1"), result_id, LATER_NOW)
+        assert session.get(Batch, batch_id).lead_unit_id == "U-XY"
+    before = state(district)
+    with transaction(district) as session:
+        identity = who(session, user)
+
+    def call(session):
+        return transfer(session, identity, task.id, "区公安分局", True, "涉嫌伪造证照", LATER_NOW)
+
+    if allowed:
+        with transaction(district) as session:
+            done = call(session)
+        assert (done.kind, done.target, done.created_by) == ("transfer_judiciary", "区公安分局", f"wecom:{user}")
+    else:
+        refusal = refused(district, call)
+        assert refusal.message == "not_lead_office" and "牵头科室" in refusal.text()
+        assert state(district) == before
