@@ -137,6 +137,14 @@ def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher,
                       next_run_time=first, coalesce=True, max_instances=1)
     if metrics:
         metrics.sweeping(settings.reminders.sweep_minutes * 60, first.timestamp())
+    async def anchor() -> None:
+        try:
+            await asyncio.to_thread(_anchor_once, engine, settings)
+        except Exception:
+            log.exception("audit anchor failed; the next hour tries again")
+
+    # The audit head on the public index, at least daily (bot.public.anchors; draws add their own).
+    scheduler.add_job(anchor, "interval", hours=1, id="anchor", next_run_time=first, coalesce=True, max_instances=1)
     if settings.summaries.daily_at:
         hour, minute = settings.summaries.daily_at.split(":")
         scheduler.add_job(summary, "cron", args=["daily"], hour=int(hour), minute=int(minute), id="daily",
@@ -161,6 +169,13 @@ def _summaries_once(engine: Engine, settings: Settings, kind: str) -> int:
         if kind == "daily" and not load_calendar(session).is_working_day(today):
             return 0
         return len(send_summaries(session, settings, kind, now()))
+
+
+def _anchor_once(engine: Engine, settings: Settings) -> None:
+    from bot.clock import now
+    from bot.public.anchors import anchor_if_due
+
+    anchor_if_due(engine, settings.bureau.timezone, now())
 
 
 def _sweep_once(engine: Engine, settings: Settings) -> int:

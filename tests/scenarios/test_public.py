@@ -261,3 +261,24 @@ def test_object_page_names_are_safe_file_names():
     for unsafe in ("a/b", "..", "x y", "C:\\x", "a" * 200, ""):
         name = object_page(unsafe)
         assert name.startswith("o-") and len(name) == 18 and Path(name).name == name
+
+
+async def test_the_index_shows_the_audit_anchor_of_the_draw(client, engine, disclosed, tmp_path):
+    """Item 10: the head is public at every draw and the export writes it; the kept anchor
+    still matches the chain after later entries."""
+    from storage import audit
+    from storage.models import AuditEntry
+
+    with Session(engine) as session:
+        anchor = audit.latest_anchor(session)
+        drawn = session.exec(select(AuditEntry).where(AuditEntry.action == "batch.drawn")).one()
+    assert anchor is not None and anchor.reason == "draw" and (anchor.seq, anchor.hash) == (drawn.seq, drawn.hash)
+    index = await text(client, "/public/index.html")
+    assert anchor.hash in index and f"<code>{anchor.seq}</code>" in index
+    assert json.loads(await text(client, "/public/anchor.json"))["hash"] == anchor.hash
+    export_site(engine, SETTINGS, tmp_path / "site")
+    assert (tmp_path / "site" / "anchor.txt").read_text().startswith(f"{anchor.seq} {anchor.hash} ")
+    assert anchor.hash in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    with Session(engine) as session:
+        assert audit.head(session)[0] > anchor.seq  # approvals came after the draw
+        assert audit.check_anchor(session, anchor.seq, anchor.hash) and audit.verify(session).ok
