@@ -34,7 +34,7 @@ from bot.dingtalk.registration import register_card_callback
 from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
 from bot.metrics import Metrics, noting
-from bot.public.routes import routes as public_routes
+from bot.public.routes import PublicServer
 from bot.settings import Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
@@ -82,7 +82,9 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     metrics.watch("wecom", app.router.add_routes(wecom_callback.routes(settings.wecom, take, entries)))
     metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, take,
                                                                              card_keys(settings), entries)))
-    app.router.add_routes(public_routes(app[ENGINE], settings))
+    public = PublicServer(app[ENGINE], settings)  # its own bounded threads (issue 17 item 13)
+    app.router.add_routes(public.routes())
+    app.on_cleanup.append(public.close)
     if platforms.CONSOLE_PAGE in entries:
         metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))
     app.on_startup.append(remind_missing_arrangements)

@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 
 from bot.public import anchors, disclosure, feeds
 from bot.public.disclosure import object_page
+from bot.public.search import SearchIndex
 from bot.settings import Settings
 from bot.texts import page
 from storage.models import InspectionObject
@@ -48,8 +49,10 @@ class File:
 class Site:
     """The public site over one database session."""
 
-    def __init__(self, session: Session, settings: Settings, *, static: bool = False) -> None:
+    def __init__(self, session: Session, settings: Settings, *, static: bool = False,
+                 search_index: Callable[[], SearchIndex] | None = None) -> None:
         self.session, self.settings, self.static = session, settings, static
+        self._search_index = search_index or (lambda: SearchIndex.load(session))
         self.timezone = settings.bureau.timezone
         self._plans: dict[str, disclosure.SamplingPlan | None] = {}
 
@@ -121,7 +124,8 @@ class Site:
 
     def search(self, text: str) -> File:
         return self._html("search.html", "public/search.html.j2", text=text.strip()[:100],
-                          found=disclosure.search(self.session, text[:100]), limit=disclosure.SEARCH_LIMIT)
+                          found=self._search_index().find(text[:100], disclosure.SEARCH_LIMIT),
+                          limit=disclosure.SEARCH_LIMIT)
 
     def credit_record(self, name: str) -> File | None:
         object_id = self._object_id(name)
@@ -189,10 +193,9 @@ class Site:
         return self._plans[batch_id]
 
     def _object_id(self, name: str) -> str | None:
-        """The object a page name stands for (its id, or the digest of an id unsafe as a file name)."""
+        """The object a page name stands for: its id, or for a digest name (``o-…``) the object
+        whose stored ``page_key`` it is (an index lookup, never a hash of every id)."""
         if not name.startswith("o-") or self.session.get(InspectionObject, name) is not None:
             return name
-        for (object_id,) in self.session.execute(select(col(InspectionObject.id))).yield_per(10_000):
-            if object_page(object_id) == name:
-                return object_id
-        return None
+        return self.session.exec(select(InspectionObject.id).where(col(InspectionObject.page_key) == name)
+                                 .limit(1)).first()
