@@ -34,7 +34,7 @@ from bot.dingtalk.registration import register_card_callback
 from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
 from bot.metrics import Metrics, noting
-from bot.public.routes import routes as public_routes
+from bot.public.routes import PublicServer
 from bot.settings import Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
@@ -82,7 +82,9 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     metrics.watch("wecom", app.router.add_routes(wecom_callback.routes(settings.wecom, take, entries)))
     metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, take,
                                                                              card_keys(settings), entries)))
-    app.router.add_routes(public_routes(app[ENGINE], settings))
+    public = PublicServer(app[ENGINE], settings)  # its own bounded threads (issue 17 item 13)
+    app.router.add_routes(public.routes())
+    app.on_cleanup.append(public.close)
     if platforms.CONSOLE_PAGE in entries:
         metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))
     app.on_startup.append(remind_missing_arrangements)
@@ -138,6 +140,14 @@ def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher,
                       next_run_time=first, coalesce=True, max_instances=1)
     if metrics:
         metrics.sweeping(settings.reminders.sweep_minutes * 60, first.timestamp())
+    async def anchor() -> None:
+        try:
+            await asyncio.to_thread(_anchor_once, engine, settings)
+        except Exception:
+            log.exception("audit anchor failed; the next hour tries again")
+
+    # The audit head on the public index, at least daily (bot.public.anchors; draws add their own).
+    scheduler.add_job(anchor, "interval", hours=1, id="anchor", next_run_time=first, coalesce=True, max_instances=1)
     if settings.summaries.daily_at:
         hour, minute = settings.summaries.daily_at.split(":")
         scheduler.add_job(summary, "cron", args=["daily"], hour=int(hour), minute=int(minute), id="daily",
@@ -162,6 +172,13 @@ def _summaries_once(engine: Engine, settings: Settings, kind: str) -> int:
         if kind == "daily" and not load_calendar(session).is_working_day(today):
             return 0
         return len(send_summaries(session, settings, kind, now()))
+
+
+def _anchor_once(engine: Engine, settings: Settings) -> None:
+    from bot.clock import now
+    from bot.public.anchors import anchor_if_due
+
+    anchor_if_due(engine, settings.bureau.timezone, now())
 
 
 def _sweep_once(engine: Engine, settings: Settings) -> int:

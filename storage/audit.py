@@ -10,6 +10,7 @@ An entry is written in the same transaction as the change it records.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlmodel import Session, col, select
 
-from storage.models import AuditEntry, utcnow
+from storage.models import AuditAnchor, AuditEntry, utcnow
 
 GENESIS = "0" * 64
 _PG_LOCK_KEY = 0x5353_4155  # "SSAU": one advisory lock id for the chain
@@ -97,3 +98,34 @@ def verify(session: Session) -> ChainReport:
     """Check the whole stored chain from the first entry to the last."""
     entries = session.exec(select(AuditEntry).order_by(col(AuditEntry.seq)).execution_options(yield_per=2000))
     return verify_entries(entries)
+
+
+# ----- anchors: the head made public (README, "Anchors") -------------------------------------------------------------
+
+def head(session: Session) -> tuple[int, str, datetime | None]:
+    """The chain's last entry: (seq, hash, time); (0, GENESIS, None) while it is empty."""
+    last = session.exec(select(AuditEntry.seq, AuditEntry.hash, AuditEntry.at)
+                        .order_by(col(AuditEntry.seq).desc()).limit(1)).first()
+    return (last[0], last[1], last[2]) if last else (0, GENESIS, None)
+
+
+def anchor(session: Session, reason: str) -> AuditAnchor:
+    """Record the head as it is now (daily, and in a draw's transaction after its entry)."""
+    seq, hash_, entry_at = head(session)
+    row = AuditAnchor(seq=seq, hash=hash_, entry_at=entry_at, reason=reason)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def latest_anchor(session: Session) -> AuditAnchor | None:
+    return session.exec(select(AuditAnchor).order_by(col(AuditAnchor.id).desc()).limit(1)).first()
+
+
+def check_anchor(session: Session, seq: int, hash_: str) -> bool:
+    """Whether the stored chain still has ``hash_`` at ``seq``: an anchor kept by an outsider
+    against today's chain (with ``verify``, a rewrite of any entry up to ``seq`` shows)."""
+    if seq == 0:
+        return hash_ == GENESIS
+    stored = session.exec(select(AuditEntry.hash).where(AuditEntry.seq == seq)).first()
+    return stored is not None and hmac.compare_digest(stored, hash_)

@@ -83,6 +83,7 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     counts = {name: len(ids) for name, _, ids in selections}
     audit.record(session, actor, "batch.drawn", batch.id, seed=seed, beacon=beacon, tasks=len(tasks),
                  selected=counts, needs_expert=needs_expert)
+    audit.anchor(session, "draw")  # the head with this draw in it, on the public index (README, "Anchors")
     queue_draw_notices(session, settings, batch, counts)  # with the draw, or not at all
     return Drawn(batch, counts, len(tasks), needs_expert)
 

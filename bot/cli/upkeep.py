@@ -4,6 +4,8 @@ sealed field re-sealed under the first key) and ``audit verify`` (the hash chain
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from bot.cli.options import Commands, engine_of
 from bot.key_rotation import rotate_keys
@@ -30,8 +32,9 @@ def add_keys(commands: Commands) -> None:
 def add_audit(commands: Commands) -> None:
     audit_parser = commands.add_parser("audit", help=say("cli", "help_audit"))
     audit_parser.set_defaults(run=verify_audit)
-    audit_parser.add_subparsers(dest="audit_command", required=True).add_parser(
+    verify = audit_parser.add_subparsers(dest="audit_command", required=True).add_parser(
         "verify", help=say("cli", "help_audit_verify"))
+    verify.add_argument("--anchor", action="append", type=Path, default=[], help=say("cli", "help_audit_anchor"))
 
 
 def upgrade(settings: Settings, args: argparse.Namespace) -> int:
@@ -54,10 +57,34 @@ def rotate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def verify_audit(settings: Settings, args: argparse.Namespace) -> int:
+    kept: list[tuple[int, str]] = []
+    for file in args.anchor:
+        try:
+            kept += read_anchors(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError):
+            err(say("cli", "anchor_unreadable", file=file))
+            return 1
     with transaction(engine_of(settings)) as session:
         report = audit.verify(session)
-    if report.ok:
-        print(say("cli", "audit_ok", entries=report.entries))
-        return 0
-    print(say("cli", "audit_broken", seq=report.broken_seq, problem=report.problem, entries=report.entries))
-    return 1
+        wrong = [(seq, hash_) for seq, hash_ in kept if not audit.check_anchor(session, seq, hash_)]
+    if not report.ok:
+        print(say("cli", "audit_broken", seq=report.broken_seq, problem=report.problem, entries=report.entries))
+    for seq, hash_ in wrong:
+        print(say("cli", "anchor_mismatch", seq=seq, hash=hash_))
+    if not report.ok or wrong:
+        return 1
+    print(say("cli", "audit_ok", entries=report.entries))
+    if kept:
+        print(say("cli", "anchor_ok", count=len(kept)))
+    return 0
+
+
+def read_anchors(text: str) -> list[tuple[int, str]]:
+    """Kept anchors: an ``anchor.json``, or ``anchor.txt`` lines (``<seq> <hash> …``) appended over time."""
+    if text.lstrip().startswith("{"):
+        data = json.loads(text)
+        return [(int(data["seq"]), str(data["hash"]))]
+    found = [(int(line.split()[0]), line.split()[1]) for line in text.splitlines() if line.strip()]
+    if not found:
+        raise ValueError("no anchor")
+    return found

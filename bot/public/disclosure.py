@@ -8,14 +8,12 @@ publication, a draw record from the draw, a result from its approval (art. 21).
 
 from __future__ import annotations
 
-import hashlib
-import re
 import zlib
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import overload
 
-from sqlalchemy import func, or_
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot.batches.export import pool_file, record
@@ -33,9 +31,9 @@ from storage.models import (
     Task,
     Unit,
 )
+from storage.models.directory import page_key
 
 SEARCH_LIMIT = 50
-_SAFE_NAME = re.compile(r"[0-9A-Za-z_\-\u3400-\u9fff]{1,80}")
 
 
 @dataclass(frozen=True)
@@ -74,10 +72,8 @@ class SamplingPlan:
 
 def object_page(object_id: str) -> str:
     """The file name (without ``.html``) of an object's page: its id where that is safe
-    as a file name, else a digest of it."""
-    if _SAFE_NAME.fullmatch(object_id):
-        return object_id
-    return "o-" + hashlib.sha256(object_id.encode()).hexdigest()[:16]
+    as a file name, else a digest of it (``objects.page_key``)."""
+    return page_key(object_id)
 
 
 def items(session: Session) -> list[Item]:
@@ -180,16 +176,11 @@ def drawn_objects(session: Session) -> list[tuple[str, str]]:
 
 
 def search(session: Session, text: str) -> list[tuple[str, str]]:
-    """Objects whose name or credit code contains ``text`` (id, name), at most SEARCH_LIMIT."""
-    text = text.strip()
-    if not text:
-        return []
-    pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rows = session.exec(select(InspectionObject.id, InspectionObject.name)
-                        .where(or_(col(InspectionObject.name).like(pattern, escape="\\"),
-                                   col(InspectionObject.id).like(pattern, escape="\\")))
-                        .order_by(col(InspectionObject.name), col(InspectionObject.id)).limit(SEARCH_LIMIT)).all()
-    return [(i, n) for i, n in rows]
+    """Objects whose name or credit code contains ``text``, ignoring case (id, name), at most
+    SEARCH_LIMIT (bot.public.search; the server keeps the index between changes)."""
+    from bot.public.search import SearchIndex
+
+    return SearchIndex.load(session).find(text, SEARCH_LIMIT)
 
 
 def _public_batches(session: Session) -> list[Batch]:

@@ -16,6 +16,7 @@ Paths:
     batches/<id>/record.json        the SSR-1 record (SPEC §6)
     batches/<id>/pool-<name>.txt    the frozen pools
     results.csv, results.xlsx       every published result (bot.public.feeds)
+    anchor.json, anchor.txt         the audit log's latest anchor (bot.public.anchors), once there is one
     verifier.py                     the standalone verifier (bot/verifier.py)
 """
 
@@ -28,8 +29,9 @@ from importlib.resources import files
 
 from sqlmodel import Session, col, select
 
-from bot.public import disclosure, feeds
+from bot.public import anchors, disclosure, feeds
 from bot.public.disclosure import object_page
+from bot.public.search import SearchIndex
 from bot.settings import Settings
 from bot.texts import page
 from storage.models import InspectionObject
@@ -47,8 +49,10 @@ class File:
 class Site:
     """The public site over one database session."""
 
-    def __init__(self, session: Session, settings: Settings, *, static: bool = False) -> None:
+    def __init__(self, session: Session, settings: Settings, *, static: bool = False,
+                 search_index: Callable[[], SearchIndex] | None = None) -> None:
         self.session, self.settings, self.static = session, settings, static
+        self._search_index = search_index or (lambda: SearchIndex.load(session))
         self.timezone = settings.bureau.timezone
         self._plans: dict[str, disclosure.SamplingPlan | None] = {}
 
@@ -58,7 +62,7 @@ class Site:
         fixed: dict[str, Callable[[], File | None]] = {
             "index.html": self.index, "items.html": self.items, "plans.html": self.plans,
             "objects.html": self.objects, "verifier.py": self.verifier, "results.csv": self.results_csv,
-            "results.xlsx": self.results_xlsx,
+            "results.xlsx": self.results_xlsx, "anchor.json": self.anchor_json, "anchor.txt": self.anchor_txt,
         }
         if path in fixed:
             return fixed[path]()
@@ -83,6 +87,9 @@ class Site:
         for name in ("index.html", "items.html", "plans.html", "objects.html", "verifier.py", "results.csv",
                      "results.xlsx"):
             yield self.get(name)
+        if anchors.latest(self.session) is not None:
+            yield self.anchor_json()
+            yield self.anchor_txt()
         for batch in disclosure.batches(self.session):
             yield self.sampling_plan(batch.id)
             if batch.drawn_at is not None:
@@ -96,13 +103,15 @@ class Site:
         """How many files ``everything`` yields (for a progress bar)."""
         drawn = [b for b in disclosure.batches(self.session) if b.drawn_at is not None]
         pools = sum(len(disclosure.pool_files(self.session, b.id)) for b in drawn)
-        return 7 + len(disclosure.batches(self.session)) + 3 * len(drawn) + pools + len(
+        fixed = 7 + (2 if anchors.latest(self.session) is not None else 0)
+        return fixed + len(disclosure.batches(self.session)) + 3 * len(drawn) + pools + len(
             disclosure.drawn_objects(self.session))
 
     # ----- pages -------------------------------------------------------------------------------------------------
 
     def index(self) -> File:
-        return self._html("index.html", "public/index.html.j2", batches=disclosure.batches(self.session))
+        return self._html("index.html", "public/index.html.j2", batches=disclosure.batches(self.session),
+                          anchor=anchors.latest(self.session))
 
     def items(self) -> File:
         return self._html("items.html", "public/items.html.j2", items=disclosure.items(self.session))
@@ -115,7 +124,8 @@ class Site:
 
     def search(self, text: str) -> File:
         return self._html("search.html", "public/search.html.j2", text=text.strip()[:100],
-                          found=disclosure.search(self.session, text[:100]), limit=disclosure.SEARCH_LIMIT)
+                          found=self._search_index().find(text[:100], disclosure.SEARCH_LIMIT),
+                          limit=disclosure.SEARCH_LIMIT)
 
     def credit_record(self, name: str) -> File | None:
         object_id = self._object_id(name)
@@ -160,6 +170,14 @@ class Site:
         return File("results.xlsx", feeds.to_xlsx(disclosure.published_results(self.session, self.timezone)),
                     "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
+    def anchor_json(self) -> File | None:
+        found = anchors.latest(self.session)
+        return File("anchor.json", anchors.as_json(found), "application/json; charset=utf-8") if found else None
+
+    def anchor_txt(self) -> File | None:
+        found = anchors.latest(self.session)
+        return File("anchor.txt", anchors.as_text(found), "text/plain; charset=utf-8") if found else None
+
     # ----- helpers -----------------------------------------------------------------------------------------------
 
     def _html(self, path: str, template: str, **values: object) -> File:
@@ -175,10 +193,9 @@ class Site:
         return self._plans[batch_id]
 
     def _object_id(self, name: str) -> str | None:
-        """The object a page name stands for (its id, or the digest of an id unsafe as a file name)."""
+        """The object a page name stands for: its id, or for a digest name (``o-…``) the object
+        whose stored ``page_key`` it is (an index lookup, never a hash of every id)."""
         if not name.startswith("o-") or self.session.get(InspectionObject, name) is not None:
             return name
-        for (object_id,) in self.session.execute(select(col(InspectionObject.id))).yield_per(10_000):
-            if object_page(object_id) == name:
-                return object_id
-        return None
+        return self.session.exec(select(InspectionObject.id).where(col(InspectionObject.page_key) == name)
+                                 .limit(1)).first()

@@ -261,13 +261,16 @@ class _Writer:
 
 
 def _model_defaults(model: type[SQLModel]) -> dict[str, Any]:
-    """Each field's default (factories called once), but not an autoincrement key's None."""
+    """Each field's default (factories called once), but not an autoincrement key's None
+    nor the None of a column whose SQL default fills it (objects.page_key)."""
     defaults = {}
+    columns = table_of(model).c
     keys = {column.name for column in table_of(model).primary_key.columns}
     for name, info in model.model_fields.items():
+        filled = name in keys or (name in columns and columns[name].default is not None)
         if info.default_factory is not None:
             defaults[name] = info.get_default(call_default_factory=True)
-        elif info.default is not PydanticUndefined and not (name in keys and info.default is None):
+        elif info.default is not PydanticUndefined and not (filled and info.default is None):
             defaults[name] = info.default
     return defaults
 

@@ -14,6 +14,7 @@ from storage.models.directory import (
 )
 from storage.models.infrastructure import (
     AccessToken,
+    AuditAnchor,
     AuditEntry,
     ConsoleMessage,
     DirectoryChange,
@@ -36,8 +37,8 @@ from storage.models.workflow import (
 )
 
 __all__ = [
-    "AccessToken", "AnnualPlan", "Assignment", "AuditEntry", "Batch", "Conflict", "ConsoleMessage", "Deadline",
-    "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
+    "AccessToken", "AnnualPlan", "Assignment", "AuditAnchor", "AuditEntry", "Batch", "Conflict", "ConsoleMessage",
+    "Deadline", "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
     "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "Reminder",
     "Result", "SendSlot", "Stratum", "Task", "Team", "Unit", "table_of", "utcnow",
 ]

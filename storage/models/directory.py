@@ -5,6 +5,8 @@ latest full snapshot of its kind. A row missing from a later snapshot is deliste
 never deleted (art. 9: 动态管理), so old batches keep pointing at what they drew.
 """
 
+import hashlib
+import re
 from datetime import date, datetime
 
 from sqlalchemy import JSON, Index, UniqueConstraint, text
@@ -12,6 +14,21 @@ from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
 from storage.sealing import SealedText
+
+_SAFE_NAME = re.compile(r"[0-9A-Za-z_\-\u3400-\u9fff]{1,80}")
+
+
+def page_key(object_id: str) -> str:
+    """The file name (without ``.html``) of an object's public page: its id where that is
+    safe as a file name, else a digest of it (stored as ``objects.page_key``, so a page is
+    found by an index, never by hashing every id)."""
+    if _SAFE_NAME.fullmatch(object_id):
+        return object_id
+    return "o-" + hashlib.sha256(object_id.encode()).hexdigest()[:16]
+
+
+def _page_key_default(context: object) -> str:
+    return page_key(context.get_current_parameters()["id"])  # type: ignore[attr-defined]
 
 
 class Listed(SQLModel):
@@ -48,6 +65,8 @@ class InspectionObject(Listed, table=True):
     abnormal: bool = False
     serious_violation: bool = False
     key_sector: bool = False
+    # The public page's name (bot.public): set from the id on insert (ids are not changed).
+    page_key: str | None = Field(default=None, index=True, sa_column_kwargs={"default": _page_key_default})
 
 
 class Inspector(Listed, table=True):

@@ -129,3 +129,17 @@ class AuditEntry(SQLModel, table=True):
     detail: dict = Field(default_factory=dict, sa_type=JSON)
     prev_hash: str
     hash: str = Field(unique=True)
+
+
+class AuditAnchor(SQLModel, table=True):
+    """The audit chain's head as it was at ``at``: written daily and at every draw and
+    shown on the public index, so outsiders who keep them can detect a rewritten
+    history (storage.audit.anchor)."""
+
+    __tablename__ = "audit_anchors"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow)  # when the head was read
+    seq: int  # the head entry's seq (0: the chain was empty)
+    hash: str  # its hash (GENESIS for an empty chain)
+    entry_at: datetime | None = None  # its time
+    reason: str  # daily | draw

@@ -4,30 +4,39 @@ feed, and the ``public`` commands. The browser walk is in tests/browser/test_pub
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import subprocess
 import sys
+import threading
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 from openpyxl import load_workbook
+from sqlalchemy import event
 from sqlmodel import Session, select
 
 from bot.app import create_app
 from bot.batches.export import record
+from bot.batches.results import approve
+from bot.chat.identity import identify
 from bot.cli import main
+from bot.public import cache, routes
 from bot.public.disclosure import object_page
 from bot.public.export import NotEmpty, export_site
 from bot.public.feeds import COLUMNS
 from bot.public.site import Site
-from storage.models import Assignment, Batch, Conflict, Inspector, Task
+from bot.roles import Actor
+from storage.db import transaction
+from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Result, Task
+from storage.models.directory import page_key
 from tests.support.batch_district import seed_district
 from tests.support.public_district import RECUSAL_REASON, RETURN_REASON, UNPUBLISHED_NOTE, disclose
-from tests.support.results_district import SETTINGS
+from tests.support.results_district import LATER_NOW, SETTINGS
 
 
 @pytest.fixture
@@ -275,3 +284,120 @@ def test_object_page_names_are_safe_file_names():
     for unsafe in ("a/b", "..", "x y", "C:\\x", "a" * 200, ""):
         name = object_page(unsafe)
         assert name.startswith("o-") and len(name) == 18 and Path(name).name == name
+
+
+async def test_the_index_shows_the_audit_anchor_of_the_draw(client, engine, disclosed, tmp_path):
+    """Item 10: the head is public at every draw and the export writes it; the kept anchor
+    still matches the chain after later entries."""
+    from storage import audit
+    from storage.models import AuditEntry
+
+    with Session(engine) as session:
+        anchor = audit.latest_anchor(session)
+        drawn = session.exec(select(AuditEntry).where(AuditEntry.action == "batch.drawn")).one()
+    assert anchor is not None and anchor.reason == "draw" and (anchor.seq, anchor.hash) == (drawn.seq, drawn.hash)
+    index = await text(client, "/public/index.html")
+    assert anchor.hash in index and f"<code>{anchor.seq}</code>" in index
+    assert json.loads(await text(client, "/public/anchor.json"))["hash"] == anchor.hash
+    export_site(engine, SETTINGS, tmp_path / "site")
+    assert (tmp_path / "site" / "anchor.txt").read_text().startswith(f"{anchor.seq} {anchor.hash} ")
+    assert anchor.hash in (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    with Session(engine) as session:
+        assert audit.head(session)[0] > anchor.seq  # approvals came after the draw
+        assert audit.check_anchor(session, anchor.seq, anchor.hash) and audit.verify(session).ok
+
+
+# ----- issue 17 item 13: /public is not cheap to overload ----------------------------------------------
+
+
+class Statements:
+    """The SQL statements an engine runs while counting."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.seen = engine, []
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._note)
+        return self.seen
+
+    def __exit__(self, *_):
+        event.remove(self.engine, "before_cursor_execute", self._note)
+
+    def _note(self, conn, cursor, statement, *_):
+        self.seen.append(statement)
+
+
+async def test_an_object_page_is_found_by_its_stored_key(client, engine, disclosed, monkeypatch):
+    with Session(engine) as session:  # an id unsafe as a file name: its page is o-<digest>
+        unit = session.exec(select(InspectionObject)).first().unit_id
+        session.add(InspectionObject(id="C/2026 0001", name="斜杠对象", kind="企业", unit_id=unit))
+        session.commit()
+        assert session.get(InspectionObject, "C/2026 0001").page_key == object_page("C/2026 0001")
+    calls = []
+
+    def counting(object_id: str) -> str:
+        calls.append(object_id)
+        return page_key(object_id)
+
+    monkeypatch.setattr("bot.public.site.object_page", counting)
+    monkeypatch.setattr("bot.public.disclosure.page_key", counting)
+    page = await text(client, f"/public/objects/{object_page('C/2026 0001')}.html")
+    assert "斜杠对象" in page
+    assert len(calls) < 5  # not a digest of every object's id per request
+    await text(client, "/public/objects/o-0000000000000000.html", 404)
+
+
+async def test_a_cached_feed_is_served_without_queries_until_a_publication(client, engine, disclosed):
+    first = await text(client, "/public/results.csv")
+    await text(client, "/public/index.html")
+    with Statements(engine) as seen:
+        assert await text(client, "/public/results.csv") == first
+        assert await text(client, "/public/index.html")
+        assert await text(client, "/public/index.html")
+    assert len(seen) <= 1
+    with transaction(engine) as session:  # a publication: the submitted result is approved
+        result = session.exec(select(Result).where(Result.task_id == disclosed.pending_task)).one()
+        approve(session, identify(session, SETTINGS, Actor("wecom", "admin1")), result.id, LATER_NOW)
+    cache.CHECK_SECONDS, saved = 0.0, cache.CHECK_SECONDS
+    try:
+        with Statements(engine) as seen:
+            refreshed = await text(client, "/public/results.csv")
+            again = await text(client, "/public/results.csv")
+    finally:
+        cache.CHECK_SECONDS = saved
+    assert len(refreshed.splitlines()) == len(first.splitlines()) + 1 and again == refreshed
+    assert len(seen) > 2  # rebuilt once …
+    with Statements(engine) as seen:
+        await text(client, "/public/results.csv")
+    assert len(seen) <= 1  # … then kept again
+
+
+async def test_search_reads_no_objects_per_request(client, engine, disclosed):
+    assert "对象10" in await text(client, "/public/search.html?q=对象1")
+    with Statements(engine) as seen:
+        assert "911506020000000007" in await text(client, "/public/search.html?q=0000000007")
+        assert "对象2" in await text(client, "/public/search.html?q=象2")
+    assert not [s for s in seen if "FROM objects" in s]
+
+
+async def test_a_saturated_public_executor_answers_503(aiohttp_client, engine, disclosed, monkeypatch):
+    monkeypatch.setattr(routes, "WORKERS", 1)
+    monkeypatch.setattr(routes, "QUEUE", 1)
+    release, started = threading.Event(), threading.Event()
+    render = cache.PublicCache.render
+
+    def slow(self, path, query):
+        started.set()
+        release.wait(10)
+        return render(self, path, query)
+
+    monkeypatch.setattr(cache.PublicCache, "render", slow)
+    client = await aiohttp_client(create_app(SETTINGS, engine, workers=False))
+    waiting = [asyncio.ensure_future(client.get(f"/public/{p}")) for p in ("index.html", "items.html")]
+    assert await asyncio.to_thread(started.wait, 10)
+    await asyncio.sleep(0.1)
+    busy = await client.get("/public/plans.html")
+    assert busy.status == 503 and busy.headers["Retry-After"] == "5" and "稍后" in await busy.text()
+    release.set()
+    assert [r.status for r in await asyncio.gather(*waiting)] == [200, 200]
+    assert (await client.get("/public/plans.html")).status == 200  # room again

@@ -7,9 +7,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import time_machine
 from sqlalchemy import text
+from sqlmodel import select
 
 from bot.cli import main
+from bot.public import anchors
 from storage import audit
 from storage.db import make_engine, transaction
 
@@ -82,3 +85,65 @@ def test_tampering_with_any_row_is_named(engine, db_url, monkeypatch, capsys, ca
     monkeypatch.setenv("SHUANGSUI__DATABASE__URL", db_url)
     assert main(["audit", "verify"]) == 1
     assert f"第 {broken} 条" in capsys.readouterr().out
+
+
+def rewrite_from(engine, seq: int, actor: str) -> None:
+    """The insider's attack: change entry ``seq`` and recompute every later hash, so the chain
+    verifies again on its own."""
+    with transaction(engine) as session:
+        entries = session.exec(select(audit.AuditEntry).order_by(audit.AuditEntry.seq)).all()
+        prev = audit.GENESIS
+        for entry in entries:
+            if entry.seq == seq:
+                entry.actor = actor
+            if entry.seq >= seq:
+                entry.prev_hash = prev
+                entry.hash = audit.content_hash(prev, entry.seq, entry.at, entry.actor, entry.action, entry.subject,
+                                                entry.detail)
+                session.add(entry)
+            prev = entry.hash
+
+
+def test_a_kept_anchor_detects_a_rewritten_history(engine, db_url, monkeypatch, capsys, tmp_path):
+    """README "Anchors": an outsider keeps the published head; later entries leave it valid,
+    a history rewritten with recomputed hashes passes ``verify`` alone but not the anchor."""
+    append(engine, 3, "alice")
+    with transaction(engine) as session:
+        kept = audit.anchor(session, "daily")
+    assert kept.seq == 3
+    (tmp_path / "anchor.txt").write_text(anchors.as_text(kept).decode(), encoding="utf-8")
+    (tmp_path / "anchor.json").write_bytes(anchors.as_json(kept))
+    append(engine, 4, "bob")  # the chain grows: the old anchor still holds
+    monkeypatch.setenv("SHUANGSUI__DATABASE__URL", db_url)
+    with transaction(engine) as session:
+        assert audit.head(session)[0] == 7 and audit.check_anchor(session, kept.seq, kept.hash)
+    assert main(["audit", "verify", "--anchor", str(tmp_path / "anchor.txt"),
+                 "--anchor", str(tmp_path / "anchor.json")]) == 0
+    assert "2 个保存的锚点与审计日志一致" in capsys.readouterr().out
+    rewrite_from(engine, 2, "mallory")
+    with transaction(engine) as session:
+        assert audit.verify(session).ok  # the rewrite is consistent in itself …
+        assert not audit.check_anchor(session, kept.seq, kept.hash)  # … but not with what was published
+    assert main(["audit", "verify"]) == 0
+    capsys.readouterr()
+    assert main(["audit", "verify", "--anchor", str(tmp_path / "anchor.txt")]) == 1
+    assert f"第 3 条记录的哈希值应为 {kept.hash}" in capsys.readouterr().out
+    (tmp_path / "bad.txt").write_text("not an anchor\n", encoding="utf-8")
+    assert main(["audit", "verify", "--anchor", str(tmp_path / "bad.txt")]) == 1
+    assert "无法读取锚点文件" in capsys.readouterr().err
+
+
+def test_the_daily_anchor_is_written_once_a_day(engine):
+    from datetime import UTC, datetime, timedelta
+
+    append(engine, 2, "alice")
+    day = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
+    with time_machine.travel(day, tick=False):
+        first = anchors.anchor_if_due(engine, "Asia/Shanghai", day)
+        assert first is not None and first.seq == 2 and first.reason == "daily"
+        assert anchors.anchor_if_due(engine, "Asia/Shanghai", day + timedelta(hours=5)) is None  # same day
+    append(engine, 1, "bob")
+    later = day + timedelta(days=1)
+    with time_machine.travel(later, tick=False):
+        second = anchors.anchor_if_due(engine, "Asia/Shanghai", later)
+    assert second is not None and second.seq == 3
