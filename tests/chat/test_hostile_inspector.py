@@ -16,7 +16,7 @@ from bot.public.site import Site
 from storage.db import make_engine
 from storage.models import Assignment, AuditEntry, Conflict, Result, Task
 from storage.sealing import PREFIX, Sealer, new_key
-from tests.chat.test_chat_commands import drawn, inspected, rows, team
+from tests.chat.test_chat_commands import drawn, inspected, rows, state, team
 from tests.support.wecom_bot import APPROVER, INSPECTOR_IDS, Walk
 
 USER_OF = INSPECTOR_IDS
@@ -72,3 +72,24 @@ async def test_a_reason_typed_to_look_sealed_poisons_nothing(bot, wecom, engine,
             assert site.get(f"objects/{object_page(first.object_id)}.html").body
     finally:
         rotated.dispose()
+
+
+async def test_a_recusal_after_the_inspection_is_refused_by_command_and_by_card(bot, wecom, engine):
+    """Issue 17 item 2: once inspected, 回避 (with a reason, without one, or the card's button)
+    is refused with what to do instead; nothing changes."""
+    walk = Walk(wecom, engine, bot)
+    _, tasks = await drawn(bot, engine)
+    task = tasks[0]
+    await inspected(engine, task.id)
+    member = team(engine, task.id)[1]
+    before = state(engine)
+    for said in (f"回避 任务={task.id} 原因=检查后才发现亲属关系", f"回避 任务={task.id}"):
+        answer = await walk.say(USER_OF[member], said)
+        assert "不能再申请回避" in answer and "更正" in answer, answer
+    (card,) = walk.cards(USER_OF[member], f"ss-t{task.id}-")
+    answer = await walk.click(USER_OF[member], card, f"recuse:{task.id}")
+    assert "不能再申请回避" in answer, answer
+    assert "没有「检查后才发现亲属关系」这个命令" in await walk.say(USER_OF[member], "检查后才发现亲属关系")
+    after = state(engine)
+    assert after["assignments"] == before["assignments"] and after["tasks"] == before["tasks"]
+    assert not rows(engine, Conflict)
