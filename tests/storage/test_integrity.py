@@ -7,15 +7,25 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.batches.recusal import recuse
-from bot.batches.results import approve
+from bot.batches.results import approve, lead_unit
 from bot.chat.identity import identify
 from bot.refusal import Refusal
 from bot.roles import Actor
 from bot.texts import say
 from storage.db import transaction
-from storage.models import Assignment, AuditEntry, Conflict, Result, Task
+from storage.models import Assignment, AuditEntry, Conflict, Result, Task, Unit
 from tests.support.batch_district import seed_district
-from tests.support.results_district import NOW, SETTINGS, TODAY, drawn_batch, inspected, submitted, tasks_of, team
+from tests.support.results_district import (
+    APPROVER_OF,
+    NOW,
+    SETTINGS,
+    TODAY,
+    drawn_batch,
+    inspected,
+    submitted,
+    tasks_of,
+    team,
+)
 
 
 @pytest.fixture
@@ -52,3 +62,23 @@ def test_a_recusal_is_refused_once_the_task_is_inspected(district):
         assert "不能再申请回避" in caught.value.text() and "更正" in caught.value.text()
         assert snapshot(district) == before  # nobody stepped off, no conflict, no replacement
     assert say("batches", "recusal_too_late", task=1, status="approved").count("第十二条") == 1
+
+
+def test_an_approval_keeps_the_inspecting_and_the_deciding_unit(district):
+    """Issue 17 item 3: the units a result is published with are stored at its approval."""
+    batch_id = drawn_batch(district, count=2)
+    first, second = tasks_of(district, batch_id)
+    decided = {}
+    for task, user in ((first, None), (second, "lead-xy")):
+        result_id = submitted(district, task.id)
+        with transaction(district) as session:
+            unit = lead_unit(session, task.id)
+            approver = user or APPROVER_OF[unit]
+            approve(session, identify(session, SETTINGS, Actor("wecom", approver)), result_id, NOW)
+            decided[task.id] = unit
+    with transaction(district) as session:
+        kept = {r.task_id: (r.inspecting_unit, r.inspecting_unit_name, r.deciding_unit)
+                for r in session.scalars(select(Result))}
+        names = {u.id: u.name for u in session.scalars(select(Unit))}
+    assert kept[first.id] == (decided[first.id], names[decided[first.id]], decided[first.id])  # its approver
+    assert kept[second.id] == (decided[second.id], names[decided[second.id]], "U-XY")  # the lead office's lead
