@@ -11,7 +11,7 @@ from bot.batches import notices
 from bot.batches.cards import recusal_reason_card
 from bot.batches.confirmation import confirm
 from bot.batches.inspection import mark_inspected, own_task, team_of
-from bot.batches.recusal import recuse
+from bot.batches.recusal import not_yet_inspected, recuse
 from bot.chat import pending
 from bot.chat.arguments import arguments, task_of
 from bot.chat.context import Context
@@ -41,9 +41,10 @@ def confirm_no_conflict(ctx: Context) -> None:
 def recuse_by_command(ctx: Context) -> None:
     args = arguments(ctx, {"task", "reason"})
     task_id = task_of(ctx, args)
-    _, _, mine = own_task(ctx.session, task_id, ctx.identity.inspector_id, recused_too=True)
+    task, _, mine = own_task(ctx.session, task_id, ctx.identity.inspector_id, recused_too=True)
     reason = (args.get("reason") or "").strip()
     if not reason and mine.status != "recused":
+        not_yet_inspected(task)  # refused before the reason is asked
         pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "recusal_reason", task_id, ctx.now)
         ctx.reply(say("tasks", "ask_recusal_reason", task=task_id))
         return
@@ -54,6 +55,7 @@ def recuse_by_command(ctx: Context) -> None:
 def ask_recusal_reason(ctx: Context) -> None:
     """申请回避 on the task card: the reason comes from a second card, or typed."""
     task, _, mine = own_task(ctx.session, task_of(ctx, None), ctx.identity.inspector_id)
+    not_yet_inspected(task)
     ctx.reply(recusal_reason_card(task, mine, ctx.session.get_one(InspectionObject, task.object_id)))
 
 

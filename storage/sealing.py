@@ -21,6 +21,13 @@ stored sealed cannot be opened (``UnreadableValue``). A text stored without the
 ``sealed:`` prefix (written before sealing, or without a key) is read as it is and
 sealed at its next write or rotation. No key and no plaintext ever reaches a log line
 or an exception message.
+
+Every text is sealed when written, whatever it looks like (issue 17): a declaration
+someone typed as ``sealed:x`` is a text like any other, never taken for a sealed value
+(it would be stored as it is and could not be read back, breaking every later read of
+its rows). Without a key such a text is stored behind ``plain:`` (``plain:sealed:x``)
+and read back as typed. The one way to store a value as already sealed is ``Sealed``:
+a sealed value read raw from one sealed place and copied into another, by the program.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from bot.texts import say
 log = logging.getLogger(__name__)
 
 PREFIX = "sealed:"  # marks a text kept sealed at rest
+PLAIN = "plain:"  # without a key: marks a text kept as it is that would otherwise read as marked
 
 Key = str | SecretStr
 
@@ -54,6 +62,24 @@ class SealingError(Exception):
 
 class UnreadableValue(SealingError):
     """A text stored sealed that no configured key opens (a key was dropped too early)."""
+
+
+class Sealed(str):
+    """A value already sealed (``sealed:`` and a token), read raw from a sealed place, to be
+    copied as it is into another: for the program's own copies only, never for a text
+    someone typed (that is sealed like any other)."""
+
+    def __new__(cls, value: str) -> Sealed:
+        if not isinstance(value, str) or not value.startswith(PREFIX):
+            raise ValueError("not a sealed value")
+        return super().__new__(cls, value)
+
+
+def _looks_marked(value: str) -> bool:
+    """Whether a text kept as it is would be read as marked: ``sealed:…`` behind any ``plain:``."""
+    while value.startswith(PLAIN):
+        value = value[len(PLAIN):]
+    return value.startswith(PREFIX)
 
 
 def new_key() -> str:
@@ -128,19 +154,26 @@ class Sealer:
     # --- Texts at rest: ``sealed:`` and a token, or as they are without a key ----------------
 
     def seal_text(self, value: str | None) -> str | None:
-        """A text as kept at rest: sealed under the first key (once: a sealed text is kept)."""
-        if value is None or value == "" or value.startswith(PREFIX):
+        """A text as kept at rest: sealed under the first key, whatever it looks like (a
+        text typed as ``sealed:…`` too); only a ``Sealed`` copy is kept as it is."""
+        if value is None or value == "":
             return value
+        if isinstance(value, Sealed):
+            return str(value)
         if self._fernet is None:
             if not self._warned:
                 self._warned = True
                 log.warning("no [security] keys configured: conflict declarations are stored unencrypted")
-            return value
+            return PLAIN + value if _looks_marked(value) else value
         return PREFIX + self.seal(value)
 
     def open_text(self, value: str | None) -> str | None:
         """A text kept at rest, opened (one stored unsealed is read as it is)."""
-        if value is None or not value.startswith(PREFIX):
+        if value is None:
+            return value
+        if value.startswith(PLAIN) and _looks_marked(value):  # kept as it is without a key
+            return value[len(PLAIN):]
+        if not value.startswith(PREFIX):
             return value
         try:
             return self.unseal(value[len(PREFIX):])

@@ -12,7 +12,8 @@ from sqlalchemy import true
 from sqlmodel import Session, col, select
 
 from bot.batches import roster
-from bot.batches.inspection import open_team_locked
+from bot.batches.inspection import DONE_OR_LATER, open_team_locked
+from bot.refusal import Refusal
 from bot.rules import matching
 from storage import audit
 from storage.models import Assignment, Batch, Conflict, Inspector, Task, utcnow
@@ -34,6 +35,7 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
         replacement = next((a.inspector_id for a in assignments if a.position > mine.position
                             and a.origin == "replacement"), None)
         return Recused(task, replacement, already=True)
+    not_yet_inspected(task)
     now = now or utcnow()
     mine.status, mine.recusal_reason, mine.answered_at = "recused", reason, now
     _record_conflict(session, mine.inspector_id, task.object_id, reason, now)
@@ -51,6 +53,13 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
     audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,
                  object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement)
     return Recused(task, replacement)
+
+
+def not_yet_inspected(task: Task) -> None:
+    """Recusal is for work not yet done (art. 12: 回避 adjusts who inspects, before the
+    inspection). A conflict found after it is a correction of the result (更正, audited)."""
+    if task.status in DONE_OR_LATER:
+        raise Refusal("recusal_too_late", task=task.id, status=task.status)
 
 
 def _record_conflict(session: Session, inspector_id: str, object_id: str, reason: str, now: datetime) -> None:

@@ -16,7 +16,7 @@ from bot.batches.lifecycle import advance
 from bot.chat.identity import ADMIN, APPROVER, LEAD, Identity
 from bot.refusal import Refusal
 from storage import audit
-from storage.models import Batch, FollowUp, InspectionObject, Inspector, Result, Task
+from storage.models import Batch, FollowUp, InspectionObject, Inspector, Result, Task, Unit
 
 NONCOOPERATION = 6  # art. 19: with one of its four cases
 OPEN = ("drawn", "in_progress")  # a cancelled or completed batch takes no more results
@@ -100,6 +100,24 @@ def refuse_own(session: Session, identity: Identity, task: Task) -> None:
         raise Refusal("own_result", task=task.id)
 
 
+def record_units(session: Session, identity: Identity, result: Result, task: Task) -> None:
+    """Keep on a result being published the units it is published with (art. 21): the
+    inspecting unit (the lead inspector's, with its name) and the deciding unit — the
+    batch's lead office when its lead decided and not as an approver of the inspecting
+    unit, else the inspecting unit (whose approvers decide, SPEC §1). Read back by the
+    feed and the pages whatever the directory becomes."""
+    assert task.id is not None  # a stored task
+    unit_id = lead_unit(session, task.id)
+    unit = session.get(Unit, unit_id) if unit_id else None
+    batch = session.get_one(Batch, task.batch_id)
+    deciding = unit_id
+    if (ADMIN not in identity.roles and unit_id not in identity.units.get(APPROVER, frozenset())
+            and batch.lead_unit_id in identity.units.get(LEAD, frozenset())):
+        deciding = batch.lead_unit_id
+    result.inspecting_unit, result.inspecting_unit_name = unit_id, unit.name if unit else None
+    result.deciding_unit = deciding
+
+
 @dataclass(frozen=True)
 class Decided:
     result: Result
@@ -131,6 +149,7 @@ def approve(session: Session, identity: Identity, result_id: int, now: datetime)
     if result.status != "submitted":
         raise Refusal("result_not_pending", task=task.id, status=result.status)
     result.status, result.decided_by, result.decided_at, result.published_at = "approved", actor, now, now
+    record_units(session, identity, result, task)
     task.status = "approved"
     session.add_all([result, task])
     session.flush()
@@ -178,6 +197,7 @@ def correct(session: Session, identity: Identity, task_id: int, entry: Entry, re
                  submitted_by=actor, submitted_at=now, decided_by=actor, decided_at=now, published_at=now,
                  supersedes=old.id, correction_reason=reason.strip())
     old.status = "superseded"
+    record_units(session, identity, new, task)
     session.add_all([old, new])
     session.flush()
     audit.record(session, actor, "result.corrected", str(task_id), old=old.id, new=new.id, category=entry.category,

@@ -143,12 +143,16 @@ def published_results(session: Session, timezone: str, *, batch_id: str | None =
     units: dict[str | None, str] = {}
     found = []
     for result, task, batch, obj in rows:
-        unit_id = lead_unit(session, result.task_id)
         assert result.published_at is not None  # the query keeps published results only
-        if unit_id not in units:
-            units[unit_id] = _unit_name(session, unit_id)
+        unit = result.inspecting_unit_name  # as published (stored at approval), whatever the directory is now
+        if unit is None:  # published without a unit on record: read from the directory
+            unit_id = result.inspecting_unit if result.inspecting_unit is not None else lead_unit(session,
+                                                                                                   result.task_id)
+            if unit_id not in units:
+                units[unit_id] = _unit_name(session, unit_id)
+            unit = units[unit_id]
         found.append(PublishedResult(obj.id, obj.name, batch.id, batch.name, list(task.items), result.category,
-                                     task.inspected_on, local_day(result.published_at, timezone), units[unit_id],
+                                     task.inspected_on, local_day(result.published_at, timezone), unit,
                                      corrected=result.supersedes is not None))
     return found
 

@@ -1,6 +1,7 @@
 """Published results for the national disclosure system (国家企业信用信息公示系统) and
 the bureau's website: CSV (UTF-8 with BOM, so Excel opens it) or XLSX, one row per
-published result, in the column layout of ``COLUMNS`` (README, "Public disclosure")."""
+published result, in the column layout of ``COLUMNS`` (README, "Public disclosure").
+A cell that would start a formula is neutralised (``neutral``)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,22 @@ COLUMNS = ("credit_code", "name", "batch_id", "batch_name", "items", "category",
            "inspected_on", "published_on", "unit")
 
 
+#: What a spreadsheet may take for a formula at the start of a cell (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutral(value: str) -> str:
+    """A cell no spreadsheet runs: one starting like a formula gets a leading ``'`` (an
+    object named ``=HYPERLINK(…)`` is shown as text); every other value is kept as it is."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
 def rows(results: Sequence[PublishedResult]) -> list[list[str]]:
     names = {code: say("public", "category_name", code=code) for code in range(1, 9)}
-    return [[r.object_id, r.object_name, r.batch_id, r.batch_name, ";".join(r.items), str(r.category),
-             names[r.category], r.inspected_on.isoformat() if r.inspected_on else "", r.published_on.isoformat(),
-             r.unit] for r in results]
+    return [[neutral(cell) for cell in (
+        r.object_id, r.object_name, r.batch_id, r.batch_name, ";".join(r.items), str(r.category),
+        names[r.category], r.inspected_on.isoformat() if r.inspected_on else "", r.published_on.isoformat(),
+        r.unit)] for r in results]
 
 
 def to_csv(results: Sequence[PublishedResult]) -> bytes:

@@ -63,6 +63,10 @@ class Result(SQLModel, table=True):
     published_at: datetime | None = None
     supersedes: int | None = Field(default=None, foreign_key="results.id")  # a correction of a published result
     correction_reason: str | None = None
+    # As published (issue 17): stored at approval, never recomputed from the directory.
+    inspecting_unit: str | None = None  # the lead inspector's unit (id)
+    inspecting_unit_name: str | None = None  # its name, as the feed and pages show it
+    deciding_unit: str | None = None  # the unit on whose behalf it was approved (id)
 
 
 class FollowUp(SQLModel, table=True):

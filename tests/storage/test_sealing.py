@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from bot.settings import load_settings
 from storage.db import make_engine
-from storage.sealing import PREFIX, Sealer, SealingError, UnreadableValue, demo_key, new_key, sealer_of
+from storage.sealing import PREFIX, Sealed, Sealer, SealingError, UnreadableValue, demo_key, new_key, sealer_of
 
 
 def seal(plaintext: str, keys) -> str:
@@ -200,7 +200,7 @@ def test_texts_at_rest_are_marked_and_opened():
     sealer = Sealer([old])
     kept = sealer.seal_text(PLAINTEXTS[1])
     assert kept.startswith(PREFIX) and PLAINTEXTS[1] not in kept
-    assert sealer.seal_text(kept) == kept  # sealed once
+    assert sealer.seal_text(Sealed(kept)) == kept  # a copy of a sealed value is kept as it is
     assert sealer.open_text(kept) == PLAINTEXTS[1]
     assert sealer.open_text("written before sealing") == "written before sealing"
     assert [sealer.seal_text(v) for v in (None, "")] == [None, ""]
@@ -221,6 +221,27 @@ def test_without_a_key_texts_are_kept_as_they_are_said_once(caplog):
     assert len(caplog.records) == 1 and PLAINTEXTS[1] not in caplog.text
     with pytest.raises(UnreadableValue, match=r"SHUANGSUI__SECURITY__KEYS"):
         sealer.open_text(Sealer([new_key()]).seal_text(PLAINTEXTS[1]))
+
+
+LOOK_SEALED = ["sealed:x", PREFIX + Sealer([new_key()]).seal("其他密钥"), "plain:sealed:x", "plain:x", "plain:"]
+
+
+def test_a_text_that_looks_sealed_is_sealed_like_any_other_and_reads_back_as_typed():
+    """Issue 17 item 1: a declaration typed as ``sealed:x`` was stored as it is and then
+    could not be read; with a key or without, every text reads back as it was typed."""
+    keyed, unkeyed = Sealer([new_key()]), Sealer()
+    for typed in LOOK_SEALED:
+        kept = keyed.seal_text(typed)
+        assert kept != typed and kept.startswith(PREFIX) and keyed.open_text(kept) == typed
+        assert keyed.open_text(keyed.reseal_text(kept)) == typed
+        assert unkeyed.open_text(unkeyed.seal_text(typed)) == typed
+        assert keyed.open_text(unkeyed.seal_text(typed)) == typed  # kept without a key, read once there is one
+        assert keyed.open_text(keyed.reseal_text(unkeyed.seal_text(typed))) == typed
+    assert unkeyed.seal_text("sealed:x") == "plain:sealed:x"
+    assert unkeyed.seal_text("plain:x") == "plain:x" == unkeyed.open_text("plain:x")  # nothing to mark
+    assert keyed.open_text("plain:x") == "plain:x"  # stored plain before: read as it is
+    with pytest.raises(ValueError):
+        Sealed("typed by someone")
 
 
 def test_an_engine_carries_its_own_sealer(tmp_path):
