@@ -1,0 +1,128 @@
+"""Poison and slow work (issue 17 item 18): a delivery that kills its process every time
+is given up and the admins are told; a short database outage spends no attempts; an
+outbox send keeps its lease however long it takes; 核验 does not hold the write lock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from bot import outbox_keys
+from bot.chat import pipeline as pipeline_module
+from bot.chat.events import Event
+from bot.chat.pipeline import LEASE, MAX_ATTEMPTS, Pipeline
+from bot.chat.router import Router
+from bot.outbound import USER, Destination
+from bot.settings import RolesSettings, Settings
+from storage import inbound
+from storage.db import transaction
+from storage.models import InboundDelivery, OutboxMessage
+
+ADMIN = "boss"
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+
+def _event(key: str = "k-1") -> Event:
+    return Event(platform="console", delivery_key=key, sender=ADMIN, chat="private",
+                 reply_to=Destination("console", USER, ADMIN), at=T0, text="试")
+
+
+def _pipeline(engine, handler) -> Pipeline:
+    router = Router()
+    router.command("试")(handler)
+    settings = Settings(roles=RolesSettings(admins=[ADMIN]))
+    return Pipeline(engine, settings, router, "me")
+
+
+def _take(engine, event: Event, at: datetime) -> None:
+    with transaction(engine) as session:
+        assert inbound.take(session, [(event.platform, event.delivery_key, event.to_json())], at)
+
+
+def _row(engine, key: str = "k-1") -> InboundDelivery:
+    with Session(engine) as session:
+        return session.exec(select(InboundDelivery).where(InboundDelivery.delivery_key == key)).one()
+
+
+def _outbox(engine) -> list[OutboxMessage]:
+    with Session(engine) as session:
+        return list(session.exec(select(OutboxMessage)))
+
+
+async def test_a_delivery_that_kills_its_process_every_time_is_given_up_and_the_admins_are_told(
+        engine, monkeypatch):
+    ran = []
+    pipeline = _pipeline(engine, lambda ctx: ran.append(ctx.event.delivery_key))
+    _take(engine, _event(), T0)
+    at = T0
+    for _ in range(MAX_ATTEMPTS):  # claimed, then the process died in the handler
+        with transaction(engine) as session:
+            assert inbound.claim(session, "dead", at, lease=LEASE)
+        at += LEASE + timedelta(seconds=1)
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: at)
+    assert await pipeline.process() == 1
+    assert ran == [], "a delivery claimed MAX_ATTEMPTS times without an end was handled once more"
+    row = _row(engine)
+    assert row.status == "failed" and row.attempts == MAX_ATTEMPTS + 1
+    told = {m.idempotency_key: m for m in _outbox(engine)}
+    notice = told[outbox_keys.poisoned("console", "k-1", ADMIN).value]
+    assert notice.recipient == ADMIN and "消息处理中断" in notice.payload["message"]["text"]
+    assert outbox_keys.failed("console", "k-1").value in told  # the sender hears sorry
+    # never claimed again
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: at + timedelta(hours=1))
+    assert await pipeline.process() == 0
+
+
+async def test_a_handled_failure_still_gives_up_after_max_attempts(engine, monkeypatch):
+    def broken(ctx):
+        raise ValueError("a bug")
+    pipeline = _pipeline(engine, broken)
+    _take(engine, _event(), T0)
+    now = T0
+    for _ in range(MAX_ATTEMPTS):
+        monkeypatch.setattr(pipeline_module, "clock_now", lambda: now)
+        assert await pipeline.process() == 1
+        now = _row(engine).next_attempt_at.replace(tzinfo=UTC)
+    assert _row(engine).status == "failed"
+
+
+def _outage_until(end: datetime, clock: list[datetime], ran: list[datetime]):
+    def handler(ctx):
+        if clock[0] < end:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection unexpectedly"))
+        ran.append(clock[0])
+    return handler
+
+
+async def test_a_database_outage_of_fifteen_seconds_does_not_exhaust_the_retries(engine, monkeypatch):
+    clock, ran = [T0], []
+    pipeline = _pipeline(engine, _outage_until(T0 + timedelta(seconds=16), clock, ran))
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: clock[0])
+    _take(engine, _event(), T0)
+    for _ in range(20):
+        await pipeline.process()
+        row = _row(engine)
+        if row.status != "pending":
+            break
+        clock[0] = row.next_attempt_at.replace(tzinfo=UTC)
+    row = _row(engine)
+    assert row.status == "done", f"a 16 s outage made the delivery {row.status} after {row.attempts} attempts"
+    assert ran and row.attempts == 1, "the outage spent attempts"
+
+
+async def test_an_outage_longer_than_the_patience_counts_like_any_failure(engine, monkeypatch):
+    clock, ran = [T0], []
+    pipeline = _pipeline(engine, _outage_until(T0 + timedelta(days=1), clock, ran))
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: clock[0])
+    _take(engine, _event(), T0)
+    for _ in range(200):
+        await pipeline.process()
+        row = _row(engine)
+        if row.status != "pending":
+            break
+        clock[0] = row.next_attempt_at.replace(tzinfo=UTC)
+    row = _row(engine)
+    assert row.status == "failed" and not ran
+    assert clock[0] - T0 >= pipeline_module.OUTAGE_PATIENCE
