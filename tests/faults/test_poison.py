@@ -4,6 +4,7 @@ outbox send keeps its lease however long it takes; 核验 does not hold the writ
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import OperationalError
@@ -11,12 +12,14 @@ from sqlmodel import Session, select
 
 from bot import outbox_keys
 from bot.chat import pipeline as pipeline_module
+from bot.chat.dispatcher import Dispatcher, Sent
 from bot.chat.events import Event
 from bot.chat.pipeline import LEASE, MAX_ATTEMPTS, Pipeline
 from bot.chat.router import Router
-from bot.outbound import USER, Destination
+from bot.clock import now as clock_now
+from bot.outbound import USER, Destination, Text
 from bot.settings import RolesSettings, Settings
-from storage import inbound
+from storage import inbound, outbox
 from storage.db import transaction
 from storage.models import InboundDelivery, OutboxMessage
 
@@ -126,3 +129,41 @@ async def test_an_outage_longer_than_the_patience_counts_like_any_failure(engine
     row = _row(engine)
     assert row.status == "failed" and not ran
     assert clock[0] - T0 >= pipeline_module.OUTAGE_PATIENCE
+
+
+class _SlowSender:
+    """A platform whose send takes longer than the outbox lease (a token fetch, an upload…)."""
+
+    platform = "console"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.sends = seconds, 0
+
+    def limits(self, rate_key):
+        return ()
+
+    async def send(self, destination, message, *, in_doubt):
+        self.sends += 1
+        await asyncio.sleep(self.seconds)
+        return Sent({})
+
+
+async def test_a_send_slower_than_the_lease_is_not_taken_over_and_sent_twice(engine):
+    with transaction(engine) as session:
+        outbox.queue(session, Destination("console", USER, ADMIN), Text("慢"), "slow-send")
+    mine = _SlowSender(1.5)
+    first = Dispatcher(engine, Settings(), [mine], "first")
+    first.lease = lease = timedelta(seconds=0.6)  # the lease scaled down with the send
+    sending = asyncio.create_task(first.run_once())
+    await asyncio.sleep(1.0)  # past the lease, the send still under way
+    with transaction(engine) as session:  # another instance looks for abandoned rows
+        taken = outbox.claim(session, "second", clock_now(), lambda key: (), lease=lease)
+    assert taken == [], "another instance took over a row still being sent"
+    assert await sending == 1
+    (row,) = _outbox(engine)
+    assert (row.status, row.attempts, row.in_doubt, mine.sends) == ("sent", 1, False, 1)
+
+
+def test_the_dispatcher_uses_the_outbox_lease_and_renews_it_in_time(engine):
+    dispatcher = Dispatcher(engine, Settings(), [], "x")
+    assert dispatcher.lease == outbox.LEASE  # one definition
