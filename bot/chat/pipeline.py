@@ -32,7 +32,7 @@ from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
 from storage import evidence, inbound, outbox
-from storage.db import transaction
+from storage.db import reading, transaction
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +169,12 @@ class Pipeline:
     def _handle(self, platform: str, key: str, event: Event, attempts: int, received_at: datetime) -> None:
         logs.request_id.set(delivery_id(platform, key))  # this thread's log lines name the delivery
         try:
+            prepared = self._prepare(event)
             with transaction(self.engine) as session:
                 now = clock_now()
                 ctx = Context(session, self.settings, event, identify(session, self.settings,
-                                                                      Actor(event.platform, event.sender)), now)
+                                                                      Actor(event.platform, event.sender)), now,
+                              prepared=prepared)
                 self.router.dispatch(ctx)
                 ctx.flush()
                 if not inbound.finish(session, platform, key, self.owner, now):
@@ -185,6 +187,17 @@ class Pipeline:
             # Never the event's text in the log: only where it came from and what failed.
             log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
             self._failed(platform, key, event, attempts, exc, received_at)
+
+    def _prepare(self, event: Event) -> object:
+        """A command's slow read-only work (核验's recomputed draw), in a reading session
+        before the write transaction: on SQLite it holds no write lock, so the intake's
+        acknowledgements and other handlers go on meanwhile."""
+        if not self.router.prepares(event):
+            return None
+        with reading(self.engine) as session:
+            ctx = Context(session, self.settings, event,
+                          identify(session, self.settings, Actor(event.platform, event.sender)), clock_now())
+            return self.router.prepare(ctx)
 
     def _failed(self, platform: str, key: str, event: Event, attempts: int, exc: Exception,
                 received_at: datetime) -> None:

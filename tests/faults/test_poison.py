@@ -167,3 +167,36 @@ async def test_a_send_slower_than_the_lease_is_not_taken_over_and_sent_twice(eng
 def test_the_dispatcher_uses_the_outbox_lease_and_renews_it_in_time(engine):
     dispatcher = Dispatcher(engine, Settings(), [], "x")
     assert dispatcher.lease == outbox.LEASE  # one definition
+
+
+async def test_verify_recomputes_the_draw_outside_the_write_transaction(bot, wecom, engine, monkeypatch):
+    """核验 is long CPU work: while it runs another writer commits (on SQLite it would
+    wait for the whole recomputation behind the handler's write lock)."""
+    import threading
+
+    from handlers import batches as batch_handlers
+    from storage.db import READING
+    from tests.chat.test_chat_commands import drawn
+    from tests.support.wecom_bot import ADMIN as WECOM_ADMIN
+    from tests.support.wecom_bot import Walk
+
+    batch_id, _ = await drawn(bot, engine)
+    seen: list[tuple[bool, bool]] = []
+    real_export = batch_handlers.export
+
+    def export(session, *args, **kwargs):
+        wrote = threading.Event()
+
+        def writer():
+            with transaction(engine) as other:
+                other.execute(select(InboundDelivery).limit(1))
+            wrote.set()
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        seen.append((bool(session.get_bind().get_execution_options().get(READING)), wrote.wait(5)))
+        return real_export(session, *args, **kwargs)
+
+    monkeypatch.setattr(batch_handlers, "export", export)
+    answer = await Walk(wecom, engine, bot).say(WECOM_ADMIN, f"核验 批次={batch_id}")
+    assert f"核验批次 {batch_id}" in answer and "不一致" not in answer
+    assert seen == [(True, True)], "核验 ran in the write transaction (another writer had to wait for it)"
