@@ -35,6 +35,8 @@ from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
 from bot.metrics import Metrics, noting
 from bot.public.routes import PublicServer
+from bot.retention import EVERY_MINUTES as RETENTION_MINUTES
+from bot.retention import run_once as run_retention
 from bot.settings import Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
@@ -133,8 +135,18 @@ def reminder_ticker(engine: Engine, settings: Settings, dispatcher: Dispatcher,
         except Exception:
             log.exception("%s summary failed", kind)
 
+    async def retention() -> None:
+        try:
+            await asyncio.to_thread(run_retention, engine, settings)
+        except Exception:
+            log.exception("retention run failed; the next one tries again")
+
     zone = settings.bureau.timezone
     scheduler = AsyncIOScheduler(timezone=zone)
+    # Blanks what people typed and deletes old messages (bot.retention); idempotent, so
+    # every instance may run it (on PostgreSQL one at a time, the others skip).
+    scheduler.add_job(retention, "interval", minutes=RETENTION_MINUTES, id="retention",
+                      next_run_time=datetime.now(UTC) + timedelta(minutes=1), coalesce=True, max_instances=1)
     first = datetime.now(UTC) + timedelta(seconds=30)
     scheduler.add_job(tick, "interval", minutes=settings.reminders.sweep_minutes, id="reminders",
                       next_run_time=first, coalesce=True, max_instances=1)

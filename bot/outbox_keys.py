@@ -48,6 +48,11 @@ def failed(platform: str, delivery_key: str) -> Key:
     return _delivery(platform, delivery_key, "failed")
 
 
+def poisoned(platform: str, delivery_key: str, admin: str) -> Key:
+    """An admin told that a delivery was given up after it stopped its handler every time."""
+    return _delivery(platform, delivery_key, f"poisoned:{admin}")
+
+
 def _delivery(platform: str, delivery_key: str, what: str) -> Key:
     return Key(f"event:{platform}:{delivery_key}:{what}")
 

@@ -219,6 +219,12 @@ class SummarySettings(Section):
         return value
 
 
+class RetentionSettings(Section):
+    """How long what people typed is kept beside the records (``bot.retention``)."""
+
+    days: int = Field(30, ge=1)  # sent outbox rows and console messages; evidence and audit are kept
+
+
 class ConsoleSettings(Section):
     enabled: bool = False  # the local console page: acts as anyone, so loopback only
 
@@ -306,6 +312,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     reminders: ReminderSettings = ReminderSettings()
     summaries: SummarySettings = SummarySettings()
+    retention: RetentionSettings = RetentionSettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()
     security: SecuritySettings = SecuritySettings()

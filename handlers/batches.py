@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlmodel import Session
+
 from bot import verifier
 from bot.batches import commands
 from bot.batches.export import export
@@ -54,16 +56,28 @@ def show_progress(ctx: Context) -> None:
     ctx.reply(say("progress", "report", batches=found))
 
 
-@router.command("核验", "verify", roles=EVERYONE)
+def _verify(session: Session, batch_id: str) -> str:
+    """Recompute the draw from its record, exactly as a citizen would (DRAW.md §7): the answer."""
+    with tempfile.TemporaryDirectory() as directory:
+        export(session, batch_id, Path(directory), internal=True)
+        try:
+            verdict = verifier.verify(Path(directory))
+            return say("progress", "verified", batch=batch_id, verdict=verdict)
+        except verifier.Mismatch as mismatch:
+            return say("progress", "mismatch", batch=batch_id, detail=str(mismatch))
+
+
+def _verify_before(ctx: Context) -> str | None:
+    """The long part, before the write transaction (``Router.prepare``: a reading session)."""
+    batch_id = arguments(ctx, {"batch"}).get("batch")
+    return _verify(ctx.session, batch_id) if batch_id else None
+
+
+@router.command("核验", "verify", roles=EVERYONE, prepare=_verify_before)
 def verify_draw(ctx: Context) -> None:
-    """Recompute the draw from its record, exactly as a citizen would (DRAW.md §7)."""
+    """Recompute the draw from its record; the pipeline has done it already, in a reading
+    session, so the write transaction only answers (a refusal is met here again)."""
     batch_id = arguments(ctx, {"batch"}).get("batch")
     if not batch_id:
         raise Refusal("missing_argument", key="batch")
-    with tempfile.TemporaryDirectory() as directory:
-        export(ctx.session, batch_id, Path(directory), internal=True)
-        try:
-            verdict = verifier.verify(Path(directory))
-            ctx.reply(say("progress", "verified", batch=batch_id, verdict=verdict))
-        except verifier.Mismatch as mismatch:
-            ctx.reply(say("progress", "mismatch", batch=batch_id, detail=str(mismatch)))
+    ctx.reply(ctx.prepared if isinstance(ctx.prepared, str) else _verify(ctx.session, batch_id))

@@ -72,7 +72,7 @@ def recusal_reason_chosen(ctx: Context) -> None:
         return
     label = say("cards", "reason_text", reason=reason)
     do_recuse(ctx, task_id, label)
-    ctx.close_card(say("tasks", "recused_button", reason=label))
+    ctx.close_card(say("tasks", "recused_button"))  # no reason: a card update is kept in plaintext
 
 
 @router.answer("recusal_reason", of="recuse")
@@ -88,7 +88,7 @@ def do_recuse(ctx: Context, task_id: int, reason: str) -> None:
     if not done.already:
         recused = next(a for a in team_of(ctx.session, task_id) if a.inspector_id == ctx.identity.inspector_id)
         notices.queue_recusal_notices(ctx.session, ctx.settings, done.task, recused, done.replacement)
-        notices.close_task_card(ctx.session, ctx.settings, recused, say("tasks", "recused_button", reason=reason),
+        notices.close_task_card(ctx.session, ctx.settings, recused, say("tasks", "recused_button"),
                                 "recused")
     ctx.reply(say("tasks", "recused", task=task_id, already=done.already, unstaffed=done.replacement is None))
 

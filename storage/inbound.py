@@ -90,7 +90,9 @@ def _abandoned(now: datetime, lease: timedelta) -> ColumnElement[bool]:
 def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[str, str]] | None = None,
           batch: int = 20, lease: timedelta = timedelta(seconds=60)) -> list:
     """Claim the given deliveries, or up to ``batch`` abandoned or due ones (oldest due
-    first), for ``owner``."""
+    first), for ``owner``. Every claim counts in ``attempts``, also one whose handling
+    never finished (the process died in it): the caller gives up on a row claimed too
+    often (``bot.chat.pipeline``)."""
     if keys is None:
         # Two index range scans on (status, …) rather than one OR over the whole table:
         # the table keeps every delivery done, so a claim must not walk past them.
@@ -116,7 +118,8 @@ def claim(session: Session, owner: str, now: datetime, *, keys: Sequence[tuple[s
         update(_TABLE)
         .where(which, or_(_due(now), _abandoned(now, lease)))
         .values(status="processing", owner=owner, claimed_at=now, attempts=_TABLE.c.attempts + 1)
-        .returning(_TABLE.c.platform, _TABLE.c.delivery_key, _TABLE.c.event, _TABLE.c.attempts)
+        .returning(_TABLE.c.platform, _TABLE.c.delivery_key, _TABLE.c.event, _TABLE.c.attempts,
+                   _TABLE.c.received_at)
     ).all()
     order = {key: place for place, key in enumerate(keys)}  # RETURNING has no order; a person's messages do
     return sorted(claimed, key=lambda row: order[(row.platform, row.delivery_key)])
@@ -128,7 +131,8 @@ _MINE = and_(_TABLE.c.platform == bindparam("m_platform"), _TABLE.c.delivery_key
              _TABLE.c.owner == bindparam("m_owner"), _TABLE.c.status == "processing")
 _FINISH = update(_TABLE).where(_MINE).values(status="done", done_at=bindparam("m_now"), error=None)
 _GIVE_BACK = update(_TABLE).where(_MINE).values(status=bindparam("m_status"), next_attempt_at=bindparam("m_retry"),
-                                                error=bindparam("m_error"))
+                                                error=bindparam("m_error"),
+                                                attempts=_TABLE.c.attempts - bindparam("m_refund"))
 
 
 def _mine(platform: str, key: str, owner: str) -> dict[str, str]:
@@ -141,7 +145,9 @@ def finish(session: Session, platform: str, key: str, owner: str, now: datetime)
 
 
 def give_back(session: Session, platform: str, key: str, owner: str, error: str, retry_at: datetime,
-              *, give_up: bool) -> None:
-    """After a handler failed: try again later, or stop (``failed``) after the last attempt."""
+              *, give_up: bool, refund: bool = False) -> None:
+    """After a handler failed: try again later, or stop (``failed``) after the last attempt.
+    ``refund``: the claim does not count as an attempt (the database was out, not the work)."""
     session.execute(_GIVE_BACK, _mine(platform, key, owner) | {
-        "m_status": "failed" if give_up else "pending", "m_retry": retry_at, "m_error": error})
+        "m_status": "failed" if give_up else "pending", "m_retry": retry_at, "m_error": error,
+        "m_refund": 1 if refund else 0})

@@ -25,6 +25,10 @@ from bot.outbox_keys import Key, key_of
 from storage.models import OutboxMessage, SendSlot, table_of, utcnow
 
 _PG_CLAIM_LOCK = 0x5353_4F42  # "SSOB"
+#: A claimed row is another instance's to take over once its lease is this old. A send may
+#: take longer (a token fetch, a media upload, a long text in parts): the dispatcher renews
+#: the lease of every row it is still sending (``renew``), so only a dead instance's expire.
+LEASE = timedelta(seconds=30)
 SLOT_KEEP = timedelta(hours=1, minutes=5)
 
 
@@ -105,7 +109,7 @@ _QUEUE = {
 
 
 def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,
-          lease: timedelta = timedelta(seconds=30)) -> list[Claimed]:
+          lease: timedelta = LEASE) -> list[Claimed]:
     """Claim up to ``batch`` due messages for ``owner``, within every recipient's rate limit;
     returns the claimed rows (every column of the outbox, by attribute).
 
@@ -220,6 +224,15 @@ def _changed_one(session: Session, statement: Update) -> bool:
     # An UPDATE's result is a CursorResult (with rowcount); Session.execute is typed as
     # returning the general Result.
     return cast(CursorResult[Any], session.execute(statement)).rowcount == 1
+
+
+def renew(session: Session, row_ids: Sequence[int], owner: str, now: datetime) -> int:
+    """Extend the lease of rows ``owner`` is still sending; returns how many it still held."""
+    if not row_ids:
+        return 0
+    result = session.execute(update(_TABLE).where(col(OutboxMessage.id).in_(row_ids), col(OutboxMessage.owner) == owner,
+                                                  col(OutboxMessage.status) == "sending").values(claimed_at=now))
+    return cast(CursorResult[Any], result).rowcount
 
 
 def mark_sent(session: Session, row_id: int, owner: str, response: dict, now: datetime) -> bool:

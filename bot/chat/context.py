@@ -39,6 +39,7 @@ class Context:
     identity: Identity
     now: datetime
     menu: Menu | None = None  # the router that dispatched the event (``Router.dispatch`` sets it)
+    prepared: object = None  # what the command's ``prepare`` found before the transaction, if it has one
     _replies: list[Message] = field(default_factory=list)
     _flushed: int = 0
 

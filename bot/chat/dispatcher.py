@@ -83,6 +83,7 @@ class Dispatcher:
         self.observe = observe  # (platform, "sent" | "retry" | "failed", error): bot.metrics
         self.senders = {s.platform: s for s in senders}
         self.batch, self.poll = batch, poll
+        self.lease = outbox.LEASE  # renewed every third of it while a send is under way
         self._wake = asyncio.Event()
 
     def nudge(self) -> None:
@@ -132,18 +133,41 @@ class Dispatcher:
         by_recipient: dict[tuple[str, str], list[Claimed]] = {}
         for row in rows:  # claimed in queue order
             by_recipient.setdefault((row.platform, row.recipient), []).append(row)
-        await asyncio.gather(*(self._deliver_in_order(group) for group in by_recipient.values()))
+        sending = {row.id for row in rows}
+        renewer = asyncio.create_task(self._keep_leases(sending))
+        try:
+            await asyncio.gather(*(self._deliver_in_order(group, sending) for group in by_recipient.values()))
+        finally:
+            renewer.cancel()
         return len(rows)
 
-    async def _deliver_in_order(self, rows: list[Claimed]) -> None:
+    async def _deliver_in_order(self, rows: list[Claimed], sending: set[int]) -> None:
         """One recipient's messages one after the other, so they read in the order queued."""
         for row in rows:
             await self._deliver(row)
+            sending.discard(row.id)
+
+    async def _keep_leases(self, sending: set[int]) -> None:
+        """While this round sends, renew its rows' leases: a slow send (a token fetch, a
+        media upload, a long text in parts) is not taken over and sent twice; only a dead
+        instance's rows expire."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            if sending:
+                try:
+                    await asyncio.to_thread(self._renew, sorted(sending))
+                except Exception:
+                    log.exception("renewing outbox leases failed; trying again")
+
+    def _renew(self, row_ids: list[int]) -> None:
+        with transaction(self.engine) as session:
+            outbox.renew(session, row_ids, self.owner, clock_now())
 
     def _claim(self) -> list[Claimed]:
         with transaction(self.engine) as session:
             now = clock_now()
-            rows = outbox.claim(session, self.owner, now, self.limits, batch=self.batch)
+            rows = outbox.claim(session, self.owner, now, self.limits, batch=self.batch, lease=self.lease)
             if random.random() < 0.02:  # keep the rate-slot table to the last hour
                 outbox.forget_old_slots(session, now)
             return rows

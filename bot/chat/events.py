@@ -92,6 +92,7 @@ class Event:
     @classmethod
     def from_json(cls, data: dict) -> Event:
         data = dict(data)
+        data.pop("blanked", None)  # storage.retention's marker on a done delivery
         data["reply_to"] = Destination(**data["reply_to"])
         data["at"] = datetime.fromisoformat(data["at"])
         if data.get("action"):

@@ -14,27 +14,31 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from bot import logs, outbox_keys
+from bot.chat import recipients
 from bot.chat.context import Context
 from bot.chat.events import Event, MediaGone
 from bot.chat.identity import identify
 from bot.chat.intake import GroupCommit
 from bot.chat.router import Router
 from bot.clock import now as clock_now
-from bot.outbound import Text
+from bot.outbound import USER, Destination, Text
 from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
 from storage import evidence, inbound, outbox
-from storage.db import transaction
+from storage.db import reading, transaction
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3
+MAX_ATTEMPTS = 3  # claims of one delivery, finished or not (a crash in the handler counts)
+OUTAGE_PATIENCE = timedelta(minutes=10)  # how long a database outage does not spend attempts
+OUTAGE_BACKOFF = (5.0, 60.0)  # seconds between tries during one: half the delivery's age, within these
 MAX_DEFERRAL = 1.0  # seconds work waits for quiet at most: under sustained load it still progresses
 BATCH = 20
 LEASE = timedelta(seconds=30)  # a dead instance's deliveries are taken over after this
@@ -79,24 +83,30 @@ class Pipeline:
         SHA-256; the handler then sees the stored content's digest.
         """
         rows = await asyncio.to_thread(self._claim, keys)
-        ready: list[tuple[str, str, Event, int]] = []
+        ready: list[tuple[str, str, Event, int, datetime]] = []
         for row in rows:
             event = Event.from_json(row.event)
+            if row.attempts > MAX_ATTEMPTS:
+                # Claimed that often without finishing or failing: handling it stops the
+                # process (or outlives its lease) every time. Give up, and say so.
+                await asyncio.to_thread(self._poisoned, row.platform, row.delivery_key, event, row.attempts)
+                continue
             try:
                 event = await self._fetch(event)
             except Exception as exc:  # the platform did not answer: try again later, like any failure
-                await asyncio.to_thread(self._failed, row.platform, row.delivery_key, event, row.attempts, exc)
+                await asyncio.to_thread(self._failed, row.platform, row.delivery_key, event, row.attempts, exc,
+                                        row.received_at)
                 continue
-            ready.append((row.platform, row.delivery_key, event, row.attempts))
+            ready.append((row.platform, row.delivery_key, event, row.attempts, row.received_at))
         if ready:
             await asyncio.to_thread(self._handle_all, ready)
         if rows:
             self.on_processed()
         return len(rows)
 
-    def _handle_all(self, ready: list[tuple[str, str, Event, int]]) -> None:
-        for platform, key, event, attempts in ready:
-            self._handle(platform, key, event, attempts)
+    def _handle_all(self, ready: list[tuple[str, str, Event, int, datetime]]) -> None:
+        for platform, key, event, attempts, received_at in ready:
+            self._handle(platform, key, event, attempts, received_at)
 
     def _claim(self, keys):
         with transaction(self.engine) as session:
@@ -156,13 +166,15 @@ class Pipeline:
                 log.exception("draining inbound deliveries failed; another instance will finish them")
                 return
 
-    def _handle(self, platform: str, key: str, event: Event, attempts: int) -> None:
+    def _handle(self, platform: str, key: str, event: Event, attempts: int, received_at: datetime) -> None:
         logs.request_id.set(delivery_id(platform, key))  # this thread's log lines name the delivery
         try:
+            prepared = self._prepare(event)
             with transaction(self.engine) as session:
                 now = clock_now()
                 ctx = Context(session, self.settings, event, identify(session, self.settings,
-                                                                      Actor(event.platform, event.sender)), now)
+                                                                      Actor(event.platform, event.sender)), now,
+                              prepared=prepared)
                 self.router.dispatch(ctx)
                 ctx.flush()
                 if not inbound.finish(session, platform, key, self.owner, now):
@@ -174,16 +186,69 @@ class Pipeline:
         except Exception as exc:
             # Never the event's text in the log: only where it came from and what failed.
             log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
-            self._failed(platform, key, event, attempts, exc)
+            self._failed(platform, key, event, attempts, exc, received_at)
 
-    def _failed(self, platform: str, key: str, event: Event, attempts: int, exc: Exception) -> None:
-        """Try again later; after the last attempt, stop and say sorry."""
-        give_up = attempts >= MAX_ATTEMPTS
+    def _prepare(self, event: Event) -> object:
+        """A command's slow read-only work (核验's recomputed draw), in a reading session
+        before the write transaction: on SQLite it holds no write lock, so the intake's
+        acknowledgements and other handlers go on meanwhile."""
+        if not self.router.prepares(event):
+            return None
+        with reading(self.engine) as session:
+            ctx = Context(session, self.settings, event,
+                          identify(session, self.settings, Actor(event.platform, event.sender)), clock_now())
+            return self.router.prepare(ctx)
+
+    def _failed(self, platform: str, key: str, event: Event, attempts: int, exc: Exception,
+                received_at: datetime) -> None:
+        """Try again later; after the last attempt, stop and say sorry.
+
+        A database outage (the connection lost or refused) is not the work's fault: for
+        ``OUTAGE_PATIENCE`` after the delivery came in it spends no attempt and is tried
+        again after half the delivery's age (``OUTAGE_BACKOFF``), so an outage of a
+        minute or two loses nothing."""
+        now = clock_now()
+        outage = _outage(exc) and now - _utc(received_at) < OUTAGE_PATIENCE
+        if outage:
+            low, high = OUTAGE_BACKOFF
+            delay, give_up = min(high, max(low, (now - _utc(received_at)).total_seconds() / 2)), False
+        else:
+            delay, give_up = 5.0 * attempts, attempts >= MAX_ATTEMPTS
         with transaction(self.engine) as session:
             inbound.give_back(session, platform, key, self.owner, type(exc).__name__,
-                              clock_now() + timedelta(seconds=5 * attempts), give_up=give_up)
+                              now + timedelta(seconds=delay), give_up=give_up, refund=outage)
             if give_up:
                 outbox.queue(session, event.reply_to, Text(say("chat", "failed")), outbox_keys.failed(platform, key))
+
+    def _poisoned(self, platform: str, key: str, event: Event, claims: int) -> None:
+        """Give up a delivery claimed ``claims`` times without an end; tell the sender and the admins."""
+        log.error("a %s delivery was claimed %d times without finishing; given up", platform, claims)
+        delivery = delivery_id(platform, key)
+        with transaction(self.engine) as session:
+            inbound.give_back(session, platform, key, self.owner, f"gave up after {claims - 1} unfinished claims",
+                              clock_now(), give_up=True)
+            outbox.queue(session, event.reply_to, Text(say("chat", "failed")), outbox_keys.failed(platform, key))
+            notice = Text(say("chat", "poisoned", platform=platform, delivery=delivery, claims=claims - 1))
+            outbox.queue_many(session, [(Destination(platform, USER, admin), notice,
+                                         outbox_keys.poisoned(platform, key, admin))
+                                        for admin in recipients.admins(self.settings, platform)])
+
+
+def _outage(exc: BaseException) -> bool:
+    """The database could not be reached or lost the connection (not a bad statement)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError) and not _sqlite_statement(exc)
+
+
+def _sqlite_statement(exc: BaseException) -> bool:
+    """SQLite raises OperationalError for a bad statement too (no such table): not an outage."""
+    name = getattr(getattr(exc, "orig", None), "sqlite_errorname", "")
+    return bool(name) and name not in ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_FULL")
+
+
+def _utc(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def delivery_id(platform: str, key: str) -> str:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from bot.chat import pending
 from bot.chat.context import Context
+from bot.chat.events import Event
 from bot.chat.identity import Identity
 from bot.refusal import Refusal
 from bot.texts import say
@@ -45,6 +46,9 @@ class Route:
     private_only: bool = False
     command: str = ""  # the command a button or an answer belongs to
     media: bool = False  # an answer that is a photo or file, not text
+    #: slow read-only work done before the write transaction, in a reading session
+    #: (``Router.prepare``); the handler finds its result in ``ctx.prepared``
+    prepare: Callable[[Context], object] | None = None
 
     @property
     def name(self) -> str:
@@ -67,10 +71,10 @@ class Router:
 
     # ----- registration ------------------------------------------------------------------------------------------
 
-    def command(self, *names: str, roles: Iterable[str] = EVERYONE,
-                private_only: bool = False) -> Callable[[Handler], Handler]:
+    def command(self, *names: str, roles: Iterable[str] = EVERYONE, private_only: bool = False,
+                prepare: Callable[[Context], object] | None = None) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
-            route = Route(names, frozenset(roles), handler, private_only)
+            route = Route(names, frozenset(roles), handler, private_only, prepare=prepare)
             for name in names:
                 _add(self.commands, name.lower(), route, "command")
             return handler
@@ -136,10 +140,31 @@ class Router:
 
     def find(self, ctx: Context) -> tuple[Route | None, str]:
         """The route an event asks for, and the command word as typed (``""`` for clicks)."""
-        if ctx.event.action is not None:
-            return self.actions.get(ctx.event.action.action), ""
-        word = command_word(ctx.event.text or "")
+        return self._find(ctx.event)
+
+    def _find(self, event: Event) -> tuple[Route | None, str]:
+        if event.action is not None:
+            return self.actions.get(event.action.action), ""
+        word = command_word(event.text or "")
         return self.commands.get(word.lower()), word
+
+    def prepares(self, event: Event) -> bool:
+        """Whether the event's command has slow read-only work to do first (``prepare``)."""
+        route, _ = self._find(event)
+        return route is not None and route.prepare is not None and event.media is None
+
+    def prepare(self, ctx: Context) -> object:
+        """The command's slow read-only work, done before its write transaction (``ctx``
+        holds a reading session), for a sender it allows; None when there is none or it
+        was refused (the handler then meets the refusal itself, in its transaction)."""
+        route, _ = self._find(ctx.event)
+        if (route is None or route.prepare is None or ctx.event.media is not None or not route.allows(ctx.identity)
+                or (route.private_only and ctx.event.chat != "private")):
+            return None
+        try:
+            return route.prepare(ctx)
+        except Refusal:
+            return None
 
     def dispatch(self, ctx: Context) -> None:
         """Decide what answers the event and run it (SPEC §1: roles before arguments)."""

@@ -1,0 +1,202 @@
+"""Poison and slow work (issue 17 item 18): a delivery that kills its process every time
+is given up and the admins are told; a short database outage spends no attempts; an
+outbox send keeps its lease however long it takes; 核验 does not hold the write lock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from bot import outbox_keys
+from bot.chat import pipeline as pipeline_module
+from bot.chat.dispatcher import Dispatcher, Sent
+from bot.chat.events import Event
+from bot.chat.pipeline import LEASE, MAX_ATTEMPTS, Pipeline
+from bot.chat.router import Router
+from bot.clock import now as clock_now
+from bot.outbound import USER, Destination, Text
+from bot.settings import RolesSettings, Settings
+from storage import inbound, outbox
+from storage.db import transaction
+from storage.models import InboundDelivery, OutboxMessage
+
+ADMIN = "boss"
+T0 = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+
+
+def _event(key: str = "k-1") -> Event:
+    return Event(platform="console", delivery_key=key, sender=ADMIN, chat="private",
+                 reply_to=Destination("console", USER, ADMIN), at=T0, text="试")
+
+
+def _pipeline(engine, handler) -> Pipeline:
+    router = Router()
+    router.command("试")(handler)
+    settings = Settings(roles=RolesSettings(admins=[ADMIN]))
+    return Pipeline(engine, settings, router, "me")
+
+
+def _take(engine, event: Event, at: datetime) -> None:
+    with transaction(engine) as session:
+        assert inbound.take(session, [(event.platform, event.delivery_key, event.to_json())], at)
+
+
+def _row(engine, key: str = "k-1") -> InboundDelivery:
+    with Session(engine) as session:
+        return session.exec(select(InboundDelivery).where(InboundDelivery.delivery_key == key)).one()
+
+
+def _outbox(engine) -> list[OutboxMessage]:
+    with Session(engine) as session:
+        return list(session.exec(select(OutboxMessage)))
+
+
+async def test_a_delivery_that_kills_its_process_every_time_is_given_up_and_the_admins_are_told(
+        engine, monkeypatch):
+    ran = []
+    pipeline = _pipeline(engine, lambda ctx: ran.append(ctx.event.delivery_key))
+    _take(engine, _event(), T0)
+    at = T0
+    for _ in range(MAX_ATTEMPTS):  # claimed, then the process died in the handler
+        with transaction(engine) as session:
+            assert inbound.claim(session, "dead", at, lease=LEASE)
+        at += LEASE + timedelta(seconds=1)
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: at)
+    assert await pipeline.process() == 1
+    assert ran == [], "a delivery claimed MAX_ATTEMPTS times without an end was handled once more"
+    row = _row(engine)
+    assert row.status == "failed" and row.attempts == MAX_ATTEMPTS + 1
+    told = {m.idempotency_key: m for m in _outbox(engine)}
+    notice = told[outbox_keys.poisoned("console", "k-1", ADMIN).value]
+    assert notice.recipient == ADMIN and "消息处理中断" in notice.payload["message"]["text"]
+    assert outbox_keys.failed("console", "k-1").value in told  # the sender hears sorry
+    # never claimed again
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: at + timedelta(hours=1))
+    assert await pipeline.process() == 0
+
+
+async def test_a_handled_failure_still_gives_up_after_max_attempts(engine, monkeypatch):
+    def broken(ctx):
+        raise ValueError("a bug")
+    pipeline = _pipeline(engine, broken)
+    _take(engine, _event(), T0)
+    now = T0
+    for _ in range(MAX_ATTEMPTS):
+        monkeypatch.setattr(pipeline_module, "clock_now", lambda: now)
+        assert await pipeline.process() == 1
+        now = _row(engine).next_attempt_at.replace(tzinfo=UTC)
+    assert _row(engine).status == "failed"
+
+
+def _outage_until(end: datetime, clock: list[datetime], ran: list[datetime]):
+    def handler(ctx):
+        if clock[0] < end:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection unexpectedly"))
+        ran.append(clock[0])
+    return handler
+
+
+async def test_a_database_outage_of_fifteen_seconds_does_not_exhaust_the_retries(engine, monkeypatch):
+    clock, ran = [T0], []
+    pipeline = _pipeline(engine, _outage_until(T0 + timedelta(seconds=16), clock, ran))
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: clock[0])
+    _take(engine, _event(), T0)
+    for _ in range(20):
+        await pipeline.process()
+        row = _row(engine)
+        if row.status != "pending":
+            break
+        clock[0] = row.next_attempt_at.replace(tzinfo=UTC)
+    row = _row(engine)
+    assert row.status == "done", f"a 16 s outage made the delivery {row.status} after {row.attempts} attempts"
+    assert ran and row.attempts == 1, "the outage spent attempts"
+
+
+async def test_an_outage_longer_than_the_patience_counts_like_any_failure(engine, monkeypatch):
+    clock, ran = [T0], []
+    pipeline = _pipeline(engine, _outage_until(T0 + timedelta(days=1), clock, ran))
+    monkeypatch.setattr(pipeline_module, "clock_now", lambda: clock[0])
+    _take(engine, _event(), T0)
+    for _ in range(200):
+        await pipeline.process()
+        row = _row(engine)
+        if row.status != "pending":
+            break
+        clock[0] = row.next_attempt_at.replace(tzinfo=UTC)
+    row = _row(engine)
+    assert row.status == "failed" and not ran
+    assert clock[0] - T0 >= pipeline_module.OUTAGE_PATIENCE
+
+
+class _SlowSender:
+    """A platform whose send takes longer than the outbox lease (a token fetch, an upload…)."""
+
+    platform = "console"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.sends = seconds, 0
+
+    def limits(self, rate_key):
+        return ()
+
+    async def send(self, destination, message, *, in_doubt):
+        self.sends += 1
+        await asyncio.sleep(self.seconds)
+        return Sent({})
+
+
+async def test_a_send_slower_than_the_lease_is_not_taken_over_and_sent_twice(engine):
+    with transaction(engine) as session:
+        outbox.queue(session, Destination("console", USER, ADMIN), Text("慢"), "slow-send")
+    mine = _SlowSender(1.5)
+    first = Dispatcher(engine, Settings(), [mine], "first")
+    first.lease = lease = timedelta(seconds=0.6)  # the lease scaled down with the send
+    sending = asyncio.create_task(first.run_once())
+    await asyncio.sleep(1.0)  # past the lease, the send still under way
+    with transaction(engine) as session:  # another instance looks for abandoned rows
+        taken = outbox.claim(session, "second", clock_now(), lambda key: (), lease=lease)
+    assert taken == [], "another instance took over a row still being sent"
+    assert await sending == 1
+    (row,) = _outbox(engine)
+    assert (row.status, row.attempts, row.in_doubt, mine.sends) == ("sent", 1, False, 1)
+
+
+def test_the_dispatcher_uses_the_outbox_lease_and_renews_it_in_time(engine):
+    dispatcher = Dispatcher(engine, Settings(), [], "x")
+    assert dispatcher.lease == outbox.LEASE  # one definition
+
+
+async def test_verify_recomputes_the_draw_outside_the_write_transaction(bot, wecom, engine, monkeypatch):
+    """核验 is long CPU work: while it runs another writer commits (on SQLite it would
+    wait for the whole recomputation behind the handler's write lock)."""
+    import threading
+
+    from handlers import batches as batch_handlers
+    from storage.db import READING
+    from tests.chat.test_chat_commands import drawn
+    from tests.support.wecom_bot import ADMIN as WECOM_ADMIN
+    from tests.support.wecom_bot import Walk
+
+    batch_id, _ = await drawn(bot, engine)
+    seen: list[tuple[bool, bool]] = []
+    real_export = batch_handlers.export
+
+    def export(session, *args, **kwargs):
+        wrote = threading.Event()
+
+        def writer():
+            with transaction(engine) as other:
+                other.execute(select(InboundDelivery).limit(1))
+            wrote.set()
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        seen.append((bool(session.get_bind().get_execution_options().get(READING)), wrote.wait(5)))
+        return real_export(session, *args, **kwargs)
+
+    monkeypatch.setattr(batch_handlers, "export", export)
+    answer = await Walk(wecom, engine, bot).say(WECOM_ADMIN, f"核验 批次={batch_id}")
+    assert f"核验批次 {batch_id}" in answer and "不一致" not in answer
+    assert seen == [(True, True)], "核验 ran in the write transaction (another writer had to wait for it)"
