@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web, web_urldispatcher
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
@@ -91,6 +91,26 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
         app.cleanup_ctx.append(_workers)
     app.on_cleanup.append(_close_pipeline)  # after the workers' teardown (cleanup_ctx runs first)
     return app
+
+
+_AIOHTTP_EXPECT = web_urldispatcher._default_expect_handler
+
+
+async def expect_handler(request: web.Request) -> None:
+    """The ``Expect`` handler of every route, the app's and aiohttp's own (404, 405).
+
+    aiohttp runs it before any middleware, and its default echoes an unknown value into a
+    text it cannot encode when the header is not UTF-8: a 500 on every route. Such a value
+    is a 417 here, never echoed; ``100-continue`` is aiohttp's answer as before."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version == aiohttp.HttpVersion11 and expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="Unsupported Expect header: send Expect: 100-continue or none.")
+    await _AIOHTTP_EXPECT(request)
+
+
+# Routes without an ``expect_handler`` (every one, including the 404 and 405 aiohttp builds
+# per request) look the default up in this module when they are made.
+web_urldispatcher._default_expect_handler = expect_handler
 
 
 async def _close_pipeline(app: web.Application) -> None:
