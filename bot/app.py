@@ -80,8 +80,8 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     app.router.add_get("/metrics", metrics.page)
     entries = platforms.entries(settings)
     metrics.watch("wecom", app.router.add_routes(wecom_callback.routes(settings.wecom, take, entries)))
-    metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, take,
-                                                                             card_keys(settings), entries)))
+    metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(
+        settings.dingtalk, take, card_keys(settings), entries, app[ENGINE])))
     app.router.add_routes(public_routes(app[ENGINE], settings))
     if platforms.CONSOLE_PAGE in entries:
         metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))

@@ -205,11 +205,12 @@ def aibot_envelope(encrypt: str) -> bytes:
     return json.dumps({"encrypt": encrypt}).encode()
 
 
-def fresh_within(timestamp: str, unit: int) -> bool:
-    """Plain digits, well inside the replay window (seconds or, ``unit`` 1000, milliseconds)."""
+def fresh_within(timestamp: str, unit: int, window_ms: int = WINDOW_MS) -> bool:
+    """Plain digits, well inside the replay window (seconds or, ``unit`` 1000, milliseconds:
+    ``window_ms``, DingTalk's for events by default; ROBOT_WINDOW_MS for robot messages)."""
     if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 20:
         return False
-    window = REPLAY_WINDOW * unit if unit == 1 else WINDOW_MS  # WeCom's (seconds), DingTalk's (milliseconds)
+    window = REPLAY_WINDOW * unit if unit == 1 else window_ms  # WeCom's (seconds), DingTalk's (milliseconds)
     return abs(int(time.time() * unit) - int(timestamp)) <= window - MARGIN * unit
 
 
@@ -249,8 +250,15 @@ async def post_sealed(gate: Gate, path: str, crypt: MsgCrypt, plaintext: bytes, 
     return await gate.raw(b"POST", target(path, pairs), (), envelope(encrypt))
 
 
+_last_robot_ms = 0
+
+
 def robot_headers(timestamp: str | None = None, secret: str = SECRET) -> list[tuple[bytes, bytes]]:
-    timestamp = str(int(time.time() * 1000)) if timestamp is None else timestamp
+    """Signed headers; by default a timestamp of its own (a pair carries one message)."""
+    global _last_robot_ms
+    if timestamp is None:
+        _last_robot_ms = max(int(time.time() * 1000), _last_robot_ms + 1)
+        timestamp = str(_last_robot_ms)
     return [(b"timestamp", timestamp.encode()), (b"sign", robot_sign(timestamp, secret).encode()),
             (b"Content-Type", b"application/json")]
 
