@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -25,7 +26,7 @@ from bot.chat import platforms
 from bot.chat.dispatcher import Dispatcher, Sender
 from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
-from bot.console.routes import routes as console_routes
+from bot.console import routes as console
 from bot.console.sender import ConsoleSender
 from bot.dingtalk import callback as dingtalk_callback
 from bot.dingtalk.api import DingTalkAPI
@@ -35,7 +36,7 @@ from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
 from bot.metrics import Metrics, noting
 from bot.public.routes import routes as public_routes
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
 from bot.wecom.api import WeComAPI
@@ -56,10 +57,11 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 TICKER = web.AppKey("ticker", bool)
 STREAM = web.AppKey("stream", StreamIngress)
 METRICS = web.AppKey("metrics", Metrics)
+CONSOLE_TOKEN = web.AppKey("console_token", str)  # this start's, when the console is on
 
 
 def create_app(settings: Settings, engine: Engine | None = None, *, workers: bool = True,
-               ticker: bool = True) -> web.Application:
+               ticker: bool = True, console_token: str | None = None) -> web.Application:
     """The bot: health endpoints, platform callbacks, and (``workers``) the loops that
     finish inbound work and drain the outbox, and (``ticker``) the reminder sweeps and
     scheduled summaries (scenario tests run those by hand, at the instants they choose).
@@ -84,7 +86,10 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
         settings.dingtalk, take, card_keys(settings), entries, app[ENGINE])))
     app.router.add_routes(public_routes(app[ENGINE], settings))
     if platforms.CONSOLE_PAGE in entries:
-        metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))
+        if problem := console.exposed(settings):
+            raise ConfigError(problem)
+        app[CONSOLE_TOKEN] = token = console_token or console.new_token()
+        metrics.watch("console", app.router.add_routes(console.routes(settings, app[ENGINE], take, token)))
     app.on_startup.append(remind_missing_arrangements)
     app[TICKER] = ticker
     if workers:
@@ -309,6 +314,8 @@ def event_loop() -> asyncio.AbstractEventLoop:
 def serve(settings: Settings) -> None:
     """Run the server until interrupted."""
     app = create_app(settings)
+    if CONSOLE_TOKEN in app:  # on standard error, never in a log: whoever reads it may act as anyone
+        print(say("console", "url", url=console.url(settings, app[CONSOLE_TOKEN])), file=sys.stderr, flush=True)
     # No access log: a line per callback costs a tenth of the acknowledgement's time, and
     # the pipeline logs what matters (refusals, failures) itself.
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=None, access_log=None,
