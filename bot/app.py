@@ -10,11 +10,12 @@ import logging
 import os
 import secrets
 import socket
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web, web_urldispatcher
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine, func
 from sqlmodel import col, select
@@ -25,7 +26,7 @@ from bot.chat import platforms
 from bot.chat.dispatcher import Dispatcher, Sender
 from bot.chat.pipeline import Pipeline
 from bot.clock import bureau_today
-from bot.console.routes import routes as console_routes
+from bot.console import routes as console
 from bot.console.sender import ConsoleSender
 from bot.dingtalk import callback as dingtalk_callback
 from bot.dingtalk.api import DingTalkAPI
@@ -37,7 +38,7 @@ from bot.metrics import Metrics, noting
 from bot.public.routes import PublicServer
 from bot.retention import EVERY_MINUTES as RETENTION_MINUTES
 from bot.retention import run_once as run_retention
-from bot.settings import Settings
+from bot.settings import ConfigError, Settings
 from bot.texts import page, say
 from bot.wecom import callback as wecom_callback
 from bot.wecom.api import WeComAPI
@@ -58,10 +59,11 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 TICKER = web.AppKey("ticker", bool)
 STREAM = web.AppKey("stream", StreamIngress)
 METRICS = web.AppKey("metrics", Metrics)
+CONSOLE_TOKEN = web.AppKey("console_token", str)  # this start's, when the console is on
 
 
 def create_app(settings: Settings, engine: Engine | None = None, *, workers: bool = True,
-               ticker: bool = True) -> web.Application:
+               ticker: bool = True, console_token: str | None = None) -> web.Application:
     """The bot: health endpoints, platform callbacks, and (``workers``) the loops that
     finish inbound work and drain the outbox, and (``ticker``) the reminder sweeps and
     scheduled summaries (scenario tests run those by hand, at the instants they choose).
@@ -82,13 +84,16 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
     app.router.add_get("/metrics", metrics.page)
     entries = platforms.entries(settings)
     metrics.watch("wecom", app.router.add_routes(wecom_callback.routes(settings.wecom, take, entries)))
-    metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(settings.dingtalk, take,
-                                                                             card_keys(settings), entries)))
+    metrics.watch("dingtalk", app.router.add_routes(dingtalk_callback.routes(
+        settings.dingtalk, take, card_keys(settings), entries, app[ENGINE])))
     public = PublicServer(app[ENGINE], settings)  # its own bounded threads (issue 17 item 13)
     app.router.add_routes(public.routes())
     app.on_cleanup.append(public.close)
     if platforms.CONSOLE_PAGE in entries:
-        metrics.watch("console", app.router.add_routes(console_routes(settings, app[ENGINE], take)))
+        if problem := console.exposed(settings):
+            raise ConfigError(problem)
+        app[CONSOLE_TOKEN] = token = console_token or console.new_token()
+        metrics.watch("console", app.router.add_routes(console.routes(settings, app[ENGINE], take, token)))
     app.on_startup.append(remind_missing_arrangements)
     app.on_startup.append(warn_ambiguous_roles)
     app[TICKER] = ticker
@@ -96,6 +101,26 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
         app.cleanup_ctx.append(_workers)
     app.on_cleanup.append(_close_pipeline)  # after the workers' teardown (cleanup_ctx runs first)
     return app
+
+
+_AIOHTTP_EXPECT = web_urldispatcher._default_expect_handler
+
+
+async def expect_handler(request: web.Request) -> None:
+    """The ``Expect`` handler of every route, the app's and aiohttp's own (404, 405).
+
+    aiohttp runs it before any middleware, and its default echoes an unknown value into a
+    text it cannot encode when the header is not UTF-8: a 500 on every route. Such a value
+    is a 417 here, never echoed; ``100-continue`` is aiohttp's answer as before."""
+    expect = request.headers.get(hdrs.EXPECT, "")
+    if request.version == aiohttp.HttpVersion11 and expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text="Unsupported Expect header: send Expect: 100-continue or none.")
+    await _AIOHTTP_EXPECT(request)
+
+
+# Routes without an ``expect_handler`` (every one, including the 404 and 405 aiohttp builds
+# per request) look the default up in this module when they are made.
+web_urldispatcher._default_expect_handler = expect_handler
 
 
 async def _close_pipeline(app: web.Application) -> None:
@@ -324,6 +349,8 @@ def event_loop() -> asyncio.AbstractEventLoop:
 def serve(settings: Settings) -> None:
     """Run the server until interrupted."""
     app = create_app(settings)
+    if CONSOLE_TOKEN in app:  # on standard error, never in a log: whoever reads it may act as anyone
+        print(say("console", "url", url=console.url(settings, app[CONSOLE_TOKEN])), file=sys.stderr, flush=True)
     # No access log: a line per callback costs a tenth of the acknowledgement's time, and
     # the pipeline logs what matters (refusals, failures) itself.
     web.run_app(app, host=settings.server.host, port=settings.server.port, print=None, access_log=None,

@@ -19,6 +19,7 @@ SEED_ORDER = ("units", "items", "inspectors", "teams", "objects", "conflicts")
 def run(settings: Settings, data_dir: Path, *, serve_after: bool = True, objects: int = 30_000) -> int:
     """Upgrade the demo database, seed the district on first run, then serve."""
     from bot.app import serve
+    from bot.console.routes import exposed
     from storage import schema
     from storage.db import engine_for
     from storage.sealing import Sealer
@@ -35,9 +36,10 @@ def run(settings: Settings, data_dir: Path, *, serve_after: bool = True, objects
         err(say("demo", "already_seeded", path=str(data_dir)))
     settings = demo_people(settings, engine)
     if serve_after:
-        base = f"http://{settings.server.host}:{settings.server.port}"
-        print(say("demo", "url", url=f"{base}/console/"), flush=True)
-        serve(settings)
+        if problem := exposed(settings):  # the console acts as anyone: never beyond loopback
+            err(problem)
+            return 2
+        serve(settings)  # which prints the console's address with this start's token
     return 0
 
 

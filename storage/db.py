@@ -53,6 +53,7 @@ def _configure_sqlite(engine: Engine) -> None:
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            _record.info[SYNCHRONOUS] = "NORMAL"
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -60,6 +61,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # A reading transaction (``reading``) takes no write lock: in WAL mode it never
         # holds up the writers (the acknowledgement of a callback is one).
         options = connection.get_execution_options()
+        _synchronous(connection, "FULL" if options.get(DURABLE) else "NORMAL")
         if options.get(READING):
             connection.exec_driver_sql("BEGIN")
         elif options.get(NOWAIT):  # ``transaction_now``: fail at once if another process writes
@@ -74,6 +76,29 @@ def _configure_sqlite(engine: Engine) -> None:
 
 READING = "shuangsui_reading"
 NOWAIT = "shuangsui_nowait"
+DURABLE = "shuangsui_durable"
+SYNCHRONOUS = "shuangsui_synchronous"  # a SQLite connection's current ``PRAGMA synchronous``
+
+
+def _synchronous(connection: Connection, level: str) -> None:
+    """Set a file database connection's ``PRAGMA synchronous`` before its transaction
+    begins (when it differs: a PRAGMA is a statement)."""
+    info = connection.connection.info
+    if SYNCHRONOUS in info and info[SYNCHRONOUS] != level:
+        connection.exec_driver_sql(f"PRAGMA synchronous={level}")
+        info[SYNCHRONOUS] = level
+
+
+def durable(engine: Engine) -> Engine:
+    """``engine`` whose commits are on disk before they return (SQLite: ``PRAGMA
+    synchronous=FULL`` for its transactions; PostgreSQL commits so by default).
+
+    The intake's: a delivery is acknowledged once committed, and the platforms do not
+    send it again (DingTalk never resends a robot message), so a power loss must not undo
+    it. Other writes keep WAL's ``NORMAL`` (on disk at the next checkpoint or the next
+    durable commit): what they lose is work redone from the stored deliveries and the
+    outbox, whose sends are idempotent (README, operations)."""
+    return engine.execution_options(**{DURABLE: True})
 
 # SQLite has one writer at a time. A writer that finds the file locked sleeps in SQLite's
 # busy handler (1, 2, 5, 10 … 100 ms) and tries again, so threads of one process that

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from bot.chat.events import Event
 from bot.clock import now as clock_now
 from storage import inbound
-from storage.db import Busy, loop_engine, loop_transaction, transaction, transaction_now
+from storage.db import Busy, durable, loop_engine, loop_transaction, transaction, transaction_now
 
 QUIET_AFTER = 0.1  # seconds without concurrent callbacks before deferred work resumes
 
@@ -36,7 +36,7 @@ class GroupCommit:
     """
 
     def __init__(self, engine: Engine, max_batch: int = 500) -> None:
-        self._engine = engine
+        self._engine = durable(engine)  # an acknowledged delivery survives a power loss
         self._max_batch = max_batch
         self._waiting: list[tuple[Event, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None

@@ -29,7 +29,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     # that no other command needs.
     from bot import logs
     from bot.app import serve as serve_app
+    from bot.console.routes import exposed
+    from bot.terminal import err
 
+    if problem := exposed(settings):  # the console acts as anyone: never beyond loopback
+        err(problem)
+        return 2
     logs.configure()
     serve_app(settings)
     return 0

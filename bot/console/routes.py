@@ -1,4 +1,11 @@
-"""The console's page and its small JSON API (loopback only).
+"""The console's page and its small JSON API (loopback only, and only with this start's token).
+
+The console acts as anyone, so every request must come from this machine directly (no
+reverse proxy: its requests all look local), name this machine in ``Host`` (a DNS
+rebinding page names its own host), and carry the token of this start in a
+``SameSite=Strict`` cookie (another site's page cannot send it; its ``text/plain``
+POSTs are refused too: the API takes ``application/json`` only). The token is printed
+with the console's URL at start (``serve``, ``demo``); opening that URL sets the cookie.
 
 ``GET /console/`` the page; ``GET /console/api/people`` who one can be;
 ``GET /console/api/messages?user=&after=`` the group and that user's private chat;
@@ -9,10 +16,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import ipaddress
+import re
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import Engine, or_
@@ -23,6 +36,7 @@ from bot.chat.recipients import entries_on
 from bot.chat.router import strip_mentions
 from bot.clock import now as clock_now
 from bot.console.sender import GROUP_CONVERSATION
+from bot.metrics import PROXY_HEADERS
 from bot.outbound import GROUP, USER, Destination
 from bot.settings import Settings
 from bot.texts import page, say
@@ -32,12 +46,48 @@ from storage.models import ConsoleMessage, Inspector, Unit
 
 PLATFORM = "console"
 MAX_UPLOAD = 20 * 1024 * 1024
+COOKIE = "shuangsui_console"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+#: Uploads shown inline; anything else is a download (an uploaded page or SVG never runs here).
+INLINE_IMAGES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+#: As the public pages' (bot.public.routes), with the page's own script (by its hash) and API.
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                    "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 Take = Callable[[Event], Awaitable[bool]]
 _R = TypeVar("_R", bound=web.StreamResponse)
 
 
-def routes(settings: Settings, engine: Engine, take: Take) -> list[web.RouteDef]:
-    console = Console(settings, engine, take)
+def new_token() -> str:
+    """The token of one start: whoever holds it may act as anyone at the console."""
+    return secrets.token_urlsafe(24)
+
+
+def url(settings: Settings, token: str) -> str:
+    """The console's address with the token, as printed at start."""
+    host = settings.server.host if settings.server.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.server.port}/console/?token={quote(token)}"
+
+
+def exposed(settings: Settings) -> str | None:
+    """Why the console may not start: ``[server] host`` is not loopback (it would listen
+    beyond this machine); None when it may."""
+    if not settings.console.enabled:
+        return None
+    host = settings.server.host.strip("[]")
+    if host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return say("console", "exposed", host=settings.server.host)
+
+
+def routes(settings: Settings, engine: Engine, take: Take, token: str) -> list[web.RouteDef]:
+    console = Console(settings, engine, take, token)
     return [web.get("/console", console.redirect), web.get("/console/", console.page),
             web.get("/console/api/people", console.people), web.get("/console/api/messages", console.messages),
             web.post("/console/api/send", console.send), web.post("/console/api/click", console.click),
@@ -48,18 +98,53 @@ def _loopback_only(handler: Callable[[Console, web.Request], Awaitable[_R]]
                    ) -> Callable[[Console, web.Request], Awaitable[_R]]:
     async def guarded(self: Console, request: web.Request) -> _R:
         try:
-            local = ipaddress.ip_address(request.remote or "").is_loopback
-        except ValueError:
-            local = False
-        if not local:  # the console can act as anyone: never beyond this machine
-            raise web.HTTPForbidden(text=say("console", "loopback_only"))
-        return await handler(self, request)
+            self.admit(request)
+            response = await handler(self, request)
+        except web.HTTPException as exc:
+            exc.headers.update({**SECURITY_HEADERS, "Content-Security-Policy": API_POLICY})
+            raise
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Content-Security-Policy", API_POLICY)
+        return response
     return guarded
 
 
 class Console:
-    def __init__(self, settings: Settings, engine: Engine, take: Take) -> None:
+    def __init__(self, settings: Settings, engine: Engine, take: Take, token: str) -> None:
         self.settings, self.engine, self.take = settings, engine, take
+        self.token = token.encode()
+
+    def admit(self, request: web.Request) -> None:
+        """This machine, directly, naming itself, with this start's token (the page's
+        first request may bring it in the query instead: ``page`` turns it into the
+        cookie). Refusals name what to do, never the token."""
+        if any(header in request.headers for header in PROXY_HEADERS):  # a proxy's requests all look local
+            raise web.HTTPForbidden(text=say("console", "proxied"))
+        try:
+            local = ipaddress.ip_address((request.remote or "").split("%", 1)[0]).is_loopback
+        except ValueError:
+            local = False
+        if not local:  # the console can act as anyone: never beyond this machine
+            raise web.HTTPForbidden(text=say("console", "loopback_only"))
+        if not self._our_host(request):  # DNS rebinding: another name for this machine
+            raise web.HTTPMisdirectedRequest(text=say("console", "bad_host"))
+        opening = request.path in ("/console", "/console/") and self._holds(request.query.get("token", ""))
+        if not (opening or self._holds(request.cookies.get(COOKIE, ""))):
+            raise web.HTTPForbidden(text=say("console", "token_needed"))
+
+    def _holds(self, token: str) -> bool:
+        return bool(token) and hmac.compare_digest(token.encode("utf-8", "replace"), self.token)
+
+    def _our_host(self, request: web.Request) -> bool:
+        """``Host`` names loopback, on the configured port or the one the request came to."""
+        match = re.fullmatch(r"(127\.0\.0\.1|localhost|\[::1\]):(\d{1,5})", request.headers.get("Host", "").lower())
+        if match is None:
+            return False
+        ports = {self.settings.server.port}
+        if request.transport is not None and (sockname := request.transport.get_extra_info("sockname")):
+            ports.add(sockname[1])
+        return int(match.group(2)) in ports
 
     @_loopback_only
     async def redirect(self, request: web.Request) -> web.StreamResponse:
@@ -67,8 +152,18 @@ class Console:
 
     @_loopback_only
     async def page(self, request: web.Request) -> web.Response:
-        return web.Response(text=page("console.html.j2", bureau=self.settings.bureau.name),
-                            content_type="text/html")
+        if "token" in request.query:  # the URL printed at start: keep the token in a cookie, out of the address
+            response = web.HTTPSeeOther("/console/")
+            if self._holds(request.query["token"]):  # (a wrong one beside a good cookie changes nothing)
+                response.set_cookie(COOKIE, request.query["token"], path="/console", httponly=True,
+                                    samesite="Strict")
+            raise response
+        html = page("console.html.j2", bureau=self.settings.bureau.name)
+        scripts = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(code.encode()).digest()).decode()}'"
+                           for code in re.findall(r"<script>(.*?)</script>", html, re.S))
+        policy = (f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; img-src 'self'; "
+                  "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        return web.Response(text=html, content_type="text/html", headers={"Content-Security-Policy": policy})
 
     @_loopback_only
     async def people(self, request: web.Request) -> web.Response:
@@ -123,6 +218,8 @@ class Console:
                      "author": r.author, "kind": r.kind, "payload": r.payload, "at": r.at.isoformat()} for r in rows]
 
     async def _body(self, request: web.Request) -> dict:
+        if request.content_type != "application/json":  # a form or text/plain POST needs no preflight
+            raise web.HTTPUnsupportedMediaType(text=say("console", "json_only"))
         try:
             body = await request.json()
         except ValueError:
@@ -188,7 +285,12 @@ class Console:
         if found is None:
             raise web.HTTPNotFound()
         data, content_type = found
-        return web.Response(body=data, content_type=content_type or "application/octet-stream")
+        content_type = (content_type or "").split(";", 1)[0].strip().lower()
+        headers = {"Content-Security-Policy": "default-src 'none'; sandbox"}
+        if content_type not in INLINE_IMAGES:  # an upload's own type (HTML, SVG …) never renders here
+            content_type = "application/octet-stream"
+            headers["Content-Disposition"] = f"attachment; filename={request.match_info['sha256'][:64]}"
+        return web.Response(body=data, content_type=content_type, headers=headers)
 
     def _load(self, digest: str) -> tuple[bytes, str] | None:
         with transaction(self.engine) as session:

@@ -11,6 +11,7 @@ given as soon as the delivery is durably taken (DingTalk waits about 1.5 s).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -18,26 +19,30 @@ from collections.abc import Collection, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from sqlalchemy import Engine
 
 from bot.callback_crypto import CallbackCryptoError, MsgCrypt
 from bot.chat import platforms
 from bot.chat.ingress import Take, hand_over, read_body
 from bot.dingtalk.cards import ForgedAction
 from bot.dingtalk.parse import MalformedDelivery, card_event, json_body, robot_event
-from bot.dingtalk.sign import WINDOW_MS, BadSignature, StaleTimestamp, check_robot_headers, millis
+from bot.dingtalk.sign import ROBOT_WINDOW_MS, WINDOW_MS, BadSignature, StaleTimestamp, check_robot_headers, millis
 from bot.settings import DingTalkSettings
+from storage import signatures
+from storage.db import transaction
 
 log = logging.getLogger(__name__)
 
 
-def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes], entries: Collection[str]
-           ) -> list[web.RouteDef]:
-    """The HTTP callback routes of the DingTalk ``entries`` open (``bot.chat.platforms.entries``)."""
+def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes], entries: Collection[str],
+           engine: Engine) -> list[web.RouteDef]:
+    """The HTTP callback routes of the DingTalk ``entries`` open (``bot.chat.platforms.entries``);
+    ``engine`` remembers the robot signatures seen."""
     found = []
     if platforms.DINGTALK_HTTP in entries:
         assert settings.app_secret is not None  # opened only when DingTalk sends (platforms.sends)
         secret = settings.app_secret.get_secret_value()
-        found += [web.post(settings.callback_path, _robot_message(secret, take, settings.oapi_base)),
+        found += [web.post(settings.callback_path, _robot_message(secret, take, settings.oapi_base, engine)),
                   web.post(settings.card_callback_path, _card_click(keys, take))]
     if platforms.DINGTALK_EVENTS in entries:
         token, aes_key = settings.event_token, settings.event_aes_key
@@ -48,11 +53,12 @@ def routes(settings: DingTalkSettings, take: Take, keys: Sequence[bytes], entrie
     return found
 
 
-def _robot_message(secret: str, take: Take, oapi_base: str) -> Handler:
+def _robot_message(secret: str, take: Take, oapi_base: str, engine: Engine) -> Handler:
     async def robot_message(request: web.Request) -> web.Response:
+        timestamp, sign = request.headers.get("timestamp", ""), request.headers.get("sign", "")
+        now_ms = int(time.time() * 1000)
         try:
-            check_robot_headers(request.headers.get("timestamp", ""), request.headers.get("sign", ""), secret,
-                                int(time.time() * 1000))
+            check_robot_headers(timestamp, sign, secret, now_ms)
         except StaleTimestamp:
             log.warning("DingTalk robot message refused: timestamp outside the window")
             raise web.HTTPForbidden(text="timestamp outside the accepted window") from None
@@ -60,13 +66,31 @@ def _robot_message(secret: str, take: Take, oapi_base: str) -> Handler:
             log.warning("DingTalk robot message refused: bad sign")
             raise web.HTTPUnauthorized(text="bad sign") from None
         try:
-            event = robot_event(json_body(await read_body(request)), oapi_base)
+            data = json_body(await read_body(request))
+            event = robot_event(data, oapi_base)
         except MalformedDelivery as exc:
             log.warning("DingTalk robot message refused: %s", exc)
             raise web.HTTPBadRequest(text="malformed delivery") from None
+        # The sign covers the timestamp only: the pair carries one message (its msgId,
+        # checked by robot_event), sent again only as DingTalk's own retry of it.
+        sent_ms = millis(timestamp)
+        assert sent_ms is not None  # check_robot_headers read it
+        try:
+            fresh = await asyncio.to_thread(_claim, engine, sent_ms, sign, data["msgId"], now_ms - ROBOT_WINDOW_MS)
+        except Exception as exc:
+            log.error("could not check a DingTalk robot signature: %s", type(exc).__name__)
+            raise web.HTTPServiceUnavailable(text="try again") from None
+        if not fresh:
+            log.warning("DingTalk robot message refused: its timestamp and sign came with another message")
+            raise web.HTTPForbidden(text="timestamp and sign already used for another message") from None
         await hand_over(take, event, "DingTalk")
         return web.Response(text="")
     return robot_message
+
+
+def _claim(engine: Engine, sent_ms: int, sign: str, msg_id: str, stale_before_ms: int) -> bool:
+    with transaction(engine) as session:
+        return signatures.claim(session, sent_ms, sign, msg_id, stale_before_ms=stale_before_ms)
 
 
 def _card_click(keys: Sequence[bytes], take: Take) -> Handler:

@@ -21,6 +21,7 @@ from storage.models.infrastructure import (
     ImportRun,
     InboundDelivery,
     OutboxMessage,
+    SeenSignature,
     SendSlot,
 )
 from storage.models.planning import AnnualPlan, PlanAdjustment
@@ -40,5 +41,5 @@ __all__ = [
     "AccessToken", "AnnualPlan", "Assignment", "AuditAnchor", "AuditEntry", "Batch", "Conflict", "ConsoleMessage",
     "Deadline", "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
     "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "Reminder",
-    "Result", "SendSlot", "Stratum", "Task", "Team", "Unit", "table_of", "utcnow",
+    "Result", "SeenSignature", "SendSlot", "Stratum", "Task", "Team", "Unit", "table_of", "utcnow",
 ]

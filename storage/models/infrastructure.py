@@ -3,7 +3,7 @@ access tokens, audit log."""
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, Text
+from sqlalchemy import JSON, BigInteger, Index, Text
 from sqlmodel import Field, SQLModel
 
 from storage.models.common import utcnow
@@ -92,6 +92,18 @@ class SendSlot(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     rate_key: str = Field(index=True)
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class SeenSignature(SQLModel, table=True):
+    """A DingTalk robot callback's ``timestamp``/``sign`` pair, seen within the accepted
+    window (``bot.dingtalk.sign``), with the message it came with: the sign covers only
+    the timestamp, so the pair is accepted again only for that message (a retry). Shared
+    by every instance; rows past the window are purged (the pair is stale by then)."""
+
+    __tablename__ = "dingtalk_seen_signatures"
+    sent_ms: int = Field(primary_key=True, sa_type=BigInteger)  # the timestamp header; leads the key (purge)
+    sign: str = Field(primary_key=True)
+    msg_id: str = Field(sa_type=Text)
 
 
 class AccessToken(SQLModel, table=True):

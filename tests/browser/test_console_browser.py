@@ -36,8 +36,8 @@ async def site(engine, tmp_path, aiohttp_server):
     seed_district(engine, tmp_path)
     settings = Settings(console={"enabled": True}, roles=ROLES, security={"keys": [new_key()]},
                         bureau={"default_lead": "U-XY"})
-    server = await aiohttp_server(create_app(settings, engine, ticker=False))
-    return str(server.make_url("/console/"))
+    server = await aiohttp_server(create_app(settings, engine, ticker=False, console_token="browser-start"))
+    return str(server.make_url("/console/").with_query(token="browser-start"))  # as printed at start
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from bot.dingtalk.cards import ForgedAction, action_keys, card_params, update_params
 from bot.dingtalk.parse import MalformedDelivery, card_event, robot_event
-from bot.dingtalk.sign import BadSignature, StaleTimestamp, check_robot_headers, robot_sign
+from bot.dingtalk.sign import ROBOT_WINDOW_MS, BadSignature, StaleTimestamp, check_robot_headers, robot_sign
 from bot.outbound import REPLY, USER, Button, Card, CardUpdate, Choice
 
 OAPI = "https://oapi.dingtalk.com"
@@ -24,16 +24,16 @@ KEYS = action_keys(["first-secret", "older-secret"])
 ])
 def test_robot_sign_vectors(timestamp, secret, sign):
     assert robot_sign(timestamp, secret) == sign
-    check_robot_headers(timestamp, sign, secret, now_ms=int(timestamp) + 3_599_000)
+    check_robot_headers(timestamp, sign, secret, now_ms=int(timestamp) + ROBOT_WINDOW_MS - 1000)
 
 
 def test_robot_headers_refused():
     ts, secret = "1690362102194", "testAppSecret123"
     good = robot_sign(ts, secret)
     with pytest.raises(StaleTimestamp):
-        check_robot_headers(ts, good, secret, now_ms=int(ts) + 3_600_001)
+        check_robot_headers(ts, good, secret, now_ms=int(ts) + ROBOT_WINDOW_MS + 1)
     with pytest.raises(StaleTimestamp):
-        check_robot_headers(ts, good, secret, now_ms=int(ts) - 3_600_001)
+        check_robot_headers(ts, good, secret, now_ms=int(ts) - ROBOT_WINDOW_MS - 1)
     for timestamp in ("", "abc", "１６９０"):
         with pytest.raises(StaleTimestamp):
             check_robot_headers(timestamp, good, secret, now_ms=int(ts))

@@ -53,6 +53,50 @@ async def test_a_signed_message_is_taken_once(client, engine):
     assert stored(engine) == 1
 
 
+async def test_a_leaked_timestamp_and_sign_carry_no_other_message(client, engine):
+    """The sign covers the timestamp only: a pair seen once (leaked from a log, a proxy)
+    is refused with another msgId or body — another staff id, another command — while
+    DingTalk's own retry of the same msgId is acknowledged and stored once."""
+    headers = signed()
+    response = await client.post("/dingtalk/callback", data=robot_message("m1", "staff01", "帮助"), headers=headers)
+    assert response.status == 200
+    for body in (robot_message("m2", "admin1", "抽取 批次=1"), robot_message("m2", "staff01", "帮助")):
+        response = await client.post("/dingtalk/callback", data=body, headers=headers)
+        assert response.status == 403
+    response = await client.post("/dingtalk/callback", data=robot_message("m1", "staff01", "帮助"), headers=headers)
+    assert response.status == 200  # a retry: acknowledged, not stored again
+    assert stored(engine) == 1
+    with Session(engine) as session:
+        (event,) = session.exec(select(InboundDelivery.event)).scalars()
+    assert event["sender"] == "staff01"
+
+
+async def test_the_replay_is_refused_by_every_instance(aiohttp_client, engine):
+    """The pairs seen are in the database: a second instance refuses what the first took."""
+    first = await aiohttp_client(create_app(edge_settings(), engine, workers=False))
+    second = await aiohttp_client(create_app(edge_settings(), engine, workers=False))
+    headers = signed()
+    assert (await first.post("/dingtalk/callback", data=robot_message("m1"), headers=headers)).status == 200
+    assert (await second.post("/dingtalk/callback", data=robot_message("m9", "admin1"), headers=headers)).status == 403
+    assert (await second.post("/dingtalk/callback", data=robot_message("m1"), headers=headers)).status == 200
+
+
+async def test_pairs_past_the_window_are_forgotten(client, engine):
+    """A timestamp ten minutes old is stale now (the window was an hour); the pairs kept
+    are purged once past the window."""
+    from storage.models import SeenSignature
+
+    old = int(time.time() * 1000) - 10 * 60 * 1000
+    response = await client.post("/dingtalk/callback", data=robot_message("m1"), headers=signed(old))
+    assert response.status == 403
+    with Session(engine) as session:
+        session.add(SeenSignature(sent_ms=old, sign="x", msg_id="m0"))
+        session.commit()
+    assert (await client.post("/dingtalk/callback", data=robot_message("m2"), headers=signed())).status == 200
+    with Session(engine) as session:
+        assert [row.msg_id for row in session.exec(select(SeenSignature)).scalars()] == ["m2"]
+
+
 @pytest.mark.parametrize(("headers", "status"), [
     ({}, 403),
     ({"timestamp": "1690362102194", "sign": "ZbWotKGCR+Iwl2egJ17Im1ZnBL+RUrRcoqpNBTp+NQs="}, 403),  # stale

@@ -29,11 +29,12 @@ def start_demo(data, port):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def get_json(url: str) -> dict:
+def get_json(url: str, cookie: str = "") -> dict:
     deadline = time.monotonic() + 30
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
+            request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})
+            with urllib.request.urlopen(request, timeout=2) as response:
                 return json.load(response)
         except OSError:
             if time.monotonic() > deadline:
@@ -47,16 +48,21 @@ def test_demo_seeds_once_and_serves(tmp_path):
         port = free_port()
         demo = start_demo(data, port)
         try:
-            url = demo.stdout.readline().strip().split("：", 1)[1]
-            assert url == f"http://127.0.0.1:{port}/console/"  # the first thing a new user sees
-            base = url.removesuffix("console/")
+            told = []  # on standard error: the console's address with this start's token
+            while "token=" not in (line := demo.stderr.readline()):
+                assert line, "the demo ended without printing the console's address"
+                told.append(line)
+            url = line.strip().split("：", 1)[1]
+            base, token = url.split("console/?token=")
+            assert base == f"http://127.0.0.1:{port}/" and len(token) >= 32  # the first thing a new user sees
             assert get_json(base + "healthz") == {"status": "ok"}
             assert get_json(base + "readyz") == {"status": "ok"}
-            people = get_json(base + "console/api/people")
+            people = get_json(base + "console/api/people", cookie=f"shuangsui_console={token}")
             assert people[0]["id"] == "admin" and any("执法检查人员" in r for p in people for r in p["roles"])
         finally:
             demo.send_signal(signal.SIGINT)
             _, errors = demo.communicate(timeout=30)
+            errors = "".join(told) + errors
         assert ("已存在" in errors) == (run == 1)
     engine = make_engine(f"sqlite:///{data / 'shuangsui-demo.db'}")
     with engine.connect() as connection:

@@ -502,3 +502,51 @@ def test_outbox_keys_keep_the_formats_rows_were_queued_under():
     assert k.summary_chart(text_key) == k.Key("summary:daily:2026-12-05:wecom:group:default:chart")
     assert k.send_failed(8, "admin") == k.Key("send-failed:8:admin") and k.is_send_failed("send-failed:8:admin")
     assert k.key_of("m:1") == k.Key("m:1")
+
+
+async def test_the_intake_commits_durably(engine, monkeypatch):
+    """An acknowledged delivery is never resent (DingTalk's robot messages are not): the
+    intake's transactions run with ``PRAGMA synchronous=FULL`` on SQLite, on the loop and
+    on its thread, while other writers keep WAL's NORMAL on the same connections."""
+    import asyncio
+
+    from bot.chat import intake as intake_module
+    from bot.chat.events import Event
+    from bot.chat.intake import GroupCommit
+
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL commits durably by default (synchronous_commit=on)")
+    seen: list[int] = []
+    take = inbound.take
+
+    def spying(session, rows, at):
+        seen.append(session.connection().exec_driver_sql("PRAGMA synchronous").scalar())
+        return take(session, rows, at)
+
+    monkeypatch.setattr(intake_module.inbound, "take", spying)
+    intake = GroupCommit(engine)
+    at = datetime.now(UTC)
+    try:
+        await intake.take(Event("wecom", "app:msg:loop", "u", "private", Destination("wecom", USER, "u"), at,
+                                text="帮助"))
+        held, release = threading.Event(), threading.Event()
+
+        def writer_ahead():
+            with writer_lock(engine):
+                held.set()
+                release.wait(10)
+
+        ahead = threading.Thread(target=writer_ahead)
+        ahead.start()
+        held.wait(10)
+        pending = asyncio.ensure_future(intake.take(  # a writer ahead: the round goes to the intake thread
+            Event("wecom", "app:msg:thread", "u", "private", Destination("wecom", USER, "u"), at, text="帮助")))
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.wait_for(pending, timeout=10)
+        ahead.join()
+    finally:
+        await intake.close()
+    assert seen == [2, 2]  # FULL
+    with transaction(engine) as session:
+        assert session.connection().exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL

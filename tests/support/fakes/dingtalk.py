@@ -838,7 +838,8 @@ class FakeDingTalk:
         return body
 
     def _robot_headers(self, timestamp: int | None = None) -> dict[str, str]:
-        timestamp = int(self.clock() * 1000) if timestamp is None else timestamp
+        if timestamp is None:  # DingTalk signs each message as it sends it: one millisecond each here
+            timestamp = self._last_sign_ms = max(int(self.clock() * 1000), getattr(self, "_last_sign_ms", 0) + 1)
         return {"Content-Type": "application/json", "timestamp": str(timestamp), "sign": self.sign(timestamp)}
 
     async def _deliver_robot(self, body: dict) -> CallbackResult:
