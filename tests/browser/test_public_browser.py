@@ -189,7 +189,8 @@ async def test_every_page_kind_reached_by_clicking_from_the_index(server, browse
     assert "抽取时还将使用 2026年12月1日上证指数收盘价 作为信标" in text
     assert [stratum.name, "全部在册对象", "A01", str(stratum.pool_size), str(stratum.k), stratum.pool_digest] in \
         await me.cells()
-    assert stratum.pool_size == 60 and hashes(text) == [stratum.pool_digest, waiting.commitment]
+    assert waiting.roster_digest and "名录摘要" in text  # the roster frozen with the pools (DRAW §8)
+    assert stratum.pool_size == 60 and hashes(text) == [stratum.pool_digest, waiting.commitment, waiting.roster_digest]
     assert await me.page.locator('a[href*="draw.html"], a[href*="results.html"], a[href$=".json"]').count() == 0
 
     # the drawn batch's plan, linked to its annual plan, then its draw record
@@ -203,8 +204,8 @@ async def test_every_page_kind_reached_by_clicking_from_the_index(server, browse
     text = await me.click(me.page.get_by_role("link", name="查看抽取记录和核验方法"),
                           f"**/public/batches/{info.drawn}/draw.html")
     assert await me.page.locator("h1").inner_text() == "抽取记录：食品安全专项抽查"
-    commitment, secret, seed, *scores = hashes(text)
-    assert (commitment, secret) == (drawn.commitment, drawn.secret)
+    commitment, secret, seed, roster, *scores = hashes(text)
+    assert (commitment, secret, roster) == (drawn.commitment, drawn.secret, drawn.roster_digest)
     assert ssr1.commitment(secret) == commitment and seed == ssr1.seed(info.drawn, secret, "")
     rows = await me.cells()
     assert [row[2] for row in rows] == [i for i, _ in stratum.selected] == known["selected"]
