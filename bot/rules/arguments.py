@@ -16,7 +16,8 @@ KEYS = {
     "截止": "due", "行业": "industry", "区域": "region", "类型": "kind", "管辖": "unit", "风险": "risk",
     "批次": "batch", "信标": "beacon", "信标值": "beacon_value", "原因": "reason", "任务": "task",
     "日期": "date", "类别": "category", "说明": "note", "签字": "signed", "情形": "case", "牵头": "lead",
-    "计划": "plan", "机关": "agency", "司法": "judicial",
+    "计划": "plan", "机关": "agency", "司法": "judicial", "结论": "outcome", "案号": "case_no",
+    "人员": "inspector", "状态": "status", "期限": "deadline", "至": "until", "见证": "witness",
 }
 ENGLISH = frozenset(KEYS.values())
 VERBATIM = "beacon_value"
