@@ -30,7 +30,7 @@ def _batch_command(action: str, name: str) -> Callable[[Context], None]:
         text = arguments_text(ctx)
         try:
             with ctx.savepoint():  # a refusal undoes the call's writes, not its trace below
-                done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, text, ctx.now)
+                done = commands.run(ctx.session, ctx.settings, ctx.actor_label, action, text, ctx.now, ctx.prepared)
         except Refusal as refusal:
             # Every draw attempt leaves a trace (DRAW.md §5): audited after the rollback,
             # committed with the answer.
@@ -42,10 +42,18 @@ def _batch_command(action: str, name: str) -> Callable[[Context], None]:
     return handler
 
 
+def _draw_before(ctx: Context) -> object:
+    """抽取's long part — every pool scored, the tasks matched — in a reading session
+    before the write transaction (``Router.prepare``); the handler commits it if the
+    batch is still as it was read, and works again otherwise."""
+    return commands.prepare(ctx.session, ctx.settings, "draw", arguments_text(ctx), ctx.now)
+
+
 for _action, _names in (("new", ("新建抽查", "new")), ("stratum", ("追加分层", "stratum")),
                         ("publish", ("公示方案", "publish")), ("draw", ("抽取", "draw")),
                         ("cancel", ("撤销", "cancel"))):
-    router.command(*_names, roles={ADMIN})(_batch_command(_action, _names[0]))
+    router.command(*_names, roles={ADMIN}, prepare=_draw_before if _action == "draw" else None)(
+        _batch_command(_action, _names[0]))
 
 
 @router.command("进度", "status", roles=EVERYONE)

@@ -28,8 +28,10 @@ class Done:
     batch_id: str
 
 
-def run(session: Session, settings: Settings, actor: str, action: str, text: str, now: datetime) -> Done:
-    """Carry out ``action`` with its ``key=value`` arguments; a Refusal changes nothing."""
+def run(session: Session, settings: Settings, actor: str, action: str, text: str, now: datetime,
+        prepared: object = None) -> Done:
+    """Carry out ``action`` with its ``key=value`` arguments; a Refusal changes nothing.
+    ``prepared``: what ``prepare`` worked out before the write transaction, if anything."""
     try:
         arguments = parse_arguments(text, KEYS[action])
     except ArgumentError as exc:
@@ -47,10 +49,17 @@ def run(session: Session, settings: Settings, actor: str, action: str, text: str
         return Done(say("batches", "published", batch=batch, strata=strata_of(session, batch.id)).splitlines(),
                     batch.id)
     if action == "draw":
-        drawn = draw.draw(session, settings, actor, arguments, now)
+        drawn = draw.draw(session, settings, actor, arguments, now,
+                          prepared if isinstance(prepared, draw.Prepared) else None)
         return Done(say("batches", "drawn", drawn=drawn).splitlines(), drawn.batch.id)
     batch = lifecycle.cancel(session, actor, arguments, now)
     return Done([say("batches", "cancelled", batch=batch)], batch.id)
+
+
+def prepare(session: Session, settings: Settings, action: str, text: str, now: datetime) -> object:
+    """An action's long read-only work, done before its write transaction: the draw's
+    selection and matching (``draw.prepare``); None for the others."""
+    return draw.prepare(session, settings, text, now) if action == "draw" else None
 
 
 def audit_refusal(session: Session, actor: str, action: str, text: str, refusal: Refusal) -> None:

@@ -26,7 +26,7 @@ from bot.rules import matching, ssr1
 from bot.rules.arguments import ArgumentError, Arguments, parse_arguments
 from bot.settings import Settings
 from storage import audit
-from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Task, Team, table_of
+from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Stratum, Task, Team, table_of
 from storage.pools import TamperedPool, thaw
 from storage.sealing import SealingError, sealer_of
 
@@ -42,14 +42,114 @@ class Drawn:
     needs_expert: int
 
 
-def draw(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime) -> Drawn:
-    """Draw a published batch; on any refusal nothing is stored."""
+@dataclass(frozen=True)
+class Selection:
+    """What the seed selected (DRAW.md §4): a pure function of the published batch."""
+
+    batch_id: str
+    seed: str
+    pool_digests: tuple[str, ...]
+    chosen: tuple[tuple[ssr1.Scored, ...], ...]  # per stratum, in declared order
+    tasks: list[ssr1.Task]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A draw worked out in a reading session, before the write transaction (chat 抽取):
+    the selection, the matching inputs read for it and matching's outcome — assignments,
+    or the refusal the draw must answer. ``draw`` uses it only where the write
+    transaction finds the same seed, pools and inputs; otherwise it works again."""
+
+    selection: Selection
+    draw_date: date
+    inputs: dict
+    outcome: list[matching.Assignment] | Refusal
+
+
+def prepare(session: Session, settings: Settings, text: str, now: datetime) -> Prepared | None:
+    """The draw's long work — thawing and scoring every pool, matching — done read-only,
+    so that a big draw holds no write lock meanwhile (SQLite: acknowledgements and other
+    handlers go on). None where the draw is refused before that work (the write
+    transaction meets the refusal itself)."""
+    try:
+        args = parse_arguments(text, DRAW_KEYS)
+        opened = _opened(session, args)
+        batch, seed = opened.batch, opened.seed
+        selection = _select(session, batch, seed)
+    except (ArgumentError, Refusal):
+        return None
+    draw_date = bureau_date(now, settings.bureau.timezone)
+    inputs = matching_inputs(session, batch, selection.tasks, draw_date)
+    outcome: list[matching.Assignment] | Refusal
+    try:
+        outcome = _match(batch, seed, selection.tasks, inputs)
+    except Refusal as refusal:
+        outcome = refusal
+    return Prepared(selection, draw_date, inputs, outcome)
+
+
+def draw(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime,
+         prepared: Prepared | None = None) -> Drawn:
+    """Draw a published batch; on any refusal nothing is stored. ``prepared``: the same
+    draw worked out before this transaction (``prepare``), used where it still holds."""
+    opened = _opened(session, args)
+    batch, seed = opened.batch, opened.seed
+    strata = strata_of(session, batch.id)
+    selection = prepared.selection if prepared is not None and _same(prepared.selection, batch, seed, strata) \
+        else _select(session, batch, seed, strata)
+    draw_date = bureau_date(now, settings.bureau.timezone)
+    inputs = matching_inputs(session, batch, selection.tasks, draw_date)
+    if (prepared is not None and prepared.selection is selection and prepared.draw_date == draw_date
+            and prepared.inputs == inputs):
+        outcome = prepared.outcome
+    else:
+        try:
+            outcome = _match(batch, seed, selection.tasks, inputs)
+        except Refusal as refusal:
+            outcome = refusal
+    if isinstance(outcome, Refusal):
+        raise outcome
+    staffed = outcome
+    for stratum, chosen in zip(strata, selection.chosen, strict=True):
+        stratum.selected = [[s.id, s.score] for s in chosen]
+    tasks = selection.tasks
+    batch.status, batch.drawn_at, batch.draw_date = "drawn", now, draw_date
+    _store(session, batch, tasks, staffed)
+    inputs["assignments"] = [{"object_id": a.object_id, "inspectors": list(a.inspectors), "team_id": a.team_id,
+                              "needs_expert": a.needs_expert} for a in staffed]  # the draw as made (SPEC §6)
+    batch.secret, batch.seed, batch.beacon, batch.matching_inputs = opened.secret, seed, opened.beacon, inputs
+    session.add_all([batch, *strata])
+    session.flush()
+    needs_expert = sum(a.needs_expert for a in staffed)
+    counts = {stratum.name: len(chosen) for stratum, chosen in zip(strata, selection.chosen, strict=True)}
+    audit.record(session, actor, "batch.drawn", batch.id, seed=seed, beacon=batch.beacon, tasks=len(tasks),
+                 selected=counts, needs_expert=needs_expert)
+    audit.anchor(session, "draw")  # the head with this draw in it, on the public index (README, "Anchors")
+    queue_draw_notices(session, settings, batch, counts)  # with the draw, or not at all
+    return Drawn(batch, counts, len(tasks), needs_expert)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A published batch opened for its draw: the secret revealed, the beacon, the seed (§3)."""
+
+    batch: Batch
+    secret: str
+    beacon: str
+    seed: str
+
+
+def _opened(session: Session, args: Arguments) -> Opened:
     batch = find_batch(session, options.required(args, "batch"), ("published",), "not_published")
     beacon = _beacon(batch, args.get("beacon_value"))
     secret = _secret(session, batch)
-    seed = ssr1.seed(batch.id, secret, beacon)
-    strata = strata_of(session, batch.id)
-    selections = []
+    return Opened(batch, secret, beacon, ssr1.seed(batch.id, secret, beacon))
+
+
+def _select(session: Session, batch: Batch, seed: str, strata: list[Stratum] | None = None) -> Selection:
+    """Each stratum's selection from its frozen pool (§4), and the task list."""
+    strata = strata_of(session, batch.id) if strata is None else strata
+    chosen = []
     for stratum in strata:
         # Frozen at publication, so set on every stratum of a published batch.
         assert stratum.pool is not None and stratum.pool_digest is not None and stratum.pool_runs is not None
@@ -58,34 +158,29 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
             data = thaw(stratum.pool, stratum.pool_digest, stratum.pool_runs)
         except TamperedPool as exc:
             raise Refusal("pool_tampered", batch=batch.id, stratum=stratum.name, ids=exc.first_ids) from None
-        chosen = select_lines(ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest), data, stratum.k)
-        stratum.selected = [[s.id, s.score] for s in chosen]
-        selections.append((stratum.name, stratum.items, [s.id for s in chosen]))
-    tasks = ssr1.task_list(selections)
-    draw_date = bureau_date(now, settings.bureau.timezone)
-    inputs = matching_inputs(session, batch, tasks, draw_date)
+        chosen.append(tuple(select_lines(ssr1.stratum_seed(seed, stratum.name, stratum.pool_digest), data,
+                                         stratum.k)))
+    tasks = ssr1.task_list([(stratum.name, stratum.items, [s.id for s in picked])
+                            for stratum, picked in zip(strata, chosen, strict=True)])
+    return Selection(batch.id, seed, tuple(str(s.pool_digest) for s in strata), tuple(chosen), tasks)
+
+
+def _same(selection: Selection, batch: Batch, seed: str, strata: list[Stratum]) -> bool:
+    """Whether a selection made before still is this batch's: same seed, same pools."""
+    return (selection.batch_id, selection.seed, selection.pool_digests) == \
+        (batch.id, seed, tuple(str(s.pool_digest) for s in strata))
+
+
+def _match(batch: Batch, seed: str, tasks: list[ssr1.Task], inputs: dict) -> list[matching.Assignment]:
+    """Matching (§5) on the inputs; a task nobody can staff refuses the whole draw."""
     try:
-        staffed = match_recorded(seed, inputs)
+        return match_recorded(seed, inputs)
     except matching.DrawFailure as exc:
         # The object is not named: the selection is not public before the draw commits, and
         # whoever reads the refusal could otherwise learn it and cancel (DRAW.md §5, §8).
         first = next(t.strata[0] for t in tasks if t.object_id == exc.object_id)
         raise Refusal("cannot_staff", batch=batch.id, reason=exc.reason, stratum=first, mode=exc.mode,
                       frozen=batch.roster_digest is not None) from None
-    batch.status, batch.drawn_at, batch.draw_date = "drawn", now, draw_date
-    _store(session, batch, tasks, staffed)
-    inputs["assignments"] = [{"object_id": a.object_id, "inspectors": list(a.inspectors), "team_id": a.team_id,
-                              "needs_expert": a.needs_expert} for a in staffed]  # the draw as made (SPEC §6)
-    batch.secret, batch.seed, batch.beacon, batch.matching_inputs = secret, seed, beacon, inputs
-    session.add_all([batch, *strata])
-    session.flush()
-    needs_expert = sum(a.needs_expert for a in staffed)
-    counts = {name: len(ids) for name, _, ids in selections}
-    audit.record(session, actor, "batch.drawn", batch.id, seed=seed, beacon=beacon, tasks=len(tasks),
-                 selected=counts, needs_expert=needs_expert)
-    audit.anchor(session, "draw")  # the head with this draw in it, on the public index (README, "Anchors")
-    queue_draw_notices(session, settings, batch, counts)  # with the draw, or not at all
-    return Drawn(batch, counts, len(tasks), needs_expert)
 
 
 def record_refusal(session: Session, actor: str, text: str, refusal: Refusal) -> None:

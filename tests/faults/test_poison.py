@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
@@ -18,6 +19,7 @@ from bot.chat.pipeline import LEASE, MAX_ATTEMPTS, Pipeline
 from bot.chat.router import Router
 from bot.clock import now as clock_now
 from bot.outbound import USER, Destination, Text
+from bot.refusal import Refusal
 from bot.settings import RolesSettings, Settings
 from storage import inbound, outbox
 from storage.db import transaction
@@ -200,3 +202,98 @@ async def test_verify_recomputes_the_draw_outside_the_write_transaction(bot, wec
     answer = await Walk(wecom, engine, bot).say(WECOM_ADMIN, f"核验 批次={batch_id}")
     assert f"核验批次 {batch_id}" in answer and "不一致" not in answer
     assert seen == [(True, True)], "核验 ran in the write transaction (another writer had to wait for it)"
+
+
+async def test_draw_selects_and_matches_outside_the_write_transaction(bot, wecom, engine, monkeypatch):
+    """抽取 scores every pool and matches every task before its write transaction: while
+    that runs another writer commits, and the write transaction does not do it again."""
+    import threading
+
+    from bot.batches import draw as draw_module
+    from storage.db import READING
+    from tests.chat.test_chat_commands import SETTINGS, _published
+    from tests.support.wecom_bot import ADMIN as WECOM_ADMIN
+    from tests.support.wecom_bot import Walk
+
+    batch_id = await asyncio.to_thread(_published, engine, bot[SETTINGS], "数量=2 方式=大随机")
+    seen: list[tuple[str, bool, bool]] = []
+    real_select, real_match = draw_module.select_lines, draw_module.match_recorded
+
+    def other_writer_commits() -> bool:
+        wrote = threading.Event()
+
+        def writer():
+            with transaction(engine) as other:
+                other.execute(select(InboundDelivery).limit(1))
+            wrote.set()
+        threading.Thread(target=writer, daemon=True).start()
+        return wrote.wait(5)
+
+    def reading(session) -> bool:
+        return bool(session.get_bind().get_execution_options().get(READING))
+
+    def select_lines(*args, **kwargs):
+        seen.append(("select", reading(current[0]), other_writer_commits()))
+        return real_select(*args, **kwargs)
+
+    def match_recorded(*args, **kwargs):
+        seen.append(("match", reading(current[0]), other_writer_commits()))
+        return real_match(*args, **kwargs)
+
+    current: list = [None]
+    real_select_of = draw_module._select
+
+    def _select(session, *args, **kwargs):
+        current[0] = session
+        return real_select_of(session, *args, **kwargs)
+
+    monkeypatch.setattr(draw_module, "select_lines", select_lines)
+    monkeypatch.setattr(draw_module, "match_recorded", match_recorded)
+    monkeypatch.setattr(draw_module, "_select", _select)
+    answer = await Walk(wecom, engine, bot).say(WECOM_ADMIN, f"抽取 批次={batch_id}")
+    assert f"已抽取批次 {batch_id}" in answer and "检查任务 2 项" in answer
+    assert seen == [("select", True, True), ("match", True, True)], \
+        "抽取 worked in the write transaction (another writer had to wait for it), or worked twice"
+    with Session(engine) as session:
+        from storage.models import Batch, Task
+        assert session.get_one(Batch, batch_id).status == "drawn"
+        assert len(session.exec(select(Task).where(Task.batch_id == batch_id)).all()) == 2
+
+
+async def test_a_prepared_draw_is_worked_again_when_the_batch_changed_before_the_write(bot, engine):
+    """What ``draw.prepare`` read is used only if the write transaction finds the same
+    inputs: an object moved to another unit meanwhile is matched as it now stands, and a
+    batch drawn meanwhile is refused — never drawn twice."""
+    from bot.batches import draw as draw_module
+    from bot.rules.arguments import parse_arguments
+    from storage.db import reading
+    from storage.models import Assignment, Batch, InspectionObject, Task
+    from tests.chat.test_chat_commands import SETTINGS, _published
+
+    settings = bot[SETTINGS]
+    batch_id = await asyncio.to_thread(_published, engine, settings, "数量=2 方式=小随机")
+    text = f"批次={batch_id}"
+    with reading(engine) as session:
+        prepared = draw_module.prepare(session, settings, text, clock_now())
+    assert prepared is not None and not isinstance(prepared.outcome, Exception)
+    moved = prepared.selection.tasks[0].object_id
+    with transaction(engine) as session:  # the object changes unit after the draw was worked out
+        obj = session.get_one(InspectionObject, moved)
+        other = next(u for u in ("S-DC", "S-XC") if u != obj.unit_id)
+        obj.unit_id = other
+        session.add(obj)
+    with transaction(engine) as session:
+        draw_module.draw(session, settings, "admin", parse_arguments(text, draw_module.DRAW_KEYS), clock_now(),
+                         prepared)
+    with Session(engine) as session:
+        task = session.exec(select(Task).where(Task.batch_id == batch_id, Task.object_id == moved)).one()
+        batch = session.get_one(Batch, batch_id)
+        staffed = batch.matching_inputs["objects"]
+        assert next(o["unit"] for o in staffed if o["id"] == moved) == other
+        inspectors = {a.inspector_id for a in session.exec(select(Assignment).where(Assignment.task_id == task.id))}
+        units = {i["id"]: i["unit"] for i in batch.matching_inputs["inspectors"]}
+        assert {units[i] for i in inspectors} == {other}, "matched on the unit read before the write"
+    with transaction(engine) as session, pytest.raises(Refusal) as refused:  # drawn meanwhile
+        draw_module.draw(session, settings, "admin", parse_arguments(text, draw_module.DRAW_KEYS), clock_now(),
+                         prepared)
+    assert refused.value.message == "not_published"
