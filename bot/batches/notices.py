@@ -135,15 +135,24 @@ def queue_result_card(session: Session, settings: Settings, task: Task, inspecto
                                 for d in recipients.inspector(settings, person)])
 
 
-def approvers_for(session: Session, settings: Settings, task: Task) -> list[str]:
-    """The approvers of the lead inspector's unit; failing them, the lead office's leads,
-    then the admins — someone must be asked (art. 20)."""
+def approval_recipients(session: Session, settings: Settings, task: Task) -> list[Destination]:
+    """Who is asked to decide: the approvers of the lead inspector's unit; failing them,
+    the lead office's leads, then the admins — someone must be asked (art. 20). Nobody is
+    asked to decide on their own work (细则第十四条, 第二十条): an account of anyone ever on
+    the team is left out, and a tier left empty by that falls to the next."""
     from bot.batches.results import lead_unit
 
     assert task.id is not None  # a stored task
     batch = session.get_one(Batch, task.batch_id)
-    return (recipients.unit_people(settings, lead_unit(session, task.id), "approvers")
-            or recipients.unit_people(settings, batch.lead_unit_id, "leads") or list(settings.roles.admins))
+    own = {(platform, user) for a in team_of(session, task.id)
+           for person in [session.get_one(Inspector, a.inspector_id)] for platform in platforms.enabled(settings)
+           if (user := platforms.user_id(person, platform))}
+    for entries in (recipients.unit_people(settings, lead_unit(session, task.id), "approvers"),
+                    recipients.unit_people(settings, batch.lead_unit_id, "leads"), list(settings.roles.admins)):
+        found = [d for d in recipients.people(settings, entries) if (d.platform, d.address) not in own]
+        if found:
+            return found
+    return []
 
 
 def queue_approval_cards(session: Session, settings: Settings, result: Result, task: Task, evidence: int) -> None:
@@ -152,7 +161,7 @@ def queue_approval_cards(session: Session, settings: Settings, result: Result, t
     team = [a for a in team_of(session, task.id) if a.status != "recused"]
     names = [session.get_one(Inspector, a.inspector_id).name for a in team]
     messages: Queued = []
-    for d in recipients.people(settings, approvers_for(session, settings, task)):
+    for d in approval_recipients(session, settings, task):
         card = cards.approval_card(result, task, obj, names, evidence, d.address)
         messages.append((d, card, outbox_keys.approval_card(result.id, d.platform, d.address)))
     outbox.queue_many(session, messages)

@@ -396,6 +396,13 @@ async def test_a_recused_member_holding_a_deciding_role_is_refused_and_audited(s
     assert member not in team(engine, task.id)
     lead = await inspected(engine, task.id)
     assert "等待审批" in await walk.say(USER_OF[lead], f"结果 任务={task.id} 类别=1 签字=是")
+    # the approval card goes to the unit's other approvers, never to anyone ever on the team
+    (result,) = rows(engine, Result, Result.task_id == task.id)
+    ever = {a.inspector_id for a in rows(engine, Assignment, Assignment.task_id == task.id)}
+    assert walk.cards(APPROVER, f"ss-apr{result.id}-")
+    assert not [i for i in ever if walk.cards(USER_OF[i], f"ss-apr{result.id}-")], "asked to approve own work"
+    assert {i for i in ("I01", "I02", "I03", "I04") if walk.cards(USER_OF[i], f"ss-apr{result.id}-")} == \
+        {"I01", "I02", "I03", "I04"} - ever
     before = state(engine)
     for command in (f"批准 任务={task.id}", f"退回 任务={task.id} 原因=不行"):
         assert "不能审批、退回或更正" in await walk.say(member_user, command), command
