@@ -65,10 +65,12 @@ def digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
-def run_stub_api(port: int, record: bool = False) -> None:
+def run_stub_api(port: int, record: bool = False, latency: float = 0.0) -> None:
     """WeCom's API as far as the bot's answers need it: a token, and every send accepted;
     ``record``: each call also counted by what it sends to whom (``GET /calls``), so that a
-    message sent twice shows."""
+    message sent twice shows; ``latency``: seconds each send takes to be answered."""
+    import asyncio
+
     from aiohttp import web
 
     counts: Counter[str] = Counter()
@@ -79,6 +81,8 @@ def run_stub_api(port: int, record: bool = False) -> None:
         return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": "t", "expires_in": 7200})
 
     async def send(request: web.Request) -> web.Response:
+        if latency:
+            await asyncio.sleep(latency)
         if record:
             body = await request.json()
             kind = body.get("msgtype", "")
@@ -111,8 +115,8 @@ def run_stub_api(port: int, record: bool = False) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def run_recording_stub(port: int) -> None:
-    run_stub_api(port, record=True)
+def run_recording_stub(port: int, latency: float = 0.0) -> None:
+    run_stub_api(port, record=True, latency=latency)
 
 
 def stub_counts(url: str) -> dict[str, int]:

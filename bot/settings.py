@@ -225,6 +225,15 @@ class RetentionSettings(Section):
     days: int = Field(30, ge=1)  # sent outbox rows and console messages; evidence and audit are kept
 
 
+class OutboxSettings(Section):
+    """How this instance sends (``bot.chat.dispatcher``)."""
+
+    concurrency: int = Field(16, ge=1, le=512)  # sends in flight per instance
+    # DingTalk's per-app call budget (its API limits are per app and interface, set per
+    # organisation: 20 calls a second is the documented default); WeCom's is published.
+    dingtalk_calls_per_minute: int = Field(1200, ge=1)
+
+
 class ConsoleSettings(Section):
     enabled: bool = False  # the local console page: acts as anyone, so loopback only
 
@@ -313,6 +322,7 @@ class Settings(BaseSettings):
     reminders: ReminderSettings = ReminderSettings()
     summaries: SummarySettings = SummarySettings()
     retention: RetentionSettings = RetentionSettings()
+    outbox: OutboxSettings = OutboxSettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()
     security: SecuritySettings = SecuritySettings()

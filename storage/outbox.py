@@ -12,17 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Update, and_, delete, insert, or_, text, update
+from sqlalchemy import ColumnElement, CursorResult, Update, and_, delete, func, insert, or_, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bot.outbound import GROUP, USER, Destination, Message, kind_of, to_payload
 from bot.outbox_keys import Key, key_of
-from storage.models import OutboxMessage, SendSlot, table_of, utcnow
+from storage.models import OutboxMessage, RateHold, SendSlot, table_of, utcnow
 
 _PG_CLAIM_LOCK = 0x5353_4F42  # "SSOB"
 #: A claimed row is another instance's to take over once its lease is this old. A send may
@@ -110,11 +110,15 @@ _QUEUE = {
 
 def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,
           lease: timedelta = LEASE) -> list[Claimed]:
-    """Claim up to ``batch`` due messages for ``owner``, within every recipient's rate limit;
-    returns the claimed rows (every column of the outbox, by attribute).
+    """Claim up to ``batch`` due messages for ``owner``, within every rate limit; returns
+    the claimed rows (every column of the outbox, by attribute).
 
-    Rows over a recipient's budget stay pending (delayed, never dropped). Each claimed
-    row with a rate key spends one slot of it, whether or not the send then succeeds.
+    ``limits(key)`` gives a recipient's limits (``<platform>:<kind>:<address>``) and the
+    platform app's (``<platform>:app``: every call to the platform counts). Rows over a
+    budget stay pending (delayed, never dropped): a key found spent is held until its
+    next slot frees (``rate_holds``), and its rows are not looked at before then — no
+    row is rewritten. Each claimed row spends one slot of its recipient's budget and one
+    of its app's, whether or not the send then succeeds.
     """
     pg = session.get_bind().dialect.name == "postgresql"
     if pg:
@@ -124,27 +128,32 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
         and_(col(OutboxMessage.status) == "pending", col(OutboxMessage.next_attempt_at) <= now),
         and_(col(OutboxMessage.status) == "sending", col(OutboxMessage.claimed_at) < stale),
     )
-    budget, free_at = _budgets(session, now, limits)
-    for key, left in budget.items():
-        if left <= 0:  # its messages wait until the budget frees: later claims need not scan them
-            _hold(session, key, free_at[key], limits(key))
-    candidates = select(OutboxMessage.id, OutboxMessage.rate_key).where(claimable)
+    held = select(RateHold.rate_key).where(col(RateHold.free_at) > now)
+    apps = held.where(col(RateHold.rate_key).like("%" + _APP))
+    held_apps = [key.removesuffix(_APP) for (key,) in session.execute(apps)]
+    candidates = select(OutboxMessage.id, OutboxMessage.rate_key, OutboxMessage.platform).where(
+        claimable, or_(col(OutboxMessage.rate_key).is_(None), col(OutboxMessage.rate_key).not_in(held)))
+    if held_apps:
+        candidates = candidates.where(col(OutboxMessage.platform).not_in(held_apps))
     candidates = candidates.order_by(col(OutboxMessage.id)).limit(batch * 4)
     if pg:
         candidates = candidates.with_for_update(skip_locked=True)
-    picked = []
-    for row_id, rate_key in session.execute(candidates):
-        if rate_key is not None:
-            left = budget.get(rate_key, _unused(rate_key, limits))
-            if left <= 0:
-                continue
-            budget[rate_key] = left - 1
+    found = session.execute(candidates).all()
+    keys = {key for _, key, _ in found if key is not None} | {app_key(platform) for _, _, platform in found}
+    budget = _budgets(session, now, keys, limits)
+    picked, spent = [], set()
+    for row_id, rate_key, platform in found:
+        counted = [key for key in (rate_key, app_key(platform)) if key is not None and key in budget]
+        exhausted = [key for key in counted if budget[key] <= 0]
+        if exhausted:
+            spent.update(exhausted)
+            continue
+        for key in counted:
+            budget[key] -= 1
         picked.append(row_id)
         if len(picked) == batch:
             break
-    if not picked:
-        return []
-    claimed = session.execute(
+    claimed = [] if not picked else session.execute(
         update(_TABLE)
         .where(_TABLE.c.id.in_(picked), claimable)
         .values(status="sending", owner=owner, claimed_at=now, attempts=_TABLE.c.attempts + 1,
@@ -152,66 +161,73 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
                 in_doubt=or_(_TABLE.c.in_doubt, _TABLE.c.status == "sending"))
         .returning(*_TABLE.c)
     ).all()
-    slots = [{"rate_key": row.rate_key, "at": now} for row in claimed if row.rate_key]
+    slots = [{"rate_key": key, "at": now} for row in claimed
+             for key in (row.rate_key, app_key(row.platform)) if key is not None and key in budget]
     if slots:
         session.execute(insert(SendSlot), slots)
+    for key in spent:  # looked at again when its next slot frees, not at every claim
+        _hold(session, key, _free_at(session, now, key, limits(key)), pg)
     # A Row gives the columns by attribute, untyped; these are the outbox's.
     return cast(list[Claimed], sorted(claimed, key=lambda row: row.id))
 
 
-def _budgets(session: Session, now: datetime, limits: RateLimits) -> tuple[dict[str, int], dict[str, datetime]]:
-    """Sends left right now for each rate key that has spent any within the last hour,
-    and for those with none left, when the oldest counted send leaves its window."""
-    times: dict[str, list[datetime]] = {}
-    for key, at in session.execute(select(SendSlot.rate_key, SendSlot.at).where(SendSlot.at > now - SLOT_KEEP)):
-        times.setdefault(key, []).append(at)
-    left: dict[str, int] = {}
-    free_at: dict[str, datetime] = {}
-    for key, spent in times.items():
-        budgets = []
-        for limit in limits(key):
-            inside = sorted(at for at in spent if at > now - limit.window)
-            budgets.append(limit.count - len(inside))
-            if len(inside) >= limit.count:
-                free_at[key] = max(free_at.get(key, now), inside[len(inside) - limit.count] + limit.window)
-        left[key] = min(budgets, default=_UNLIMITED)
-    return left, free_at
+APP = "app"
+_APP = ":" + APP
 
 
-def _hold(session: Session, rate_key: str, free_at: datetime, limits: Sequence[RateLimit]) -> None:
-    """Hold a saturated key's waiting messages until its budget frees.
-
-    The first ``count`` of them (by the tightest limit) are held until ``free_at``; the
-    rest cannot go before ``free_at`` plus that limit's window (a window from then holds
-    at most ``count`` sends), so they are held until then. A long queue for one member
-    is thus rewritten once a window, not at every slot that frees.
-    """
-    tightest = min(limits, key=lambda limit: limit.count)
-    waiting = _waiting(rate_key, free_at)
-    last_first = session.execute(select(_TABLE.c.id).where(waiting).order_by(_TABLE.c.id)
-                                 .offset(tightest.count - 1).limit(1)).scalar()
-    if last_first is None:  # no more than fit in the next window
-        session.execute(update(_TABLE).where(waiting).values(next_attempt_at=free_at))
-        return
-    session.execute(update(_TABLE).where(waiting, _TABLE.c.id <= last_first).values(next_attempt_at=free_at))
-    session.execute(update(_TABLE).where(waiting, _TABLE.c.id > last_first)
-                    .values(next_attempt_at=free_at + tightest.window))
+def app_key(platform: str) -> str:
+    """The rate key every call to ``platform`` counts against (its per-app limits)."""
+    return platform + _APP
 
 
-def _waiting(rate_key: str, free_at: datetime) -> ColumnElement[bool]:
-    """A key's pending messages not yet held until ``free_at`` (through the due index)."""
-    return and_(_TABLE.c.status == "pending", _TABLE.c.next_attempt_at < free_at, _TABLE.c.rate_key == rate_key)
+def _budgets(session: Session, now: datetime, keys: set[str], limits: RateLimits) -> dict[str, int]:
+    """Sends left right now for each of ``keys`` that has limits (keys without are absent)."""
+    limited = {key: limits(key) for key in keys}
+    limited = {key: found for key, found in limited.items() if found}
+    left = {key: min(limit.count for limit in found) for key, found in limited.items()}
+    windows = {limit.window for found in limited.values() for limit in found}
+    for window in windows:
+        within = [key for key, found in limited.items() if any(limit.window == window for limit in found)]
+        counts = dict(session.execute(
+            select(SendSlot.rate_key, func.count()).where(col(SendSlot.rate_key).in_(within),
+                                                          col(SendSlot.at) > now - window)
+            .group_by(col(SendSlot.rate_key))).all())
+        for key in within:
+            for limit in limited[key]:
+                if limit.window == window:
+                    left[key] = min(left[key], limit.count - counts.get(key, 0))
+    return left
 
 
-def _unused(rate_key: str, limits: RateLimits) -> int:
-    return min((limit.count for limit in limits(rate_key)), default=_UNLIMITED)
+def _free_at(session: Session, now: datetime, key: str, limits: Sequence[RateLimit]) -> datetime:
+    """When a spent key has a slot again: for each limit it has reached, the time its
+    oldest counted send that must leave the window does."""
+    free_at = now
+    for limit in limits:
+        inside = select(SendSlot.at).where(col(SendSlot.rate_key) == key, col(SendSlot.at) > now - limit.window)
+        used = session.execute(select(func.count()).select_from(inside.subquery())).scalar_one()
+        if used >= limit.count:
+            leaving = session.execute(inside.order_by(col(SendSlot.at)).offset(used - limit.count).limit(1))
+            free_at = max(free_at, _aware(leaving.scalar_one()) + limit.window)
+    return free_at
 
 
-_UNLIMITED = 10**9
+def _aware(at: datetime) -> datetime:
+    """SQLite gives back naive datetimes; they were stored in UTC."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _hold(session: Session, key: str, free_at: datetime, pg: bool) -> None:
+    """Hold ``key`` until ``free_at`` (one row per key, replaced)."""
+    insert_ = pg_insert if pg else sqlite_insert
+    statement = insert_(RateHold).values(rate_key=key, free_at=free_at)
+    session.execute(statement.on_conflict_do_update(index_elements=["rate_key"], set_={"free_at": free_at}))
 
 
 def forget_old_slots(session: Session, now: datetime) -> None:
+    """Keep the slots to the longest window (an hour) and the holds to those in force."""
     session.execute(delete(SendSlot).where(col(SendSlot.at) < now - SLOT_KEEP))
+    session.execute(delete(RateHold).where(col(RateHold.free_at) <= now))
 
 
 def _mine(row_id: int, owner: str) -> ColumnElement[bool]:

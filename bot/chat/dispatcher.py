@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
@@ -74,17 +75,36 @@ class Sender(Protocol):
 
 
 class Dispatcher:
-    """Drains the outbox for this instance; any number of instances may run one."""
+    """Drains the outbox for this instance; any number of instances may run one.
+
+    Sends are pipelined: up to ``[outbox] concurrency`` are in flight at once, and rows
+    are claimed again as soon as there is room, not when a whole batch has finished. Each
+    recipient's messages go one after the other, in the order queued (a lane per
+    recipient); outcomes are recorded together, several in one transaction.
+    """
 
     def __init__(self, engine: Engine, settings: Settings, senders: Sequence[Sender], owner: str,
-                 *, batch: int = 50, poll: float = 1.0,
+                 *, batch: int | None = None, poll: float = 1.0,
                  observe: Callable[[str, str, str], None] = lambda platform, done, error: None) -> None:
         self.engine, self.settings, self.owner = engine, settings, owner
         self.observe = observe  # (platform, "sent" | "retry" | "failed", error): bot.metrics
         self.senders = {s.platform: s for s in senders}
-        self.batch, self.poll = batch, poll
+        self.concurrency = settings.outbox.concurrency
+        # Claimed and not yet recorded, at most: enough to keep every send slot busy while
+        # some recipients' lanes hold several rows.
+        self.batch = batch or max(50, 4 * self.concurrency)
+        self.poll = poll
         self.lease = outbox.LEASE  # renewed every third of it while a send is under way
         self._wake = asyncio.Event()
+        self._freed = asyncio.Event()  # a claimed row was recorded: there is room again
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._lanes: dict[tuple[str, str], deque[Claimed]] = {}
+        self._sending: dict[int, asyncio.Future[None]] = {}  # claimed row → done when recorded
+        self._lane_tasks: set[asyncio.Task[None]] = set()
+        self._outcomes: list[tuple[Claimed, Outcome, asyncio.Future[str | None]]] = []
+        self._recorded = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+        self._renewer: asyncio.Task[None] | None = None
 
     def nudge(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -95,68 +115,110 @@ class Dispatcher:
         return sender.limits(rate_key) if sender else ()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Send until ``stop`` is set; a failure of one round never ends the loop."""
+        """Send until ``stop`` is set; a failure of one claim never ends the loop. What is
+        in flight at the stop is finished by ``flush``."""
         while not stop.is_set():
-            self._wake.clear()  # before the round: a nudge during it is not lost
-            try:
-                sent = await self.run_once()
-            except Exception:
-                log.exception("outbox round failed; retrying")
-                sent = 0
-            if sent:
+            self._wake.clear()  # before the claim: a nudge during it is not lost
+            self._freed.clear()
+            room = self.batch - len(self._sending)
+            if self._sending and room < max(1, self.batch // 4):
+                await self._until(self._freed)  # claim when a good part of the room is free, not per row
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
-            except TimeoutError:
-                pass
+                if len(await self._claim_and_start(room)) == room:
+                    continue  # more may be due now
+            except Exception:
+                log.exception("claiming outbox messages failed; retrying")
+            await self._until(self._wake)
+
+    async def _until(self, event: asyncio.Event) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), timeout=self.poll)
+        except TimeoutError:
+            pass
 
     async def flush(self, budget: float) -> None:
-        """Graceful shutdown: send what is due now, for at most ``budget`` seconds (what is
-        left — rate-limited, retrying — stays queued for any instance)."""
+        """Graceful shutdown: finish the sends under way and send what is due now, for at
+        most ``budget`` seconds (what is left — rate-limited, retrying — stays queued for
+        any instance)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
-        while loop.time() < deadline:
-            try:
+        try:
+            if self._sending:
+                await asyncio.wait_for(self._idle(), timeout=max(0.1, deadline - loop.time()))
+            while loop.time() < deadline:
                 if not await asyncio.wait_for(self.run_once(), timeout=max(0.1, deadline - loop.time())):
                     return
-            except TimeoutError:
-                return  # the sends under way are in doubt: their rows' leases expire and they are retried
-            except Exception:
-                log.exception("flushing the outbox failed; another instance will send the rest")
-                return
+        except TimeoutError:
+            return  # the sends under way are in doubt: their rows' leases expire and they are retried
+        except Exception:
+            log.exception("flushing the outbox failed; another instance will send the rest")
 
     async def run_once(self) -> int:
-        """Claim one batch and send it; returns how many were claimed."""
-        rows = await asyncio.to_thread(self._claim)
-        if not rows:
-            return 0
-        by_recipient: dict[tuple[str, str], list[Claimed]] = {}
-        for row in rows:  # claimed in queue order
-            by_recipient.setdefault((row.platform, row.recipient), []).append(row)
-        sending = {row.id for row in rows}
-        renewer = asyncio.create_task(self._keep_leases(sending))
-        try:
-            await asyncio.gather(*(self._deliver_in_order(group, sending) for group in by_recipient.values()))
-        finally:
-            renewer.cancel()
+        """Claim what there is room for and wait until it is sent and recorded; returns
+        how many were claimed."""
+        rows = await self._claim_and_start(max(1, self.batch - len(self._sending)))
+        if rows:
+            await asyncio.gather(*(self._sending[row.id] for row in rows if row.id in self._sending))
         return len(rows)
 
-    async def _deliver_in_order(self, rows: list[Claimed], sending: set[int]) -> None:
-        """One recipient's messages one after the other, so they read in the order queued."""
-        for row in rows:
-            await self._deliver(row)
-            sending.discard(row.id)
+    async def _idle(self) -> None:
+        while self._sending:
+            await asyncio.gather(*list(self._sending.values()), return_exceptions=True)
 
-    async def _keep_leases(self, sending: set[int]) -> None:
-        """While this round sends, renew its rows' leases: a slow send (a token fetch, a
+    async def _claim_and_start(self, room: int) -> list[Claimed]:
+        rows = await asyncio.to_thread(self._claim, room)
+        loop = asyncio.get_running_loop()
+        for row in rows:  # claimed in queue order
+            self._sending[row.id] = loop.create_future()
+            lane = self._lanes.get((row.platform, row.recipient))
+            if lane is not None:
+                lane.append(row)  # behind the recipient's earlier messages
+                continue
+            self._lanes[(row.platform, row.recipient)] = deque([row])
+            task = asyncio.create_task(self._run_lane((row.platform, row.recipient)))
+            self._lane_tasks.add(task)
+            task.add_done_callback(self._lane_tasks.discard)
+        if rows and (self._renewer is None or self._renewer.done()):
+            self._renewer = asyncio.create_task(self._keep_leases())
+        return rows
+
+    async def _run_lane(self, recipient: tuple[str, str]) -> None:
+        """One recipient's messages one after the other, so they read in the order queued."""
+        lane = self._lanes[recipient]
+        try:
+            while lane:
+                row = lane[0]
+                async with self._slots:
+                    await self._deliver(row)
+                lane.popleft()
+                self._finished(row.id)
+        except Exception:
+            # The outcome could not be recorded (the database went away): the rows are let
+            # go, their leases run out and they are sent again (in doubt), by any instance.
+            log.exception("recording an outbox outcome failed; the rest of the lane is left to its lease")
+            for row in lane:
+                self._finished(row.id)
+            lane.clear()
+        finally:
+            del self._lanes[recipient]
+
+    def _finished(self, row_id: int) -> None:
+        done = self._sending.pop(row_id, None)
+        if done is not None and not done.done():
+            done.set_result(None)
+        self._freed.set()
+
+    async def _keep_leases(self) -> None:
+        """While rows are being sent, renew their leases: a slow send (a token fetch, a
         media upload, a long text in parts) is not taken over and sent twice; only a dead
         instance's rows expire."""
         every = self.lease.total_seconds() / 3
-        while True:
+        while self._sending:
             await asyncio.sleep(every)
-            if sending:
+            if self._sending:
                 try:
-                    await asyncio.to_thread(self._renew, sorted(sending))
+                    await asyncio.to_thread(self._renew, sorted(self._sending))
                 except Exception:
                     log.exception("renewing outbox leases failed; trying again")
 
@@ -164,10 +226,10 @@ class Dispatcher:
         with transaction(self.engine) as session:
             outbox.renew(session, row_ids, self.owner, clock_now())
 
-    def _claim(self) -> list[Claimed]:
+    def _claim(self, room: int) -> list[Claimed]:
         with transaction(self.engine) as session:
             now = clock_now()
-            rows = outbox.claim(session, self.owner, now, self.limits, batch=self.batch, lease=self.lease)
+            rows = outbox.claim(session, self.owner, now, self.limits, batch=room, lease=self.lease)
             if random.random() < 0.02:  # keep the rate-slot table to the last hour
                 outbox.forget_old_slots(session, now)
             return rows
@@ -184,31 +246,56 @@ class Dispatcher:
             except Exception as exc:  # a bug in a sender must not lose the message
                 log.exception("sending outbox message %s failed", row.id)
                 outcome = Retry(type(exc).__name__, in_doubt=True)
-        done = await asyncio.to_thread(self._record, row, outcome)
+        done = await self._record_soon(row, outcome)
         if done:
             self.observe(row.platform, done, "" if isinstance(outcome, Sent) else outcome.error)
 
-    def _record(self, row: Claimed, outcome: Outcome) -> str | None:
-        """Record the outcome; returns what was recorded (sent, retry, failed), None if the
-        row was no longer this instance's."""
+    async def _record_soon(self, row: Claimed, outcome: Outcome) -> str | None:
+        """Record the outcome with whatever others are waiting: one transaction for all."""
+        recorded: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append((row, outcome, recorded))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_waiting())
+        return await recorded
+
+    async def _record_waiting(self) -> None:
+        while self._outcomes:
+            taken, self._outcomes = self._outcomes, []
+            try:
+                results = await asyncio.to_thread(self._record_all, [(row, outcome) for row, outcome, _ in taken])
+            except Exception as exc:
+                for _, _, recorded in taken:
+                    recorded.set_exception(exc)
+                continue
+            for (_, _, recorded), result in zip(taken, results, strict=True):
+                recorded.set_result(result)
+
+    def _record_all(self, outcomes: list[tuple[Claimed, Outcome]]) -> list[str | None]:
+        """Record outcomes in one transaction; for each, what was recorded (sent, retry,
+        failed), None if the row was no longer this instance's."""
         now = clock_now()
         with transaction(self.engine) as session:
-            if isinstance(outcome, Sent):
-                outbox.mark_sent(session, row.id, self.owner, outcome.response, now)
+            return [self._record(session, row, outcome, now) for row, outcome in outcomes]
+
+    def _record(self, session: Session, row: Claimed, outcome: Outcome, now: datetime) -> str | None:
+        if isinstance(outcome, Sent):
+            if outbox.mark_sent(session, row.id, self.owner, outcome.response, now):
                 log.info("outbox message %s sent: %s to a %s %s", row.id, row.kind, row.platform,
                          row.payload["destination"]["kind"])
                 return "sent"
-            if isinstance(outcome, Retry) and now - row.created_at < GIVE_UP_AFTER:
-                delay = outcome.after if outcome.after is not None else _backoff(row.attempts)
-                outbox.mark_retry(session, row.id, self.owner, outcome.error, now + timedelta(seconds=delay),
-                                  in_doubt=outcome.in_doubt or row.in_doubt)
+            return None
+        if isinstance(outcome, Retry) and now - row.created_at < GIVE_UP_AFTER:
+            delay = outcome.after if outcome.after is not None else _backoff(row.attempts)
+            if outbox.mark_retry(session, row.id, self.owner, outcome.error, now + timedelta(seconds=delay),
+                                 in_doubt=outcome.in_doubt or row.in_doubt):
                 log.info("outbox message %s will be retried in %.0f s: %s", row.id, delay, outcome.error)
                 return "retry"
-            response = outcome.response if isinstance(outcome, Failed) else None
-            if outbox.mark_failed(session, row.id, self.owner, outcome.error, response):
-                log.warning("outbox message %s to %s failed for good: %s", row.id, row.platform, outcome.error)
-                self._tell_admins(session, row, outcome.error)
-                return "failed"
+            return None
+        response = outcome.response if isinstance(outcome, Failed) else None
+        if outbox.mark_failed(session, row.id, self.owner, outcome.error, response):
+            log.warning("outbox message %s to %s failed for good: %s", row.id, row.platform, outcome.error)
+            self._tell_admins(session, row, outcome.error)
+            return "failed"
         return None
 
     def _tell_admins(self, session: Session, row: Claimed, error: str) -> None:

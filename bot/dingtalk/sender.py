@@ -27,7 +27,7 @@ from bot.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination
 from bot.settings import Settings
 from storage import evidence
 from storage.db import transaction
-from storage.outbox import RateLimit
+from storage.outbox import APP, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,12 @@ class DingTalkSender:
     def __init__(self, settings: Settings, api: DingTalkAPI, action_key: bytes) -> None:
         self.settings, self.api, self.action_key = settings, api, action_key
         self.link = settings.server.public_base_url.rstrip("/") + "/public/"
+        # Every call to the app's API counts ([outbox] dingtalk_calls_per_minute).
+        self.app_limits = (RateLimit(settings.outbox.dingtalk_calls_per_minute, timedelta(minutes=1) + _LATE),)
 
     def limits(self, rate_key: str) -> Sequence[RateLimit]:
         kind = rate_key.split(":", 2)[1]
-        return USER_LIMITS if kind == USER else GROUP_LIMITS if kind == GROUP else ()
+        return {USER: USER_LIMITS, GROUP: GROUP_LIMITS, APP: self.app_limits}.get(kind, ())
 
     async def send(self, destination: Destination, message: Message, *, in_doubt: bool) -> Outcome:
         try:

@@ -25,7 +25,7 @@ from bot.wecom.api import Unreachable, WeComAPI
 from bot.wecom.cards import template_card, update_body
 from storage import evidence
 from storage.db import transaction
-from storage.outbox import RateLimit
+from storage.outbox import APP, RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 _LATE = timedelta(seconds=15)
 MEMBER_LIMITS = (RateLimit(30, timedelta(minutes=1) + _LATE), RateLimit(1000, timedelta(hours=1) + _LATE))
 ROBOT_LIMITS = (RateLimit(20, timedelta(minutes=1) + _LATE),)
+# B.2: per corp 10,000 calls a minute and 150,000 an hour per API; every call is counted
+# against them together (``storage.outbox.app_key``), which keeps each API within its own.
+APP_LIMITS = (RateLimit(10_000, timedelta(minutes=1) + _LATE), RateLimit(150_000, timedelta(hours=1) + _LATE))
 
 TEXT_BYTES = 2048
 WEBHOOK_IMAGE_BYTES = 2 * 1024 * 1024  # B.8
@@ -60,7 +63,7 @@ class WeComSender:
 
     def limits(self, rate_key: str) -> Sequence[RateLimit]:
         kind = rate_key.split(":", 2)[1]
-        return MEMBER_LIMITS if kind == USER else ROBOT_LIMITS if kind == GROUP else ()
+        return {USER: MEMBER_LIMITS, GROUP: ROBOT_LIMITS, APP: APP_LIMITS}.get(kind, ())
 
     async def send(self, destination: Destination, message: Message, *, in_doubt: bool) -> Outcome:
         try:

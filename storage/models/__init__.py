@@ -21,6 +21,7 @@ from storage.models.infrastructure import (
     ImportRun,
     InboundDelivery,
     OutboxMessage,
+    RateHold,
     SeenSignature,
     SendSlot,
 )
@@ -40,6 +41,6 @@ from storage.models.workflow import (
 __all__ = [
     "AccessToken", "AnnualPlan", "Assignment", "AuditAnchor", "AuditEntry", "Batch", "Conflict", "ConsoleMessage",
     "Deadline", "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
-    "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "Reminder",
-    "Result", "SeenSignature", "SendSlot", "Stratum", "Task", "Team", "Unit", "table_of", "utcnow",
+    "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "RateHold",
+    "Reminder", "Result", "SeenSignature", "SendSlot", "Stratum", "Task", "Team", "Unit", "table_of", "utcnow",
 ]

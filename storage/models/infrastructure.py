@@ -86,12 +86,23 @@ class OutboxMessage(SQLModel, table=True):
 
 
 class SendSlot(SQLModel, table=True):
-    """One send counted against a recipient's platform rate limit (kept an hour)."""
+    """One send counted against a rate limit — a recipient's, or the platform app's
+    (``<platform>:app``) — kept an hour; counted by ``(rate_key, at)``."""
 
     __tablename__ = "send_slots"
+    __table_args__ = (Index("ix_send_slots_rate_key_at", "rate_key", "at"),)
     id: int | None = Field(default=None, primary_key=True)
-    rate_key: str = Field(index=True)
+    rate_key: str
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class RateHold(SQLModel, table=True):
+    """A rate key whose budget is spent: its messages are not even looked at before
+    ``free_at``, the next time a slot of it frees (the "next free slot")."""
+
+    __tablename__ = "rate_holds"
+    rate_key: str = Field(primary_key=True)
+    free_at: datetime
 
 
 class SeenSignature(SQLModel, table=True):

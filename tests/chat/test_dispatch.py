@@ -4,6 +4,7 @@ harmless by WeCom's own idempotency — judged by what the fake delivered."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -197,3 +198,54 @@ async def test_a_chart_goes_to_the_group_robot_and_to_a_member(engine, platform,
     uploaded = next(c for c in platform.calls if c["path"].endswith("media/upload"))
     assert uploaded["query"]["type"] == "image"
     assert {r.status for r in rows(engine)} == {"sent"}
+
+
+async def test_sends_are_many_in_flight_and_each_recipients_stay_in_order(engine, platform, clock, dispatcher):
+    """Up to ``[outbox] concurrency`` sends are under way at once (the platform's latency,
+    not ours, bounds the rate), never two to one recipient, each recipient's in order."""
+    platform.latency = 0.05
+    users = [f"insp{n:03d}" for n in range(60)]
+    platform.users.update({user: user for user in users})
+    queue(engine, [(to(user), Text(f"{user} 第{i}条"), f"{user}:{i}") for i in range(3) for user in users])
+    await drain(dispatcher)
+    assert dispatcher.concurrency == 16 and platform.peak_in_flight == 16
+    assert platform.overlapping == []
+    for user in users:
+        assert [d["content"] for d in platform.delivered_to(user)] == [f"{user} 第{i}条" for i in range(3)]
+    assert {r.status for r in rows(engine)} == {"sent"}
+
+
+async def test_a_slow_recipient_does_not_hold_up_the_others(engine, platform, clock, dispatcher):
+    """The dispatcher claims again as soon as there is room, not when a whole batch is
+    done: while one send hangs, the messages queued after it go out."""
+    platform.users.update({user: user for user in ["slow", *(f"quick{n}" for n in range(100))]})
+    platform.fail_next("message/send", delay=1.0)  # the first send takes a second
+    queue(engine, [(to("slow"), Text("慢"), "slow")])
+    stop = asyncio.Event()
+    running = asyncio.create_task(dispatcher.run(stop))
+    await asyncio.sleep(0.2)
+    queue(engine, [(to(f"quick{n}"), Text("快"), f"quick{n}") for n in range(100)])
+    dispatcher.nudge()
+    for _ in range(40):
+        await asyncio.sleep(0.02)
+        if len(platform.delivered) == 100:
+            break
+    assert len(platform.delivered) == 100 and not platform.delivered_to("slow"), "the others waited for the slow one"
+    stop.set()
+    await running
+    await dispatcher.flush(5)
+    assert [d["content"] for d in platform.delivered_to("slow")] == ["慢"]
+    assert {r.status for r in rows(engine)} == {"sent"}
+
+
+async def test_the_concurrency_is_a_setting(engine, platform):
+    settings = wecom_settings(platform)
+    settings = settings.model_copy(update={"outbox": settings.outbox.model_copy(update={"concurrency": 3})})
+    async with aiohttp.ClientSession() as http:
+        api = WeComAPI(settings.wecom, engine, "test-instance", http)
+        dispatcher = Dispatcher(engine, settings, [WeComSender(settings, api)], "test-instance")
+        platform.latency = 0.03
+        platform.users.update({f"u{n}": f"u{n}" for n in range(20)})
+        queue(engine, [(to(f"u{n}"), Text("通知"), f"n{n}") for n in range(20)])
+        await drain(dispatcher)
+    assert platform.peak_in_flight == 3 and len(platform.delivered) == 20

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from sqlmodel import Session, select
 from bot.outbound import GROUP, USER, Card, Destination, Text, from_payload
 from storage import inbound, outbox, tokens
 from storage.db import BUSY_TIMEOUT_MS, make_engine, reading, transaction, writer_lock
-from storage.models import OutboxMessage, SendSlot
+from storage.models import OutboxMessage, RateHold, SendSlot
 from storage.outbox import RateLimit
 
 T0 = datetime.now(UTC) + timedelta(days=1)  # rows queued during the run are due by then
@@ -85,7 +84,9 @@ def test_a_saturated_member_does_not_starve_others(engine):
     assert [r.recipient for r in second] == ["quiet"] * 3
 
 
-def test_a_long_queue_for_one_member_is_held_a_window_at_a_time(engine):
+def test_a_spent_member_is_held_until_its_next_slot_without_rewriting_its_rows(engine):
+    """A member's spent budget is one row (its next free slot), not a rewrite of every
+    message waiting for it; until then a claim does not look at those messages."""
     fill(engine, 300, user="busy")
 
     def sent(now: datetime) -> int:
@@ -95,19 +96,60 @@ def test_a_long_queue_for_one_member_is_held_a_window_at_a_time(engine):
                 outbox.mark_sent(session, row.id, "a", {}, now)
         return len(rows)
 
-    def held() -> dict[timedelta, int]:
+    def holds() -> dict[str, timedelta]:
         with Session(engine) as session:
-            times = session.exec(select(OutboxMessage.next_attempt_at).where(OutboxMessage.status == "pending"))
-            return dict(sorted(Counter(at - T0 for at in times).items()))
+            return {h.rate_key: h.free_at - T0 for h in session.exec(select(RateHold))}
 
+    def due_times() -> set[datetime]:
+        with Session(engine) as session:
+            return set(session.exec(select(OutboxMessage.next_attempt_at).where(OutboxMessage.status == "pending")))
+
+    queued = due_times()
     assert sent(T0) == 30
+    assert holds() == {"wecom:user:busy": timedelta(seconds=75)}  # the first slot leaves the window then
     assert sent(T0 + timedelta(seconds=30)) == 0
-    # The next 30 wait for the budget; the 240 after them cannot go before a window later.
-    assert held() == {timedelta(seconds=75): 30, timedelta(seconds=150): 240}
+    assert due_times() <= queued, "waiting messages were rewritten"
+    assert sent(T0 + timedelta(seconds=74)) == 0
     assert sent(T0 + timedelta(seconds=76)) == 30
     assert sent(T0 + timedelta(seconds=100)) == 0
-    assert held() == {timedelta(seconds=151): 30, timedelta(seconds=226): 210}
+    assert holds() == {"wecom:user:busy": timedelta(seconds=151)}
     assert sent(T0 + timedelta(seconds=151)) == 30
+    assert holds() == {"wecom:user:busy": timedelta(seconds=226)}
+    with transaction(engine) as session:
+        outbox.forget_old_slots(session, T0 + timedelta(seconds=227))
+    assert holds() == {}  # a hold past its time is forgotten
+
+
+def test_the_platform_apps_budget_counts_every_call(engine):
+    """WeCom's per-corp limit (10,000 calls a minute per API, PROTOCOLS.md) counts every
+    send to the platform, whoever it is for: beyond it the platform waits, others go."""
+    app = (RateLimit(5, timedelta(seconds=60)),)
+
+    def with_app(rate_key: str):
+        return app if rate_key == outbox.app_key("wecom") else limits(rate_key)
+
+    with transaction(engine) as session:
+        for i in range(8):
+            outbox.queue(session, to(f"u{i}"), Text("通知"), f"w{i}")
+            outbox.queue(session, Destination("wecom", "reply", f"https://x/{i}"), Text("答"), f"r{i}")
+        outbox.queue(session, Destination("dingtalk", USER, "d1"), Text("通知"), "d1")
+
+    def take(now: datetime) -> list:
+        with transaction(engine) as session:
+            rows = outbox.claim(session, "a", now, with_app, batch=50)
+            for row in rows:
+                outbox.mark_sent(session, row.id, "a", {}, now)
+            return rows
+
+    first = take(T0)
+    assert sum(r.platform == "wecom" for r in first) == 5 and [r.recipient for r in first if r.platform != "wecom"] \
+        == ["d1"]
+    assert take(T0 + timedelta(seconds=30)) == []
+    with Session(engine) as session:
+        assert session.get_one(RateHold, "wecom:app").free_at == T0 + timedelta(seconds=60)
+    assert len(take(T0 + timedelta(seconds=61))) == 5
+    assert len(take(T0 + timedelta(seconds=122))) == 5
+    assert len(take(T0 + timedelta(seconds=183))) == 1  # 16 calls in all
 
 
 def test_hour_budget(engine):

@@ -157,6 +157,11 @@ class FakeWeCom:
         self._faults: list[dict] = []
         self._slow_calls: set[asyncio.Task] = set()  # strong references to shielded fault tasks
         self._msg_seq = 0
+        self.latency = 0.0  # seconds every API call takes before it is served (a real network and server)
+        self.in_flight = 0  # message/send calls being served now
+        self.peak_in_flight = 0
+        self.overlapping: list[str] = []  # users sent to while a send to them was still being served
+        self._users_in_flight: set[str] = set()
 
     # ----- assertions and control -------------------------------------------------------------------------------
 
@@ -221,6 +226,28 @@ class FakeWeCom:
         body = _json(raw)
         self.calls.append({"path": request.path, "query": dict(request.query),
                            "body": raw.decode(errors="replace") if body is None and raw else body, "at": self.clock()})
+        if request.path.endswith("message/send"):
+            return await self._served_in_flight(request, handler, body)
+        return await self._served(request, handler)
+
+    async def _served_in_flight(self, request: web.Request, handler, body) -> web.StreamResponse:
+        """A message/send counted while it is served: how many at once, and whether one
+        user's sends overlapped (a sender that keeps each recipient's messages in order never does)."""
+        user = body.get("touser", "") if isinstance(body, dict) else ""
+        if user in self._users_in_flight:
+            self.overlapping.append(user)
+        self._users_in_flight.add(user)
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._served(request, handler)
+        finally:
+            self.in_flight -= 1
+            self._users_in_flight.discard(user)
+
+    async def _served(self, request: web.Request, handler) -> web.StreamResponse:
+        if self.latency:
+            await asyncio.sleep(self.latency)
         fault = next((f for f in self._faults if f["times"] > 0 and request.path.endswith(f["suffix"])), None)
         if fault is None:
             return await handler(request)
