@@ -26,6 +26,7 @@ from bot.rules import matching, ssr1
 from bot.rules.arguments import ArgumentError, Arguments, parse_arguments
 from bot.settings import Settings
 from storage import audit
+from storage.bulk import insert_rows
 from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Stratum, Task, Team, table_of
 from storage.pools import TamperedPool, thaw
 from storage.sealing import SealingError, sealer_of
@@ -267,16 +268,16 @@ def _by_id(row: Inspector | Team | ssr1.RosterInspector) -> str:
 
 
 def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list[matching.Assignment]) -> None:
+    """Every task and assignment of the draw, at the driver's speed (``storage.bulk``)."""
     connection = session.connection()
-    connection.execute(table_of(Task).insert(), [
+    insert_rows(connection, table_of(Task), [
         {"batch_id": batch.id, "position": n, "object_id": t.object_id, "strata": list(t.strata),
          "items": list(t.items), "team_id": a.team_id, "needs_expert": a.needs_expert, "status": "drawn"}
         for n, (t, a) in enumerate(zip(tasks, staffed, strict=True))])
     ids = dict(connection.execute(select(Task.position, col(Task.id)).where(Task.batch_id == batch.id)).all())
-    rows = [{"task_id": ids[n], "inspector_id": inspector, "position": p, "origin": "draw", "status": "drawn",
-             "assigned_at": batch.drawn_at} for n, a in enumerate(staffed) for p, inspector in enumerate(a.inspectors)]
-    if rows:
-        connection.execute(table_of(Assignment).insert(), rows)
+    insert_rows(connection, table_of(Assignment), [
+        {"task_id": ids[n], "inspector_id": inspector, "position": p, "origin": "draw", "status": "drawn",
+         "assigned_at": batch.drawn_at} for n, a in enumerate(staffed) for p, inspector in enumerate(a.inspectors)])
 
 
 def _beacon(batch: Batch, value: str | None) -> str:

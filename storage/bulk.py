@@ -1,0 +1,64 @@
+"""Many rows into one table at the driver's speed: SQLite's ``executemany`` and
+PostgreSQL's ``COPY``, rather than SQLAlchemy's per-row parameter processing.
+
+Each value is converted by its own column's type (JSON, sealed text, instants) exactly as
+an ``insert()`` through SQLAlchemy would store it, and a column a row does not name takes
+its model's default, as there. Used where a use case stores thousands of rows at once (a draw's
+tasks and assignments, an import's additions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from itertools import groupby
+from typing import Any
+
+from sqlalchemy import Connection, Table
+
+
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """Insert ``rows`` (dicts of column name → value) into ``table``; returns how many."""
+    if not rows:
+        return 0
+    for given, same in groupby(rows, key=_names):  # one statement per set of columns
+        defaults = _defaults(table, given)
+        names = given + tuple(defaults)
+        _insert(connection, table, names, [tuple(row[name] for name in given) + tuple(defaults.values())
+                                           for row in same])
+    return len(rows)
+
+
+def _names(row: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(row)
+
+
+def _defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
+    """The model's defaults of the columns not given (computed once per statement, as a
+    statement's defaults are)."""
+    found = {}
+    for column in table.columns:
+        default = column.default
+        if column.name in given or default is None or not (default.is_scalar or default.is_callable):
+            continue
+        found[column.name] = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined]
+    return found
+
+
+def _insert(connection: Connection, table: Table, names: tuple[str, ...], values: list[tuple]) -> None:
+    dialect = connection.dialect
+    converters = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+    converted = [tuple(_converted(converters, row)) for row in values]
+    quote = dialect.identifier_preparer
+    target = f"{quote.format_table(table)} ({', '.join(quote.quote(name) for name in names)})"
+    if dialect.name == "postgresql":
+        cursor = connection.connection.cursor()
+        with cursor.copy(f"COPY {target} FROM STDIN") as copy:  # psycopg 3
+            for row in converted:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in names)
+    connection.exec_driver_sql(f"INSERT INTO {target} VALUES ({marks})", converted)
+
+
+def _converted(converters: Sequence[Callable[[Any], Any] | None], row: tuple) -> list[Any]:
+    return [value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)]
