@@ -23,8 +23,8 @@ def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     for given, same in groupby(rows, key=_names):  # one statement per set of columns
         defaults = _defaults(table, given)
         names = given + tuple(defaults)
-        _insert(connection, table, names, [tuple(row[name] for name in given) + tuple(defaults.values())
-                                           for row in same])
+        _insert(connection, table, names, [tuple(row[name] for name in given)
+                                           + tuple(default(row) for default in defaults.values()) for row in same])
     return len(rows)
 
 
@@ -32,16 +32,38 @@ def _names(row: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(row)
 
 
-def _defaults(table: Table, given: tuple[str, ...]) -> dict[str, Any]:
-    """The model's defaults of the columns not given (computed once per statement, as a
-    statement's defaults are)."""
-    found = {}
+class _Row:
+    """What a column's default function is handed by SQLAlchemy, as far as ours use it:
+    the parameters of the row being inserted."""
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.row = row
+
+    def get_current_parameters(self) -> Mapping[str, Any]:
+        return self.row
+
+
+def _defaults(table: Table, given: tuple[str, ...]) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+    """For each column not given that has a model default: the default of a row."""
+    found: dict[str, Callable[[Mapping[str, Any]], Any]] = {}
     for column in table.columns:
         default = column.default
-        if column.name in given or default is None or not (default.is_scalar or default.is_callable):
+        if column.name in given or default is None:
             continue
-        found[column.name] = default.arg if default.is_scalar else default.arg(None)  # type: ignore[attr-defined]
+        arg: Any = getattr(default, "arg", None)  # a scalar or a function of the row (ColumnDefault)
+        if default.is_scalar:
+            found[column.name] = _constant(arg)
+        elif default.is_callable:
+            found[column.name] = _computed(arg)
     return found
+
+
+def _constant(value: Any) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda row: value
+
+
+def _computed(make: Callable[[_Row], Any]) -> Callable[[Mapping[str, Any]], Any]:
+    return lambda row: make(_Row(row))
 
 
 def _insert(connection: Connection, table: Table, names: tuple[str, ...], values: list[tuple]) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delet
 from sqlmodel import Session, SQLModel
 
 from storage import audit
+from storage.bulk import insert_rows
 from storage.db import transaction
 from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
@@ -218,7 +219,7 @@ class _Writer:
         }
         rows = [bookkeeping | (c.row or {}) for c in changes]  # additions always carry their row
         for chunk in self.chunks(rows, "写入"):
-            self.connection.execute(self.table.insert(), chunk)
+            insert_rows(self.connection, self.table, chunk)
 
     def update(self, changes: list[Change]) -> None:
         """Changed fields, grouped by which fields changed (one statement per shape)."""
@@ -254,7 +255,7 @@ class _Writer:
                  "before": {k: seal(v) if k in sealed else v for k, v in _jsonable(stored[c.key]).items()}}
                 for c in changes]
         for chunk in self.chunks(rows, "留痕"):
-            self.connection.execute(table_of(DirectoryChange).insert(), chunk)
+            insert_rows(self.connection, table_of(DirectoryChange), chunk)
 
     def key_params(self, change: Change) -> dict:
         return {f"key_{f}": value for f, value in zip(self.kind.key, change.key)}
