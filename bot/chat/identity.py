@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, func, or_
+from sqlalchemy import ColumnElement, Row, Select, bindparam, func, union
 from sqlalchemy import select as select_rows
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from bot.roles import Actor, entries, is_bare, named
 from bot.settings import Settings
@@ -80,18 +80,27 @@ def _records_of(session: Session, actor: Actor) -> list[Row[str, bool, bool, str
         lookup, user = _RECORDS_OF[actor.platform], actor.user_id.lower()
     else:
         lookup, user = _RECORDS_BY_ID, actor.user_id
-    return list(session.execute(lookup, {"user": user}).all())
+    # Core, not the ORM session: a plain read asked by every delivery.
+    return list(session.connection().execute(lookup, {"user": user}).all())
 
 
 def _named_by_bare_entry(session: Session, settings: Settings, actor: Actor) -> set[str]:
     """A bare ``[roles]`` entry is the same id on every platform, so one person: the
     inspectors with that id on any platform are the actor too."""
-    if not any(is_bare(entry) and entry == actor.user_id for entry in entries(settings)):
+    if actor.user_id not in _bare_entries(settings):
         return set()
-    user = actor.user_id.lower()
-    found = session.scalars(select(Inspector.id).where(or_(func.lower(Inspector.wecom_userid) == user,
-                                                           func.lower(Inspector.dingtalk_userid) == user)))
-    return set(found)
+    return set(session.connection().execute(_BY_ANY_ACCOUNT, {"user": actor.user_id.lower()}).scalars())
+
+
+def _bare_entries(settings: Settings) -> frozenset[str]:
+    """The bare ``[roles]`` entries (settings are immutable once loaded: kept per object)."""
+    found = _BARE.get(id(settings))
+    if found is None or found[0] is not settings:
+        found = _BARE[id(settings)] = (settings, frozenset(e for e in entries(settings) if is_bare(e)))
+    return found[1]
+
+
+_BARE: dict[int, tuple[Settings, frozenset[str]]] = {}
 
 
 def _records_lookup(match: ColumnElement[bool]) -> Select[str, bool, bool, str | None, str | None]:
@@ -105,3 +114,5 @@ def _records_lookup(match: ColumnElement[bool]) -> Select[str, bool, bool, str |
 _RECORDS_OF = {platform: _records_lookup(func.lower(column) == bindparam("user"))
                for platform, column in _PLATFORM_ID.items()}
 _RECORDS_BY_ID = _records_lookup(col(Inspector.id) == bindparam("user"))
+_BY_ANY_ACCOUNT = union(*(select_rows(col(Inspector.id)).where(func.lower(column) == bindparam("user"))
+                          for column in _PLATFORM_ID.values()))
