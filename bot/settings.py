@@ -225,6 +225,13 @@ class RetentionSettings(Section):
     days: int = Field(30, ge=1)  # sent outbox rows and console messages; evidence and audit are kept
 
 
+class FollowupSettings(Section):
+    """Art. 18: a follow-up handed to the receiving unit is closed (处置) within this many
+    working days of the result's publication (``bot.batches.followups``)."""
+
+    days: int = Field(20, ge=1)
+
+
 class ConsoleSettings(Section):
     enabled: bool = False  # the local console page: acts as anyone, so loopback only
 
@@ -313,6 +320,7 @@ class Settings(BaseSettings):
     reminders: ReminderSettings = ReminderSettings()
     summaries: SummarySettings = SummarySettings()
     retention: RetentionSettings = RetentionSettings()
+    followups: FollowupSettings = FollowupSettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()
     security: SecuritySettings = SecuritySettings()
