@@ -5,8 +5,10 @@ published — one list of the batch's follow-ups per receiving unit (汇总移�
 
 from __future__ import annotations
 
+import io
 from collections import defaultdict
 
+from openpyxl import Workbook
 from sqlmodel import Session, col, select
 
 from bot import outbox_keys
@@ -14,11 +16,12 @@ from bot.batches import cards
 from bot.batches.followups import HANDOVER, due_of, handovers, receivers
 from bot.batches.notices import _close_cards
 from bot.chat import recipients
-from bot.outbound import Button, Card, Destination, Message, Text
+from bot.outbound import Button, Card, Destination, File, Message, Text
 from bot.outbox_keys import Key
+from bot.public.feeds import neutral
 from bot.settings import Settings
 from bot.texts import say
-from storage import outbox
+from storage import evidence, outbox
 from storage.calendar import load_calendar
 from storage.models import Batch, FollowUp, InspectionObject, Result, Task, Unit
 
@@ -106,9 +109,31 @@ def queue_batch_lists(session: Session, settings: Settings, batch: Batch) -> int
         lines = [dict(follow_up=f, task=t, obj=o, category=published_category(session, t.id or 0),
                       due=due_of(f, calendar, settings)) for f, t, o in entries]
         text = Text(say("followups", "batch_list", batch=batch, unit=unit_name(session, unit_id), entries=lines))
+        name = say("followups", "list_file_name", batch=batch, unit=unit_id).strip()
+        sheet = File(evidence.store(session, list_xlsx(lines), XLSX), name, say("followups", "list_file_caption"))
         for d in recipients.people(settings, receivers(settings, unit_id)):
             queued.append((d, text, outbox_keys.followup_list(batch.id, unit_id, d.platform, d.address)))
+            queued.append((d, sheet, outbox_keys.followup_list(batch.id, unit_id, d.platform, d.address, "xlsx")))
     return outbox.queue_many(session, queued)
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def list_xlsx(lines: list[dict]) -> bytes:
+    """A unit's list of a batch's follow-ups as a spreadsheet (cells never formulas)."""
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(say("followups", "list_sheet").strip())
+    sheet.append([c.strip() for c in say("followups", "list_columns").split("|")])
+    for line in lines:
+        sheet.append([neutral(say("followups", "list_cell", column=column, **line).strip())
+                      for column in LIST_COLUMNS])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+LIST_COLUMNS = ("task", "object_id", "object", "category", "listing", "due", "state")
 
 
 def after_publication(session: Session, settings: Settings, task_id: int) -> None:

@@ -22,7 +22,7 @@ class PublicOutcome:
 
 
 def public_outcomes(session: Session, object_id: str) -> list[PublicOutcome]:
-    rows = session.exec(select(Batch.id, Batch.name, FollowUp.outcome, FollowUp.outcome_on)
+    rows = session.exec(select(Batch.id, Batch.name, col(FollowUp.outcome), col(FollowUp.outcome_on))
                         .join(Task, col(Task.id) == FollowUp.task_id).join(Batch, col(Batch.id) == Task.batch_id)
                         .where(Task.object_id == object_id, FollowUp.kind == HANDOVER, FollowUp.status == "done",
                                col(FollowUp.outcome).in_(sorted(PUBLIC_OUTCOMES)))

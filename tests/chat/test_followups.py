@@ -8,8 +8,10 @@ reminder ladder."""
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import timedelta
 
+from openpyxl import load_workbook
 from sqlmodel import Session
 
 from bot.app import SETTINGS
@@ -152,6 +154,14 @@ async def test_the_batch_hand_over_list_goes_once_to_each_receiving_unit(start_b
     assert f"任务 {other.id}" not in listing  # category 1 needs no follow-up
     assert "应列入经营异常名录" in listing and "处置期限" in listing
     assert not [t for t in walk.texts(XC_LEAD) if "汇总移交" in t]
+    # and the same list as a spreadsheet, sent as a file after the text
+    assert [d["msgtype"] for d in wecom.delivered_to(DC_LEAD)].count("file") == 1
+    (sheet,) = [content for content, name, _ in wecom.media.values() if name.endswith(".xlsx")]
+    assert batch_id in next(name for _, name, _ in wecom.media.values() if name.endswith(".xlsx"))
+    cells = [[c for c in row] for row in load_workbook(io.BytesIO(sheet)).active.iter_rows(values_only=True)]
+    assert cells[0][:3] == ["任务", "统一社会信用代码/编号", "检查对象"]
+    assert [row[0] for row in cells[1:]] == [str(task.id)] and cells[1][2] == name
+    assert cells[1][4] == "是" and cells[1][6] == "待处置"
 
 
 async def test_a_follow_up_is_on_the_reminder_ladder_until_closed(start_bot, wecom, engine):
