@@ -12,7 +12,7 @@ from bot.batches.followups import Disposed, dispose, handovers, may_dispose
 from bot.chat import pending
 from bot.chat.arguments import arguments, task_of
 from bot.chat.context import Context
-from bot.chat.identity import LEAD
+from bot.chat.identity import APPROVER, LEAD
 from bot.chat.router import Router
 from bot.clock import bureau_today
 from bot.refusal import Refusal
@@ -24,7 +24,7 @@ KEYS = frozenset({"task", "outcome", "case_no", "note", "date"})
 NO_CASE_NO = {"无", "没有", "暂无", "-", "—"}
 
 
-@router.command("处置", "dispose", roles={LEAD}, private_only=True)
+@router.command("处置", "dispose", roles={LEAD, APPROVER}, private_only=True)
 def dispose_by_command(ctx: Context) -> None:
     args = arguments(ctx, KEYS)
     task_id = task_of(ctx, args)
@@ -33,7 +33,7 @@ def dispose_by_command(ctx: Context) -> None:
                _date(args.get("date")), today)
 
 
-@router.action("dispose", of="dispose", roles={LEAD})
+@router.action("dispose", of="dispose", roles={LEAD, APPROVER})
 def dispose_by_card(ctx: Context) -> None:
     """An outcome button; 立案 asks for the case number next (the card cannot take text)."""
     task_id = task_of(ctx, None)
@@ -48,7 +48,7 @@ def dispose_by_card(ctx: Context) -> None:
     do_dispose(ctx, task_id, code, None, None, None, today)
 
 
-@router.answer("case_no", of="dispose", roles={LEAD})
+@router.answer("case_no", of="dispose", roles={LEAD, APPROVER})
 def case_no_typed(ctx: Context, asked: PendingInput) -> None:
     """The case number of 立案 (or 无)."""
     pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
@@ -63,13 +63,14 @@ def _check_open(ctx: Context, task_id: int) -> None:
     if task is None or not found:
         raise Refusal("unknown_task" if task is None else "no_follow_up", task=task_id)
     follow_up = next((f for f in found if f.status == "open"), found[-1])
-    if not may_dispose(ctx.identity, follow_up, ctx.session.get_one(Batch, task.batch_id)):
+    if not may_dispose(ctx.settings, ctx.identity, follow_up, ctx.session.get_one(Batch, task.batch_id)):
         raise Refusal("not_receiving_unit", task=task_id, unit=follow_up.target)
 
 
 def do_dispose(ctx: Context, task_id: int, outcome: str | None, case_no: str | None, note: str | None,
                on: date | None, today: date) -> None:
-    done: Disposed = dispose(ctx.session, ctx.identity, task_id, outcome, case_no, note, on, today, ctx.now)
+    done: Disposed = dispose(ctx.session, ctx.settings, ctx.identity, task_id, outcome, case_no, note, on, today,
+                             ctx.now)
     if not done.already:
         followup_notices.close_cards(ctx.session, done.follow_up)
     elif ctx.event.action is not None:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
-from bot.chat.identity import ADMIN, LEAD, Identity
+from bot.chat.identity import ADMIN, APPROVER, LEAD, Identity
 from bot.clock import bureau_date
 from bot.refusal import Refusal
 from bot.rules.workdays import Calendar, DueDate
@@ -115,12 +115,17 @@ def transfers(session: Session, task_id: int) -> list[FollowUp]:
                              .order_by(col(FollowUp.id))))
 
 
-def may_dispose(identity: Identity, follow_up: FollowUp, batch: Batch) -> bool:
-    """The receiving unit's leads, the batch's lead office, or an admin (SPEC §5 处置)."""
+def may_dispose(settings: Settings, identity: Identity, follow_up: FollowUp, batch: Batch) -> bool:
+    """The receiving unit's leads, the batch's lead office, or an admin (SPEC §5 处置);
+    where the receiving unit has no leads configured, its approvers stand in for them —
+    they are the ones told (``receivers``)."""
     if ADMIN in identity.roles:
         return True
     leads = identity.units.get(LEAD, frozenset())
-    return follow_up.target in leads or (batch.lead_unit_id is not None and batch.lead_unit_id in leads)
+    if follow_up.target in leads or (batch.lead_unit_id is not None and batch.lead_unit_id in leads):
+        return True
+    unit = settings.roles.units.get(follow_up.target)
+    return (unit is not None and not unit.leads and follow_up.target in identity.units.get(APPROVER, frozenset()))
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,8 @@ class Disposed:
     already: bool = False
 
 
-def dispose(session: Session, identity: Identity, task_id: int, outcome: str | None, case_no: str | None,
-            note: str | None, on: date | None, today: date, now: datetime) -> Disposed:
+def dispose(session: Session, settings: Settings, identity: Identity, task_id: int, outcome: str | None,
+            case_no: str | None, note: str | None, on: date | None, today: date, now: datetime) -> Disposed:
     """处置: close the task's open hand-over with its outcome (art. 18, 19, 23), once.
 
     Who may is checked before the outcome is looked at; a closed one says so and changes
@@ -147,7 +152,7 @@ def dispose(session: Session, identity: Identity, task_id: int, outcome: str | N
         raise Refusal("no_follow_up", task=task_id)
     batch = session.get_one(Batch, task.batch_id)
     follow_up = next((f for f in found if f.status == "open"), found[-1])
-    if not may_dispose(identity, follow_up, batch):
+    if not may_dispose(settings, identity, follow_up, batch):
         raise Refusal("not_receiving_unit", task=task_id, unit=follow_up.target)
     if follow_up.status != "open":
         return Disposed(follow_up, task, transfers(session, task_id), already=True)

@@ -65,7 +65,8 @@ async def test_a_category_3_follow_up_is_carded_refused_instead_of_listing_and_c
     assert "后续处置 1 件（已处置 0 件）" in await walk.say(LEAD, f"进度 批次={batch_id}")
 
     # roles before arguments; another unit's lead is refused and audited; the rule of art. 18
-    assert "负责人" in await walk.say(APPROVER, f"处置 任务={task.id} 结论=立案")
+    assert "负责人" in await walk.say(USER_OF["I06"], f"处置 任务={task.id} 结论=立案")  # an inspector: no such role
+    assert "不在其列" in await walk.say(APPROVER, f"处置 任务={task.id}")  # S-DC has leads: its approvers do not
     before = state(engine)
     answer = await walk.say(XC_LEAD, f"处置 任务={task.id} 结论=列入异常名录")
     assert "不在其列" in answer and "此次尝试已记录" in answer
@@ -186,3 +187,24 @@ async def test_a_follow_up_is_on_the_reminder_ladder_until_closed(start_bot, wec
     await walk.say(DC_LEAD, f"处置 任务={task.id} 结论=列入异常名录")
     found, _ = await asyncio.to_thread(deadlines)
     assert found == {}
+
+
+async def test_the_follow_up_on_each_platform_with_the_approvers_standing_in_for_missing_leads(walk, engine):
+    """WeCom, DingTalk over HTTP and over Stream: S-DC has no leads configured, so its
+    approvers get the card and may close the follow-up; the list comes as a file too."""
+    app = walk.app
+    batch_id, (task, other) = await drawn(app, engine, "数量=2 方式=小随机 管辖=S-DC")
+    await published(walk, engine, task, 3)
+    (follow_up,) = rows(engine, FollowUp, FollowUp.task_id == task.id)
+    (card,) = walk.cards(APPROVER, f"ss-fu{follow_up.id}-")
+    assert walk.interactive(card)
+    assert "已处置：列入异常名录" in await walk.click(APPROVER, card, f"dispose:{task.id}:listed")
+    assert walk.closed(card["id"]).startswith("已处置")
+    assert "已经办结" in await walk.say(APPROVER, f"处置 任务={task.id} 结论=立案")
+    await published(walk, engine, other, 5)
+    (listing,) = [t for t in walk.texts(APPROVER) if "汇总移交" in t]
+    assert f"任务 {task.id}" in listing and "已处置：列入异常名录" in listing and f"任务 {other.id}" in listing
+    files = [d for d in walk.fake.delivered_to(APPROVER)
+             if d.get("msgtype") == "file" or d.get("msgKey") == "sampleFile"]
+    assert len(files) == 1
+    assert "（已处置 1 件）" in await walk.say(LEAD, f"进度 批次={batch_id}")

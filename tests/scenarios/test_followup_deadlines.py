@@ -91,7 +91,7 @@ def test_the_follow_up_deadline_climbs_the_ladder_and_is_met_when_closed(engine,
 
     admin = Identity(Actor("console", "admin"), frozenset({ADMIN}))
     with transaction(engine) as session:
-        dispose(session, admin, handed_over, "列入异常名录", None, None, None, day, at(day, 11))
+        dispose(session, settings, admin, handed_over, "列入异常名录", None, None, None, day, at(day, 11))
     before = len(followup_texts(engine, "lead-dc"))
     sweep(engine, settings, at(calendar.next_working_day(day + timedelta(days=1)).day))
     with Session(engine) as session:
