@@ -12,6 +12,7 @@ import io
 from datetime import timedelta
 
 from openpyxl import load_workbook
+from sqlalchemy import select
 from sqlmodel import Session
 
 from bot.app import SETTINGS
@@ -113,6 +114,8 @@ async def test_case_filed_by_card_asks_the_case_number_and_the_lead_office_may_c
     assert "已处置：立案（案号 区市监立〔2026〕7号）" in await walk.say(DC_LEAD, "区市监立〔2026〕7号")
     (closed,) = rows(engine, FollowUp, FollowUp.task_id == task.id)
     assert (closed.outcome, closed.case_no) == ("case", "区市监立〔2026〕7号")
+    # the summaries say so too (the batch is still in progress)
+    assert "后续处置 1 件（已处置 1 件）" in await asyncio.to_thread(summary_text, app, engine)
     page = object_page_text(app, engine, task)
     assert "立案查处" in page and "区市监立" not in page  # the outcome and day, not the case number
 
@@ -127,6 +130,30 @@ async def test_case_filed_by_card_asks_the_case_number_and_the_lead_office_may_c
     assert "整改到位" not in object_page_text(app, engine, other)  # remarks are never public
     tomorrow = (bureau_today() + timedelta(days=1)).isoformat()
     assert "已经办结" in await walk.say(LEAD, f"处置 任务={other.id} 结论=责令整改 日期={tomorrow}")
+
+
+def summary_text(app, engine) -> str:
+    from bot.clock import now as clock_now
+    from bot.reports.summary import send_summaries
+    from storage.db import transaction
+    from storage.models import OutboxMessage
+
+    with transaction(engine) as session:
+        send_summaries(session, app[SETTINGS], "daily", clock_now())
+    with Session(engine) as session:
+        found = session.scalars(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("summary:%"))).all()
+    return "\n".join(m.payload["message"].get("text", "") for m in found)
+
+
+async def test_a_correction_that_calls_for_a_follow_up_hands_it_over_with_its_card(start_bot, wecom, engine):
+    app = await start_bot(ROLES)
+    walk = Walk(wecom, engine, app)
+    _, (task, _) = await drawn(app, engine, "数量=2 方式=小随机 管辖=S-DC")
+    await published(walk, engine, task, 1)
+    assert not rows(engine, FollowUp, FollowUp.task_id == task.id)
+    assert "更正" in await walk.say(LEAD, f"更正 任务={task.id} 类别=4 原因=住所核查无法联系")
+    (follow_up,) = rows(engine, FollowUp, FollowUp.task_id == task.id)
+    assert follow_up.abnormal_list and walk.cards(DC_LEAD, f"ss-fu{follow_up.id}-")
 
 
 async def test_transfer_outcome_names_the_transfer_on_record(start_bot, wecom, engine):
