@@ -139,6 +139,9 @@ LIST_COLUMNS = ("task", "object_id", "object", "category", "listing", "due", "st
 def after_publication(session: Session, settings: Settings, task_id: int) -> None:
     """What a publication (批准, 更正) calls for: the hand-over cards, and the batch's
     lists when it was the batch's last result."""
+    for withdrawn in handovers(session, task_id):
+        if withdrawn.status == "superseded":  # by a correction: its cards grey out (once each)
+            close_cards(session, withdrawn)
     queue_cards(session, settings, task_id)
     task = session.get_one(Task, task_id)
     queue_batch_lists(session, settings, session.get_one(Batch, task.batch_id))

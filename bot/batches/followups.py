@@ -79,6 +79,22 @@ PUBLIC_OUTCOMES = frozenset({"listed", "case"})
 NOT_INSTEAD_OF_LISTING = frozenset({"rectify", "none"})
 
 
+def open_handovers(session: Session, task_id: int) -> list[FollowUp]:
+    return [f for f in handovers(session, task_id) if f.status == "open"]
+
+
+def withdraw(session: Session, earlier: list[FollowUp], result: Result, actor: str, now: datetime) -> None:
+    """更正: the corrected result replaces the one before, so the hand-overs of that one
+    still open (``earlier``, taken before the correction) are withdrawn (superseded,
+    audited): nobody owes a follow-up of a result no longer standing."""
+    for follow_up in earlier:
+        follow_up.status, follow_up.closed_at, follow_up.closed_by = "superseded", now, actor
+        session.add(follow_up)
+        session.flush()
+        audit.record(session, actor, "followup.superseded", str(follow_up.task_id), follow_up=follow_up.id,
+                     result=result.id)
+
+
 def outcome_of(value: str | None) -> str:
     """The outcome code 结论= names (Chinese name or code)."""
     text = (value or "").strip()
@@ -151,7 +167,7 @@ def dispose(session: Session, settings: Settings, identity: Identity, task_id: i
     if not found:
         raise Refusal("no_follow_up", task=task_id)
     batch = session.get_one(Batch, task.batch_id)
-    follow_up = next((f for f in found if f.status == "open"), found[-1])
+    follow_up = next((f for f in found if f.status == "open"), found[-1])  # else: closed or withdrawn
     if not may_dispose(settings, identity, follow_up, batch):
         raise Refusal("not_receiving_unit", task=task_id, unit=follow_up.target)
     if follow_up.status != "open":

@@ -53,7 +53,8 @@ def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> Bat
                                                            Assignment.status == "recused")).all()) if ids else 0
     handed = session.exec(select(FollowUp.status).where(col(FollowUp.task_id).in_(ids),
                                                          FollowUp.kind == "handover")).all() if ids else []
-    follow_ups, closed = len(handed), sum(1 for s in handed if s != "open")  # art. 18: closed by 处置
+    standing = [s for s in handed if s != "superseded"]  # a corrected result's hand-over is withdrawn
+    follow_ups, closed = len(standing), standing.count("done")  # art. 18: closed by 处置
     overdue_inspections = sum(1 for t in tasks if t.inspected_on is None and t.status not in ("unstaffed",)
                               and batch.due is not None and today > batch.due)
     overdue_results, provisional = 0, False

@@ -79,7 +79,7 @@ class FollowUp(SQLModel, table=True):
     target: str  # unit id, or the receiving agency's name
     abnormal_list: bool = False  # listing required: an order to rectify cannot replace it
     note: str = ""
-    status: str = "open"  # open | done
+    status: str = "open"  # open | done (处置) | superseded (its result corrected)
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None

@@ -154,6 +154,14 @@ async def test_a_correction_that_calls_for_a_follow_up_hands_it_over_with_its_ca
     assert "更正" in await walk.say(LEAD, f"更正 任务={task.id} 类别=4 原因=住所核查无法联系")
     (follow_up,) = rows(engine, FollowUp, FollowUp.task_id == task.id)
     assert follow_up.abnormal_list and walk.cards(DC_LEAD, f"ss-fu{follow_up.id}-")
+    # corrected again, to no problem found: the hand-over is withdrawn, its card greyed out, nothing owed
+    assert "更正" in await walk.say(LEAD, f"更正 任务={task.id} 类别=1 原因=经复核已联系上")
+    (withdrawn,) = rows(engine, FollowUp, FollowUp.task_id == task.id)
+    assert withdrawn.status == "superseded"
+    (card,) = walk.cards(DC_LEAD, f"ss-fu{follow_up.id}-")
+    assert walk.closed(card["id"]).startswith("已撤回")
+    assert "已撤回" in await walk.say(DC_LEAD, f"处置 任务={task.id} 结论=列入异常名录")
+    assert rows(engine, AuditEntry, AuditEntry.action == "followup.superseded")
 
 
 async def test_transfer_outcome_names_the_transfer_on_record(start_bot, wecom, engine):
