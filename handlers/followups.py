@@ -39,8 +39,7 @@ def dispose_by_card(ctx: Context) -> None:
     task_id = task_of(ctx, None)
     code = ctx.clicked.value.split(":", 1)[1] if ":" in ctx.clicked.value else ""
     today = bureau_today(ctx.settings.bureau.timezone)
-    if code == "case":
-        _check_open(ctx, task_id)  # who may, and whether it is still open, before asking
+    if code == "case" and _may_and_open(ctx, task_id):  # who may, and whether it is still open, before asking
         pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "case_no", task_id, ctx.now)
         ctx.close_card(say("followups", "card_waiting", task=task_id))
         ctx.reply(say("followups", "ask_case_no", task=task_id))
@@ -57,7 +56,8 @@ def case_no_typed(ctx: Context, asked: PendingInput) -> None:
                bureau_today(ctx.settings.bureau.timezone))
 
 
-def _check_open(ctx: Context, task_id: int) -> None:
+def _may_and_open(ctx: Context, task_id: int) -> bool:
+    """Refused as 处置 would be; whether the follow-up is still open (else 处置 says it is closed)."""
     task = ctx.session.get(Task, task_id)
     found = handovers(ctx.session, task_id) if task else []
     if task is None or not found:
@@ -65,6 +65,7 @@ def _check_open(ctx: Context, task_id: int) -> None:
     follow_up = next((f for f in found if f.status == "open"), found[-1])
     if not may_dispose(ctx.settings, ctx.identity, follow_up, ctx.session.get_one(Batch, task.batch_id)):
         raise Refusal("not_receiving_unit", task=task_id, unit=follow_up.target)
+    return follow_up.status == "open"
 
 
 def do_dispose(ctx: Context, task_id: int, outcome: str | None, case_no: str | None, note: str | None,
