@@ -102,12 +102,22 @@ class Image:
     caption: str = ""
 
 
-Message = Text | Card | CardUpdate | Image
-_KINDS = {"text": Text, "card": Card, "card_update": CardUpdate, "image": Image}
+@dataclass(frozen=True)
+class File:
+    """A file to download (a batch's follow-up list as XLSX), stored by its SHA-256 in the
+    blob store; sent to a person where the platform takes files."""
+
+    sha256: str
+    name: str
+    caption: str = ""
+
+
+Message = Text | Card | CardUpdate | Image | File
+_KINDS = {"text": Text, "card": Card, "card_update": CardUpdate, "image": Image, "file": File}
 
 
 def kind_of(message: Message) -> str:
-    return {Text: "text", Card: "card", CardUpdate: "card_update", Image: "image"}[type(message)]
+    return {Text: "text", Card: "card", CardUpdate: "card_update", Image: "image", File: "file"}[type(message)]
 
 
 def to_payload(destination: Destination, message: Message) -> dict:

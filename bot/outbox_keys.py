@@ -155,3 +155,24 @@ def send_failed(row_id: int, admin: str) -> Key:
 def is_send_failed(key: str) -> bool:
     """Whether a row is itself such a notice (a failure of it is not reported again)."""
     return key.startswith("send-failed:")
+
+
+# --- follow-ups (bot.batches.followup_notices) -------------------------------------------
+
+
+def followup_card_subject(follow_up_id: int) -> str:
+    return f"followup-card:{follow_up_id}"
+
+
+def followup_card(follow_up_id: int, platform: str, address: str) -> Key:
+    """The card telling a receiving unit's lead of a hand-over (art. 18)."""
+    return Key(f"followup-card:{follow_up_id}:{platform}:{address}", followup_card_subject(follow_up_id))
+
+
+def followup_card_closed(sent_id: int) -> Key:
+    return Key(f"followup-close:{sent_id}")
+
+
+def followup_list(batch_id: str, unit_id: str, platform: str, address: str, part: str = "text") -> Key:
+    """A batch's hand-over list (汇总移交) to one person of a receiving unit: text or file."""
+    return Key(f"followup-list:{batch_id}:{unit_id}:{platform}:{address}:{part}")

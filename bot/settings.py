@@ -234,6 +234,13 @@ class OutboxSettings(Section):
     dingtalk_calls_per_minute: int = Field(1200, ge=1)
 
 
+class FollowupSettings(Section):
+    """Art. 18: a follow-up handed to the receiving unit is closed (处置) within this many
+    working days of the result's publication (``bot.batches.followups``)."""
+
+    days: int = Field(20, ge=1)
+
+
 class ConsoleSettings(Section):
     enabled: bool = False  # the local console page: acts as anyone, so loopback only
 
@@ -323,6 +330,7 @@ class Settings(BaseSettings):
     summaries: SummarySettings = SummarySettings()
     retention: RetentionSettings = RetentionSettings()
     outbox: OutboxSettings = OutboxSettings()
+    followups: FollowupSettings = FollowupSettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()
     security: SecuritySettings = SecuritySettings()

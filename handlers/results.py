@@ -5,7 +5,7 @@ superseded by an audited 更正."""
 
 from __future__ import annotations
 
-from bot.batches import notices
+from bot.batches import followup_notices, followups, notices
 from bot.batches.inspection import team_of
 from bot.batches.results import Entry, approve, correct, latest, return_result, submit
 from bot.chat import pending
@@ -130,6 +130,7 @@ def approve_result(ctx: Context) -> None:
     if not done.already:
         notices.queue_decision_notices(ctx.session, ctx.settings, done.result, done.task)
         notices.close_approval_cards(ctx.session, ctx.settings, done.result, say("results", "approved_button"))
+        followup_notices.after_publication(ctx.session, ctx.settings, done.task.id or 0)  # art. 18
     ctx.reply(say("results", "approved", task=done.task, result=done.result, follow_up=done.follow_up,
                   already=done.already))
 
@@ -182,8 +183,11 @@ def correct_result(ctx: Context) -> None:
     case = args.get("case")
     entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
                   case=number(case, "case") if case else None)
-    new = correct(ctx.session, ctx.identity, number(args.get("task"), "task"), entry, args.get("reason") or "",
-                  ctx.now)
+    task_id = number(args.get("task"), "task")
+    earlier = followups.open_handovers(ctx.session, task_id)
+    new = correct(ctx.session, ctx.identity, task_id, entry, args.get("reason") or "", ctx.now)
+    followups.withdraw(ctx.session, earlier, new, ctx.actor_label, ctx.now)  # art. 18: the result replaced
+    followup_notices.after_publication(ctx.session, ctx.settings, new.task_id)  # art. 18, as for any result
     ctx.reply(say("results", "corrected", result=new))
 
 

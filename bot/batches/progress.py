@@ -27,6 +27,7 @@ class BatchProgress:
     follow_ups: int
     provisional: bool = False  # a deadline counted on a provisional calendar (暂定)
     tasks: int = field(default=0)
+    follow_ups_closed: int = 0  # of ``follow_ups`` (hand-overs), those closed with an outcome (处置)
 
 
 def progress(session: Session, calendar: Calendar, today: date, batch_id: str | None = None) -> list[BatchProgress]:
@@ -50,7 +51,10 @@ def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> Bat
     published = {r.task_id for r in results}
     recusals = len(session.exec(select(Assignment.id).where(col(Assignment.task_id).in_(ids),
                                                            Assignment.status == "recused")).all()) if ids else 0
-    follow_ups = len(session.exec(select(FollowUp.id).where(col(FollowUp.task_id).in_(ids))).all()) if ids else 0
+    handed = session.exec(select(FollowUp.status).where(col(FollowUp.task_id).in_(ids),
+                                                         FollowUp.kind == "handover")).all() if ids else []
+    standing = [s for s in handed if s != "superseded"]  # a corrected result's hand-over is withdrawn
+    follow_ups, closed = len(standing), standing.count("done")  # art. 18: closed by 处置
     overdue_inspections = sum(1 for t in tasks if t.inspected_on is None and t.status not in ("unstaffed",)
                               and batch.due is not None and today > batch.due)
     overdue_results, provisional = 0, False
@@ -62,4 +66,5 @@ def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> Bat
         overdue_results += today > due.day
     states = Counter(t.status for t in tasks)
     return BatchProgress(batch, states, overdue_inspections, overdue_results, recusals,
-                         Counter(r.category for r in results), follow_ups, provisional, len(tasks))
+                         Counter(r.category for r in results), follow_ups, provisional, len(tasks),
+                         follow_ups_closed=closed)

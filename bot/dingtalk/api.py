@@ -83,14 +83,15 @@ class DingTalkAPI:
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise Unreachable(type(exc).__name__, in_doubt=False) from None
 
-    async def upload_image(self, data: bytes, name: str, content_type: str) -> str:
-        """Media upload on the legacy API (media/upload), for sampleImageMsg; its media_id."""
+    async def upload_image(self, data: bytes, name: str, content_type: str, kind: str = "image") -> str:
+        """Media upload on the legacy API (media/upload), for sampleImageMsg (``kind`` image)
+        or sampleFile (``kind`` file); its media_id."""
         for attempt in (1, 2):
             token = await self.token()
             form = aiohttp.FormData()
             form.add_field("media", data, filename=name, content_type=content_type)
             answer = await self._request("POST", f"{self.oapi}/media/upload",
-                                         params={"access_token": token, "type": "image"}, data=form)
+                                         params={"access_token": token, "type": kind}, data=form)
             code = answer.get("errcode", 0)
             if code in (40014, 42001, 88) and attempt == 1:  # the token was refused
                 await self._token.forget(token)

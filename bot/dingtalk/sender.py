@@ -23,7 +23,7 @@ from bot.clock import now as clock_now
 from bot.dingtalk import api as dingtalk_api
 from bot.dingtalk.api import DingTalkAPI, Refused, Unreachable
 from bot.dingtalk.cards import card_params, update_params
-from bot.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Image, Message, Text
+from bot.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, File, Image, Message, Text
 from bot.settings import Settings
 from storage import evidence
 from storage.db import transaction
@@ -126,6 +126,15 @@ class DingTalkSender:
             data, content_type = found
             media_id = await self.api.upload_image(data, f"{message.sha256[:16]}.png", content_type or "image/png")
             return [("sampleImageMsg", {"photoURL": media_id})]
+        if isinstance(message, File):
+            found = await asyncio.to_thread(self._blob, message.sha256)
+            if found is None:
+                return []
+            data, content_type = found
+            media_id = await self.api.upload_image(data, message.name, content_type or "application/octet-stream",
+                                                   kind="file")
+            file_type = message.name.rsplit(".", 1)[-1] if "." in message.name else "file"
+            return [("sampleFile", {"mediaId": media_id, "fileName": message.name, "fileType": file_type})]
         return []
 
     async def _card(self, user: str, card: Card, in_doubt: bool) -> Outcome:

@@ -31,6 +31,7 @@ from sqlmodel import Session, col, select
 
 from bot.public import anchors, disclosure, feeds
 from bot.public.disclosure import object_page
+from bot.public.followups import public_outcomes
 from bot.public.search import SearchIndex
 from bot.settings import Settings
 from bot.texts import page
@@ -134,7 +135,7 @@ class Site:
             return None
         obj, results, batches = found
         return self._html(f"objects/{name}.html", "public/object.html.j2", obj=obj, results=results,
-                          batches=batches)
+                          batches=batches, follow_ups=public_outcomes(self.session, obj.id))
 
     def sampling_plan(self, batch_id: str) -> File | None:
         plan = self._plan(batch_id)

@@ -5,7 +5,9 @@ belongs to, who owes it and whether it rests on a provisional calendar (暂定).
 - result: entered, approved and published within 20 working days of the inspection
   (art. 20), owed by the lead inspector (谁检查、谁录入);
 - approval: within ``[reminders] approval_days`` working days of submission, owed by
-  the approvers of the lead inspector's unit.
+  the approvers of the lead inspector's unit;
+- followup: a hand-over closed (处置) within ``[followups] days`` working days of the
+  publication, owed by the receiving unit (``bot.batches.followups``).
 """
 
 from __future__ import annotations
@@ -110,6 +112,9 @@ def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int) 
 def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tuple[str, str], dict]:
     found = deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days)
     found.update(plan_deadlines(session, calendar))
+    from bot.batches.followups import followup_deadlines  # art. 18: follow-ups, whatever the batch's state
+
+    found.update(followup_deadlines(session, settings, calendar))
     return found
 
 

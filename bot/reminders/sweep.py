@@ -191,6 +191,10 @@ class _People:
                            or recipients.unit_people(self.settings, self.leads_of.get(deadline["batch_id"]), "leads")
                            or list(self.settings.roles.admins))
                 found += recipients.people(self.settings, entries)
+            elif kind == "receivers":  # a follow-up's receiving unit (art. 18)
+                from bot.batches.followups import receivers
+
+                found += recipients.people(self.settings, receivers(self.settings, ident))
         return found
 
     def _inspector(self, inspector_id: str) -> list[Destination]:

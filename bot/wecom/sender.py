@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from bot.chat.dispatcher import Failed, Outcome, Retry, Sent
 from bot.chat.long_text import clip, split_text
-from bot.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, Image, Message, Text
+from bot.outbound import CARD, GROUP, REPLY, USER, Card, CardUpdate, Destination, File, Image, Message, Text
 from bot.settings import Settings
 from bot.wecom import api as wecom_api
 from bot.wecom.api import Unreachable, WeComAPI
@@ -97,6 +97,13 @@ class WeComSender:
             body |= {"msgtype": "image", "image": {"media_id": media_id}}
             if in_doubt:
                 body |= {"enable_duplicate_check": 1, "duplicate_check_interval": 14400}
+        elif isinstance(message, File):
+            media_id = await self._upload_file(message)
+            if media_id is None:
+                return Failed("the file is no longer stored")
+            body |= {"msgtype": "file", "file": {"media_id": media_id}}
+            if in_doubt:
+                body |= {"enable_duplicate_check": 1, "duplicate_check_interval": 14400}
         elif isinstance(message, Text):
             body |= {"msgtype": "text", "text": {"content": clip(message.text, TEXT_BYTES)}}
             if in_doubt:
@@ -136,6 +143,14 @@ class WeComSender:
             return None
         data, content_type = found
         return await self.api.upload("image", data, f"{image.sha256[:16]}.png", content_type or "image/png")
+
+    async def _upload_file(self, file: File) -> str | None:
+        """Temporary media for a private file (media/upload, type file); None if the blob is gone."""
+        found = await asyncio.to_thread(self._blob, file.sha256)
+        if found is None:
+            return None
+        data, content_type = found
+        return await self.api.upload("file", data, file.name, content_type or "application/octet-stream")
 
     def _blob(self, digest: str) -> tuple[bytes, str] | None:
         with transaction(self.api.engine) as session:

@@ -79,10 +79,16 @@ class FollowUp(SQLModel, table=True):
     target: str  # unit id, or the receiving agency's name
     abnormal_list: bool = False  # listing required: an order to rectify cannot replace it
     note: str = ""
-    status: str = "open"  # open | done
+    status: str = "open"  # open | done (处置) | superseded (its result corrected)
     created_by: str
     created_at: datetime = Field(default_factory=utcnow)
     closed_at: datetime | None = None
+    # 处置 (art. 18, 19, 23): how a hand-over was closed, by whom, on which day
+    outcome: str | None = None  # listed | rectify | case | transfer | none
+    case_no: str | None = None  # 立案: the case number, if given
+    outcome_note: str | None = None  # remarks: never public
+    outcome_on: date | None = None  # the day of the decision (public for listed and case)
+    closed_by: str | None = None
 
 
 class Evidence(SQLModel, table=True):

@@ -83,6 +83,7 @@ SAMPLE_MESSAGES = {
     "sampleText": (("content",), "content"),
     "sampleMarkdown": (("title", "text"), "text"),
     "sampleImageMsg": (("photoURL",), None),
+    "sampleFile": (("mediaId", "fileName", "fileType"), None),
     "sampleLink": (("text", "title", "picUrl", "messageUrl"), "text"),
     "sampleActionCard": (("title", "text", "singleTitle", "singleURL"), "text"),
 }

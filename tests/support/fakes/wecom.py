@@ -687,11 +687,15 @@ def _message(body: dict, *, markdown_limit: float = math.inf, card_types: set[st
              ) -> tuple[str, dict, str | None, dict | None, bool] | web.Response:
     """A text, markdown or template_card body as (msgtype, payload, content, card, too long), or WeCom's refusal."""
     msgtype = body.get("msgtype")
-    if msgtype not in ("text", "markdown", "template_card", "image"):
+    if msgtype not in ("text", "markdown", "template_card", "image", "file"):
         return _answer(INVALID_MSGTYPE)
     payload = body.get(msgtype)
     if not isinstance(payload, dict):
         return _answer(INVALID_PARAMETER, f"missing {msgtype}")
+    if msgtype == "file":  # message/send only: a media_id from media/upload (type file)
+        if "media_id" not in payload:
+            return _answer(INVALID_PARAMETER, "missing media_id")
+        return msgtype, payload, None, None, False
     if msgtype == "image":  # message/send: a media_id from media/upload; webhook: base64 + md5 (≤ 2 MB)
         if "media_id" in payload:
             return msgtype, payload, None, None, False
