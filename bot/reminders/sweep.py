@@ -40,6 +40,7 @@ from storage.models import Batch, Deadline, InspectionObject, Inspector, Reminde
 
 _PG_SWEEP_LOCK = 0x5353_5257  # "SSRW"
 PAST_LINE = "past-20-days"  # the rung telling the lead office a result passed art. 20's line unpublished
+PAST_LINE_WINDOW = 14  # days after the line within which the lead office is still told (a catch-up)
 
 
 @dataclass(frozen=True)
@@ -100,13 +101,21 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
 
 def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
                    today: date) -> list[tuple[tuple[str, str], dict[str, Any], Step]]:
-    """Art. 20: the results past their 20-day line today, unpublished, whose lead office
-    was never told (a snoozed deadline or an acknowledged escalation is not told either)."""
-    late = {task_id: line for task_id, line in changes.lines.items() if line < today}
+    """Art. 20: the results past their 20-day line, unpublished, whose lead office was never
+    told (a snoozed deadline or an acknowledged escalation is not told either). Lines
+    passed within ``PAST_LINE_WINDOW`` days only: the notice is news of the day (an instance
+    down for a while still catches up), and the ladder goes on escalating the rest."""
+    late = {task_id: line for task_id, line in changes.lines.items()
+            if line < today and (today - line).days <= PAST_LINE_WINDOW}
     if not late:
         return []
-    told = set(session.scalars(select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
-                               .where(Reminder.step == PAST_LINE)))
+    subjects = sorted(f"task:{task_id}" for task_id in late)
+    told: set[str] = set()
+    for start in range(0, len(subjects), 10_000):
+        told.update(session.scalars(
+            select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
+            .where(col(Deadline.kind).in_(("result", "approval")),
+                   col(Deadline.subject).in_(subjects[start:start + 10_000]), Reminder.step == PAST_LINE)))
     found = []
     for key, d in changes.view.items():
         line = late.get(d["task_id"]) if d["kind"] in ("result", "approval") else None

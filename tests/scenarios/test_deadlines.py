@@ -201,3 +201,18 @@ def test_the_lead_office_is_told_once_when_a_result_passes_the_line_unpublished(
 def deadline_after_sweep(engine, settings, moment, kind, task_id) -> Deadline:
     sweep(engine, settings, moment)
     return deadline(engine, kind, task_id)
+
+
+def test_a_line_passed_long_ago_is_left_to_the_ladder(engine, settings, accepted):
+    """The notice is news of the day (caught up within ``PAST_LINE_WINDOW`` days): a result
+    past its line for weeks is escalated by the ladder, not announced as new."""
+    from bot.reminders.sweep import PAST_LINE_WINDOW
+
+    inspect(engine, accepted)
+    with Session(engine) as session:
+        calendar = load_calendar(session)
+    line = calendar.working_days_after(INSPECTED, 20).day
+    late = calendar.next_working_day(line + timedelta(days=PAST_LINE_WINDOW + 1)).day
+    sweep(engine, settings, at(late))
+    lead = "\n".join(texts_to(engine, "lead-xy"))
+    assert "抄送牵头科室" in lead and "已满 20 个工作日" not in lead
