@@ -157,3 +157,15 @@ async def test_on_the_console_supervisors_ask_and_only_the_planning_office_recor
         refused = session.exec(select(AuditEntry).where(AuditEntry.action == "refused")).all()
     assert any(e.detail.get("reason") == "not_planning_office" for e in refused)
     assert any(e.detail.get("reason") == "role" for e in refused)  # the supervisor, no planning role
+
+
+async def test_help_lists_the_new_commands_for_the_roles_that_may_use_them(walk, engine):
+    lead, admin = await walk.say(LEAD, "帮助"), await walk.say(ADMIN, "帮助")
+    inspector, approver = await walk.say(INSPECTOR, "帮助"), await walk.say(APPROVER, "帮助")
+    for name in ("计划报送", "暂停提醒", "知悉", "汇总"):
+        assert f"· {name}" in admin
+    assert "· 计划报送（plan_record）" in lead and "· 汇总（summary）" in lead and "例：汇总 周报" in lead
+    assert "· 暂停提醒" not in lead and "· 知悉" not in lead
+    assert not any(f"· {name}" in text for name in ("计划报送", "暂停提醒", "知悉", "汇总")
+                   for text in (inspector, approver))
+    assert "双随机抽查周报" in await walk.group(ADMIN, "@双随 汇总 周报")  # in a group too
