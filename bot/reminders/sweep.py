@@ -7,9 +7,9 @@ rung sent to a person is a unique row, so a reminder is never sent twice — and
 that dies rolls back and is done by the next one.
 
 Art. 20: a result still unpublished after the 20th working day from its inspection is
-reported to the batch's lead office on the first working day past that line — once per
-task (a rung ``past-20-days``, whichever deadline of the task it is stored under),
-in that person's digest.
+reported to the batch's lead office on the first working day past that line (or the
+first sweep within ``PAST_LINE_WINDOW`` days) — once per task (a rung ``past-20-days``,
+whichever deadline of the task it is stored under), in that person's digest.
 """
 
 from __future__ import annotations
