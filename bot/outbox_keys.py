@@ -144,6 +144,11 @@ def summary_chart(text_key: Key) -> Key:
     return Key(f"{text_key.value}:chart")
 
 
+def summary_asked(platform: str, delivery_key: str) -> Key:
+    """The chart of a summary asked for with 汇总, to the asker in private (once per delivery)."""
+    return _delivery(platform, delivery_key, "summary-chart")
+
+
 # --- the outbox dispatcher (bot.chat.dispatcher) -----------------------------------------
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from bot.chat.identity import ADMIN, LEAD, Identity
 from bot.refusal import Refusal
 from storage import audit
 from storage.importing import Outcome, import_file
@@ -81,21 +82,54 @@ def _plain(value: object) -> object:
 FILING_STEPS = ("reported", "filed", "refiled")  # art. 11: by end of January, end of February, 10 working days
 
 
-def record_filing(session: Session, actor: str, plan_id: int, step: str, on: date) -> AnnualPlan:
-    """Record that a plan was reported, filed, or (after an adjustment) re-filed (art. 11)."""
+@dataclass(frozen=True)
+class Filing:
+    """A date of art. 11 recorded; ``already`` if it stood as recorded (nothing changed)."""
+
+    plan: AnnualPlan
+    step: str
+    on: date
+    already: bool = False
+
+
+def record_filing(session: Session, actor: str, plan_id: int, step: str, on: date) -> Filing:
+    """Record that a plan was reported, filed, or (after an adjustment) re-filed (art. 11)
+    — ``shuangsui plan record`` and 计划报送 (SPEC §5). The same date again changes nothing;
+    a re-filing needs an adjustment not yet re-filed."""
     plan = session.get(AnnualPlan, plan_id)
     if plan is None:
         raise Refusal("unknown_plan", value=str(plan_id))
+    if step not in FILING_STEPS:
+        raise Refusal("bad_filing_status", value=step)
     if step == "reported":
+        if plan.reported_on == on:
+            return Filing(plan, step, on, already=True)
         plan.reported_on = on
     elif step == "filed":
+        if plan.filed_on == on:
+            return Filing(plan, step, on, already=True)
         plan.filed_on = on
     else:
-        for adjustment in session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id,
-                                                                    col(PlanAdjustment.refiled_on).is_(None))):
+        adjustments = list(session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id)))
+        open_ = [a for a in adjustments if a.refiled_on is None]
+        if not open_:
+            if any(a.refiled_on == on for a in adjustments):
+                return Filing(plan, step, on, already=True)
+            raise Refusal("nothing_to_refile", plan=plan_id)
+        for adjustment in open_:
             adjustment.refiled_on = on
             session.add(adjustment)
     session.add(plan)
     session.flush()
     audit.record(session, actor, f"plan.{step}", str(plan_id), on=on.isoformat())
-    return plan
+    return Filing(plan, step, on)
+
+
+def record_filing_as(session: Session, identity: Identity, plan_id: int, step: str, on: date) -> Filing:
+    """计划报送 in chat: the planning office — the leads of the plan's office — or an admin."""
+    plan = session.get(AnnualPlan, plan_id)
+    if plan is None:
+        raise Refusal("unknown_plan", value=str(plan_id))
+    if ADMIN not in identity.roles and plan.office_id not in identity.units.get(LEAD, frozenset()):
+        raise Refusal("not_planning_office", plan=plan_id, office=plan.office_id)
+    return record_filing(session, identity.actor.label, plan_id, step, on)

@@ -251,7 +251,8 @@ def _one(current: Route | None, new: Route, what: str) -> Route:
 
 #: Refusals of authority, audited: not on the task, not the deciding unit, deciding on
 #: one's own work (细则第十四条), transferring another office's case.
-AUTHORITY = frozenset({"not_on_task", "not_your_unit", "own_result", "not_lead_office", "not_receiving_unit"})
+AUTHORITY = frozenset({"not_on_task", "not_your_unit", "own_result", "not_lead_office", "not_receiving_unit",
+                       "not_planning_office"})
 
 
 def refuse(ctx: Context, refusal: Refusal, command: str) -> None:

@@ -45,8 +45,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
                 print(say("plans", "listing", rows=plans.list_plans(session, args.year)))
             elif args.plan_command == "record":
                 on = args.on or bureau_today(settings.bureau.timezone)
-                plan = plans.record_filing(session, operator(), args.plan_id, args.step, on)
-                print(say("plans", "recorded", plan=plan, step=args.step, on=on))
+                filing = plans.record_filing(session, operator(), args.plan_id, args.step, on)
+                print(say("plans", "recorded", plan=filing.plan, step=args.step, on=on, already=filing.already))
             else:
                 print(say("plans", "detail", view=plans.show_plan(session, args.plan_id)))
     except Refusal as refusal:

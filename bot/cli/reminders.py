@@ -76,9 +76,9 @@ def _decide(settings: Settings, args: argparse.Namespace) -> int:
             if actor is not None and not is_admin(settings, actor):
                 raise Refusal("not_admin", actor=label)
             if args.reminders_command == "snooze":
-                row = snooze(session, label, args.deadline, args.until, args.reason)
+                row = snooze(session, label, args.deadline, args.until, args.reason).row
             else:
-                row = acknowledge(session, label, args.deadline, args.reason)
+                row = acknowledge(session, label, args.deadline, args.reason).row
     except Refusal as refusal:
         if refusal.message == "not_admin":
             with transaction(engine) as session:

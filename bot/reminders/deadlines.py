@@ -5,16 +5,20 @@ belongs to, who owes it and whether it rests on a provisional calendar (暂定).
 - result: entered, approved and published within 20 working days of the inspection
   (art. 20), owed by the lead inspector (谁检查、谁录入);
 - approval: within ``[reminders] approval_days`` working days of submission, owed by
-  the approvers of the lead inspector's unit;
+  the approvers of the lead inspector's unit — but never after the 20th working day
+  after the inspection (art. 20): a result submitted late is due for approval by that day;
 - followup: a hand-over closed (处置) within ``[followups] days`` working days of the
   publication, owed by the receiving unit (``bot.batches.followups``).
+
+``lines`` (the 20-day line of each unpublished result) lets the sweep tell the lead office,
+once, when a result passes it unpublished (bot.reminders.sweep).
 """
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sqlalchemy import Text, bindparam, cast, update
@@ -79,8 +83,10 @@ def open_work(session: Session, settings: Settings) -> list[OpenTask]:
                 .where(col(Task.batch_id).in_(ids)))]
 
 
-def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int) -> dict[tuple[str, str], dict]:
-    """The deadlines the open work calls for, by (kind, subject) — no I/O."""
+def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int,
+                  lines: dict[int, date] | None = None) -> dict[tuple[str, str], dict]:
+    """The deadlines the open work calls for, by (kind, subject) — no I/O. ``lines``, if
+    given, receives the 20-day line (art. 20) of each inspected, unpublished task."""
     after: dict[tuple[date, int], DueDate] = {}  # working days after a date, computed once per date
 
     def due_after(start: date, days: int) -> DueDate:
@@ -102,15 +108,23 @@ def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int) 
             due = due_after(task.inspected_on, RESULT_DAYS)
             found[("result", subject)] = {**base, "owed_by": [f"inspector:{task.team[0]}"], "due": due.day,
                                           "provisional": due.provisional}
+            if lines is not None:
+                lines[task.task_id] = due.day
         elif task.status == "submitted" and task.submitted_on is not None:
             due = due_after(task.submitted_on, approval_days)
+            if task.inspected_on is not None:  # art. 20: published within 20 working days of the inspection
+                line = due_after(task.inspected_on, RESULT_DAYS)
+                due = min(due, line, key=lambda d: d.day)
+                if lines is not None:
+                    lines[task.task_id] = line.day
             found[("approval", subject)] = {**base, "owed_by": [f"approvers:{task.lead_unit}"], "due": due.day,
                                             "provisional": due.provisional}
     return found
 
 
-def wanted(session: Session, settings: Settings, calendar: Calendar) -> dict[tuple[str, str], dict]:
-    found = deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days)
+def wanted(session: Session, settings: Settings, calendar: Calendar,
+           lines: dict[int, date] | None = None) -> dict[tuple[str, str], dict]:
+    found = deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days, lines)
     found.update(plan_deadlines(session, calendar))
     from bot.batches.followups import followup_deadlines  # art. 18: follow-ups, whatever the batch's state
 
@@ -149,11 +163,13 @@ class Changes:
     changed: list[dict]  # by row_id: new values
     new: list[dict]  # rows to insert
     view: dict[tuple[str, str], dict]  # every wanted deadline as it will stand (``id`` None if new)
+    lines: dict[int, date] = field(default_factory=dict)  # task id → its 20-day line (art. 20), unpublished
 
 
 def compare(session: Session, settings: Settings, calendar: Calendar) -> Changes:
     """Read the work and the stored deadlines; decide what to change (no writes)."""
-    target = wanted(session, settings, calendar)
+    lines: dict[int, date] = {}
+    target = wanted(session, settings, calendar, lines)
     table = table_of(Deadline)
     now = utcnow()
     # ``owed_by`` is compared as the JSON text it was stored as: decoding 100,000 lists each
@@ -179,7 +195,7 @@ def compare(session: Session, settings: Settings, calendar: Calendar) -> Changes
                 # a later date after an import of the official calendar, too
                 changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
         view[(kind, subject)] = {"id": row.id if row else None, "kind": kind, "subject": subject, **flags, **values}
-    return Changes(met, changed, new, view)
+    return Changes(met, changed, new, view, lines)
 
 
 def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:

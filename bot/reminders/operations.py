@@ -68,26 +68,40 @@ def _deadline(session: Session, deadline_id: int) -> Deadline:
     return row
 
 
-def snooze(session: Session, actor: str, deadline_id: int, until: date, reason: str) -> Deadline:
-    """No reminders about this deadline before ``until`` (e.g. an agreed extension)."""
+@dataclass(frozen=True)
+class Decision:
+    """An admin's decision about a deadline; ``already`` if it stood as decided (nothing changed)."""
+
+    row: Deadline
+    already: bool = False
+
+
+def snooze(session: Session, actor: str, deadline_id: int, until: date, reason: str) -> Decision:
+    """No reminders about this deadline before ``until`` (e.g. an agreed extension) —
+    ``shuangsui reminders snooze`` and 暂停提醒 (SPEC §5); the same again changes nothing."""
     if not reason.strip():
         raise Refusal("needs_reason")
     row = _deadline(session, deadline_id)
+    if row.snoozed_until == until:
+        return Decision(row, already=True)
     row.snoozed_until = until
     session.add(row)
     session.flush()
     audit.record(session, actor, "deadline.snoozed", row.subject, kind=row.kind, until=until.isoformat(),
                  reason=reason.strip())
-    return row
+    return Decision(row)
 
 
-def acknowledge(session: Session, actor: str, deadline_id: int, reason: str) -> Deadline:
-    """The escalation is known and handled: the owner is still reminded, nobody else."""
+def acknowledge(session: Session, actor: str, deadline_id: int, reason: str) -> Decision:
+    """The escalation is known and handled: the owner is still reminded, nobody else —
+    ``shuangsui reminders ack`` and 知悉 (SPEC §5); acknowledged again, nothing changes."""
     if not reason.strip():
         raise Refusal("needs_reason")
     row = _deadline(session, deadline_id)
+    if row.escalation_acknowledged:
+        return Decision(row, already=True)
     row.escalation_acknowledged = True
     session.add(row)
     session.flush()
     audit.record(session, actor, "deadline.acknowledged", row.subject, kind=row.kind, reason=reason.strip())
-    return row
+    return Decision(row)

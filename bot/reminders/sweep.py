@@ -5,6 +5,11 @@ Several instances may sweep at once: the writing part runs under a lock (Postgre
 advisory lock; SQLite's write lock), deadlines are unique per (kind, subject) and each
 rung sent to a person is a unique row, so a reminder is never sent twice — and a sweep
 that dies rolls back and is done by the next one.
+
+Art. 20: a result still unpublished after the 20th working day from its inspection is
+reported to the batch's lead office on the first working day past that line (or the
+first sweep within ``PAST_LINE_WINDOW`` days) — once per task (a rung ``past-20-days``,
+whichever deadline of the task it is stored under), in that person's digest.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
 from bot.reminders.deadlines import Changes, apply, compare
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
+from bot.rules.workdays import Calendar
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
 from storage.calendar import load_calendar
 from storage.db import reading, transaction
-from storage.models import Batch, InspectionObject, Inspector, Reminder, Task, table_of
+from storage.models import Batch, Deadline, InspectionObject, Inspector, Reminder, Task, table_of
 
 _PG_SWEEP_LOCK = 0x5353_5257  # "SSRW"
+PAST_LINE = "past-20-days"  # the rung telling the lead office a result passed art. 20's line unpublished
+PAST_LINE_WINDOW = 14  # days after the line within which the lead office is still told (a catch-up)
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
         due_now = [(key, d, _decided(d, step)) for key, d in changes.view.items()
                    if not (d["snoozed_until"] and today < d["snoozed_until"])
                    and (step := step_for(today, d["due"], calendar, policy, cache))]
+        due_now += _past_the_line(session, changes, calendar, today)
         people = _People(session, settings, {d["batch_id"] for _, d, _ in due_now})
         rungs = [(key, level, f"{destination.platform}:{destination.address}", step.step)
                  for key, d, step in due_now for level in step.levels for destination in people.of(d, level)]
@@ -86,8 +95,35 @@ def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
         notices = _tell_admins_of_provisional_years(session, settings, changes)
         fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
                                        "level": level, "sent_at": now} for key, level, recipient, step in rungs])
-        steps = {ids[key]: ({**d, "id": ids[key]}, step) for key, d, step in due_now}
+        steps = {(ids[key], step.step): ({**d, "id": ids[key]}, step) for key, d, step in due_now}
         return notices + _queue_digests(session, fresh, steps, today)
+
+
+def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
+                   today: date) -> list[tuple[tuple[str, str], dict[str, Any], Step]]:
+    """Art. 20: the results past their 20-day line, unpublished, whose lead office was never
+    told (a snoozed deadline or an acknowledged escalation is not told either). Lines
+    passed within ``PAST_LINE_WINDOW`` days only: the notice is news of the day (an instance
+    down for a while still catches up), and the ladder goes on escalating the rest."""
+    late = {task_id: line for task_id, line in changes.lines.items()
+            if line < today and (today - line).days <= PAST_LINE_WINDOW}
+    if not late:
+        return []
+    subjects = sorted(f"task:{task_id}" for task_id in late)
+    told: set[str] = set()
+    for start in range(0, len(subjects), 10_000):
+        told.update(session.scalars(
+            select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
+            .where(col(Deadline.kind).in_(("result", "approval")),
+                   col(Deadline.subject).in_(subjects[start:start + 10_000]), Reminder.step == PAST_LINE)))
+    found = []
+    for key, d in changes.view.items():
+        line = late.get(d["task_id"]) if d["kind"] in ("result", "approval") else None
+        if (line is None or d["subject"] in told or d["escalation_acknowledged"]
+                or (d["snoozed_until"] and today < d["snoozed_until"])):
+            continue
+        found.append((key, {**d, "line": line}, Step(PAST_LINE, (LEAD,), -calendar.working_days_between(line, today))))
+    return found
 
 
 def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes: Changes) -> list[Digest]:
@@ -103,13 +139,13 @@ def _tell_admins_of_provisional_years(session: Session, settings: Settings, chan
     return told
 
 
-def _queue_digests(session: Session, fresh: list[dict[str, Any]], steps: dict[int, tuple[dict[str, Any], Step]],
-                   today: date) -> list[Digest]:
+def _queue_digests(session: Session, fresh: list[dict[str, Any]],
+                   steps: dict[tuple[int, str], tuple[dict[str, Any], Step]], today: date) -> list[Digest]:
     """One digest per person, naming every rung newly sent to them."""
     by_person: defaultdict[str, list[tuple[tuple[dict[str, Any], Step], str, int]]] = defaultdict(list)
     for row in fresh:
-        by_person[row["recipient"]].append((steps[row["deadline_id"]], row["level"], row["id"]))
-    objects = _objects(session, [steps[row["deadline_id"]][0] for row in fresh])  # only those in a digest
+        by_person[row["recipient"]].append((steps[(row["deadline_id"], row["step"])], row["level"], row["id"]))
+    objects = _objects(session, [steps[(row["deadline_id"], row["step"])][0] for row in fresh])  # those in a digest
     digests = []
     for recipient, entries in sorted(by_person.items()):
         platform, _, user = recipient.partition(":")
@@ -143,7 +179,7 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     table = table_of(Reminder)
     statement = (insert_(table).on_conflict_do_nothing(index_elements=["deadline_id", "recipient", "step"])
-                 .returning(table.c.id, table.c.deadline_id, table.c.recipient, table.c.level))
+                 .returning(table.c.id, table.c.deadline_id, table.c.recipient, table.c.level, table.c.step))
     return [dict(r._mapping) for r in session.execute(statement, rows)]
 
 

@@ -7,12 +7,13 @@ instances sending it at once still send it once."""
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlmodel import Session, select
 
 from bot import outbox_keys
-from bot.batches.progress import progress
+from bot.batches.progress import BatchProgress, progress
 from bot.chat import platforms, recipients
 from bot.clock import bureau_date
 from bot.outbound import GROUP, Destination, Image, Message, Text
@@ -35,8 +36,19 @@ def period_of(kind: str, now: datetime, timezone: str) -> str:
     return local.isoformat()
 
 
-def send_summaries(session: Session, settings: Settings, kind: str, now: datetime) -> list[Destination]:
-    """Queue the summary of ``kind`` (daily | weekly) for this period; returns who gets it."""
+@dataclass(frozen=True)
+class Summary:
+    """A summary as sent: its text, and its chart (stored, ``None`` without a CJK font)."""
+
+    kind: str
+    period: str
+    text: str
+    chart: Image | None
+    batches: list[BatchProgress]
+
+
+def compose(session: Session, settings: Settings, kind: str, now: datetime) -> Summary:
+    """The summary of ``kind`` (daily | weekly) as of ``now`` — for the scheduler and for 汇总."""
     today = bureau_date(now, settings.bureau.timezone)
     batches = progress(session, load_calendar(session), today)
     overdue = session.exec(select(Deadline).where(Deadline.status == "open", Deadline.due < today)).all()
@@ -51,6 +63,13 @@ def send_summaries(session: Session, settings: Settings, kind: str, now: datetim
                            [(p.batch.name, [(say("summaries", "state", state=s), p.states[s]) for s in STATES])
                             for p in batches])
     image = Image(evidence.store(session, chart, "image/png"), say("summaries", "chart_caption")) if chart else None
+    return Summary(kind, period, text, image, batches)
+
+
+def send_summaries(session: Session, settings: Settings, kind: str, now: datetime) -> list[Destination]:
+    """Queue the summary of ``kind`` (daily | weekly) for this period; returns who gets it."""
+    summary = compose(session, settings, kind, now)
+    text, image, period, batches = summary.text, summary.chart, summary.period, summary.batches
     people = list(settings.roles.supervisors)
     for p in batches:
         people += recipients.unit_people(settings, p.batch.lead_unit_id, "leads")
