@@ -143,6 +143,7 @@ async def test_the_whole_walk_in_the_console(page, engine, tmp_path):
         assert query(engine, select(Evidence).where(Evidence.task_id == task.id))
         if n < 2:
             await me.press(f"ss-res{task.id}-1", "提交（已签字）", option=str(n + 1))
+            assert "等待审批" in await me.private("无")  # the remarks are asked in the private chat
         else:
             assert "等待审批" in await me.private(f"结果 任务={task.id} 类别=8 说明=「待后续处理」 签字=是")
     await eventually(lambda: {t.status for t in query(engine, select(Task).where(Task.batch_id == batch_id))}
