@@ -12,7 +12,8 @@ router = Router()
 
 @router.command("帮助", "help", roles=EVERYONE)
 def show_help(ctx: Context) -> None:
-    ctx.reply(say("help", "commands", names=_menu(ctx).names(ctx.identity), chat=ctx.event.chat))
+    menu = _menu(ctx)
+    ctx.reply(say("help", "commands", names=menu.names(ctx.identity), chat=ctx.event.chat, private=menu.private()))
 
 
 @router.fallback

@@ -5,9 +5,21 @@ superseded by an audited 更正."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot.batches import followup_notices, followups, notices
 from bot.batches.inspection import team_of
-from bot.batches.results import Entry, approve, correct, latest, return_result, submit
+from bot.batches.results import (
+    NONCOOPERATION,
+    Entry,
+    approve,
+    check_entry,
+    correct,
+    latest,
+    return_result,
+    submit,
+    submittable,
+)
 from bot.chat import pending
 from bot.chat.arguments import arguments, number, task_of
 from bot.chat.context import Context
@@ -33,20 +45,32 @@ def yes_no(value: str | None, key: str) -> bool | None:
     raise Refusal("bad_yes_no", key=key, value=value)
 
 
+RESULT_KEYS = {"task", "category", "note", "signed", "reason", "case", "witness"}
+SKIP = {"无", "没有", "none", "no"}  # a reply that skips an optional question (remarks, witness)
+
+
 @router.command("结果", "result", roles={INSPECTOR}, private_only=True)
 def result_by_command(ctx: Context) -> None:
-    args = arguments(ctx, {"task", "category", "note", "signed", "reason", "case"})
+    """结果 任务= 类别= …: what is missing and must not be left blank (签字=, art. 14) is asked."""
+    args = arguments(ctx, RESULT_KEYS)
     task_id = task_of(ctx, args)
     case = args.get("case")
     entry = Entry(category=number(args.get("category"), "category"), note=args.get("note") or "",
                   signed=yes_no(args.get("signed"), "signed"), unsigned_reason=args.get("reason"),
-                  case=number(case, "case") if case else None)
-    submit_entry(ctx, task_id, entry)
+                  case=number(case, "case") if case else None, witness=args.get("witness") or "")
+    if entry.signed is not None:
+        submit_entry(ctx, task_id, entry)
+        return
+    check_entry(replace(entry, signed=True))  # every other mistake is said first
+    submittable(ctx.session, task_id, ctx.identity.inspector_id)
+    proceed(ctx, task_id, {"category": entry.category, "note": entry.note, "signed": None,
+                           "reason": entry.unsigned_reason, "case": entry.case, "witness": entry.witness})
 
 
 @router.action("result", of="result", roles={INSPECTOR})
 def result_by_card(ctx: Context) -> None:
-    """The result card: the chosen category, signed or not; what a card cannot take is asked."""
+    """The result card: the chosen category, signed or not; the rest — the art. 19 case,
+    why unsigned, a witness where unsigned, the remarks — is asked in the private chat."""
     action = ctx.clicked
     chosen = action.choices.get("category") or []
     try:
@@ -55,49 +79,95 @@ def result_by_card(ctx: Context) -> None:
     except Refusal:
         ctx.reply(say("results", "choose_category"))
         return
+    if category not in range(1, 9):
+        raise Refusal("bad_category", value=category)
+    submittable(ctx.session, task_id, ctx.identity.inspector_id)
     signed = not action.value.endswith(":unsigned")
-    if category == 6:
-        pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "case", task_id, ctx.now,
-                    {"category": category, "signed": signed})
-        ctx.reply(say("results", "ask_case"))
-    elif not signed:
-        pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "unsigned_reason", task_id, ctx.now,
-                    {"category": category})
-        ctx.reply(say("results", "ask_unsigned_reason"))
-    else:
-        submit_entry(ctx, task_id, Entry(category=category, signed=True))
-        return
+    # None: not asked yet. A witness is asked where the signature could not be had (art. 14).
+    proceed(ctx, task_id, {"category": category, "note": None, "signed": signed, "reason": None, "case": None,
+                           "witness": None if not signed else ""})
     ctx.close_card(say("results", "card_waiting"))
+
+
+def proceed(ctx: Context, task_id: int, draft: dict) -> None:
+    """Ask the next thing a result still lacks, or submit it when nothing is."""
+    step = _next_step(draft)
+    if step is None:
+        pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
+        submit_entry(ctx, task_id, Entry(category=draft["category"], note=draft["note"] or "",
+                                         signed=draft["signed"], unsigned_reason=draft["reason"],
+                                         case=draft["case"], witness=draft["witness"] or ""))
+        return
+    pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, step, task_id, ctx.now, draft)
+    ctx.reply(say("results", f"ask_{step}", task=task_id))
+
+
+def _next_step(draft: dict) -> str | None:
+    if draft["category"] == NONCOOPERATION and draft["case"] is None:
+        return "case"
+    if draft["signed"] is None:
+        return "signed"
+    if draft["signed"] is False and not (draft["reason"] or "").strip():
+        return "unsigned_reason"
+    if draft["witness"] is None:
+        return "witness"
+    if draft["note"] is None:
+        return "note"
+    return None
 
 
 @router.answer("case", of="result")
 def case_typed(ctx: Context, asked: PendingInput) -> None:
     """Which of art. 19's cases (第一项 to 第四项) a category 6 result is."""
     text = (ctx.event.text or "").strip()
-    data = dict(asked.data)
     try:
         case = number(text.strip("（）() 第项"), "case")
         if case not in range(1, 5):
             raise Refusal("bad_number", key="case", value=text)
     except Refusal:
-        ctx.reply(say("results", "ask_case"))
+        ctx.reply(say("results", "ask_case", task=asked.task_id))
         return
-    if not data.get("signed", True):
-        pending.ask(ctx.session, ctx.event.platform, ctx.event.sender, "unsigned_reason", asked.task_id, ctx.now,
-                    {**data, "case": case})
-        ctx.reply(say("results", "ask_unsigned_reason"))
+    proceed(ctx, asked.task_id, {**asked.data, "case": case})
+
+
+@router.answer("signed", of="result")
+def signed_typed(ctx: Context, asked: PendingInput) -> None:
+    """Whether the legal representative signed or sealed the record (art. 14): 是 or 否."""
+    try:
+        signed = yes_no((ctx.event.text or "").strip(" 。.！!"), "signed")
+    except Refusal:
+        signed = None
+    if signed is None:
+        ctx.reply(say("results", "ask_signed", task=asked.task_id))
         return
-    pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
-    submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=True, case=case))
+    proceed(ctx, asked.task_id, {**asked.data, "signed": signed})
 
 
 @router.answer("unsigned_reason", of="result")
 def unsigned_reason_typed(ctx: Context, asked: PendingInput) -> None:
     """Why the inspected did not sign (art. 14)."""
-    data = dict(asked.data)
-    pending.clear(ctx.session, ctx.event.platform, ctx.event.sender)
-    submit_entry(ctx, asked.task_id, Entry(category=data["category"], signed=False,
-                                           unsigned_reason=(ctx.event.text or "").strip(), case=data.get("case")))
+    reason = (ctx.event.text or "").strip()
+    if not reason:
+        ctx.reply(say("results", "ask_unsigned_reason", task=asked.task_id))
+        return
+    proceed(ctx, asked.task_id, {**asked.data, "reason": reason})
+
+
+@router.answer("witness", of="result")
+def witness_typed(ctx: Context, asked: PendingInput) -> None:
+    """Who witnessed the record (art. 14: 必要时可以邀请有关人员做见证记录); 无 for nobody."""
+    proceed(ctx, asked.task_id, {**asked.data, "witness": _unless_skipped(ctx.event.text)})
+
+
+@router.answer("note", of="result")
+def note_typed(ctx: Context, asked: PendingInput) -> None:
+    """The remarks on a result chosen on the card; 无 for none."""
+    proceed(ctx, asked.task_id, {**asked.data, "note": _unless_skipped(ctx.event.text)})
+
+
+def _unless_skipped(text: str | None) -> str:
+    value = (text or "").strip()
+    return "" if value.strip(" 。.！!").lower() in SKIP else value
 
 
 def submit_entry(ctx: Context, task_id: int, entry: Entry) -> None:

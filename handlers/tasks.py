@@ -5,23 +5,22 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlmodel import select
-
 from bot.batches import notices
 from bot.batches.cards import recusal_reason_card
 from bot.batches.confirmation import confirm
-from bot.batches.inspection import mark_inspected, own_task, team_of
+from bot.batches.inspection import keep_evidence, mark_inspected, own_task, team_of
 from bot.batches.recusal import not_yet_inspected, recuse
 from bot.chat import pending
 from bot.chat.arguments import arguments, task_of
 from bot.chat.context import Context
+from bot.chat.events import LOCATION
 from bot.chat.identity import INSPECTOR
 from bot.chat.router import Router
-from bot.clock import bureau_today
+from bot.clock import bureau_time, bureau_today
 from bot.refusal import Refusal
 from bot.texts import say
-from storage import audit, evidence
-from storage.models import Evidence, InspectionObject, PendingInput
+from storage import evidence
+from storage.models import InspectionObject, PendingInput
 
 router = Router()
 
@@ -130,7 +129,7 @@ def choose_task_for_evidence(ctx: Context) -> None:
 
 @router.answer("evidence", of="evidence", media=True)
 def attach_evidence(ctx: Context, asked: PendingInput) -> None:
-    """A photo, video or file for the chosen task: kept with it, audited."""
+    """A photo, video, file or location for the chosen task: kept with it, audited."""
     media = ctx.media
     if INSPECTOR not in ctx.identity.roles:  # no longer one since the task was chosen
         evidence_unasked(ctx)
@@ -138,21 +137,14 @@ def attach_evidence(ctx: Context, asked: PendingInput) -> None:
     if not media.sha256:
         ctx.reply(say("tasks", "evidence_unavailable"))
         return
-    own_task(ctx.session, asked.task_id, ctx.identity.inspector_id)
-    known = ctx.session.exec(select(Evidence).where(Evidence.task_id == asked.task_id,
-                                                    Evidence.sha256 == media.sha256)).first()
-    if known is None:
-        ctx.session.add(Evidence(task_id=asked.task_id, sha256=media.sha256, media_type=media.kind,
-                                 file_name=media.file_name, size=media.size, added_by=ctx.actor_label,
-                                 added_at=ctx.now))
-        ctx.session.flush()
-        audit.record(ctx.session, ctx.actor_label, "evidence.added", str(asked.task_id), sha256=media.sha256,
-                     kind=media.kind, size=media.size)
+    kept = keep_evidence(ctx.session, ctx.actor_label, asked.task_id, ctx.identity.inspector_id, media,
+                         ctx.event.at, ctx.now)
     ctx.reply(say("tasks", "evidence_kept", task=asked.task_id, count=evidence.count(ctx.session, asked.task_id),
-                  already=known is not None))
+                  already=kept.already, location=kept.evidence if media.kind == LOCATION else None,
+                  at=bureau_time(ctx.event.at, ctx.settings.bureau.timezone)))
 
 
 @router.media
 def evidence_unasked(ctx: Context) -> None:
-    """A photo, video or file when no task was chosen: only inspectors keep evidence, 取证 first."""
+    """A photo, video, file or location when no task was chosen: only inspectors keep evidence, 取证 first."""
     ctx.reply(say("tasks", "evidence_not_inspector" if INSPECTOR not in ctx.identity.roles else "evidence_no_task"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from datetime import datetime
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -19,6 +21,16 @@ def store(session: Session, data: bytes, content_type: str) -> str:
     session.execute(insert_(EvidenceBlob).values(sha256=digest, data=data, size=len(data), content_type=content_type)
                     .on_conflict_do_nothing(index_elements=["sha256"]))
     return digest
+
+
+LOCATION_TYPE = "application/json"  # a location's record, as stored
+
+
+def location_record(latitude: float, longitude: float, label: str, at: datetime) -> bytes:
+    """What a location sent as evidence is stored as: coordinates, label, time, as JSON
+    (one canonical form, so the same location at the same time is the same record)."""
+    return json.dumps({"type": "location", "latitude": latitude, "longitude": longitude, "label": label,
+                       "at": at.isoformat()}, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
 def count(session: Session, task_id: int) -> int:

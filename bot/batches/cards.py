@@ -68,7 +68,8 @@ def approval_card(result: Result, task: Task, obj: InspectionObject, names: list
         body=say("cards", "approval_body", result=result, task=task),
         fields=[(say("cards", "approval_field", name=name),
                  say("cards", "approval_value", name=name, result=result, task=task, names=names, evidence=evidence))
-                for name in ("category", "inspected", "inspectors", "signed", "evidence")],
+                for name in ("category", "inspected", "inspectors", "signed", "witness", "evidence")
+                if name != "witness" or result.witness],  # 见证 (art. 14), where there was one
         buttons=[Button("approve", say("cards", "approve_button"), str(result.id)),
                  Button("return", say("cards", "return_button"), str(result.id), style="danger")],
     )

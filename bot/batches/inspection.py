@@ -9,9 +9,10 @@ from datetime import date, datetime
 from sqlmodel import Session, col, select
 
 from bot.batches.lifecycle import advance
+from bot.chat.events import LOCATION, Media
 from bot.refusal import Refusal
 from storage import audit
-from storage.models import Assignment, Batch, Task
+from storage.models import Assignment, Batch, Evidence, Task
 
 OPEN = ("drawn", "in_progress")
 DONE_OR_LATER = ("inspected", "submitted", "approved")
@@ -80,3 +81,32 @@ def mark_inspected(session: Session, actor: str, task_id: int, inspector_id: str
     audit.record(session, actor, "task.inspected", str(task.id), on=on.isoformat())
     advance(session, actor, batch.id, now)
     return Inspected(task)
+
+
+@dataclass(frozen=True)
+class Kept:
+    evidence: Evidence
+    already: bool = False
+
+
+def keep_evidence(session: Session, actor: str, task_id: int, inspector_id: str | None, media: Media,
+                  sent_at: datetime, now: datetime) -> Kept:
+    """A photo, video, file or location for the caller's own task (art. 14: 监管数据可保留，
+    监管痕迹可查询): linked once, audited. A location keeps its coordinates, label and the
+    time it was sent on the row as well as in its stored record."""
+    own_task(session, task_id, inspector_id)
+    known = session.exec(select(Evidence).where(Evidence.task_id == task_id, Evidence.sha256 == media.sha256)).first()
+    if known is not None:
+        return Kept(known, already=True)
+    located = media.kind == LOCATION
+    row = Evidence(task_id=task_id, sha256=media.sha256, media_type=media.kind, file_name=media.file_name,
+                   size=media.size, added_by=actor, added_at=now,
+                   latitude=media.latitude if located else None, longitude=media.longitude if located else None,
+                   label=media.label if located else None, located_at=sent_at if located else None)
+    session.add(row)
+    session.flush()
+    where = {"latitude": media.latitude, "longitude": media.longitude, "label": media.label,
+             "at": sent_at.isoformat()} if located else {}
+    audit.record(session, actor, "evidence.added", str(task_id), sha256=media.sha256, kind=media.kind,
+                 size=media.size, **where)
+    return Kept(row)

@@ -32,6 +32,7 @@ class Entry:
     signed: bool | None = None
     unsigned_reason: str | None = None
     case: int | None = None
+    witness: str = ""  # who witnessed the record, where someone did (art. 14)
 
 
 def check_entry(entry: Entry) -> None:
@@ -49,9 +50,9 @@ def latest(session: Session, task_id: int) -> Result | None:
     return session.exec(select(Result).where(Result.task_id == task_id).order_by(col(Result.id).desc())).first()
 
 
-def submit(session: Session, actor: str, task_id: int, inspector_id: str | None, entry: Entry,
-           now: datetime) -> Result:
-    """Enter the result of an inspected task; it waits for approval."""
+def submittable(session: Session, task_id: int, inspector_id: str | None) -> Task:
+    """The caller's own inspected task, still waiting for its result (refused otherwise):
+    checked before the bot asks anything more about a result, and again at submission."""
     task, batch, _ = own_task(session, task_id, inspector_id)
     if task.status == "submitted":
         raise Refusal("result_pending", task=task_id)
@@ -61,15 +62,24 @@ def submit(session: Session, actor: str, task_id: int, inspector_id: str | None,
         raise Refusal("task_closed", task=task_id, status=batch.status)
     if task.status != "inspected":
         raise Refusal("not_inspected", task=task_id)
+    return task
+
+
+def submit(session: Session, actor: str, task_id: int, inspector_id: str | None, entry: Entry,
+           now: datetime) -> Result:
+    """Enter the result of an inspected task; it waits for approval."""
+    task = submittable(session, task_id, inspector_id)
     check_entry(entry)
+    witness = entry.witness.strip() or None
     result = Result(task_id=task_id, category=entry.category, note=entry.note.strip(), signed=entry.signed,
                     unsigned_reason=(entry.unsigned_reason or None) if entry.signed is False else None,
-                    noncooperation_case=entry.case, status="submitted", submitted_by=actor, submitted_at=now)
+                    noncooperation_case=entry.case, witness=witness, status="submitted", submitted_by=actor,
+                    submitted_at=now)
     task.status = "submitted"
     session.add_all([result, task])
     session.flush()
     audit.record(session, actor, "result.submitted", str(task_id), result=result.id, category=entry.category,
-                 signed=entry.signed, case=entry.case)
+                 signed=entry.signed, case=entry.case, **({"witness": witness} if witness else {}))
     return result
 
 
@@ -193,7 +203,8 @@ def correct(session: Session, identity: Identity, task_id: int, entry: Entry, re
     check_entry(entry)
     actor = identity.actor.label
     new = Result(task_id=task_id, category=entry.category, note=entry.note.strip(), signed=old.signed,
-                 unsigned_reason=old.unsigned_reason, noncooperation_case=entry.case, status="approved",
+                 unsigned_reason=old.unsigned_reason, noncooperation_case=entry.case, witness=old.witness,
+                 status="approved",
                  submitted_by=actor, submitted_at=now, decided_by=actor, decided_at=now, published_at=now,
                  supersedes=old.id, correction_reason=reason.strip())
     old.status = "superseded"

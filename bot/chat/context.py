@@ -30,6 +30,10 @@ class Menu(Protocol):
         """Each command's names, in registration order: those ``identity`` may use, or all."""
         ...
 
+    def private(self) -> set[str]:
+        """The commands used only in the private chat (SPEC §5), by their first name."""
+        ...
+
 
 @dataclass
 class Context:

@@ -28,16 +28,21 @@ class CardAction:
     update_token: str = ""
 
 
+LOCATION = "location"  # the media kind of a location: nothing to download, the coordinates are the content
+
+
 @dataclass(frozen=True)
 class Media:
-    """A photo, video, voice message or file sent to the bot (evidence, art. 14).
+    """A photo, video, voice message, file or location sent to the bot (evidence, art. 14).
 
     Attributes:
-        kind: ``image``, ``video``, ``voice`` or ``file``.
-        media_id: the platform's handle to download it with.
+        kind: ``image``, ``video``, ``voice``, ``file`` or ``location``.
+        media_id: the platform's handle to download it with (``""`` for a location).
         file_name: as sent, when the platform gives one.
-        sha256: set once the content is downloaded and stored.
+        sha256: set once the content is downloaded and stored (a location: its JSON record).
         size: bytes, once downloaded.
+        latitude, longitude: a location's coordinates (degrees, as the platform gives them).
+        label: a location's description (WeCom's ``Label``, e.g. the street address).
     """
 
     kind: str
@@ -45,6 +50,9 @@ class Media:
     file_name: str = ""
     sha256: str = ""
     size: int = 0
+    latitude: float | None = None
+    longitude: float | None = None
+    label: str = ""
 
 
 class MediaGone(Exception):

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from bot import logs, outbox_keys
 from bot.chat import recipients
 from bot.chat.context import Context
-from bot.chat.events import Event, MediaGone
+from bot.chat.events import LOCATION, Event, MediaGone
 from bot.chat.identity import identify
 from bot.chat.intake import GroupCommit
 from bot.chat.router import Router
@@ -114,6 +114,10 @@ class Pipeline:
 
     async def _fetch(self, event: Event) -> Event:
         media, fetch = event.media, self.fetchers.get(event.platform)
+        if media is not None and media.kind == LOCATION and not media.sha256:  # nothing to download: the record
+            record = evidence.location_record(media.latitude or 0.0, media.longitude or 0.0, media.label, event.at)
+            digest = await asyncio.to_thread(self._store_blob, record, evidence.LOCATION_TYPE)
+            return replace(event, media=replace(media, sha256=digest, size=len(record)))
         if media is None or media.sha256 or fetch is None:
             return event
         try:

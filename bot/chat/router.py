@@ -138,6 +138,10 @@ class Router:
         """Each command's names, in registration order: those ``identity`` may use, or all."""
         return [route.names for route in self.routes() if identity is None or route.allows(identity)]
 
+    def private(self) -> set[str]:
+        """The commands used only in the private chat (SPEC §5), by their first name."""
+        return {route.names[0] for route in self.routes() if route.private_only}
+
     def find(self, ctx: Context) -> tuple[Route | None, str]:
         """The route an event asks for, and the command word as typed (``""`` for clicks)."""
         return self._find(ctx.event)
@@ -197,7 +201,7 @@ class Router:
                 ctx.reply(say("chat", "unknown_command", word=echo(ctx, word), suggestion=None))
             return
         if route.private_only and ctx.event.chat != "private":
-            ctx.reply(say("chat", "private_only", command=route.names[0]))
+            ctx.reply(say("chat", "private_only", command=route.names[0], platform=ctx.event.platform))
             return
         if not route.allows(identity):  # named as invoked: a command's name, a button's action
             audit.record(ctx.session, identity.actor.label, "refused", route.names[0], reason="role",

@@ -31,7 +31,8 @@ from aiohttp import web
 from sqlalchemy import Engine, or_
 from sqlmodel import col, select
 
-from bot.chat.events import CardAction, Event, Media
+from bot.chat.events import LOCATION, CardAction, Event, Media
+from bot.chat.media import LABEL_CHARS, valid_coordinates
 from bot.chat.recipients import entries_on
 from bot.chat.router import strip_mentions
 from bot.clock import now as clock_now
@@ -91,7 +92,8 @@ def routes(settings: Settings, engine: Engine, take: Take, token: str) -> list[w
     return [web.get("/console", console.redirect), web.get("/console/", console.page),
             web.get("/console/api/people", console.people), web.get("/console/api/messages", console.messages),
             web.post("/console/api/send", console.send), web.post("/console/api/click", console.click),
-            web.post("/console/api/upload", console.upload), web.get("/console/api/blob/{sha256}", console.blob)]
+            web.post("/console/api/upload", console.upload), web.post("/console/api/location", console.location),
+            web.get("/console/api/blob/{sha256}", console.blob)]
 
 
 def _loopback_only(handler: Callable[[Console, web.Request], Awaitable[_R]]
@@ -276,6 +278,28 @@ class Console:
         media = Media(kind, f"console:{digest}", upload.filename or "", digest, len(data))
         await self.take(Event(PLATFORM, uuid.uuid4().hex, user, "private", Destination(PLATFORM, USER, user),
                               clock_now(), media=media))
+        return web.json_response({"ok": True})
+
+    @_loopback_only
+    async def location(self, request: web.Request) -> web.Response:
+        """A location sent in the private chat (what WeCom's 位置 message is): coordinates
+        in degrees and a label; evidence when a task was chosen with 取证 (art. 14)."""
+        body = await self._body(request)
+        user, label = body["user"], str(body.get("label", "")).strip()[:LABEL_CHARS]
+        try:
+            latitude, longitude = float(body["latitude"]), float(body["longitude"])
+        except (KeyError, TypeError, ValueError):
+            raise web.HTTPBadRequest(text=say("console", "bad_location")) from None
+        if not valid_coordinates(latitude, longitude):
+            raise web.HTTPBadRequest(text=say("console", "bad_location"))
+        at = clock_now()
+        record = evidence.location_record(latitude, longitude, label, at)
+        digest = await asyncio.to_thread(self._store, record, evidence.LOCATION_TYPE)
+        await asyncio.to_thread(self._record, user, user, {"location": label, "latitude": latitude,
+                                                           "longitude": longitude})
+        media = Media(LOCATION, "", "", digest, len(record), latitude=latitude, longitude=longitude, label=label)
+        await self.take(Event(PLATFORM, uuid.uuid4().hex, user, "private", Destination(PLATFORM, USER, user), at,
+                              media=media))
         return web.json_response({"ok": True})
 
     @_loopback_only

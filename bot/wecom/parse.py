@@ -11,14 +11,15 @@ from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as SafeXML
 
-from bot.chat.events import Event, Media
+from bot.chat.events import LOCATION, Event, Media
 from bot.chat.ingress import NotStorable, json_object
+from bot.chat.media import LABEL_CHARS, valid_coordinates
 from bot.chat.router import strip_mentions
 from bot.outbound import REPLY, USER, Destination
 from bot.wecom.cards import card_action
 
 PLATFORM = "wecom"
-MEDIA_TYPES = ("image", "video", "voice", "file")  # evidence an inspector sends (art. 14)
+MEDIA_TYPES = ("image", "video", "voice", "file")  # evidence an inspector sends (art. 14); and locations
 
 
 class MalformedDelivery(ValueError):
@@ -59,6 +60,19 @@ def app_event(plaintext: bytes) -> Event | None:
     if msg_type in MEDIA_TYPES:
         msg_id, media_id = _required(root, "MsgId"), _required(root, "MediaId")
         media = Media(msg_type, media_id, (root.findtext("FileName") or "").strip())
+        return Event(PLATFORM, f"app:msg:{msg_id}", sender, "private", private, at, media=media)
+    if msg_type == LOCATION:  # 位置消息: Location_X latitude, Location_Y longitude, Label (evidence, art. 14)
+        msg_id = _required(root, "MsgId")
+        if not (root.findtext("Location_X") or "").strip() or not (root.findtext("Location_Y") or "").strip():
+            return None  # no coordinates: nothing to keep
+        try:
+            latitude, longitude = float(_required(root, "Location_X")), float(_required(root, "Location_Y"))
+        except ValueError:
+            raise MalformedDelivery("location without numeric Location_X/Location_Y") from None
+        if not valid_coordinates(latitude, longitude):
+            raise MalformedDelivery("location out of range")
+        media = Media(LOCATION, "", latitude=latitude, longitude=longitude,
+                      label=(root.findtext("Label") or "").strip()[:LABEL_CHARS])
         return Event(PLATFORM, f"app:msg:{msg_id}", sender, "private", private, at, media=media)
     if msg_type != "event":
         return None

@@ -54,6 +54,7 @@ class Result(SQLModel, table=True):
     signed: bool | None = None  # legal representative signed (art. 14)
     unsigned_reason: str | None = None
     noncooperation_case: int | None = None  # art. 19 (一)–(四), with category 6
+    witness: str | None = None  # who witnessed the record (见证, art. 14), where someone did
     status: str = "submitted"  # submitted | returned | approved (published) | superseded
     submitted_by: str
     submitted_at: datetime = Field(default_factory=utcnow)
@@ -103,11 +104,17 @@ class Evidence(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="tasks.id", index=True)
     sha256: str = Field(foreign_key="evidence_blobs.sha256", index=True)
-    media_type: str  # image | video | voice | file
+    media_type: str  # image | video | voice | file | location
     file_name: str = ""
     size: int
     added_by: str
     added_at: datetime = Field(default_factory=utcnow)
+    # A location (media_type "location"): where the inspector was, as the platform gave
+    # it, and when it was sent; the blob holds the same as JSON.
+    latitude: float | None = None
+    longitude: float | None = None
+    label: str | None = None
+    located_at: datetime | None = None
 
 
 class EvidenceBlob(SQLModel, table=True):

@@ -86,6 +86,17 @@ class Visitor:
         await card.get_by_role("button", name=label).click()
         await answers.nth(before).wait_for(timeout=15_000)
 
+    async def location(self, label: str, latitude: str, longitude: str) -> str:
+        """The 发送位置 form: a location in the private chat."""
+        answers = self.page.locator("#private-log .msg:not(.mine)")
+        before = await answers.count()
+        await self.page.locator("#location-label").fill(label)
+        await self.page.locator("#location-lat").fill(latitude)
+        await self.page.locator("#location-lng").fill(longitude)
+        await self.page.get_by_role("button", name="发送位置").click()
+        await answers.nth(before).wait_for(timeout=15_000)
+        return await answers.nth(before).inner_text()
+
     async def upload(self, path) -> str:
         answers = self.page.locator("#private-log .msg:not(.mine)")
         before = await answers.count()
@@ -141,10 +152,17 @@ async def test_the_whole_walk_in_the_console(page, engine, tmp_path):
         await me.page.locator(f'#private-log [data-card^="ss-res{task.id}-"]').last.wait_for(timeout=15_000)
         assert "现有现场记录 1 份" in await me.upload(photo)
         assert query(engine, select(Evidence).where(Evidence.task_id == task.id))
+        if n == 0:  # the shop's location, as evidence too (issue 19 item 6)
+            answer = await me.location("光明路12号", "39.9151", "116.4043")
+            assert "已记录位置「光明路12号」" in answer and "现有现场记录 2 份" in answer
+            assert "📍 光明路12号" in await page.locator("#private-log .msg.mine").last.inner_text()
         if n < 2:
             await me.press(f"ss-res{task.id}-1", "提交（已签字）", option=str(n + 1))
+            assert "等待审批" in await me.private("无")  # the remarks are asked in the private chat
         else:
-            assert "等待审批" in await me.private(f"结果 任务={task.id} 类别=8 说明=「待后续处理」 签字=是")
+            answer = await me.private(f"结果 任务={task.id} 类别=8 说明=「待后续处理」 签字=否 原因=负责人不在场 "
+                                      "见证=网格员李四")
+            assert "等待审批" in answer and "见证人：网格员李四" in answer
     await eventually(lambda: {t.status for t in query(engine, select(Task).where(Task.batch_id == batch_id))}
                      == {"submitted"})
 
@@ -154,6 +172,10 @@ async def test_the_whole_walk_in_the_console(page, engine, tmp_path):
         (result,) = query(engine, select(Result).where(Result.task_id == task.id))
         await me.press(f"ss-apr{result.id}-", "批准并公示")
     (result,) = query(engine, select(Result).where(Result.task_id == tasks[2].id))
+    card = page.locator(f'#private-log [data-card^="ss-apr{result.id}-"]').last
+    await card.wait_for(timeout=15_000)
+    shown = await card.inner_text()
+    assert "网格员李四" in shown and "未签字：负责人不在场" in shown  # the witness, shown to the approver
     await me.press(f"ss-apr{result.id}-", "退回")
     assert "已退回" in await me.private("请写明移交单位")
     await me.be(leads[tasks[2].id])

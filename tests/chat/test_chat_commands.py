@@ -598,7 +598,8 @@ async def test_category_6_by_card_asks_for_the_case_and_then_submits(bot, wecom,
     assert wecom.card_state[card["task_id"]]["replaced"] == "请在对话中补充信息"
     assert rows(engine, Result) == []
     assert "请回复数字" in await walk.say(user, "5")  # not one of the four cases: asked again
-    answer = await walk.say(user, "第2项")
+    assert "请回复任务" in await walk.say(user, "第2项")  # then the remarks (issue 19 item 8)
+    answer = await walk.say(user, "无")
     assert "等待审批" in answer
     (result,) = rows(engine, Result)
     assert (result.task_id, result.category, result.noncooperation_case, result.signed) == (signed_task.id, 6, 2,
@@ -611,7 +612,9 @@ async def test_category_6_by_card_asks_for_the_case_and_then_submits(bot, wecom,
     answer = await walk.click(user, card, f"result:{unsigned_task.id}:unsigned", selections={"category": ["6"]})
     assert "请回复数字" in answer
     assert "未签字、也未盖章的原因" in await walk.say(user, "1")
-    assert "等待审批" in await walk.say(user, "负责人拒绝签字")
+    assert "见证" in await walk.say(user, "负责人拒绝签字")  # unsigned: a witness, then the remarks
+    assert "请回复任务" in await walk.say(user, "无")
+    assert "等待审批" in await walk.say(user, "无")
     result = rows(engine, Result, Result.task_id == unsigned_task.id)[0]
     assert (result.category, result.noncooperation_case, result.signed, result.unsigned_reason) == (
         6, 1, False, "负责人拒绝签字")

@@ -104,6 +104,8 @@ async def whole_workflow(walk, engine) -> None:
         if n < 2:
             answer = await walk.click(user, result_card, f"result:{task.id}:signed",
                                       selections={"category": ["1" if n == 0 else "2"]})
+            assert "请回复任务" in answer and "「无」" in answer  # the remarks, asked in the private chat
+            answer = await walk.say(user, "无" if n == 0 else "门店已停业整顿")
             assert "等待审批" in answer
         else:
             answer = await walk.say(user, f"结果 任务={task.id} 类别=5 说明=「标签不规范，已当场责令改正」 签字=是")

@@ -517,6 +517,18 @@ class FakeWeCom:
             f"<MediaId>{_cdata(media_id)}</MediaId>{extra}<MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID>"
             "</xml>")
 
+    async def send_location(self, user: str, latitude: str, longitude: str, label: str, *, scale: int = 15,
+                            msg_id: int | None = None) -> CallbackResult:
+        """``user`` sends a location (位置消息) in the app's 1:1 conversation: Location_X is the
+        latitude, Location_Y the longitude, Label its description (WeCom 接收消息 › 消息格式)."""
+        msg_id = secrets.randbelow(9 * 10**18) + 10**18 if msg_id is None else msg_id
+        return await self.deliver_app_xml(
+            f"<xml><ToUserName>{_cdata(self.corp_id)}</ToUserName><FromUserName>{_cdata(user)}</FromUserName>"
+            f"<CreateTime>{int(self.clock())}</CreateTime><MsgType><![CDATA[location]]></MsgType>"
+            f"<Location_X>{latitude}</Location_X><Location_Y>{longitude}</Location_Y><Scale>{scale}</Scale>"
+            f"<Label>{_cdata(label)}</Label><MsgId>{msg_id}</MsgId><AgentID>{self.agent_id}</AgentID>"
+            "<AppType><![CDATA[wxwork]]></AppType></xml>")
+
     async def click(
         self, user: str, task_id: str, event_key: str, *, selections: dict[str, list[str]] | None = None,
         card_type: str | None = None, retries: bool | None = None,
