@@ -5,8 +5,8 @@ Test databases: every storage test runs on SQLite, and on PostgreSQL when
 creates its own database and drops it at the end.
 
 The chat platforms: the fake WeCom and the fake DingTalk, the real bot wired to each (DingTalk
-over HTTP or Stream), and the district's people talking to it (``*_walk``; the helpers behind
-them are in tests/support/)."""
+over HTTP or Stream), the bot's own local console, and the district's people talking to it
+(``*_walk``; the helpers behind them are in tests/support/)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from storage import schema
 from storage.db import make_engine
 from storage.sealing import Sealer, new_key
 from tests.support.batch_district import seed_district
+from tests.support.console_bot import ConsoleWalk, start_console
 from tests.support.dingtalk_bot import DingTalkWalk, start_bot
 from tests.support.fakes.dingtalk import FakeDingTalk
 from tests.support.fakes.wecom import FakeWeCom
@@ -183,7 +184,13 @@ def dingtalk_stream_walk(dingtalk_stream_bot, dingtalk, engine):
     return DingTalkWalk(dingtalk, engine, dingtalk_stream_bot)
 
 
-@pytest.fixture(params=["wecom", "dingtalk", "dingtalk_stream"])
+@pytest.fixture
+async def console_walk(engine, tmp_path, aiohttp_client):
+    app, client = await start_console(engine, tmp_path, aiohttp_client)
+    return ConsoleWalk(client, engine, app)
+
+
+@pytest.fixture(params=["wecom", "dingtalk", "dingtalk_stream", "console"])
 def walk(request):
-    """The district's people on one platform: WeCom, DingTalk over HTTP, DingTalk over Stream."""
+    """The district's people on one platform: WeCom, DingTalk over HTTP, DingTalk over Stream, the console."""
     return request.getfixturevalue(f"{request.param}_walk")

@@ -9,7 +9,9 @@ with the console's URL at start (``serve``, ``demo``); opening that URL sets the
 
 ``GET /console/`` the page; ``GET /console/api/people`` who one can be;
 ``GET /console/api/messages?user=&after=`` the group and that user's private chat;
-``POST /console/api/send`` a typed message; ``POST /console/api/click`` a card button;
+``POST /console/api/send`` a typed message; ``POST /console/api/click`` a card button (with
+the page's ``click_id`` for it, the same click posted again is a duplicate, as a platform's
+redelivery is: taken once, answered once);
 ``POST /console/api/upload`` a photo or file for a task (evidence).
 """
 
@@ -49,6 +51,8 @@ PLATFORM = "console"
 MAX_UPLOAD = 20 * 1024 * 1024
 COOKIE = "shuangsui_console"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+#: The id a page gives one click (its retries carry the same): the delivery's key with its person.
+CLICK_ID = re.compile(r"[A-Za-z0-9_-]{8,64}")
 #: Uploads shown inline; anything else is a download (an uploaded page or SVG never runs here).
 INLINE_IMAGES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: As the public pages' (bot.public.routes), with the page's own script (by its hash) and API.
@@ -253,12 +257,17 @@ class Console:
         card_id, action = str(body.get("card_id", "")), str(body.get("action", ""))
         if not card_id or not action:
             raise web.HTTPBadRequest(text=say("console", "bad_request"))
+        click_id = body.get("click_id") or ""
+        if not isinstance(click_id, str) or (click_id and not CLICK_ID.fullmatch(click_id)):
+            raise web.HTTPBadRequest(text=say("console", "bad_request"))
         user = body["user"]
+        # The same click again (a retry) is the same delivery: taken once, as WeCom and DingTalk redeliveries are.
+        key = f"click:{hashlib.sha256(user.encode()).hexdigest()[:16]}:{click_id}" if click_id else uuid.uuid4().hex
         clicked = CardAction(card_id, action, str(body.get("value", "")),
                              {str(k): [str(x) for x in v] for k, v in choices.items()}, update_token=card_id)
-        await self.take(Event(PLATFORM, uuid.uuid4().hex, user, "private", Destination(PLATFORM, USER, user),
-                              clock_now(), action=clicked))
-        return web.json_response({"ok": True})
+        new = await self.take(Event(PLATFORM, key, user, "private", Destination(PLATFORM, USER, user),
+                                    clock_now(), action=clicked))
+        return web.json_response({"ok": True, "duplicate": not new})
 
     @_loopback_only
     async def upload(self, request: web.Request) -> web.Response:

@@ -25,7 +25,10 @@ def secrets_of(walk) -> list[str]:
                   settings.dingtalk.app_secret):
         if value is not None:
             found.append(value.get_secret_value())
-    found += list(walk.fake._tokens)  # every access token the platform issued
+    if walk.platform == "console":
+        found.append(walk.token)  # this start's console token
+    else:
+        found += list(walk.fake._tokens)  # every access token the platform issued
     return [s for s in found if s]
 
 

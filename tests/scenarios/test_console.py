@@ -78,6 +78,32 @@ async def test_a_draw_from_the_group_and_a_card_clicked(console, engine):
     assert {m["conversation"] for m in listing} == {"group", "private"}
 
 
+async def test_a_click_posted_again_with_its_id_is_taken_once(console, engine):
+    """A page's retry of one click (the same ``click_id``) is a duplicate delivery, as a
+    platform's redelivery is: confirmed once and answered once. Without the id each post is a click."""
+    command = "新建抽查 名称=重复点击 事项=A01 数量=1 方式=交叉随机 截止=2026-12-31"
+    created = await say(console, engine, "admin", command, chat="group")
+    batch = created.split("批次 ", 1)[1].split("「", 1)[0]
+    await say(console, engine, "admin", f"公示方案 批次={batch}", chat="group")
+    await say(console, engine, "admin", f"抽取 批次={batch}", chat="group")
+    with Session(engine) as session:
+        first = session.exec(select(Assignment).order_by(Assignment.id)).first()
+    (card,) = await eventually(lambda: [m.payload for m in messages(engine, first.inspector_id) if m.kind == "card"])
+    click = {"user": first.inspector_id, "card_id": card["card_id"], "action": "confirm",
+             "value": card["buttons"][0]["value"], "click_id": "page-click-0001"}
+    answers = [await (await console.post("/console/api/click", json=click)).json() for _ in range(3)]
+    assert [a["duplicate"] for a in answers] == [False, True, True]
+    await eventually(lambda: [m for m in messages(engine, first.inspector_id) if m.kind == "card_update"])
+    texts = lambda: [m.payload["text"] for m in messages(engine, first.inspector_id) if m.kind == "text"]  # noqa: E731
+    await eventually(texts)
+    assert sum("无利害关系" in t for t in texts()) == 1
+    again = await (await console.post("/console/api/click", json={**click, "click_id": ""})).json()
+    assert again["duplicate"] is False  # no id: another click (answered: already confirmed)
+    assert (await eventually(lambda: [t for t in texts() if "无需重复" in t]))
+    for bad in ("short", "x" * 65, "has space!", 12345678):
+        assert (await console.post("/console/api/click", json={**click, "click_id": bad})).status == 400
+
+
 async def test_bad_requests_are_refused(console):
     assert (await console.post("/console/api/send", data=b"not json",
                                headers={"Content-Type": "application/json"})).status == 400
