@@ -4,19 +4,17 @@ drawn at once by the same passes over the object's walk."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import true
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from bot.batches import roster
+from bot.batches import staffing
 from bot.batches.inspection import DONE_OR_LATER, open_team_locked
 from bot.refusal import Refusal
 from bot.rules import matching
 from storage import audit
-from storage.models import Assignment, Batch, Conflict, Inspector, Task, utcnow
+from storage.models import Assignment, Batch, Conflict, Task, utcnow
 from storage.sealing import sealer_of
 
 
@@ -50,8 +48,11 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
             task.status = "drawn"
     session.add_all([mine, task])
     session.flush()
+    _refresh_needs_expert(session, batch, task)
+    session.flush()
     audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,
-                 object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement)
+                 object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement,
+                 needs_expert=task.needs_expert)
     return Recused(task, replacement)
 
 
@@ -76,24 +77,20 @@ def _record_conflict(session: Session, inspector_id: str, object_id: str, reason
 
 
 def _replacement(session: Session, batch: Batch, task: Task, assignments: list[Assignment], on: date) -> str | None:
-    inputs = batch.matching_inputs
-    assert inputs is not None and batch.seed is not None  # both stored by the draw
-    drawn_object = next(o for o in inputs["objects"] if o["id"] == task.object_id)
-    obj = matching.TaskObject(drawn_object["id"], drawn_object["unit"], frozenset(drawn_object["required_specialties"]))
-    inspectors = [matching.Inspector(i.id, i.unit_id, frozenset(i.specialties), i.active, i.certificate_expiry)
-                  for i in session.exec(select(Inspector).where(Inspector.listed == true()))]
-    conflicts = {(c.inspector_id, c.object_id) for c in session.exec(
-        select(Conflict).where(Conflict.listed == true(), Conflict.object_id == task.object_id))}
+    assert batch.seed is not None  # stored by the draw
     # Eligibility is the directory's on the day (DRAW.md §6, §8), but a conflict frozen with
     # the roster stays in force for this batch even if the directory has dropped it since.
-    frozen = roster.frozen(batch)
-    if frozen is not None:
-        conflicts |= {(i, o) for i, o in frozen.conflicts if o == task.object_id}
-    standing = session.exec(select(Assignment.inspector_id).join(Task, col(Task.id) == Assignment.task_id)
-                            .where(Task.batch_id == batch.id, Assignment.status != "recused")).all()
-    tasks = len(inputs["objects"])
+    found = staffing.directory(session, batch, task)
     members = [a.inspector_id for a in assignments if a.status != "recused"]
     recused = {a.inspector_id for a in assignments if a.status == "recused"}
-    return matching.replacement(batch.seed, obj, inspectors, mode=batch.mode, members=members,
-                                loads=Counter(standing), tasks=tasks, conflicts=conflicts, recused=recused, on=on,
-                                team_size=batch.team_size, slack=batch.slack)
+    return matching.replacement(batch.seed, found.obj, found.inspectors, mode=batch.mode, members=members,
+                                loads=found.loads, tasks=found.tasks, conflicts=found.conflicts, recused=recused,
+                                on=on, team_size=batch.team_size, slack=batch.slack)
+
+
+def _refresh_needs_expert(session: Session, batch: Batch, task: Task) -> None:
+    """``needs_expert`` after the team changed (issue 18 §2, art. 12)."""
+    found = staffing.directory(session, batch, task)
+    members = session.exec(select(Assignment.inspector_id).where(Assignment.task_id == task.id,
+                                                                 Assignment.status != "recused")).all()
+    staffing.refresh_needs_expert(session, task, found.inspectors, list(members))
