@@ -20,12 +20,14 @@ from bot.batches import create, draw, publish
 from bot.batches.recusal import recuse
 from bot.clock import bureau_today
 from bot.clock import now as clock_now
+from bot.key_rotation import rotate_keys
 from bot.public.site import Site
 from bot.rules.arguments import parse_arguments
 from bot.settings import RolesSettings
-from storage.db import transaction
+from storage.db import make_engine, transaction
 from storage.importing import import_file
 from storage.models import Assignment, AuditEntry, Batch, InspectionObject, Task
+from storage.sealing import PREFIX, Sealer, new_key
 from tests.support.batch_district import INSPECTORS, seed_district
 from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk, link_inspectors, wecom_settings
 
@@ -252,3 +254,29 @@ async def test_a_lead_of_another_office_may_not_restaff_or_close_and_is_audited(
     refused = rows(engine, AuditEntry, AuditEntry.action == "refused", AuditEntry.actor == "wecom:stranger")
     assert [e.detail["reason"] for e in refused] == ["not_lead_office"] * 3
     assert rows(engine, Task, Task.id == task.id)[0].status == "unstaffed"
+
+
+async def test_hand_and_closing_reasons_are_sealed_at_rest_and_rotate(bot, wecom, engine, db_url, sealing_key):
+    walk = Walk(wecom, engine, bot)
+    _, task, _ = await unstaffed(bot, engine)
+    _, other, _ = await unstaffed(bot, engine)
+    assert "人工指派" in await walk.say(ADMIN, f"指派 任务={task.id} 人员={outsider(engine, task.id)} 原因=甲理由")
+    assert "未检查" in await walk.say(LEAD, f"结束任务 任务={other.id} 原因=乙理由")
+    with Session(engine) as session:
+        raw = session.execute(text("SELECT hand_reason FROM assignments WHERE origin = 'hand'")).scalar_one()
+        closed = session.execute(text(f"SELECT closed_reason FROM tasks WHERE id = {other.id}")).scalar_one()
+    assert raw.startswith(PREFIX) and closed.startswith(PREFIX) and "理由" not in raw + closed
+    fresh = new_key()
+    rotating = make_engine(db_url, sealer=Sealer([fresh, sealing_key]))
+    try:
+        done = rotate_keys(rotating)
+    finally:
+        rotating.dispose()
+    assert done["hand_assignments"] == 1 and done["closed_tasks"] == 1
+    rotated = make_engine(db_url, sealer=Sealer([fresh]))
+    try:
+        with Session(rotated) as session:
+            assert session.get(Task, other.id).closed_reason == "乙理由"
+            assert session.scalars(select(Assignment.hand_reason).where(Assignment.origin == "hand")).one() == "甲理由"
+    finally:
+        rotated.dispose()
