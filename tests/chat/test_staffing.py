@@ -23,13 +23,22 @@ from bot.clock import now as clock_now
 from bot.key_rotation import rotate_keys
 from bot.public.site import Site
 from bot.rules.arguments import parse_arguments
-from bot.settings import RolesSettings
+from bot.settings import RolesSettings, Settings
 from storage.db import make_engine, transaction
 from storage.importing import import_file
-from storage.models import Assignment, AuditEntry, Batch, InspectionObject, Task
+from storage.models import Assignment, AuditEntry, Batch, ConsoleMessage, InspectionObject, Task
 from storage.sealing import PREFIX, Sealer, new_key
 from tests.support.batch_district import INSPECTORS, seed_district
-from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk, link_inspectors, wecom_settings
+from tests.support.wecom_bot import (
+    ADMIN,
+    APPROVER,
+    INSPECTOR_IDS,
+    LEAD,
+    Walk,
+    eventually,
+    link_inspectors,
+    wecom_settings,
+)
 
 USER_OF = INSPECTOR_IDS
 
@@ -280,3 +289,54 @@ async def test_hand_and_closing_reasons_are_sealed_at_rest_and_rotate(bot, wecom
             assert session.scalars(select(Assignment.hand_reason).where(Assignment.origin == "hand")).one() == "甲理由"
     finally:
         rotated.dispose()
+
+
+# ----- on the console -------------------------------------------------------------------------------------------------
+
+CONSOLE_TOKEN = "staffing"
+
+
+@pytest.fixture
+async def console(engine, tmp_path, aiohttp_client):
+    seed_district(engine, tmp_path)
+    settings = Settings(console={"enabled": True}, roles={"admins": ["console:admin"]},
+                        security={"keys": [new_key()]}, bureau={"default_lead": "U-XY"})
+    client = await aiohttp_client(create_app(settings, engine, ticker=False, console_token=CONSOLE_TOKEN))
+    assert (await client.get(f"/console/?token={CONSOLE_TOKEN}")).status == 200
+    return client
+
+
+def console_messages(engine, conversation: str) -> list[ConsoleMessage]:
+    with Session(engine) as session:
+        return list(session.scalars(select(ConsoleMessage).where(ConsoleMessage.conversation == conversation,
+                                                                 ConsoleMessage.author == "bot")
+                                    .order_by(ConsoleMessage.id)))
+
+
+async def console_say(client, engine, user: str, said: str, chat: str = "private") -> str:
+    conversation = "group" if chat == "group" else user
+    before = len(console_messages(engine, conversation))
+    response = await client.post("/console/api/send", json={"user": user, "chat": chat, "text": said})
+    assert response.status == 200
+    new = await eventually(lambda: console_messages(engine, conversation)[before:])
+    return new[-1].payload.get("text", "")
+
+
+async def test_restaff_assign_and_close_on_the_console(console, engine):
+    created = await console_say(console, engine, "admin", "@双随 新建抽查 名称=控制台补员 事项=A01 数量=1 方式=小随机 "
+                                "截止=2026-12-31", chat="group")
+    batch_id = created.split("批次 ", 1)[1].split("「", 1)[0]
+    await console_say(console, engine, "admin", f"公示方案 批次={batch_id}", chat="group")
+    await console_say(console, engine, "admin", f"抽取 批次={batch_id}", chat="group")
+    (task,) = rows(engine, Task, Task.batch_id == batch_id)
+    for _ in range(3):
+        leaving = team(engine, task.id)[0]
+        assert "回避" in await console_say(console, engine, leaving, f"回避 任务={task.id} 原因=其他")
+    assert "仍缺 1 名" in await console_say(console, engine, "admin", f"补员 任务={task.id}")
+    hand_to = outsider(engine, task.id)
+    assert "人工指派" in await console_say(console, engine, "admin", f"指派 任务={task.id} 人员={hand_to} 原因=无人")
+    cards = await eventually(lambda: [m for m in console_messages(engine, hand_to) if m.kind == "card"])
+    assert "人工指派" in str(cards[-1].payload)
+    assert "未检查" in await console_say(console, engine, "admin", f"结束任务 任务={task.id} 原因=对象已注销")
+    assert rows(engine, Batch, Batch.id == batch_id)[0].status == "completed"
+    assert "未检查（原因已记录） 1" in await console_say(console, engine, "admin", f"进度 批次={batch_id}")
