@@ -332,6 +332,8 @@ async def test_restaff_assign_and_close_on_the_console(console, engine):
     for _ in range(3):
         leaving = team(engine, task.id)[0]
         assert "回避" in await console_say(console, engine, leaving, f"回避 任务={task.id} 原因=其他")
+    told = await eventually(lambda: [m for m in console_messages(engine, "group") if "补员 任务=" in str(m.payload)])
+    assert f"结束任务 任务={task.id}" in str(told[0].payload)  # the unstaffed notice says what can be done
     assert "仍缺 1 名" in await console_say(console, engine, "admin", f"补员 任务={task.id}")
     hand_to = outsider(engine, task.id)
     assert "人工指派" in await console_say(console, engine, "admin", f"指派 任务={task.id} 人员={hand_to} 原因=无人")
