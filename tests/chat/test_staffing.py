@@ -342,3 +342,29 @@ async def test_restaff_assign_and_close_on_the_console(console, engine):
     assert "未检查" in await console_say(console, engine, "admin", f"结束任务 任务={task.id} 原因=对象已注销")
     assert rows(engine, Batch, Batch.id == batch_id)[0].status == "completed"
     assert "未检查（原因已记录） 1" in await console_say(console, engine, "admin", f"进度 批次={batch_id}")
+
+
+async def test_a_hand_assignment_brings_the_missing_speciality_when_someone_qualified_holds_it(bot, wecom, engine):
+    walk = Walk(wecom, engine, bot)
+    _, task = await drawn(bot, engine, "事项=A02 数量=1 方式=小随机")
+    members = team(engine, task.id)
+    holder = next(i for i in members if i in ("I01", "I05"))  # the station's one 食品 holder, taken by pass 1
+    keep = next(i for i in members if i != holder)
+
+    def recusals():
+        with transaction(engine) as session:
+            recuse(session, "test", task.id, holder, "其他", bureau_today(), clock_now())
+        for _ in range(2):
+            leaving = next(i for i in team(engine, task.id) if i != keep)
+            with transaction(engine) as session:
+                recuse(session, "test", task.id, leaving, "其他", bureau_today(), clock_now())
+    await asyncio.to_thread(recusals)
+    found = rows(engine, Task, Task.id == task.id)[0]
+    assert team(engine, task.id) == [keep] and found.status == "unstaffed" and found.needs_expert
+    plain = next(i for i in sorted(USER_OF) if i not in ("I01", "I03", "I05", "I08")
+                 and i not in {a.inspector_id for a in rows(engine, Assignment, Assignment.task_id == task.id)})
+    answer = await walk.say(ADMIN, f"指派 任务={task.id} 人员={plain} 原因=无人")
+    assert "需要具备 食品 专长" in answer, answer
+    other_holder = "I05" if holder == "I01" else "I01"
+    assert "人工指派" in await walk.say(ADMIN, f"指派 任务={task.id} 人员={other_holder} 原因=无人")
+    assert not rows(engine, Task, Task.id == task.id)[0].needs_expert  # recomputed after the assignment
