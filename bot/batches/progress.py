@@ -53,7 +53,8 @@ def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> Bat
     recusals = len(session.exec(select(Assignment.id).where(col(Assignment.task_id).in_(ids),
                                                            Assignment.status == "recused")).all()) if ids else 0
     follow_ups = len(session.exec(select(FollowUp.id).where(col(FollowUp.task_id).in_(ids))).all()) if ids else 0
-    overdue_inspections = sum(1 for t in tasks if t.inspected_on is None and t.status not in ("unstaffed",)
+    overdue_inspections = sum(1 for t in tasks if t.inspected_on is None
+                              and t.status not in ("unstaffed", "not_inspected")  # nobody to inspect, or closed
                               and batch.due is not None and today > batch.due)
     overdue_results, provisional = 0, False
     for task in tasks:

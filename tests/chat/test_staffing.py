@@ -17,6 +17,7 @@ from sqlmodel import Session
 
 from bot.app import SETTINGS, create_app
 from bot.batches import create, draw, publish
+from bot.batches.progress import progress
 from bot.batches.recusal import recuse
 from bot.clock import bureau_today
 from bot.clock import now as clock_now
@@ -24,6 +25,7 @@ from bot.key_rotation import rotate_keys
 from bot.public.site import Site
 from bot.rules.arguments import parse_arguments
 from bot.settings import RolesSettings, Settings
+from storage.calendar import load_calendar
 from storage.db import make_engine, transaction
 from storage.importing import import_file
 from storage.models import Assignment, AuditEntry, Batch, ConsoleMessage, InspectionObject, Task
@@ -368,3 +370,13 @@ async def test_a_hand_assignment_brings_the_missing_speciality_when_someone_qual
     other_holder = "I05" if holder == "I01" else "I01"
     assert "人工指派" in await walk.say(ADMIN, f"指派 任务={task.id} 人员={other_holder} 原因=无人")
     assert not rows(engine, Task, Task.id == task.id)[0].needs_expert  # recomputed after the assignment
+
+
+async def test_a_closed_task_is_never_overdue_and_is_counted_as_not_inspected(bot, wecom, engine):
+    walk = Walk(wecom, engine, bot)
+    batch_id, task, _ = await unstaffed(bot, engine)
+    assert "未检查" in await walk.say(LEAD, f"结束任务 任务={task.id} 原因=对象已注销")
+    with Session(engine) as session:
+        due = session.get(Batch, batch_id).due
+        (found,) = progress(session, load_calendar(session), due + timedelta(days=1), batch_id)
+    assert found.overdue_inspections == 0 and found.states["not_inspected"] == 1
