@@ -66,7 +66,8 @@ def queue_closed(session: Session, settings: Settings, done: Closed) -> None:
 
 
 def queue_assisting(session: Session, settings: Settings, done: Assisted) -> None:
-    """The specialist is told privately (art. 12): the task, the object, the team."""
+    """The specialist is told privately (art. 12): the task, the object, the team; and the
+    team who assists them."""
     task = done.task
     assert task.id is not None  # a stored task
     obj = session.get_one(InspectionObject, task.object_id)
@@ -74,5 +75,9 @@ def queue_assisting(session: Session, settings: Settings, done: Assisted) -> Non
     people = _people(session, task, [a.inspector_id for a in team])
     text = say("staffing", "assist_notice", task=task, obj=obj, batch=done.batch,
                members=[people[a.inspector_id].name for a in team], wanted=done.wanted)
-    outbox.queue_many(session, notices._to_all(recipients.inspector(settings, done.expert), Text(text),
-                                               outbox_keys.assisting(task.id, done.expert.id)))
+    key = outbox_keys.assisting(task.id, done.expert.id)
+    messages = notices._to_all(recipients.inspector(settings, done.expert), Text(text), key)
+    told = say("staffing", "assist_team_notice", task=task, obj=obj, name=done.expert.name, wanted=done.wanted)
+    for member in team:  # the team knows who assists them (shown on the task)
+        messages += notices._to_all(recipients.inspector(settings, people[member.inspector_id]), Text(told), key)
+    outbox.queue_many(session, messages)

@@ -239,6 +239,8 @@ async def test_a_specialist_assists_a_task_whose_team_lacks_the_speciality(bot, 
     assert rows(engine, Task, Task.id == task.id)[0].expert_id == helper
     assert helper not in team(engine, task.id)  # not a team member
     assert any("您被指派协助检查任务" in t for t in walk.texts(USER_OF[helper]))
+    for member in team(engine, task.id):
+        assert any(f"已指派 检查员{int(helper[1:])} 协助检查" in t for t in walk.texts(USER_OF[member]))
     assert "此前已被指派协助" in await walk.say(LEAD, f"协助 任务={task.id} 人员={helper}")
     assert len(audits(engine, "task.expert_assigned")) == 1
     assert f"已指派 检查员{int(helper[1:])} 协助" in await walk.say(LEAD, f"进度 批次={batch_id}")
