@@ -38,7 +38,10 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
     mine.status, mine.recusal_reason, mine.answered_at = "recused", reason, now
     _record_conflict(session, mine.inspector_id, task.object_id, reason, now)
     session.flush()
-    replacement = _replacement(session, batch, task, assignments, on)
+    # Eligibility is the directory's on the day (DRAW.md §6, §8), but a conflict frozen with
+    # the roster stays in force for this batch even if the directory has dropped it since.
+    found = staffing.directory(session, batch, task)
+    replacement = _replacement(batch, found, assignments, on)
     if replacement is None:
         task.status = "unstaffed"
     else:
@@ -48,7 +51,9 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
             task.status = "drawn"
     session.add_all([mine, task])
     session.flush()
-    _refresh_needs_expert(session, batch, task)
+    members = session.exec(select(Assignment.inspector_id).where(Assignment.task_id == task.id,
+                                                                 Assignment.status != "recused")).all()
+    staffing.refresh_needs_expert(session, task, found.inspectors, list(members))  # issue 18 §2, art. 12
     session.flush()
     audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,
                  object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement,
@@ -76,21 +81,10 @@ def _record_conflict(session: Session, inspector_id: str, object_id: str, reason
         session.add(existing)
 
 
-def _replacement(session: Session, batch: Batch, task: Task, assignments: list[Assignment], on: date) -> str | None:
+def _replacement(batch: Batch, found: staffing.Directory, assignments: list[Assignment], on: date) -> str | None:
     assert batch.seed is not None  # stored by the draw
-    # Eligibility is the directory's on the day (DRAW.md §6, §8), but a conflict frozen with
-    # the roster stays in force for this batch even if the directory has dropped it since.
-    found = staffing.directory(session, batch, task)
     members = [a.inspector_id for a in assignments if a.status != "recused"]
     recused = {a.inspector_id for a in assignments if a.status == "recused"}
     return matching.replacement(batch.seed, found.obj, found.inspectors, mode=batch.mode, members=members,
                                 loads=found.loads, tasks=found.tasks, conflicts=found.conflicts, recused=recused,
                                 on=on, team_size=batch.team_size, slack=batch.slack)
-
-
-def _refresh_needs_expert(session: Session, batch: Batch, task: Task) -> None:
-    """``needs_expert`` after the team changed (issue 18 §2, art. 12)."""
-    found = staffing.directory(session, batch, task)
-    members = session.exec(select(Assignment.inspector_id).where(Assignment.task_id == task.id,
-                                                                 Assignment.status != "recused")).all()
-    staffing.refresh_needs_expert(session, task, found.inspectors, list(members))

@@ -124,10 +124,10 @@ def sampling_plan(session: Session, batch_id: str, timezone: str) -> SamplingPla
     by_hand = session.execute(select(func.count(func.distinct(Assignment.task_id))).join(
         Task, col(Task.id) == Assignment.task_id).where(Task.batch_id == batch.id, Assignment.origin == "hand")
     ).scalar_one()
-    closed = session.exec(select(Task).where(Task.batch_id == batch.id, Task.status == "not_inspected")
-                          .order_by(col(Task.position))).all()
-    closed_names = _object_names(session, [t.object_id for t in closed])
-    not_inspected = [(t.object_id, closed_names.get(t.object_id, ""), list(t.items)) for t in closed]
+    closed = session.execute(select(Task.object_id, Task.items).where(  # never the (sealed) reason
+        Task.batch_id == batch.id, Task.status == "not_inspected").order_by(col(Task.position))).all()
+    closed_names = _object_names(session, [object_id for object_id, _ in closed])
+    not_inspected = [(object_id, closed_names.get(object_id, ""), list(items)) for object_id, items in closed]
     return replace(found, record=record(session, batch), selected=selected, results=results, tasks=tasks,
                    pending=tasks - len(results) - len(not_inspected), by_hand=by_hand, not_inspected=not_inspected)
 
