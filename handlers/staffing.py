@@ -31,7 +31,8 @@ def restaff(ctx: Context) -> None:
     unit = ctx.session.get(Unit, done.shortfall.unit) if done.shortfall else None
     ctx.reply(say("staffing", "restaffed", task=task_id, already=done.already, missing=done.missing,
                   shortfall=done.shortfall, unit=unit.name if unit else (done.shortfall.unit if done.shortfall else ""),
-                  names=[ctx.session.get_one(Inspector, a.inspector_id).name for a in done.added]))
+                  names=[ctx.session.get_one(Inspector, a.inspector_id).name for a in done.added],
+                  wanted=sorted(done.wanted)))
 
 
 @router.command("指派", "assign", roles={ADMIN}, private_only=True)
@@ -43,7 +44,7 @@ def assign(ctx: Context) -> None:
                            bureau_today(ctx.settings.bureau.timezone), ctx.now)
     staffing_notices.queue_staffed(ctx.session, ctx.settings, done)
     ctx.reply(say("staffing", "assigned", task=task_id, name=ctx.session.get_one(Inspector, inspector_id).name,
-                  missing=done.missing, already=done.already))
+                  missing=done.missing, already=done.already, wanted=sorted(done.wanted)))
 
 
 @router.command("结束任务", "close", roles={LEAD})

@@ -85,6 +85,7 @@ class Staffed:
     missing: int
     shortfall: rules.Shortfall | None = None
     already: bool = False
+    wanted: frozenset[str] = frozenset()  # required specialities no member holds: a specialist assists (协助)
 
 
 def check_lead_office(identity: Identity, batch: Batch, task_id: int, command: str) -> None:
@@ -189,12 +190,12 @@ def restaff(session: Session, identity: Identity, task_id: int, on: date, now: d
                             team_size=batch.team_size, slack=batch.slack)
     added = [_join(session, team, c, "restaff", now) for c in outcome.chosen]
     _settle(session, team)
-    refresh_needs_expert(session, task, found.inspectors, [a.inspector_id for a in team.standing])
+    wanted = refresh_needs_expert(session, task, found.inspectors, [a.inspector_id for a in team.standing])
     session.flush()
     audit.record(session, identity.actor.label, "task.restaffed", f"{batch.id}/{task.id}", object=task.object_id,
                  chosen=list(outcome.chosen), missing=outcome.missing, on=on.isoformat(),
                  shortfall=_shortfall(outcome.shortfall), needs_expert=task.needs_expert)
-    return Staffed(team, added, outcome.missing, outcome.shortfall)
+    return Staffed(team, added, outcome.missing, outcome.shortfall, wanted=wanted)
 
 
 def _shortfall(shortfall: rules.Shortfall | None) -> dict[str, Any] | None:
@@ -237,12 +238,12 @@ def assign(session: Session, identity: Identity, task_id: int, inspector_id: str
         raise Refused("needs_specialty", task=task_id, inspector=inspector_id, wanted=sorted(wanted))
     added = _join(session, team, inspector_id, "hand", now, reason.strip())
     _settle(session, team)
-    refresh_needs_expert(session, task, found.inspectors, [a.inspector_id for a in team.standing])
+    wanted = refresh_needs_expert(session, task, found.inspectors, [a.inspector_id for a in team.standing])
     session.flush()
     audit.record(session, identity.actor.label, "task.assigned", f"{batch.id}/{task.id}", inspector=inspector_id,
                  object=task.object_id, reason=sealer_of(session).seal_text(reason.strip()),
                  missing=team.missing, needs_expert=task.needs_expert)
-    return Staffed(team, [added], team.missing)
+    return Staffed(team, [added], team.missing, wanted=wanted)
 
 
 @dataclass(frozen=True)

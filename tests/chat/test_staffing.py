@@ -367,6 +367,8 @@ async def test_a_hand_assignment_brings_the_missing_speciality_when_someone_qual
     assert team(engine, task.id) == [keep] and found.status == "unstaffed" and found.needs_expert
     plain = next(i for i in sorted(USER_OF) if i not in ("I01", "I03", "I05", "I08")
                  and i not in {a.inspector_id for a in rows(engine, Assignment, Assignment.task_id == task.id)})
+    answer = await walk.say(LEAD, f"补员 任务={task.id}")
+    assert "仍缺 1 名" in answer and "缺少 食品 专长" in answer and f"协助 任务={task.id}" in answer, answer
     answer = await walk.say(ADMIN, f"指派 任务={task.id} 人员={plain} 原因=无人")
     assert "需要具备 食品 专长" in answer, answer
     other_holder = "I05" if holder == "I01" else "I01"
