@@ -26,7 +26,7 @@ class Task(SQLModel, table=True):
     # drawn → accepted → inspected → submitted → approved (published); or unstaffed (short
     # of inspectors, re-staffed by 补员/指派), or not_inspected (结束任务: closed uninspected)
     inspected_on: date | None = None  # starts the 20-working-day clock (art. 20)
-    expert_id: str | None = Field(default=None, foreign_key="inspectors.id")  # 协助: assists, not a member (art. 12)
+    expert_id: str | None = None  # 协助: the inspector id of the specialist assisting, not a member (art. 12)
     closed_reason: str | None = Field(default=None, sa_type=SealedText)  # 结束任务: why, sealed, never public
     closed_by: str | None = None
     closed_at: datetime | None = None

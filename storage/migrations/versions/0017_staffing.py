@@ -22,25 +22,19 @@ branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
 
-def upgrade() -> None:
-    with op.batch_alter_table('assignments', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('hand_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+# Plain ADD/DROP COLUMN, not batch mode: on SQLite a batch rebuilds the table, and
+# ``tasks`` is referenced by other tables' foreign keys, so its DROP would fail.
 
-    with op.batch_alter_table('tasks', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('expert_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
-        batch_op.add_column(sa.Column('closed_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
-        batch_op.add_column(sa.Column('closed_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
-        batch_op.add_column(sa.Column('closed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
-        batch_op.create_foreign_key('fk_tasks_expert_id_inspectors', 'inspectors', ['expert_id'], ['id'])
+
+def upgrade() -> None:
+    op.add_column('assignments', sa.Column('hand_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    op.add_column('tasks', sa.Column('expert_id', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    op.add_column('tasks', sa.Column('closed_reason', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    op.add_column('tasks', sa.Column('closed_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
+    op.add_column('tasks', sa.Column('closed_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('tasks', schema=None) as batch_op:
-        batch_op.drop_constraint('fk_tasks_expert_id_inspectors', type_='foreignkey')
-        batch_op.drop_column('closed_at')
-        batch_op.drop_column('closed_by')
-        batch_op.drop_column('closed_reason')
-        batch_op.drop_column('expert_id')
-
-    with op.batch_alter_table('assignments', schema=None) as batch_op:
-        batch_op.drop_column('hand_reason')
+    for column in ('closed_at', 'closed_by', 'closed_reason', 'expert_id'):
+        op.drop_column('tasks', column)
+    op.drop_column('assignments', 'hand_reason')
