@@ -15,7 +15,7 @@ from sqlmodel import col, select
 
 from bot.texts import say
 from storage.db import transaction
-from storage.models import Assignment, Batch, Conflict, DirectoryChange
+from storage.models import Assignment, Batch, Conflict, DirectoryChange, Task
 from storage.sealing import SealingError, sealer_of
 
 
@@ -34,7 +34,9 @@ def rotate_keys(engine: Engine) -> Counter:
             done["draw_secrets"] += 1
         # Read opens with any key; writing the same value back seals it under the first.
         for model, column, kind in ((Conflict, col(Conflict.reason), "conflicts"),
-                                    (Assignment, col(Assignment.recusal_reason), "recusals")):
+                                    (Assignment, col(Assignment.recusal_reason), "recusals"),
+                                    (Assignment, col(Assignment.hand_reason), "hand_assignments"),
+                                    (Task, col(Task.closed_reason), "closed_tasks")):
             rows = session.execute(select(col(model.id), column).where(column.is_not(None), column != "")).all()
             for row_id, value in rows:
                 session.execute(update(model).where(col(model.id) == row_id).values({column: value}))

@@ -73,6 +73,21 @@ def decided(result_id: int, status: str) -> str:
     return f"decided:{result_id}:{status}"
 
 
+def staffed(assignment_id: int) -> str:
+    """The partners told that a member joined by 补员 or 指派 (issue 18 §2)."""
+    return f"staffed:{assignment_id}"
+
+
+def task_closed(task_id: int) -> str:
+    """The team told that its task was closed as not inspected (结束任务)."""
+    return f"task-closed:{task_id}"
+
+
+def assisting(task_id: int, inspector_id: str) -> str:
+    """The specialist told privately that they assist a task (协助, art. 12)."""
+    return f"assist:{task_id}:{inspector_id}"
+
+
 def to_group(notice: str, platform: str) -> Key:
     """A notice (``draw``, ``recusal`` …) to a platform's group robot."""
     return Key(f"{notice}:{platform}")

@@ -25,7 +25,8 @@ def task_card(task: Task, mine: Assignment, team: list[Assignment], batch: Batch
     partners = [inspectors[a.inspector_id].name for a in team
                 if a.inspector_id != mine.inspector_id and a.status != "recused"]
     values = dict(task=task, batch=batch, obj=obj, items=items, partners=partners, lead=mine.position == min(
-        a.position for a in team if a.status != "recused" or a.id == mine.id))
+        a.position for a in team if a.status != "recused" or a.id == mine.id), by_hand=mine.origin == "hand",
+        expert=inspectors[task.expert_id].name if task.expert_id in inspectors else None)
     return Card(
         card_id=f"ss-t{task.id}-a{mine.id}",
         title=say("cards", "task_title", **values),

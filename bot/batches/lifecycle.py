@@ -32,16 +32,17 @@ def cancel(session: Session, actor: str, args: Arguments, now: datetime) -> Batc
 
 STARTED = ("accepted", "inspected", "submitted", "approved")  # task statuses past the draw
 DONE = "approved"  # approved results are published (art. 20); only then is a task complete
+CLOSED_UNINSPECTED = "not_inspected"  # 结束任务: closed as not inspectable, reason recorded (issue 18 §2)
 
 
 def advance(session: Session, actor: str, batch_id: str, now: datetime) -> Batch:
     """Move a drawn batch on as its tasks progress: in progress once any task has
     started, completed once every task's result is published (art. 20: a task
-    inspected but not published is not complete). Called after each task change."""
+    inspected but not published is not complete) or the task was closed uninspected. Called after each task change."""
     batch = find_batch(session, batch_id)
     statuses = set(session.exec(select(Task.status).where(Task.batch_id == batch.id)))
     before = batch.status
-    if batch.status in ("drawn", "in_progress") and statuses and statuses <= {DONE}:
+    if batch.status in ("drawn", "in_progress") and statuses and statuses <= {DONE, CLOSED_UNINSPECTED}:
         batch.status, batch.completed_at = "completed", now
     elif batch.status == "drawn" and statuses & set(STARTED):
         batch.status = "in_progress"

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from bot.refusal import Refusal
 from bot.rules.deadlines import RESULT_DAYS
 from bot.rules.workdays import Calendar
-from storage.models import Assignment, Batch, FollowUp, Result, Task
+from storage.models import Assignment, Batch, FollowUp, Inspector, Result, Task
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class BatchProgress:
     provisional: bool = False  # a deadline counted on a provisional calendar (暂定)
     tasks: int = field(default=0)
     follow_ups_closed: int = 0  # of ``follow_ups`` (hand-overs), those closed with an outcome (处置)
+    # Tasks whose team lacks a required speciality (art. 12), with the specialist assisting, if any.
+    experts: list[tuple[int, str | None]] = field(default_factory=list)
 
 
 def progress(session: Session, calendar: Calendar, today: date, batch_id: str | None = None) -> list[BatchProgress]:
@@ -55,7 +57,8 @@ def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> Bat
                                                          FollowUp.kind == "handover")).all() if ids else []
     standing = [s for s in handed if s != "superseded"]  # a corrected result's hand-over is withdrawn
     follow_ups, closed = len(standing), standing.count("done")  # art. 18: closed by 处置
-    overdue_inspections = sum(1 for t in tasks if t.inspected_on is None and t.status not in ("unstaffed",)
+    overdue_inspections = sum(1 for t in tasks if t.inspected_on is None
+                              and t.status not in ("unstaffed", "not_inspected")  # nobody to inspect, or closed
                               and batch.due is not None and today > batch.due)
     overdue_results, provisional = 0, False
     for task in tasks:
@@ -65,6 +68,9 @@ def _one(session: Session, calendar: Calendar, today: date, batch: Batch) -> Bat
         provisional |= due.provisional
         overdue_results += today > due.day
     states = Counter(t.status for t in tasks)
+    experts = [(t.id, session.get_one(Inspector, t.expert_id).name if t.expert_id else None)
+               for t in sorted(tasks, key=lambda t: t.position) if t.needs_expert and t.id is not None
+               and t.status not in ("approved", "not_inspected")]
     return BatchProgress(batch, states, overdue_inspections, overdue_results, recusals,
                          Counter(r.category for r in results), follow_ups, provisional, len(tasks),
-                         follow_ups_closed=closed)
+                         follow_ups_closed=closed, experts=experts)

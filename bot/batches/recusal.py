@@ -4,19 +4,17 @@ drawn at once by the same passes over the object's walk."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import true
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
-from bot.batches import roster
+from bot.batches import staffing
 from bot.batches.inspection import DONE_OR_LATER, open_team_locked
 from bot.refusal import Refusal
 from bot.rules import matching
 from storage import audit
-from storage.models import Assignment, Batch, Conflict, Inspector, Task, utcnow
+from storage.models import Assignment, Batch, Conflict, Task, utcnow
 from storage.sealing import sealer_of
 
 
@@ -40,7 +38,10 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
     mine.status, mine.recusal_reason, mine.answered_at = "recused", reason, now
     _record_conflict(session, mine.inspector_id, task.object_id, reason, now)
     session.flush()
-    replacement = _replacement(session, batch, task, assignments, on)
+    # Eligibility is the directory's on the day (DRAW.md §6, §8), but a conflict frozen with
+    # the roster stays in force for this batch even if the directory has dropped it since.
+    found = staffing.directory(session, batch, task)
+    replacement = _replacement(batch, found, assignments, on)
     if replacement is None:
         task.status = "unstaffed"
     else:
@@ -50,8 +51,13 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
             task.status = "drawn"
     session.add_all([mine, task])
     session.flush()
+    members = session.exec(select(Assignment.inspector_id).where(Assignment.task_id == task.id,
+                                                                 Assignment.status != "recused")).all()
+    staffing.refresh_needs_expert(session, task, found.inspectors, list(members))  # issue 18 §2, art. 12
+    session.flush()
     audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,
-                 object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement)
+                 object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement,
+                 needs_expert=task.needs_expert)
     return Recused(task, replacement)
 
 
@@ -75,25 +81,10 @@ def _record_conflict(session: Session, inspector_id: str, object_id: str, reason
         session.add(existing)
 
 
-def _replacement(session: Session, batch: Batch, task: Task, assignments: list[Assignment], on: date) -> str | None:
-    inputs = batch.matching_inputs
-    assert inputs is not None and batch.seed is not None  # both stored by the draw
-    drawn_object = next(o for o in inputs["objects"] if o["id"] == task.object_id)
-    obj = matching.TaskObject(drawn_object["id"], drawn_object["unit"], frozenset(drawn_object["required_specialties"]))
-    inspectors = [matching.Inspector(i.id, i.unit_id, frozenset(i.specialties), i.active, i.certificate_expiry)
-                  for i in session.exec(select(Inspector).where(Inspector.listed == true()))]
-    conflicts = {(c.inspector_id, c.object_id) for c in session.exec(
-        select(Conflict).where(Conflict.listed == true(), Conflict.object_id == task.object_id))}
-    # Eligibility is the directory's on the day (DRAW.md §6, §8), but a conflict frozen with
-    # the roster stays in force for this batch even if the directory has dropped it since.
-    frozen = roster.frozen(batch)
-    if frozen is not None:
-        conflicts |= {(i, o) for i, o in frozen.conflicts if o == task.object_id}
-    standing = session.exec(select(Assignment.inspector_id).join(Task, col(Task.id) == Assignment.task_id)
-                            .where(Task.batch_id == batch.id, Assignment.status != "recused")).all()
-    tasks = len(inputs["objects"])
+def _replacement(batch: Batch, found: staffing.Directory, assignments: list[Assignment], on: date) -> str | None:
+    assert batch.seed is not None  # stored by the draw
     members = [a.inspector_id for a in assignments if a.status != "recused"]
     recused = {a.inspector_id for a in assignments if a.status == "recused"}
-    return matching.replacement(batch.seed, obj, inspectors, mode=batch.mode, members=members,
-                                loads=Counter(standing), tasks=tasks, conflicts=conflicts, recused=recused, on=on,
-                                team_size=batch.team_size, slack=batch.slack)
+    return matching.replacement(batch.seed, found.obj, found.inspectors, mode=batch.mode, members=members,
+                                loads=found.loads, tasks=found.tasks, conflicts=found.conflicts, recused=recused,
+                                on=on, team_size=batch.team_size, slack=batch.slack)

@@ -2,7 +2,9 @@
 
 This module is the privacy boundary: every public page, export and feed gets its data
 here, and nothing here reads an inspector, an assignment, a conflict, a result's
-remarks or a result that is not published. A sampling plan is public from its
+remarks or a result that is not published — but for two counts the rules make public:
+how many tasks of a batch were staffed by hand (指派), and which tasks were closed as
+not inspected (结束任务, never why; issue 18 §2). A sampling plan is public from its
 publication, a draw record from the draw, a result from its approval (art. 21).
 """
 
@@ -22,6 +24,7 @@ from bot.batches.results import lead_unit
 from bot.clock import bureau_date
 from storage.models import (
     AnnualPlan,
+    Assignment,
     Batch,
     InspectionObject,
     Item,
@@ -67,7 +70,9 @@ class SamplingPlan:
     selected: list[tuple[str, str, str, str]] = field(default_factory=list)  # stratum, id, name, score
     results: list[PublishedResult] = field(default_factory=list)
     tasks: int = 0
-    pending: int = 0  # tasks without a published result yet
+    pending: int = 0  # tasks without a published result yet (nor closed uninspected)
+    by_hand: int = 0  # tasks a member was assigned to by hand (指派), counted publicly
+    not_inspected: list[tuple[str, str, list[str]]] = field(default_factory=list)  # object id, name, items
 
 
 def object_page(object_id: str) -> str:
@@ -116,8 +121,15 @@ def sampling_plan(session: Session, batch_id: str, timezone: str) -> SamplingPla
     selected = [(s.name, i, names.get(i, ""), score) for s in strata for i, score in (s.selected or [])]
     results = published_results(session, timezone, batch_id=batch.id)
     tasks = session.execute(select(func.count()).select_from(Task).where(Task.batch_id == batch.id)).scalar_one()
+    by_hand = session.execute(select(func.count(func.distinct(Assignment.task_id))).join(
+        Task, col(Task.id) == Assignment.task_id).where(Task.batch_id == batch.id, Assignment.origin == "hand")
+    ).scalar_one()
+    closed = session.execute(select(Task.object_id, Task.items).where(  # never the (sealed) reason
+        Task.batch_id == batch.id, Task.status == "not_inspected").order_by(col(Task.position))).all()
+    closed_names = _object_names(session, [object_id for object_id, _ in closed])
+    not_inspected = [(object_id, closed_names.get(object_id, ""), list(items)) for object_id, items in closed]
     return replace(found, record=record(session, batch), selected=selected, results=results, tasks=tasks,
-                   pending=tasks - len(results))
+                   pending=tasks - len(results) - len(not_inspected), by_hand=by_hand, not_inspected=not_inspected)
 
 
 def pool_files(session: Session, batch_id: str) -> dict[str, bytes]:

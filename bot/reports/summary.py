@@ -25,7 +25,7 @@ from storage import evidence, outbox
 from storage.calendar import load_calendar
 from storage.models import Deadline, Inspector
 
-STATES = ("drawn", "accepted", "inspected", "submitted", "approved", "unstaffed")
+STATES = ("drawn", "accepted", "inspected", "submitted", "approved", "unstaffed", "not_inspected")
 
 
 def period_of(kind: str, now: datetime, timezone: str) -> str:

@@ -23,8 +23,13 @@ class Task(SQLModel, table=True):
     team_id: str | None = None
     needs_expert: bool = False
     status: str = Field(default="drawn", index=True)
-    # drawn → accepted → inspected → submitted → approved (published); or unstaffed
+    # drawn → accepted → inspected → submitted → approved (published); or unstaffed (short
+    # of inspectors, re-staffed by 补员/指派), or not_inspected (结束任务: closed uninspected)
     inspected_on: date | None = None  # starts the 20-working-day clock (art. 20)
+    expert_id: str | None = None  # 协助: the inspector id of the specialist assisting, not a member (art. 12)
+    closed_reason: str | None = Field(default=None, sa_type=SealedText)  # 结束任务: why, sealed, never public
+    closed_by: str | None = None
+    closed_at: datetime | None = None
 
 
 class Assignment(SQLModel, table=True):
@@ -36,10 +41,11 @@ class Assignment(SQLModel, table=True):
     task_id: int = Field(foreign_key="tasks.id", index=True)
     inspector_id: str = Field(foreign_key="inspectors.id", index=True)
     position: int  # order accepted; 0 is the lead (主办)
-    origin: str = "draw"  # draw | replacement
+    origin: str = "draw"  # draw | replacement | restaff (补员) | hand (指派)
     status: str = "drawn"  # drawn | confirmed | recused
     answered_at: datetime | None = None
     recusal_reason: str | None = Field(default=None, sa_type=SealedText)  # a conflict declaration: sealed
+    hand_reason: str | None = Field(default=None, sa_type=SealedText)  # 指派: why by hand, sealed like one
     assigned_at: datetime = Field(default_factory=utcnow)
 
 

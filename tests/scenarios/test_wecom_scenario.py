@@ -72,7 +72,7 @@ async def test_a_retried_callback_is_processed_once(bot, wecom, engine, concurre
     else:
         results = [await post(), await post(), await post()]
     assert [r.status for r in results] == [200, 200, 200]
-    await eventually(lambda: texts_to(wecom, ADMIN))
+    await eventually(lambda: texts_to(wecom, ADMIN))  # 进度: an answer of one message
     await asyncio.sleep(0.5)
     assert len(texts_to(wecom, ADMIN)) == 1
     assert count(engine, InboundDelivery) == 1
