@@ -15,7 +15,8 @@ from tests.support.workflow import rows
 #: SPEC §5, as it lists them; those not (yet) registered in this build are skipped.
 PRIVATE = ["完成", "取证", "回避", "结果", "批准", "退回", "更正", "处置", "指派"]
 MARK = "（仅私聊）"
-CHAT_NAMED = {"wecom": "企业微信里与本系统应用的单独会话", "dingtalk": "钉钉里与本机器人的单聊"}
+CHAT_NAMED = {"wecom": "企业微信里与本系统应用的单独会话", "dingtalk": "钉钉里与本机器人的单聊",
+              "console": "「与双随私聊」窗口"}
 
 
 def marked(help_text: str) -> set[str]:
@@ -37,7 +38,7 @@ async def test_help_marks_the_private_commands_and_a_group_answer_names_the_priv
     assert marked(inspector_help) == {"完成", "取证", "回避", "结果"}
     assert "确认（confirm）：确认与检查对象无利害关系\n" in inspector_help  # 确认 works anywhere
 
-    named = CHAT_NAMED["wecom" if walk.platform == "wecom" else "dingtalk"]
+    named = CHAT_NAMED["dingtalk" if walk.platform.startswith("dingtalk") else walk.platform]
     for who, command in ((inspector, "完成 任务=1"), (inspector, "done task=1"), (APPROVER, "批准 任务=1"),
                          (inspector, "取证 任务=1")):
         answer = await walk.group(who, f"@双随 {command}")
