@@ -57,7 +57,7 @@ def test_a_user_without_the_admin_role_is_refused_and_audited(cli, engine):
 
 
 def test_bad_arguments_name_the_key(cli):
-    code, _, err = cli("batch", "new", "名称=x", "颜色=红")
+    code, _, err = cli("batch", "new", "颜色=红", "名称=x")
     assert code == 1 and "颜色" in err and "名称=" in err
 
 
