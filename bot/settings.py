@@ -193,6 +193,9 @@ class ReminderSettings(Section):
         return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
 
 
+_HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+
+
 class SummarySettings(Section):
     """When supervisors and lead offices get the summary (bureau time)."""
 
@@ -203,11 +206,10 @@ class SummarySettings(Section):
     @field_validator("daily_at", "weekly_at")
     @classmethod
     def _clock(cls, value: str) -> str:
-        if value:
-            try:
-                time.fromisoformat(value)
-            except ValueError:
-                raise ValueError(say("config", "bad_clock_time", value=value)) from None
+        """Exactly ``HH:MM`` (SPEC §4): ``17:30:00`` or ``9:30`` are refused here, not by the
+        scheduler at start."""
+        if value and not _HH_MM.fullmatch(value):
+            raise ValueError(say("config", "bad_clock_time", value=value))
         return value
 
     @field_validator("weekly_on")
