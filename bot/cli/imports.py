@@ -25,6 +25,7 @@ def add_parser(commands: Commands) -> None:
     imports.add_argument("file", type=Path)
     imports.add_argument("--dry-run", action="store_true", help=say("cli", "help_dry_run"))
     imports.add_argument("--partial", action="store_true", help=say("cli", "help_partial"))
+    imports.add_argument("--reason", help=say("plans", "help_reason"))  # plans only: a changed plan (art. 11)
     imports.set_defaults(run=run)
 
 
@@ -32,6 +33,9 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """``import KIND FILE`` — and ``plan import FILE``, where a changed plan needs ``--reason``."""
     started = time.perf_counter()
     actor = operator()
+    if getattr(args, "reason", None) and args.kind != "plans":
+        err(say("plans", "reason_for_plans_only", kind=args.kind))
+        return 2
     try:
         if args.kind == "plans":
             outcome = import_plans(engine_of(settings), args.file, actor=actor, reason=getattr(args, "reason", None),

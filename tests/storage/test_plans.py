@@ -47,3 +47,19 @@ def test_plan_import_adjust_list_show_and_batches_from_a_plan(cli, engine, tmp_p
     assert code == 0 and "已建批次 1" in out
     code, out, _ = cli("batch", "publish", "批次=2026-DS-001")
     assert "池 30 个，抽取 4 个" in out  # the plan scope (餐饮服务: 30 of 60), ceil(30 × 12.5%) = 4
+
+
+def test_import_plans_takes_the_reason_like_plan_import(cli, engine, tmp_path):
+    """SPEC §3: ``import plans FILE --reason …`` adjusts an existing plan (art. 11); the
+    reason is for plans only."""
+    plans = tmp_path / "plans.csv"
+    plans.write_text(PLANS, encoding="utf-8")
+    assert cli("import", "plans", plans)[0] == 0
+    plans.write_text(PLANS.replace(",10,1,", ",15,1,"), encoding="utf-8")
+    assert cli("import", "plans", plans)[0] == 1
+    assert cli("import", "plans", plans, "--reason", "区局部署提高比例")[0] == 0
+    with transaction(engine) as session:
+        adjustment = session.exec(select(PlanAdjustment)).scalar_one()
+    assert adjustment.reason == "区局部署提高比例" and adjustment.changes == {"ratio_percent": ["10", "15"]}
+    code, _, err = cli("import", "units", tmp_path / "units.csv", "--reason", "x")
+    assert code == 2 and "--reason" in err
