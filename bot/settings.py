@@ -21,6 +21,7 @@ import stat
 import tomllib
 import typing
 from datetime import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,13 @@ class SummarySettings(Section):
         return value
 
 
+class PlanSettings(Section):
+    """Annual plans (art. 11)."""
+
+    #: The region's minimum ratio in percent; a plan below it is refused at import. None = no minimum.
+    min_ratio: Decimal | None = Field(None, gt=0, le=100)
+
+
 class RetentionSettings(Section):
     """How long what people typed is kept beside the records (``bot.retention``)."""
 
@@ -314,6 +322,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     reminders: ReminderSettings = ReminderSettings()
     summaries: SummarySettings = SummarySettings()
+    plans: PlanSettings = PlanSettings()
     retention: RetentionSettings = RetentionSettings()
     roles: RolesSettings = RolesSettings()
     draw: DrawSettings = DrawSettings()

@@ -40,7 +40,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         if args.kind == "plans":
             outcome = import_plans(engine_of(settings), args.file, actor=actor, reason=getattr(args, "reason", None),
                                    today=bureau_today(settings.bureau.timezone), dry_run=args.dry_run,
-                                   partial=args.partial, progress=progress)
+                                   partial=args.partial, progress=progress, min_ratio=settings.plans.min_ratio)
         else:
             outcome = import_file(engine_of(settings), args.kind, args.file, dry_run=args.dry_run,
                                   partial=args.partial, actor=actor, progress=progress)

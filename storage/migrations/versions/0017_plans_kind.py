@@ -1,0 +1,30 @@
+"""annual plans carry their kind
+
+Revision ID: 0017_plans
+Revises: 0016
+Create Date: 2026-12-05 16:40:00
+
+A plan states its type (抽查类型, art. 11): 不定向, 定向 or 联合 (joint with other
+departments); plans imported before say nothing ("").
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+import sqlmodel
+
+
+revision: str = '0017_plans'
+down_revision: Union[str, None] = '0016'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('annual_plans', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=''))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('annual_plans', schema=None) as batch_op:
+        batch_op.drop_column('kind')
