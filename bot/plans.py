@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from bot.plan_frequency import drawn_counts
 from bot.refusal import Refusal
 from bot.texts import say
 from storage import audit
@@ -62,6 +63,7 @@ class PlanView:
     plan: AnnualPlan
     adjustments: list[PlanAdjustment]
     batches: list[Batch]
+    drawn: int = 0  # batches made from it that were drawn, against its frequency (bot.plan_frequency)
 
 
 def list_plans(session: Session, year: int | None = None) -> list[tuple[AnnualPlan, int]]:
@@ -82,7 +84,7 @@ def show_plan(session: Session, plan_id: int) -> PlanView:
     adjustments = session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id)
                                .order_by(col(PlanAdjustment.id)))
     batches = session.exec(select(Batch).where(Batch.plan_id == plan_id).order_by(col(Batch.created_at)))
-    return PlanView(plan, list(adjustments), list(batches))
+    return PlanView(plan, list(adjustments), list(batches), drawn_counts(session, [plan_id])[plan_id])
 
 
 def _plain(value: object) -> object:

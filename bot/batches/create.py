@@ -44,7 +44,7 @@ class Created:
 def new_batch(session: Session, settings: Settings, actor: str, args: Arguments, today: date,
               now: datetime | None = None) -> Created:
     """Create a draft batch with its first stratum, ``main``. From a plan, the plan's ratio
-    is a floor (art. 11): a lower 比例, or a 数量 below that ratio of the pool, is refused."""
+    is a floor (art. 11): a lower 比例 is refused."""
     plan = _plan(session, args.get("plan"))
     name = options.required(args, "name")
     item_codes = options.items(session, args.get("items") or ",".join(plan.items if plan else []))
@@ -63,7 +63,7 @@ def new_batch(session: Session, settings: Settings, actor: str, args: Arguments,
     cap = _frequency_cap(settings, now, today)
     size, capped = _pool(session, scope, cap)
     if plan is not None:
-        _at_least_the_plan(plan, ratio, count, size)
+        _at_least_the_plan(plan, ratio)
     session.add(batch)
     stratum = _stratum(batch, FIRST_STRATUM, 0, scope, item_codes, ratio, count)
     session.add(stratum)
@@ -94,7 +94,7 @@ def add_stratum(session: Session, actor: str, args: Arguments, settings: Setting
     size, capped = _pool(session, scope, cap)
     plan = session.get(AnnualPlan, batch.plan_id) if batch.plan_id is not None else None
     if plan is not None:
-        _at_least_the_plan(plan, ratio, count, size)
+        _at_least_the_plan(plan, ratio)
     stratum = _stratum(batch, name, len(existing), scope, item_codes, ratio, count)
     session.add(stratum)
     session.flush()
@@ -133,14 +133,11 @@ def _pool(session: Session, scope: Scope, cap: FrequencyCap) -> tuple[int, int]:
     return size, (pool_size(session.connection(), scope) - size if cap.cap > 0 else 0)
 
 
-def _at_least_the_plan(plan: AnnualPlan, ratio: str | None, count: int | None, size: int) -> None:
-    """Art. 11: the plan's ratio is a floor for the batches made from it."""
-    floor = Decimal(plan.ratio_percent)
-    if ratio is not None and Decimal(ratio) < floor:
+def _at_least_the_plan(plan: AnnualPlan, ratio: str | None) -> None:
+    """Art. 11: the plan's ratio is a floor for the batches made from it. A 数量= is a
+    number the command states outright (a special check of a few objects), not a ratio."""
+    if ratio is not None and Decimal(ratio) < Decimal(plan.ratio_percent):
         raise Refusal("below_plan_ratio", plan=plan.id, ratio=ratio, floor=plan.ratio_percent)
-    if count is not None and count < (needed := ssr1.k_for_ratio(size, plan.ratio_percent)):
-        raise Refusal("below_plan_count", plan=plan.id, count=count, needed=needed, size=size,
-                      floor=plan.ratio_percent)
 
 
 def _plan_scope(plan: AnnualPlan) -> Scope:

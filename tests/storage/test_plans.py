@@ -131,17 +131,14 @@ def test_the_regions_minimum_ratio_refuses_a_plan_below_it_naming_the_row(cli, e
 
 def test_the_plans_ratio_is_a_floor_for_its_batches(cli, engine, tmp_path):
     """Art. 11: a batch made from a plan (新建抽查 计划=…, ``batch new 计划=…``) cannot use a
-    lower ratio than the plan's, nor a count below that ratio of the pool; nor can a stratum
-    added to it."""
+    lower ratio than the plan's, nor can a stratum added to it. A 数量= is stated outright."""
     plans = tmp_path / "plans.csv"
     plans.write_text(PLANS, encoding="utf-8")  # 10%, scope 餐饮服务: 30 objects
     assert cli("plan", "import", plans)[0] == 0
     base = ("batch", "new", "名称=一季度", "计划=1", "方式=大随机", "截止=2026-12-31")
     code, _, err = cli(*base, "比例=5%")
     assert code == 1 and "低于年度计划 1 的比例 10%" in err and "第十一条" in err
-    code, _, err = cli(*base, "数量=2")
-    assert code == 1 and "至少应抽 3 个" in err  # ceil(30 × 10%) = 3
-    assert cli(*base, "数量=3")[0] == 0
+    assert cli(*base, "数量=2")[0] == 0
     assert cli(*base, "比例=12.5%")[0] == 0
     code, _, err = cli("batch", "stratum", "批次=2026-DS-002", "名称=extra", "行业=食品销售", "比例=1%")
     assert code == 1 and "低于年度计划 1" in err
