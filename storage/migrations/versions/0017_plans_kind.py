@@ -21,10 +21,11 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('annual_plans', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False, server_default=''))
+    # A plain ADD COLUMN, not a batch copy: SQLite would drop and recreate annual_plans,
+    # which batches and adjustments refer to (the foreign keys would refuse it).
+    op.add_column('annual_plans', sa.Column('kind', sqlmodel.sql.sqltypes.AutoString(), nullable=False,
+                                            server_default=''))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('annual_plans', schema=None) as batch_op:
-        batch_op.drop_column('kind')
+    op.drop_column('annual_plans', 'kind')
