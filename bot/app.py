@@ -96,6 +96,7 @@ def create_app(settings: Settings, engine: Engine | None = None, *, workers: boo
         metrics.watch("console", app.router.add_routes(console.routes(settings, app[ENGINE], take, token)))
     app.on_startup.append(remind_missing_arrangements)
     app.on_startup.append(warn_ambiguous_roles)
+    app.on_startup.append(warn_work_that_will_be_refused)
     app[TICKER] = ticker
     if workers:
         app.cleanup_ctx.append(_workers)
@@ -281,6 +282,24 @@ async def warn_ambiguous_roles(app: web.Application) -> None:
     roles.warn_ambiguous_entries(app[SETTINGS])
 
 
+def refused_later(settings: Settings) -> list[str]:
+    """Configuration that starts fine but refuses or degrades work later, in the words a
+    start-up log line uses: no ``[security] keys`` (publishing refused), DingTalk without a
+    card template (task notices as private texts, SPEC §5)."""
+    found = []
+    if not settings.security.keys:
+        found.append(say("startup", "no_keys"))
+    if platforms.sends(settings, platforms.DINGTALK) and not settings.dingtalk.card_template_id:
+        found.append(say("startup", "no_card_template"))
+    return found
+
+
+async def warn_work_that_will_be_refused(app: web.Application) -> None:
+    """Say at start what an operator would otherwise learn from the first refusal."""
+    for line in refused_later(app[SETTINGS]):
+        log.warning(line)
+
+
 async def remind_missing_arrangements(app: web.Application) -> None:
     """Say so when deadlines this year or next can only be counted provisionally."""
     try:
@@ -334,6 +353,9 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
     if not at_head:
         return web.json_response({"status": "unavailable", "database": "schema behind"}, status=503)
+    if not request.app[SETTINGS].security.keys:  # ready, but 公示方案 would be refused: say so
+        return web.json_response({"status": "ok", "publishing": "refused",
+                                  "reason": say("startup", "no_keys_short")})
     return web.json_response({"status": "ok"})
 
 

@@ -150,6 +150,11 @@ def calendar_missing(year: int, platform: str, address: str) -> Key:
     return Key(f"calendar-missing:{year}:{platform}:{address}")
 
 
+def plan_behind(plan_id: int, year: int, platform: str, address: str) -> Key:
+    """The December reminder that a plan is behind its frequency (art. 11), once a year."""
+    return Key(f"plan-behind:{plan_id}:{year}:{platform}:{address}")
+
+
 def summary(kind: str, period: str, platform: str, destination_kind: str, address: str) -> Key:
     return Key(f"summary:{kind}:{period}:{platform}:{destination_kind}:{address}")
 

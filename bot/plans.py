@@ -10,22 +10,34 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from bot.chat.identity import ADMIN, LEAD, Identity
+from bot.plan_frequency import drawn_counts
 from bot.refusal import Refusal
+from bot.texts import say
 from storage import audit
 from storage.importing import Outcome, import_file
 from storage.importing.apply import Progress
+from storage.importing.values import BadValue
 from storage.models import AnnualPlan, Batch, PlanAdjustment
 
 
 def import_plans(engine: Engine, path: Path, *, actor: str, reason: str | None, today: date,
-                 dry_run: bool = False, partial: bool = False, progress: Progress | None = None) -> Outcome:
-    """Import a plans file; a change to an existing plan needs a reason (an adjustment)."""
+                 dry_run: bool = False, partial: bool = False, progress: Progress | None = None,
+                 min_ratio: Decimal | None = None) -> Outcome:
+    """Import a plans file; a change to an existing plan needs a reason (an adjustment).
+    With ``min_ratio`` (``[plans] min_ratio``, the region's minimum, art. 11) a plan whose
+    ratio is below it is a bad row."""
+
+    def at_least_the_minimum(row: dict) -> None:
+        if min_ratio is not None and Decimal(row["ratio_percent"]) < min_ratio:
+            raise BadValue(say("plans", "below_min_ratio", ratio=row["ratio_percent"],
+                               minimum=format(min_ratio.normalize(), "f")))
 
     def record_adjustments(session: Session, outcome: Outcome) -> None:
         changed = [c for c in outcome.changes if c.action in ("updated", "relisted")]
@@ -44,7 +56,7 @@ def import_plans(engine: Engine, path: Path, *, actor: str, reason: str | None, 
             audit.record(session, actor, "plan.adjusted", str(plan.id), reason=reason, changes=fields)
 
     return import_file(engine, "plans", path, dry_run=dry_run, partial=partial, actor=actor, progress=progress,
-                       after_write=record_adjustments)
+                       after_write=record_adjustments, check=at_least_the_minimum)
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ class PlanView:
     plan: AnnualPlan
     adjustments: list[PlanAdjustment]
     batches: list[Batch]
+    drawn: int = 0  # batches made from it that were drawn, against its frequency (bot.plan_frequency)
 
 
 def list_plans(session: Session, year: int | None = None) -> list[tuple[AnnualPlan, int]]:
@@ -72,7 +85,7 @@ def show_plan(session: Session, plan_id: int) -> PlanView:
     adjustments = session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan_id)
                                .order_by(col(PlanAdjustment.id)))
     batches = session.exec(select(Batch).where(Batch.plan_id == plan_id).order_by(col(Batch.created_at)))
-    return PlanView(plan, list(adjustments), list(batches))
+    return PlanView(plan, list(adjustments), list(batches), drawn_counts(session, [plan_id])[plan_id])
 
 
 def _plain(value: object) -> object:

@@ -21,6 +21,7 @@ import stat
 import tomllib
 import typing
 from datetime import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +194,9 @@ class ReminderSettings(Section):
         return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
 
 
+_HH_MM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d")
+
+
 class SummarySettings(Section):
     """When supervisors and lead offices get the summary (bureau time)."""
 
@@ -203,11 +207,10 @@ class SummarySettings(Section):
     @field_validator("daily_at", "weekly_at")
     @classmethod
     def _clock(cls, value: str) -> str:
-        if value:
-            try:
-                time.fromisoformat(value)
-            except ValueError:
-                raise ValueError(say("config", "bad_clock_time", value=value)) from None
+        """Exactly ``HH:MM`` (SPEC §4): ``17:30:00`` or ``9:30`` are refused here, not by the
+        scheduler at start."""
+        if value and not _HH_MM.fullmatch(value):
+            raise ValueError(say("config", "bad_clock_time", value=value))
         return value
 
     @field_validator("weekly_on")
@@ -217,6 +220,13 @@ class SummarySettings(Section):
         if value and value not in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
             raise ValueError(say("config", "bad_weekday", value=value))
         return value
+
+
+class PlanSettings(Section):
+    """Annual plans (art. 11)."""
+
+    #: The region's minimum ratio in percent; a plan below it is refused at import. None = no minimum.
+    min_ratio: Decimal | None = Field(None, gt=0, le=100)
 
 
 class RetentionSettings(Section):
@@ -328,6 +338,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = ConsoleSettings()
     reminders: ReminderSettings = ReminderSettings()
     summaries: SummarySettings = SummarySettings()
+    plans: PlanSettings = PlanSettings()
     retention: RetentionSettings = RetentionSettings()
     outbox: OutboxSettings = OutboxSettings()
     followups: FollowupSettings = FollowupSettings()

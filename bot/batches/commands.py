@@ -38,12 +38,13 @@ def run(session: Session, settings: Settings, actor: str, action: str, text: str
         raise Refusal("bad_arguments", problem=exc.problem, subject=exc.subject, allowed=exc.allowed) from None
     today = bureau_date(now, settings.bureau.timezone)
     if action == "new":
-        made = create.new_batch(session, settings, actor, arguments, today)
-        return Done([say("batches", "created", batch=made.batch, size=made.pool_size)], made.batch.id)
-    if action == "stratum":
-        made = create.add_stratum(session, actor, arguments)
-        return Done([say("batches", "stratum_added", batch=made.batch, stratum=made.stratum, size=made.pool_size)],
+        made = create.new_batch(session, settings, actor, arguments, today, now)
+        return Done([say("batches", "created", batch=made.batch, size=made.pool_size, capped=made.capped)],
                     made.batch.id)
+    if action == "stratum":
+        made = create.add_stratum(session, actor, arguments, settings, now)
+        return Done([say("batches", "stratum_added", batch=made.batch, stratum=made.stratum, size=made.pool_size,
+                         capped=made.capped)], made.batch.id)
     if action == "publish":
         batch = publish.publish(session, settings, actor, arguments, now)
         return Done(say("batches", "published", batch=batch, strata=strata_of(session, batch.id)).splitlines(),

@@ -192,7 +192,9 @@ def record_refusal(session: Session, actor: str, text: str, refusal: Refusal) ->
     and its values, which never name a selected object (``cannot_staff`` names the
     stratum, the mode and what was missing).
     """
-    values = {key: value for key, value in refusal.values.items() if key != "batch"}
+    # a bad argument's ``subject`` (the key at fault) would collide with the entry's own subject
+    values = {("argument" if key == "subject" else key): value for key, value in refusal.values.items()
+              if key != "batch"}
     if isinstance(values.get("ids"), list):  # a tampered pool's first changed ids: a few say where
         values["ids"] = values["ids"][:10]
     subject = refusal.values.get("batch") or _batch_named(text)

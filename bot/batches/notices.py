@@ -64,8 +64,17 @@ def queue_draw_notices(session: Session, settings: Settings, batch: Batch, count
 
 
 def _task_card_messages(settings: Settings, person: Inspector, assignment: Assignment, card: Card) -> Queued:
+    """The task card to each of the inspector's platforms; on DingTalk without a card
+    template, a private text with the buttons' command twins instead (``serve`` warns)."""
     assert assignment.id is not None  # a stored assignment
-    return [(d, card, outbox_keys.task_card(assignment.id, d.platform)) for d in recipients.inspector(settings, person)]
+    as_text = Text(say("card_text", "task_card", card=card, task=assignment.task_id))
+    return [(d, as_text if _no_cards(settings, d.platform) else card, outbox_keys.task_card(assignment.id, d.platform))
+            for d in recipients.inspector(settings, person)]
+
+
+def _no_cards(settings: Settings, platform: str) -> bool:
+    """DingTalk sends interactive cards only through a card template (SPEC §4)."""
+    return platform == platforms.DINGTALK and not settings.dingtalk.card_template_id
 
 
 def queue_recusal_notices(session: Session, settings: Settings, task: Task, recused: Assignment,

@@ -35,11 +35,41 @@ def build_parser() -> argparse.ArgumentParser:
     upkeep.add_audit(commands)
     reminders.add_parser(commands)
     summaries.add_parser(commands)
+    _config_after_subcommands(parser)
     return parser
+
+
+def _config_after_subcommands(parser: argparse.ArgumentParser) -> None:
+    """``-c/--config`` is taken after the subcommand too (SPEC §3): every subcommand's parser
+    knows it, without a default that would hide one given before the subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.add_argument("-c", "--config", default=argparse.SUPPRESS, help=say("cli", "help_config"))
+                _config_after_subcommands(subparser)
+
+
+def _config_among(tokens: list[str]) -> tuple[list[str], str | None]:
+    """``-c FILE``, ``--config FILE`` or ``--config=FILE`` taken out of the words a command
+    passes through whole (``batch new key=value …``); the last one given wins."""
+    rest: list[str] = []
+    config = None
+    iterator = iter(tokens)
+    for token in iterator:
+        if token in ("-c", "--config"):
+            config = next(iterator, "")
+        elif token.startswith("--config="):
+            config = token.removeprefix("--config=")
+        else:
+            rest.append(token)
+    return rest, config
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if isinstance(getattr(args, "arguments", None), list):  # batch …: the words after the action, whole
+        args.arguments, config = _config_among(args.arguments)
+        args.config = config if config is not None else args.config
     if args.command == "verify":  # the citizen's check needs no configuration or database
         return verifier.main([str(args.directory)])
     try:

@@ -25,6 +25,7 @@ def add_parser(commands: Commands) -> None:
     imports.add_argument("file", type=Path)
     imports.add_argument("--dry-run", action="store_true", help=say("cli", "help_dry_run"))
     imports.add_argument("--partial", action="store_true", help=say("cli", "help_partial"))
+    imports.add_argument("--reason", help=say("plans", "help_reason"))  # plans only: a changed plan (art. 11)
     imports.set_defaults(run=run)
 
 
@@ -32,11 +33,14 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     """``import KIND FILE`` — and ``plan import FILE``, where a changed plan needs ``--reason``."""
     started = time.perf_counter()
     actor = operator()
+    if getattr(args, "reason", None) and args.kind != "plans":
+        err(say("plans", "reason_for_plans_only", kind=args.kind))
+        return 2
     try:
         if args.kind == "plans":
             outcome = import_plans(engine_of(settings), args.file, actor=actor, reason=getattr(args, "reason", None),
                                    today=bureau_today(settings.bureau.timezone), dry_run=args.dry_run,
-                                   partial=args.partial, progress=progress)
+                                   partial=args.partial, progress=progress, min_ratio=settings.plans.min_ratio)
         else:
             outcome = import_file(engine_of(settings), args.kind, args.file, dry_run=args.dry_run,
                                   partial=args.partial, actor=actor, progress=progress)

@@ -22,6 +22,7 @@ from bot.batches.export import pool_file, record
 from bot.batches.records import strata_of
 from bot.batches.results import lead_unit
 from bot.clock import bureau_date
+from bot.plan_frequency import drawn_counts
 from storage.models import (
     AnnualPlan,
     Assignment,
@@ -85,16 +86,19 @@ def items(session: Session) -> list[Item]:
     return list(session.exec(select(Item).where(Item.listed).order_by(col(Item.code))))
 
 
-def plans(session: Session) -> list[tuple[AnnualPlan, str, list[PlanAdjustment], list[Batch]]]:
-    """Annual plans (newest year first), each with its office, adjustments and published batches."""
+def plans(session: Session) -> list[tuple[AnnualPlan, str, list[PlanAdjustment], list[Batch], int]]:
+    """Annual plans (newest year first), each with its office, adjustments, published batches
+    and how many of its batches were drawn (against its frequency, art. 11)."""
     rows = session.exec(select(AnnualPlan).where(AnnualPlan.listed)
                         .order_by(col(AnnualPlan.year).desc(), col(AnnualPlan.id))).all()
     found = []
+    drawn = drawn_counts(session, [plan.id for plan in rows])
     for plan in rows:
         adjustments = session.exec(select(PlanAdjustment).where(PlanAdjustment.plan_id == plan.id)
                                    .order_by(col(PlanAdjustment.adjusted_on), col(PlanAdjustment.id))).all()
         batches = [b for b in _public_batches(session) if b.plan_id == plan.id]
-        found.append((plan, _unit_name(session, plan.office_id), list(adjustments), batches))
+        found.append((plan, _unit_name(session, plan.office_id), list(adjustments), batches,
+                      drawn.get(plan.id or 0, 0)))
     return found
 
 

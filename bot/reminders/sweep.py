@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
-from bot import outbox_keys
+from bot import outbox_keys, plan_frequency
 from bot.chat import recipients
 from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
@@ -60,7 +60,26 @@ def policy_of(settings: Settings) -> Policy:
 
 
 def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
-    """Queue today's reminders as of ``now``; nothing outside working hours.
+    """Queue today's reminders as of ``now``, and in December those of the annual plans
+    behind their frequency (art. 11, ``bot.plan_frequency``); nothing outside working hours."""
+    return _deadlines(engine, settings, now) + _plans_behind(engine, settings, now)
+
+
+def _plans_behind(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
+    local = bureau_time(now, settings.bureau.timezone)
+    if local.month != plan_frequency.REMIND_MONTH:
+        return []
+    with reading(engine) as session:
+        if not in_working_hours(local, load_calendar(session), policy_of(settings)):
+            return []
+        if not any(item.behind for item in plan_frequency.progress(session, local.year)):
+            return []
+    with transaction(engine) as session:
+        return [Digest(d, 1) for d in plan_frequency.remind_behind(session, settings, local.date())]
+
+
+def _deadlines(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
+    """Queue today's deadline reminders as of ``now``; nothing outside working hours.
 
     Everything is read and decided in a reading transaction (no write lock); only the
     changes — new and changed deadlines, the rungs not yet sent, the digests — are

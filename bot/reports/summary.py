@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
-from bot import outbox_keys
+from bot import outbox_keys, plan_frequency
 from bot.batches.progress import BatchProgress, progress
 from bot.chat import platforms, recipients
 from bot.clock import bureau_date
@@ -58,7 +58,8 @@ def compose(session: Session, settings: Settings, kind: str, now: datetime) -> S
                         if owner.startswith("inspector:"))
     period = period_of(kind, now, settings.bureau.timezone)
     text = say("summaries", "summary", kind=kind, period=period, batches=batches, by_unit=by_unit.most_common(10),
-               by_person=by_person.most_common(10), overdue=len(overdue))
+               by_person=by_person.most_common(10), overdue=len(overdue),
+               plans=plan_frequency.progress(session, today.year))
     chart = progress_chart(say("summaries", "chart_title", kind=kind, period=period),
                            [(p.batch.name, [(say("summaries", "state", state=s), p.states[s]) for s in STATES])
                             for p in batches])

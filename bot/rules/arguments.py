@@ -1,7 +1,9 @@
 """``key=value`` arguments of chat commands and of ``shuangsui batch`` (SPEC §5).
 
-Keys are Chinese or English and order-free. A value runs to the next known ``key=``,
-or is quoted with "…", “…” or 「…」 so that it may hold spaces. Full-width punctuation,
+Keys are Chinese or English and order-free. A value runs to the next known ``key=``
+(a key of SPEC §5, whether or not this command takes it), or is quoted with "…", “…" or
+「…」 so that it may hold spaces: ``说明=标签 x=1`` is the note ``标签 x=1``. A ``word=``
+that opens the arguments is a key all the same, and an unknown one is an error naming it. Full-width punctuation,
 digits and the ideographic space are normalised first — except inside the value of
 信标值 (beacon_value), which is used verbatim (DRAW.md §3).
 """
@@ -83,11 +85,16 @@ def parse_arguments(text: str, allowed: frozenset[str] | set[str]) -> Arguments:
 
 
 def _keys(plain: str) -> list[re.Match]:
-    """Every ``key=`` outside quoted values, in order."""
-    found, position = [], 0
+    """Every known ``key=`` outside quoted values, in order, and a ``word=`` that opens the
+    text even if unknown (so that the error names it). Any other ``word=`` is part of a value."""
+    found: list[re.Match] = []
+    position = 0
     while (match := _KEY.search(plain, position)) is not None:
-        found.append(match)
         position = match.end()
+        opening = not found and not plain[: match.start()].strip()
+        if canonical_key(match.group(1)) is None and not opening:
+            continue
+        found.append(match)
         if position < len(plain) and plain[position] in QUOTES:
             closing = plain.find(QUOTES[plain[position]], position + 1)
             position = len(plain) if closing < 0 else closing + 1

@@ -74,11 +74,13 @@ def import_file(
     actor: str | None = None,
     progress: Progress | None = None,
     after_write: Callable[[Session, Outcome], None] | None = None,
+    check: Callable[[dict], None] | None = None,
 ) -> Outcome:
     """Import ``path`` as ``kind_name``: all of it, or — on any bad row — nothing.
 
     ``after_write`` runs in the import's transaction once the rows are written (plans
     record their adjustments there); an exception from it undoes the whole import.
+    ``check`` is a further rule each parsed row must pass (a plan's minimum ratio).
     """
     kind = KINDS[kind_name]
     actor = actor or f"cli:{getpass.getuser()}"
@@ -88,7 +90,8 @@ def import_file(
         sheet = read_sheet(path)
         with transaction(engine) as session:
             known = _known_ids(session)
-            parsed = parse_sheet(kind, sheet, known, lambda rows: track(rows, total=sheet.total, desc="检查"))
+            parsed = parse_sheet(kind, sheet, known, lambda rows: track(rows, total=sheet.total, desc="检查"),
+                                 check)
             outcome.problems = parsed.problems
             if parsed.problems:
                 raise _Refused

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlmodel import SQLModel
 
+from bot.rules.arguments import ArgumentError
+from bot.rules.scope import ScopeError, parse_scope
 from bot.rules.workdays import NEW_YEAR_REACH_DAY
 from bot.texts import say
 from storage.importing import values as v
@@ -83,6 +85,31 @@ def _plan_dates(row: dict) -> None:
         raise v.BadValue(say("import", "plan_outside_year", year=row["year"]))
 
 
+def _plan_scope(text: str) -> str:
+    """A plan's scope: a filter in SPEC §5 syntax, checked as a chat filter is (art. 11), so
+    that ``新建抽查 计划=…`` can always read it. Stored as written."""
+    scope = text.strip()
+    try:
+        parse_scope(scope)
+    except ArgumentError as exc:
+        raise v.BadValue(say("plans", "bad_scope_syntax", problem=exc.problem, subject=exc.subject)) from None
+    except ScopeError as exc:
+        raise v.BadValue(say("plans", "bad_scope_value", reason=str(exc))) from None
+    return scope
+
+
+PLAN_KINDS = {"不定向": "不定向", "undirected": "不定向", "定向": "定向", "directed": "定向",
+              "联合": "联合", "joint": "联合"}  # 抽查类型: joint = with other departments
+
+
+def _plan_kind(text: str) -> str:
+    value = text.strip()
+    found = PLAN_KINDS.get(value) or PLAN_KINDS.get(value.lower())
+    if found is None:
+        raise v.BadValue(say("plans", "bad_plan_kind", value=text))
+    return found
+
+
 def _year(text: str) -> int:
     year = v.count(text)
     if not 2000 <= year <= 2100:
@@ -151,9 +178,10 @@ KINDS: dict[str, Kind] = {
             Column("items", ("items", "事项", "抽查事项"), v.id_list, refers_to="items"),
             Column("ratio_percent", ("ratio", "比例", "抽查比例"), v.percent),
             Column("frequency", ("frequency", "频次"), v.positive_int),
-            Column("scope", ("scope", "范围", "抽查范围"), v.optional_text),
+            Column("scope", ("scope", "范围", "抽查范围"), _plan_scope),
             Column("start", ("start", "开始", "开始日期"), v.optional_day),
             Column("end", ("end", "结束", "结束日期"), v.optional_day),
+            Column("kind", ("kind", "类型", "抽查类型"), _plan_kind, False, ""),
         ), check=_plan_dates, per_year=True),
     )
 }

@@ -54,8 +54,11 @@ def parse_sheet(
     sheet: Sheet,
     known_ids: Callable[[str], set[str]],
     progress: Callable[[Iterable], Iterable] = lambda rows: rows,
+    check: Callable[[dict], None] | None = None,
 ) -> ParsedFile:
-    """Parse and check every row; ``known_ids(kind)`` gives the ids a cell may refer to."""
+    """Parse and check every row; ``known_ids(kind)`` gives the ids a cell may refer to;
+    ``check`` is a further whole-row rule of this import (raises ``BadValue``), such as
+    the region's minimum ratio of a plan."""
     mapped, problems = check_header(kind, sheet.header)
     parsed = ParsedFile(kind, [c for c in mapped if c is not None], problems=problems)
     if problems:
@@ -66,6 +69,11 @@ def parse_sheet(
             continue  # blank lines and Excel's empty trailing rows
         row: dict = {}
         reasons = _row_reasons(kind, mapped, cells, known_ids, row)
+        if not reasons and check is not None:
+            try:
+                check(row)
+            except BadValue as exc:
+                reasons.append(str(exc))
         if not reasons:
             key = tuple(row[f] for f in kind.key)
             if key in first_line_of:

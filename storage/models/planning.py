@@ -22,6 +22,7 @@ class AnnualPlan(Listed, table=True):
     ratio_percent: str = ""  # exact decimal as written, e.g. "5" or "12.5"
     frequency: int = 1  # times per year
     scope: str = ""  # a filter in SPEC §5 syntax
+    kind: str = ""  # 抽查类型: 不定向 / 定向 / 联合 (joint with other departments); "" = not stated
     start: date | None = None
     end: date | None = None
     reported_on: date | None = None  # to 信用监管室, by the end of January

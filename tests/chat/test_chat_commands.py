@@ -249,7 +249,7 @@ async def test_english_aliases_any_case_full_width_forms_and_the_mention(bot, we
 
 async def test_a_parse_error_names_the_bad_key_and_shows_the_right_form(bot, wecom, engine):
     walk = Walk(wecom, engine, bot)
-    answer = await walk.group(ADMIN, "@双随 新建抽查 名称=x 颜色=红")
+    answer = await walk.group(ADMIN, "@双随 新建抽查 颜色=红 名称=x")
     assert "「颜色」" in answer and "名称=" in answer and "正确写法，例如：新建抽查 名称=" in answer
     answer = await walk.say(ADMIN, "新建抽查 名称=x 名称=y")
     assert "写了两次" in answer and "正确写法" in answer
@@ -264,7 +264,7 @@ async def test_a_parse_error_names_the_bad_key_and_shows_the_right_form(bot, wec
     assert "任务「abc」不是有效的编号" in answer and "例如 任务=12" in answer
     answer = await walk.say(inspector, "结果 12 类别=1")
     assert "「12」前面缺少参数名" in answer and "例如：结果 任务=" in answer
-    answer = await walk.say(inspector, "回避 任务=1 颜色=红")
+    answer = await walk.say(inspector, "回避 颜色=红 任务=1")
     assert "「颜色」" in answer and "例如：回避 任务=" in answer
 
 

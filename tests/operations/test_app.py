@@ -8,6 +8,7 @@ from bot.app import create_app
 from bot.settings import Settings
 from storage import schema
 from storage.db import make_engine
+from storage.sealing import new_key
 
 
 def test_models_and_migrations_agree(engine):
@@ -30,6 +31,34 @@ async def test_health_and_readiness(aiohttp_client, engine):
     finally:  # the PostgreSQL database is shared by the whole run: put the revision back
         with engine.begin() as connection:
             connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head})
+
+
+async def test_without_keys_serve_says_at_start_and_readyz_reports_publishing_refused(aiohttp_client, engine,
+                                                                                       caplog):
+    """Issue 19 item 12: no ``[security] keys`` is said at start and on /readyz (still ready:
+    everything but publishing works), not first learnt at 公示方案."""
+    client = await aiohttp_client(create_app(Settings(), engine))
+    assert "[security] keys" in caplog.text and "公示方案" in caplog.text
+    response = await client.get("/readyz")
+    body = await response.json()
+    assert response.status == 200 and body["status"] == "ok" and body["publishing"] == "refused"
+    assert "[security] keys" in body["reason"]
+    caplog.clear()
+    keyed = await aiohttp_client(create_app(Settings(security={"keys": [new_key()]}), engine))
+    assert await (await keyed.get("/readyz")).json() == {"status": "ok"}
+    assert "[security] keys" not in caplog.text
+
+
+async def test_dingtalk_without_a_card_template_is_said_at_start(aiohttp_client, engine, caplog):
+    """Issue 19 item 13: task notices fall back to private texts; serve warns at start."""
+    dingtalk = {"app_key": "k", "app_secret": "s", "robot_code": "r"}
+    await aiohttp_client(create_app(Settings(dingtalk=dingtalk, security={"keys": [new_key()]}), engine,
+                                    workers=False))
+    assert "card_template_id" in caplog.text and "确认 任务=N" in caplog.text
+    caplog.clear()
+    await aiohttp_client(create_app(Settings(dingtalk={**dingtalk, "card_template_id": "tpl"},
+                                             security={"keys": [new_key()]}), engine, workers=False))
+    assert "card_template_id" not in caplog.text
 
 
 async def test_readiness_when_the_database_is_unreachable(aiohttp_client, tmp_path):

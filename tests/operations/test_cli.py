@@ -72,3 +72,30 @@ def test_the_command_line_loads_no_server_workbook_or_chart():
              "print(sorted(m for m in ('bot.app', 'aiohttp', 'openpyxl', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv", [
+    ["-c", "x.toml", "import", "units", "f.csv"],
+    ["import", "units", "f.csv", "-c", "x.toml"],
+    ["import", "units", "--config", "x.toml", "f.csv"],
+    ["plan", "list", "--config=x.toml"],
+    ["plan", "-c", "x.toml", "list"],
+    ["db", "upgrade", "-c", "x.toml"],
+    ["reminders", "run", "--now", "2026-12-10T09:30", "-c", "x.toml"],
+])
+def test_the_config_is_taken_before_or_after_the_subcommand(argv):
+    """SPEC §3: every command takes ``-c/--config FILE`` before or after the subcommand."""
+    assert cli.build_parser().parse_args(argv).config == "x.toml"
+    without = [a for a in argv if "x.toml" not in a and a not in ("-c", "--config")]
+    assert cli.build_parser().parse_args(without).config is None
+
+
+def test_the_config_after_a_batch_command_is_read_and_not_an_argument(tmp_path, monkeypatch, capsys):
+    """``batch new key=value … -c FILE``: the file is the configuration, not a chat argument."""
+    config = tmp_path / "x.toml"
+    config.write_text('[databse]\nurl = "sqlite://"\n', encoding="utf-8")  # a misspelt key: exit 2 naming it
+    monkeypatch.delenv("SHUANGSUI_CONFIG", raising=False)
+    assert cli.main(["batch", "new", "名称=x", "-c", str(config)]) == 2
+    assert "databse" in capsys.readouterr().err
+    assert cli.main(["import", "units", "f.csv", "-c", str(config)]) == 2
+    assert "databse" in capsys.readouterr().err

@@ -355,6 +355,17 @@ def test_malformed_value_names_the_key(tmp_path):
     assert "SHUANGSUI__SERVER__PORT" in message
 
 
+@pytest.mark.parametrize("key", ["daily_at", "weekly_at"])
+@pytest.mark.parametrize("value", ["17:30:00", "9:30", "24:00", "17.30", "17:30 "])
+def test_summary_times_are_exactly_hh_mm(tmp_path, key, value):
+    """SPEC §4: ``[summaries] daily_at``/``weekly_at`` are exactly HH:MM; ``17:30:00`` used to
+    pass here and crash the scheduler at start."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path / "c.toml", f'[summaries]\n{key} = "{value}"\n'))
+    assert f"summaries.{key}" in str(caught.value) and "HH:MM" in str(caught.value)
+    assert load_settings(write(tmp_path / "ok.toml", f'[summaries]\n{key} = "07:05"\n')).summaries
+
+
 def test_out_of_range_port_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"server\.port"):
         load_settings(write(tmp_path / "c.toml", "[server]\nport = 70000\n"))

@@ -23,6 +23,18 @@ def test_values_run_to_the_next_key_or_are_quoted():
         assert parse_arguments(f"名称={quoted} 数量=3", NEW).values == {"name": "a b=c", "count": "3"}
 
 
+def test_a_value_runs_to_the_next_known_key_only():
+    """SPEC §5: ``说明=标签 x=1`` keeps `` x=1`` in the note; a known key ends the value even
+    when this command does not take it (then it is refused by name)."""
+    keys = {"task", "note", "category"}
+    assert parse_arguments("任务=3 说明=标签 x=1", keys).values == {"task": "3", "note": "标签 x=1"}
+    assert parse_arguments("说明=a=b 颜色=红 类别=1", keys).values == {"note": "a=b 颜色=红", "category": "1"}
+    assert parse_arguments("名称=a 颜色=红", NEW).values == {"name": "a 颜色=红"}
+    with pytest.raises(ArgumentError) as caught:
+        parse_arguments("说明=标签 批次=1", keys)
+    assert (caught.value.problem, caught.value.subject) == ("unknown_key", "批次")
+
+
 def test_full_width_is_normalised_except_the_beacon_value():
     args = parse_arguments("名称＝抽查　数量＝１２ 事项＝A01，A02", NEW)
     assert args.values == {"name": "抽查", "count": "12", "items": "A01,A02"}
@@ -31,7 +43,8 @@ def test_full_width_is_normalised_except_the_beacon_value():
 
 
 @pytest.mark.parametrize("text, problem, subject", [
-    ("名称=a 颜色=红", "unknown_key", "颜色"),
+    ("颜色=红 名称=a", "unknown_key", "颜色"),  # an unknown key opening the arguments is still named
+    ("x=1", "unknown_key", "x"),
     ("名称=a 批次=1", "unknown_key", "批次"),  # a known key this command does not take
     ("名称=a name=b", "repeated_key", "name"),
     ("抽查 名称=a", "no_key", "抽查"),

@@ -57,7 +57,7 @@ def test_a_user_without_the_admin_role_is_refused_and_audited(cli, engine):
 
 
 def test_bad_arguments_name_the_key(cli):
-    code, _, err = cli("batch", "new", "名称=x", "颜色=红")
+    code, _, err = cli("batch", "new", "颜色=红", "名称=x")
     assert code == 1 and "颜色" in err and "名称=" in err
 
 
@@ -81,3 +81,13 @@ def test_a_refused_draw_is_audited_in_its_own_transaction_and_names_no_object(cl
                                  "mode": "unit", "frozen": True}
     assert entries[1].actor.startswith("cli:") and status == "published"
     assert cli("audit", "verify")[0] == 0  # the chain holds
+
+
+def test_a_draw_with_a_bad_argument_is_refused_and_audited(cli, engine):
+    """A bad argument's refusal names the key as ``subject``; auditing the draw attempt must
+    not collide with the audit entry's own subject (found by tests/fuzz on PostgreSQL)."""
+    code, _, err = cli("batch", "draw", "颜色=红")
+    assert code == 1 and "颜色" in err
+    with transaction(engine) as session:
+        last = session.exec(select(AuditEntry).order_by(AuditEntry.seq.desc())).scalars().first()
+    assert last.action == "draw.refused" and last.detail.get("argument") == "颜色"

@@ -64,6 +64,7 @@ async def test_every_page_kind_over_http(client, engine, disclosed):
     assert "《企业信息公示暂行条例》第十四条" in await text(client, "/public/items.html")
     plans = await text(client, "/public/plans.html")
     assert "上级部署提高抽查比例" in plans and "10% → 12.5%" in plans
+    assert "细则第十一条" in plans and "第十条" not in plans  # art. 11 is the plans article
     plan = await text(client, f"/public/batches/{waiting}.html")
     with Session(engine) as session:
         batch = session.get(Batch, waiting)
