@@ -197,12 +197,13 @@ def _result_for(ctx: Context, action_keys: set[str]) -> tuple[int, dict[str, str
 def approve_result(ctx: Context) -> None:
     result_id, _ = _result_for(ctx, {"task"})
     done = approve(ctx.session, ctx.identity, result_id, ctx.now)
+    ctx.reply(say("results", "approved", task=done.task, result=done.result, follow_up=done.follow_up,
+                  already=done.already))
     if not done.already:
         notices.queue_decision_notices(ctx.session, ctx.settings, done.result, done.task)
         notices.close_approval_cards(ctx.session, ctx.settings, done.result, say("results", "approved_button"))
+        ctx.flush()  # the answer first: an approver standing in for the unit's leads gets the follow-up card next
         followup_notices.after_publication(ctx.session, ctx.settings, done.task.id or 0)  # art. 18
-    ctx.reply(say("results", "approved", task=done.task, result=done.result, follow_up=done.follow_up,
-                  already=done.already))
 
 
 @router.command("退回", "return", roles={APPROVER, LEAD}, private_only=True)
@@ -257,8 +258,9 @@ def correct_result(ctx: Context) -> None:
     earlier = followups.open_handovers(ctx.session, task_id)
     new = correct(ctx.session, ctx.identity, task_id, entry, args.get("reason") or "", ctx.now)
     followups.withdraw(ctx.session, earlier, new, ctx.actor_label, ctx.now)  # art. 18: the result replaced
-    followup_notices.after_publication(ctx.session, ctx.settings, new.task_id)  # art. 18, as for any result
     ctx.reply(say("results", "corrected", result=new))
+    ctx.flush()  # the answer before any follow-up card
+    followup_notices.after_publication(ctx.session, ctx.settings, new.task_id)  # art. 18, as for any result
 
 
 @router.command("移送", "transfer", roles={LEAD})
