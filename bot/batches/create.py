@@ -16,6 +16,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from bot.batches import options
+from bot.batches.frequency import frequency_cap
 from bot.batches.records import find_batch, strata_of
 from bot.refusal import Refusal
 from bot.rules import ssr1
@@ -119,8 +120,6 @@ def _stratum_detail(stratum: Stratum) -> dict:
 
 def _frequency_cap(settings: Settings, now: datetime | None, today: date | None) -> FrequencyCap:
     """The cap publication will apply (SPEC §5: the reply's pool size counts it)."""
-    from bot.batches.publish import frequency_cap  # publish imports this module
-
     if now is None:
         zone = ZoneInfo(settings.bureau.timezone)
         now = datetime.combine(today, time(), zone) if today is not None else datetime.now(zone)

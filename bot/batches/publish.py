@@ -3,14 +3,14 @@ and the roster, commit to a fresh secret, and make the plan public before the dr
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlmodel import Session
 
 from bot.batches import options, roster
 from bot.batches.create import draft_batch
+from bot.batches.frequency import frequency_cap
 from bot.batches.records import strata_of
-from bot.clock import bureau_time
 from bot.refusal import Refusal
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments
@@ -19,7 +19,7 @@ from bot.rules.scope import Scope
 from bot.settings import Settings
 from storage import audit
 from storage.models import Batch
-from storage.pools import FrequencyCap, freeze, pool_members
+from storage.pools import freeze, pool_members
 from storage.sealing import SealingError, sealer_of
 
 PUBLISH_KEYS = frozenset({"batch", "beacon"})
@@ -56,14 +56,3 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
                      {"name": s.name, "pool_size": s.pool_size, "pool_digest": s.pool_digest, "k": s.k}
                      for s in strata])
     return batch
-
-
-def frequency_cap(settings: Settings, now: datetime) -> FrequencyCap:
-    """The configured cap; "this year" is the bureau's calendar year (art. 11: 防止执法扰民)."""
-    draw = settings.draw
-    if draw.frequency_window_days:
-        since = now - timedelta(days=draw.frequency_window_days)
-    else:
-        local = bureau_time(now, settings.bureau.timezone)
-        since = local.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
-    return FrequencyCap(draw.frequency_cap, since, tuple(draw.frequency_exempt))
