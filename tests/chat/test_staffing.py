@@ -249,9 +249,10 @@ async def test_a_specialist_assists_a_task_whose_team_lacks_the_speciality(bot, 
 async def test_a_task_with_a_full_team_needs_no_hand_and_an_inspected_one_cannot_be_closed(bot, wecom, engine):
     walk = Walk(wecom, engine, bot)
     _, task = await drawn(bot, engine, "事项=A01 数量=1 方式=小随机")
-    assert "人员齐全" in await walk.say(ADMIN, f"指派 任务={task.id} 人员=I05 原因=y")
+    stranger = outsider(engine, task.id)  # the draw is random: never someone already on the team
+    assert "人员齐全" in await walk.say(ADMIN, f"指派 任务={task.id} 人员={stranger} 原因=y")
     assert "人员齐全，无需补员" in await walk.say(LEAD, f"补员 任务={task.id}")
-    assert "不需要指派专业人员" in await walk.say(LEAD, f"协助 任务={task.id} 人员=I05")
+    assert "不需要指派专业人员" in await walk.say(LEAD, f"协助 任务={task.id} 人员={stranger}")
     assert "须说明原因" in await walk.say(LEAD, f"结束任务 任务={task.id}")
     with transaction(engine) as session:
         session.execute(text(f"UPDATE tasks SET status = 'inspected' WHERE id = {task.id}"))
