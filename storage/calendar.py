@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from typing import Protocol
 
 import holidays as holiday_tables
 from chinese_calendar import constants as bundled
-from sqlmodel import Session, select
+from sqlalchemy import select as select_rows
+from sqlmodel import Session, col
 
 from bot.rules.workdays import Arrangement, Calendar
 from storage.models import Holiday
@@ -48,14 +50,38 @@ STATUTORY_NAMES = frozenset({
 class HolidayRow(Protocol):
     """What ``calendar_from_rows`` reads from a row: ``Holiday`` or anything alike."""
 
-    day: date
-    kind: str  # holiday | workday
-    year: int  # the year of the notice, which may arrange late December of the one before
+    @property
+    def day(self) -> date: ...
+    @property
+    def kind(self) -> str: ...  # holiday | workday
+    @property
+    def year(self) -> int: ...  # the year of the notice, which may arrange late December of the one before
 
 
 def load_calendar(session: Session) -> Calendar:
-    """The calendar from the database's imported arrangements and the bundled data."""
-    return calendar_from_rows(session.exec(select(Holiday)).all())
+    """The calendar from the database's imported arrangements and the bundled data.
+
+    Read on every 进度 and sweep: the imported rows are read each time (a plain read, so an
+    import on another instance counts at once), the calendar built from them only when
+    they differ from the last ones seen (a calendar never changes once built)."""
+    rows = session.connection().execute(_IMPORTED).all()
+    return _calendar_of(tuple(_Imported(day, kind, year) for day, kind, year in rows))
+
+
+@dataclass(frozen=True)
+class _Imported:
+    day: date
+    kind: str
+    year: int
+
+
+_IMPORTED = select_rows(col(Holiday.day), col(Holiday.kind), col(Holiday.year)).order_by(col(Holiday.day),
+                                                                                         col(Holiday.kind))
+
+
+@lru_cache(maxsize=4)
+def _calendar_of(rows: tuple[_Imported, ...]) -> Calendar:
+    return calendar_from_rows(rows)
 
 
 def calendar_from_rows(rows: Iterable[HolidayRow]) -> Calendar:
