@@ -99,8 +99,10 @@ def _recuse_all_but_one(engine, task_id: int) -> str:
     return last
 
 
-async def unstaffed(app, engine) -> tuple[str, Task, str]:
-    batch_id, task = await drawn(app, engine, "事项=A01 数量=1 方式=小随机")
+async def unstaffed(app, engine, station: str = "S-DC") -> tuple[str, Task, str]:
+    """A task in ``station`` left with one member (a second one goes to the other station:
+    the same object drawn again would find three of its four inspectors conflicted)."""
+    batch_id, task = await drawn(app, engine, f"事项=A01 数量=1 方式=小随机 管辖={station}")
     last = await asyncio.to_thread(_recuse_all_but_one, engine, task.id)
     assert rows(engine, Task, Task.id == task.id)[0].status == "unstaffed"
     return batch_id, task, last
@@ -164,7 +166,7 @@ async def test_an_unstaffed_task_restaffed_assigned_by_hand_and_another_closed(w
         engine, settings, f"batches/{batch_id}/draw.html")
 
     # 结束任务 on a second batch's unstaffed task: not inspected, the batch completes
-    other_id, other, other_last = await unstaffed(walk.app, engine)
+    other_id, other, other_last = await unstaffed(walk.app, engine, "S-XC")
     answer = await walk.say(LEAD, f"结束任务 任务={other.id} 原因=对象已注销无法检查")
     assert "未检查（原因已记录）" in answer, answer
     closed = rows(engine, Task, Task.id == other.id)[0]
@@ -273,7 +275,7 @@ async def test_a_lead_of_another_office_may_not_restaff_or_close_and_is_audited(
 async def test_hand_and_closing_reasons_are_sealed_at_rest_and_rotate(bot, wecom, engine, db_url, sealing_key):
     walk = Walk(wecom, engine, bot)
     _, task, _ = await unstaffed(bot, engine)
-    _, other, _ = await unstaffed(bot, engine)
+    _, other, _ = await unstaffed(bot, engine, "S-XC")
     assert "人工指派" in await walk.say(ADMIN, f"指派 任务={task.id} 人员={outsider(engine, task.id)} 原因=甲理由")
     assert "未检查" in await walk.say(LEAD, f"结束任务 任务={other.id} 原因=乙理由")
     with Session(engine) as session:
