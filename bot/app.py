@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import col, select
 
 import handlers
-from bot import logs, roles
+from bot import logs
 from bot.chat import platforms
 from bot.chat.dispatcher import Dispatcher, Sender
 from bot.chat.pipeline import Pipeline
@@ -278,8 +278,8 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
 
 
 async def warn_ambiguous_roles(app: web.Application) -> None:
-    """A bare ``[roles]`` id with both WeCom and DingTalk on may be two people (bot.roles)."""
-    roles.warn_ambiguous_entries(app[SETTINGS])
+    """A bare ``[roles]`` id with both WeCom and DingTalk on may be two people (bot.chat.platforms)."""
+    platforms.warn_ambiguous_entries(app[SETTINGS])
 
 
 def refused_later(settings: Settings) -> list[str]:

@@ -3,17 +3,14 @@
 A user id in configuration matches on every platform; ``wecom:ID``, ``dingtalk:ID`` or
 ``console:ID`` restricts it to one platform. With WeCom and DingTalk both on, a bare id
 may be two different people (an id on one platform is not the same person's on the
-other): ``ambiguous_entries`` finds them and ``warn_ambiguous_entries`` says so at start.
+other): ``bot.chat.platforms.ambiguous_entries`` finds them (it knows which platforms are on).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from bot.settings import Settings
-
-log = logging.getLogger(__name__)
 
 PLATFORMS = ("wecom", "dingtalk", "console", "cli")
 
@@ -67,22 +64,3 @@ def is_bare(entry: str) -> bool:
     """An entry without a platform prefix: it matches on every platform."""
     platform, sep, _ = entry.partition(":")
     return not (sep and platform in PLATFORMS)
-
-
-def ambiguous_entries(settings: Settings) -> list[str]:
-    """The bare ids of ``[roles]`` (each once) when WeCom and DingTalk are both on."""
-    from bot.chat import platforms
-
-    if not (platforms.sends(settings, platforms.WECOM) and platforms.sends(settings, platforms.DINGTALK)):
-        return []
-    return list(dict.fromkeys(entry for entry in entries(settings) if is_bare(entry)))
-
-
-def warn_ambiguous_entries(settings: Settings) -> list[str]:
-    """Log a warning naming the bare ids, if any (at ``serve``'s start and by every CLI command)."""
-    from bot.texts import say
-
-    found = ambiguous_entries(settings)
-    if found:
-        log.warning(say("config", "bare_role_ids", ids=found))
-    return found

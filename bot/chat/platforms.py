@@ -1,10 +1,17 @@
 """Which chat platforms this deployment speaks (WeCom, DingTalk, the console) and the
 entries their deliveries arrive through: the one place that reads it from the
 configuration. The app's senders and callbacks, notices, summaries, reminders and
-metrics all ask here, so a platform that cannot send is skipped by all of them alike."""
+metrics all ask here, so a platform that cannot send is skipped by all of them alike; with
+WeCom and DingTalk both on, it also names the bare `[roles]` ids that may be two people."""
 
+import logging
+
+from bot import roles
 from bot.settings import Settings
+from bot.texts import say
 from storage.models import Inspector
+
+log = logging.getLogger(__name__)
 
 WECOM, DINGTALK, CONSOLE = "wecom", "dingtalk", "console"
 PLATFORMS = (WECOM, DINGTALK, CONSOLE)
@@ -63,3 +70,18 @@ def user_id(inspector: Inspector, platform: str) -> str | None:
     """An inspector's user id on ``platform``, from the directory."""
     ids = {WECOM: inspector.wecom_userid, DINGTALK: inspector.dingtalk_userid, CONSOLE: inspector.id}
     return ids.get(platform) or None
+
+
+def ambiguous_entries(settings: Settings) -> list[str]:
+    """The bare ids of ``[roles]`` (each once) when WeCom and DingTalk are both on."""
+    if not (sends(settings, WECOM) and sends(settings, DINGTALK)):
+        return []
+    return list(dict.fromkeys(entry for entry in roles.entries(settings) if roles.is_bare(entry)))
+
+
+def warn_ambiguous_entries(settings: Settings) -> list[str]:
+    """Log a warning naming the bare ids, if any (at ``serve``'s start and by every CLI command)."""
+    found = ambiguous_entries(settings)
+    if found:
+        log.warning(say("config", "bare_role_ids", ids=found))
+    return found

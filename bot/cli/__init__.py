@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bot import roles, verifier
+from bot import verifier
+from bot.chat import platforms
 from bot.cli import batch, imports, plan, public, reminders, server, summaries, upkeep
 from bot.settings import ConfigError, load_settings
 from bot.terminal import err
@@ -78,5 +79,5 @@ def main(argv: list[str] | None = None) -> int:
         err(str(exc))
         return 2
     if args.command != "serve":  # serve says it at start, in its own log lines (bot.app)
-        roles.warn_ambiguous_entries(settings)
+        platforms.warn_ambiguous_entries(settings)
     return args.run(settings, args)
