@@ -53,7 +53,7 @@ def recuse(session: Session, actor: str, task_id: int, inspector_id: str | None,
     session.flush()
     members = session.exec(select(Assignment.inspector_id).where(Assignment.task_id == task.id,
                                                                  Assignment.status != "recused")).all()
-    staffing.refresh_needs_expert(session, task, found.inspectors, list(members))  # issue 18 §2, art. 12
+    staffing.refresh_needs_expert(session, task, found, list(members))  # issue 18 §2, art. 12
     session.flush()
     audit.record(session, actor, "task.recused", f"{batch.id}/{task.id}", inspector=inspector_id,
                  object=task.object_id, reason=sealer_of(session).seal_text(reason), replacement=replacement,

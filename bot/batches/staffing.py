@@ -134,23 +134,13 @@ def directory(session: Session, batch: Batch, task: Task) -> Directory:
     return Directory(obj, inspectors, conflicts, Counter(standing), len(inputs["objects"]))
 
 
-def refresh_needs_expert(session: Session, task: Task, people: list[matching.Inspector],
-                         members: list[str]) -> frozenset[str]:
-    """Recompute ``needs_expert`` from the standing members' specialities (art. 12);
-    returns the specialities still wanted."""
-    wanted = rules.missing_specialties(
-        matching.TaskObject(task.object_id, "", frozenset(required_specialties(session, task))), people, members)
+def refresh_needs_expert(session: Session, task: Task, found: Directory, members: list[str]) -> frozenset[str]:
+    """Recompute ``needs_expert`` from the standing members' specialities (art. 12) against
+    what the task's items need (as recorded at the draw); returns the specialities still wanted."""
+    wanted = rules.missing_specialties(found.obj, found.inspectors, members)
     task.needs_expert = bool(wanted)
     session.add(task)
     return wanted
-
-
-def required_specialties(session: Session, task: Task) -> list[str]:
-    """The specialities the task's items need, as recorded at the draw."""
-    batch = session.get_one(Batch, task.batch_id)
-    inputs = batch.matching_inputs or {}
-    found = next((o for o in inputs.get("objects", []) if o["id"] == task.object_id), None)
-    return list(found["required_specialties"]) if found else []
 
 
 def _join(session: Session, team: Team, inspector_id: str, origin: str, now: datetime,
@@ -190,7 +180,7 @@ def restaff(session: Session, identity: Identity, task_id: int, on: date, now: d
                             team_size=batch.team_size, slack=batch.slack)
     added = [_join(session, team, c, "restaff", now) for c in outcome.chosen]
     _settle(session, team)
-    wanted = refresh_needs_expert(session, task, found.inspectors, [a.inspector_id for a in team.standing])
+    wanted = refresh_needs_expert(session, task, found, [a.inspector_id for a in team.standing])
     session.flush()
     audit.record(session, identity.actor.label, "task.restaffed", f"{batch.id}/{task.id}", object=task.object_id,
                  chosen=list(outcome.chosen), missing=outcome.missing, on=on.isoformat(),
@@ -238,7 +228,7 @@ def assign(session: Session, identity: Identity, task_id: int, inspector_id: str
         raise Refused("needs_specialty", task=task_id, inspector=inspector_id, wanted=sorted(wanted))
     added = _join(session, team, inspector_id, "hand", now, reason.strip())
     _settle(session, team)
-    wanted = refresh_needs_expert(session, task, found.inspectors, [a.inspector_id for a in team.standing])
+    wanted = refresh_needs_expert(session, task, found, [a.inspector_id for a in team.standing])
     session.flush()
     audit.record(session, identity.actor.label, "task.assigned", f"{batch.id}/{task.id}", inspector=inspector_id,
                  object=task.object_id, reason=sealer_of(session).seal_text(reason.strip()),
@@ -295,7 +285,7 @@ def assist(session: Session, identity: Identity, task_id: int, inspector_id: str
         raise Refused("unknown_inspector", inspector=inspector_id)
     found = directory(session, batch, task)
     members = [a.inspector_id for a in team.standing]
-    wanted = refresh_needs_expert(session, task, found.inspectors, members)
+    wanted = refresh_needs_expert(session, task, found, members)
     if task.expert_id == inspector_id:
         return Assisted(task, batch, person, sorted(wanted), already=True)
     if not wanted:

@@ -102,7 +102,6 @@ class Dispatcher:
         self._sending: dict[int, asyncio.Future[None]] = {}  # claimed row → done when recorded
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._outcomes: list[tuple[Claimed, Outcome, asyncio.Future[str | None]]] = []
-        self._recorded = asyncio.Event()
         self._recorder: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
 
