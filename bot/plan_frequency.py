@@ -64,10 +64,10 @@ def remind_behind(session: Session, settings: Settings, today: date) -> list[Des
         if not item.behind:
             continue
         assert item.plan.id is not None  # a stored plan
-        people = (recipients.unit_people(settings, item.plan.office_id, "leads")
-                  or list(settings.roles.admins))
+        people = recipients.first_reachable(settings, (recipients.unit_people(settings, item.plan.office_id, "leads"),
+                                                       list(settings.roles.admins)))
         text = Text(say("plans", "behind_reminder", progress=item))
-        for destination in recipients.people(settings, people):
+        for destination in people:
             key = outbox_keys.plan_behind(item.plan.id, today.year, destination.platform, destination.address)
             if outbox.queue(session, destination, text, key):
                 told.append(destination)

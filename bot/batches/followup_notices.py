@@ -15,7 +15,6 @@ from bot import outbox_keys
 from bot.batches import cards
 from bot.batches.followups import HANDOVER, due_of, handovers, receivers
 from bot.batches.notices import _close_cards
-from bot.chat import recipients
 from bot.outbound import Button, Card, Destination, File, Message, Text
 from bot.outbox_keys import Key
 from bot.public.feeds import neutral
@@ -72,7 +71,7 @@ def queue_cards(session: Session, settings: Settings, task_id: int) -> int:
         if follow_up.status != "open":
             continue
         assert follow_up.id is not None  # a stored follow-up
-        for d in recipients.people(settings, receivers(settings, follow_up.target)):
+        for d in receivers(settings, follow_up.target):
             queued.append((d, followup_card(session, settings, follow_up, d.address),
                            outbox_keys.followup_card(follow_up.id, d.platform, d.address)))
     return outbox.queue_many(session, queued)
@@ -111,7 +110,7 @@ def queue_batch_lists(session: Session, settings: Settings, batch: Batch) -> int
         text = Text(say("followups", "batch_list", batch=batch, unit=unit_name(session, unit_id), entries=lines))
         name = say("followups", "list_file_name", batch=batch, unit=unit_id).strip()
         sheet = File(evidence.store(session, list_xlsx(lines), XLSX), name, say("followups", "list_file_caption"))
-        for d in recipients.people(settings, receivers(settings, unit_id)):
+        for d in receivers(settings, unit_id):
             queued.append((d, text, outbox_keys.followup_list(batch.id, unit_id, d.platform, d.address)))
             queued.append((d, sheet, outbox_keys.followup_list(batch.id, unit_id, d.platform, d.address, "xlsx")))
     return outbox.queue_many(session, queued)

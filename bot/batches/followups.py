@@ -13,8 +13,10 @@ from datetime import date, datetime
 
 from sqlmodel import Session, col, select
 
+from bot.chat import recipients
 from bot.chat.identity import ADMIN, APPROVER, LEAD, Identity
 from bot.clock import bureau_date
+from bot.outbound import Destination
 from bot.refusal import Refusal
 from bot.rules.workdays import Calendar, DueDate
 from bot.settings import Settings
@@ -107,11 +109,12 @@ def outcome_of(value: str | None) -> str:
     raise Refusal("bad_outcome", value=text, allowed=list(OUTCOMES))
 
 
-def receivers(settings: Settings, unit_id: str | None) -> list[str]:
+def receivers(settings: Settings, unit_id: str | None) -> list[Destination]:
     """Who is told of a unit's follow-ups and owes them: ``[roles.units.<unit>] leads``,
     failing them its approvers, failing them the admins — someone must be (art. 18)."""
-    unit = settings.roles.units.get(unit_id or "")
-    return list((unit.leads or unit.approvers) if unit else []) or list(settings.roles.admins)
+    return recipients.first_reachable(settings, (recipients.unit_people(settings, unit_id, "leads"),
+                                                 recipients.unit_people(settings, unit_id, "approvers"),
+                                                 list(settings.roles.admins)))
 
 
 def due_of(follow_up: FollowUp, calendar: Calendar, settings: Settings) -> DueDate:

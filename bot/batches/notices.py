@@ -156,12 +156,9 @@ def approval_recipients(session: Session, settings: Settings, task: Task) -> lis
     own = {(platform, user) for a in team_of(session, task.id)
            for person in [session.get_one(Inspector, a.inspector_id)] for platform in platforms.enabled(settings)
            if (user := platforms.user_id(person, platform))}
-    for entries in (recipients.unit_people(settings, lead_unit(session, task.id), "approvers"),
-                    recipients.unit_people(settings, batch.lead_unit_id, "leads"), list(settings.roles.admins)):
-        found = [d for d in recipients.people(settings, entries) if (d.platform, d.address) not in own]
-        if found:
-            return found
-    return []
+    tiers = (recipients.unit_people(settings, lead_unit(session, task.id), "approvers"),
+             recipients.unit_people(settings, batch.lead_unit_id, "leads"), list(settings.roles.admins))
+    return recipients.first_reachable(settings, tiers, leave_out=own)
 
 
 def queue_approval_cards(session: Session, settings: Settings, result: Result, task: Task, evidence: int) -> None:

@@ -3,6 +3,8 @@ platform accounts in the directory."""
 
 from __future__ import annotations
 
+from collections.abc import Container, Iterable
+
 from bot.chat import platforms
 from bot.outbound import USER, Destination
 from bot.roles import PLATFORMS
@@ -37,6 +39,18 @@ def people(settings: Settings, entries: list[str]) -> list[Destination]:
     """Private destinations for configured people on every enabled platform."""
     return [Destination(platform, USER, user) for platform in platforms.enabled(settings)
             for user in entries_on(entries, platform)]
+
+
+def first_reachable(settings: Settings, tiers: Iterable[list[str]],
+                    leave_out: Container[tuple[str, str]] = ()) -> list[Destination]:
+    """The people of the first tier (configured entries, most specific first) that reaches
+    someone on an enabled platform, less those ``leave_out`` names as (platform, user):
+    whoever must be told falls back to the next tier rather than to nobody."""
+    for entries in tiers:
+        found = [d for d in people(settings, entries) if (d.platform, d.address) not in leave_out]
+        if found:
+            return found
+    return []
 
 
 def inspector(settings: Settings, person: Inspector) -> list[Destination]:

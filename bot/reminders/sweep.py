@@ -249,7 +249,7 @@ class _People:
             elif kind == "receivers":  # a follow-up's receiving unit (art. 18)
                 from bot.batches.followups import receivers
 
-                found += recipients.people(self.settings, receivers(self.settings, ident))
+                found += receivers(self.settings, ident)
         return found
 
     def _inspector(self, inspector_id: str) -> list[Destination]:
