@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REMINDERS = "reminders"  # the subject of every reminder digest
+#: The subject of a message sent once a year (its key is the only record that it was):
+#: the retention job keeps such a row for a year, whatever ``[retention] days`` says.
+YEARLY = "yearly"
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,12 @@ def reminder_digest(recipient: str, first_reminder: int) -> Key:
 
 
 def calendar_missing(year: int, platform: str, address: str) -> Key:
-    return Key(f"calendar-missing:{year}:{platform}:{address}")
+    return Key(f"calendar-missing:{year}:{platform}:{address}", YEARLY)
 
 
 def plan_behind(plan_id: int, year: int, platform: str, address: str) -> Key:
     """The December reminder that a plan is behind its frequency (art. 11), once a year."""
-    return Key(f"plan-behind:{plan_id}:{year}:{platform}:{address}")
+    return Key(f"plan-behind:{plan_id}:{year}:{platform}:{address}", YEARLY)
 
 
 def summary(kind: str, period: str, platform: str, destination_kind: str, address: str) -> Key:

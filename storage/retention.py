@@ -9,7 +9,9 @@ chats. The job (``bot.retention``) clears them:
   so a late retry is still a duplicate;
 - sent outbox rows and console messages older than ``[retention] days`` are deleted,
   except sent cards with a subject (they are found again to be greyed out when their
-  work is done, and carry no text a person typed);
+  work is done, and carry no text a person typed), and messages sent once a year (a
+  plan behind its frequency, a missing calendar: their key is what keeps them once),
+  which stay a year;
 - evidence, results, recusals and the audit log are never touched (监管痕迹).
 
 Each step is idempotent, so instances running it at once only repeat each other; on
@@ -22,9 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, bindparam, delete, select, text, update
+from sqlalchemy import CursorResult, and_, bindparam, delete, or_, select, text, update
 from sqlmodel import Session
 
+from bot import outbox_keys
 from storage.models import ConsoleMessage, InboundDelivery, OutboxMessage, table_of
 
 #: How long a done delivery keeps its text: far past any platform's retry (WeCom retries
@@ -33,6 +36,7 @@ from storage.models import ConsoleMessage, InboundDelivery, OutboxMessage, table
 BLANK_AFTER = timedelta(days=1)
 CHUNK = 500  # deliveries blanked per statement round (a long backlog in bounded steps)
 BLANKED = "blanked"  # the marker a blanked event carries (``Event.from_json`` drops it)
+YEAR = timedelta(days=366)  # how long a message sent once a year is kept (``outbox_keys.YEARLY``)
 
 _PG_RETENTION_LOCK = 0x5353_5254  # "SSRT"
 _INBOUND = table_of(InboundDelivery)
@@ -55,8 +59,8 @@ def purge(session: Session, now: datetime, days: int) -> Purged | None:
         if not got.scalar():
             return None
     keep = now - timedelta(days=days)
-    return Purged(blanked=_blank_deliveries(session, now - BLANK_AFTER), outbox=_delete_sent(session, keep),
-                  console=_delete_console(session, keep))
+    return Purged(blanked=_blank_deliveries(session, now - BLANK_AFTER),
+                  outbox=_delete_sent(session, keep, min(keep, now - YEAR)), console=_delete_console(session, keep))
 
 
 def blank(event: dict[str, Any]) -> dict[str, Any]:
@@ -89,10 +93,13 @@ def _blank_deliveries(session: Session, before: datetime) -> int:
         total += len(rows)
 
 
-def _delete_sent(session: Session, before: datetime) -> int:
+def _delete_sent(session: Session, before: datetime, yearly_before: datetime) -> int:
     looked_up_again = and_(_OUTBOX.c.kind == "card", _OUTBOX.c.subject.is_not(None))
-    result = session.execute(delete(_OUTBOX).where(_OUTBOX.c.status == "sent", _OUTBOX.c.sent_at < before,
-                                                   ~looked_up_again))
+    yearly = _OUTBOX.c.subject == outbox_keys.YEARLY
+    other = _OUTBOX.c.subject.is_distinct_from(outbox_keys.YEARLY)  # NULL too
+    result = session.execute(delete(_OUTBOX).where(
+        _OUTBOX.c.status == "sent", ~looked_up_again,
+        or_(and_(_OUTBOX.c.sent_at < before, other), and_(_OUTBOX.c.sent_at < yearly_before, yearly))))
     return cast(CursorResult[Any], result).rowcount
 
 

@@ -19,6 +19,7 @@ from bot.settings import Settings
 from bot.texts import say
 from storage.db import transaction
 from storage.models import OutboxMessage
+from storage.retention import purge
 from storage.sealing import new_key
 from tests.support.batch_district import PLANS, seed_district
 
@@ -92,6 +93,25 @@ def test_the_planning_office_is_reminded_in_december_once(engine, settings, plan
     sweep(engine, settings, at(date(2026, 12, 2)))
     sweep(engine, settings, at(date(2026, 12, 2)))
     assert len(plan_reminders(engine)) == 1  # idempotent: once per plan, year and person
+
+
+def test_the_december_reminder_stays_once_after_the_retention_job(engine, settings, plan_half_done):
+    """Sent messages go after ``[retention] days``; the one whose key is the only record
+    that a plan was reminded this year stays, so a later sweep does not remind again."""
+    sweep(engine, settings, at(date(2026, 12, 1)))
+    first = [m.id for m in plan_reminders(engine)]
+    with transaction(engine) as session:
+        for message in session.exec(select(OutboxMessage)):
+            message.status, message.sent_at = "sent", at(date(2026, 12, 1))
+            session.add(message)
+    with transaction(engine) as session:
+        purged = purge(session, at(date(2026, 12, 31)), days=7)
+    assert purged is not None and purged.outbox > 0  # the other sent messages went
+    sweep(engine, settings, at(date(2026, 12, 31)))
+    assert [m.id for m in plan_reminders(engine)] == first  # the same row: nothing queued again
+    with transaction(engine) as session:  # a year on, it goes too
+        purge(session, at(date(2028, 1, 3)), days=7)
+    assert plan_reminders(engine) == []
 
 
 def test_a_plan_on_track_is_not_reminded_and_without_leads_the_admins_are(engine, tmp_path, settings):
