@@ -18,14 +18,13 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from bot.app import PIPELINE, SETTINGS, create_app
-from bot.batches import create, draw, publish
+from bot.batches import create
 from bot.batches.confirmation import confirm
 from bot.batches.inspection import mark_inspected
 from bot.batches.recusal import recuse
 from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from bot.rules.arguments import parse_arguments
-from bot.settings import RolesSettings
 from storage.db import transaction
 from storage.models import (
     Assignment,
@@ -37,8 +36,8 @@ from storage.models import (
     Result,
     Task,
 )
-from tests.support.batch_district import seed_district
-from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk, link_inspectors, wecom_settings
+from tests.support.batches import drawn_batch, published_batch, rows, team
+from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk
 
 USER_OF = INSPECTOR_IDS  # inspector id → WeCom user id
 # SPEC §5, with 取证 (evidence) and 更正 (correct); the bot may have more
@@ -51,53 +50,10 @@ APPROVER_COMMANDS = {"帮助", "进度", "核验", "批准", "退回", "更正"}
 # ----- set-up through the service layer -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def start_bot(engine, tmp_path, wecom, aiohttp_server):
-    """The ``bot`` fixture with other ``[roles]`` (a Settings variant)."""
-    async def start(roles: dict):
-        seed_district(engine, tmp_path)
-        link_inspectors(engine)
-        settings = wecom_settings(wecom).model_copy(update={"roles": RolesSettings(**roles)})
-        app = create_app(settings, engine, ticker=False)
-        server = await aiohttp_server(app)
-        wecom.bot_url = str(server.make_url("")).rstrip("/")
-        return app
-    return start
-
-
-def _published(engine, settings, text: str) -> str:
-    now, today = clock_now(), bureau_today(settings.bureau.timezone)
-    due = (today + timedelta(days=60)).isoformat()
-    with transaction(engine) as session:
-        args = parse_arguments(f"名称=命令测试 事项=A01 截止={due} {text}", create.NEW_KEYS)
-        batch_id = create.new_batch(session, settings, "admin", args, today).batch.id
-    with transaction(engine) as session:
-        publish.publish(session, settings, "admin", parse_arguments(f"批次={batch_id}", publish.PUBLISH_KEYS), now)
-    return batch_id
-
-
-def _draw(engine, settings, text: str) -> str:
-    batch_id = _published(engine, settings, text)
-    with transaction(engine) as session:
-        draw.draw(session, settings, "admin", parse_arguments(f"批次={batch_id}", draw.DRAW_KEYS), clock_now())
-    return batch_id
-
-
 async def drawn(app, engine, text: str = "数量=2 方式=大随机") -> tuple[str, list[Task]]:
     """A batch drawn today (its cards go out); its id and tasks."""
-    batch_id = await asyncio.to_thread(_draw, engine, app[SETTINGS], text)
+    batch_id = await asyncio.to_thread(drawn_batch, engine, app[SETTINGS], f"事项=A01 {text}")
     return batch_id, rows(engine, Task, Task.batch_id == batch_id)
-
-
-def rows(engine, model, *where) -> list:
-    with Session(engine) as session:
-        return list(session.scalars(select(model).where(*where).order_by(*model.__table__.primary_key.columns)))
-
-
-def team(engine, task_id: int) -> list[str]:
-    """The task's standing inspectors (ids), lead first."""
-    found = rows(engine, Assignment, Assignment.task_id == task_id, Assignment.status != "recused")
-    return [a.inspector_id for a in sorted(found, key=lambda a: a.position)]
 
 
 def outsider(engine, tasks: list[Task]) -> str:
@@ -649,7 +605,7 @@ async def test_a_draw_that_cannot_staff_is_audited_and_its_answer_names_no_objec
     """Every draw attempt leaves a trace, and a refused one does not reveal what it selected
     (whoever read it could cancel and publish again until the selection suits them)."""
     walk = Walk(wecom, engine, bot)
-    batch_id = await asyncio.to_thread(_published, engine, bot[SETTINGS], "数量=3 方式=小随机 人数=5")
+    batch_id = await asyncio.to_thread(published_batch, engine, bot[SETTINGS], "事项=A01 数量=3 方式=小随机 人数=5")
     answer = await walk.say(ADMIN, f"抽取 批次={batch_id}")
     assert "抽取未完成" in answer and "分层 main" in answer and "小随机" in answer and "人员不足" in answer
     assert not re.search(r"9115060200000\d{5}|对象\d|S-DC|S-XC", answer), answer

@@ -16,21 +16,20 @@ from sqlalchemy import select, text
 from sqlmodel import Session
 
 from bot.app import SETTINGS, create_app
-from bot.batches import create, draw, publish
 from bot.batches.progress import progress
 from bot.batches.recusal import recuse
 from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from bot.key_rotation import rotate_keys
 from bot.public.site import Site
-from bot.rules.arguments import parse_arguments
-from bot.settings import RolesSettings, Settings
+from bot.settings import Settings
 from storage.calendar import load_calendar
 from storage.db import make_engine, transaction
 from storage.importing import import_file
 from storage.models import Assignment, AuditEntry, Batch, ConsoleMessage, InspectionObject, Task
 from storage.sealing import PREFIX, Sealer, new_key
 from tests.support.batch_district import INSPECTORS, seed_district
+from tests.support.batches import drawn_batch, rows, team
 from tests.support.wecom_bot import (
     ADMIN,
     APPROVER,
@@ -38,54 +37,15 @@ from tests.support.wecom_bot import (
     LEAD,
     Walk,
     eventually,
-    link_inspectors,
-    wecom_settings,
 )
 
 USER_OF = INSPECTOR_IDS
 
 
-@pytest.fixture
-def start_bot(engine, tmp_path, wecom, aiohttp_server):
-    """The ``bot`` fixture with other ``[roles]``."""
-    async def start(roles: dict):
-        seed_district(engine, tmp_path)
-        link_inspectors(engine)
-        settings = wecom_settings(wecom).model_copy(update={"roles": RolesSettings(**roles)})
-        app = create_app(settings, engine, ticker=False)
-        server = await aiohttp_server(app)
-        wecom.bot_url = str(server.make_url("")).rstrip("/")
-        return app
-    return start
-
-
-def _draw(engine, settings, text: str) -> str:
-    now, today = clock_now(), bureau_today(settings.bureau.timezone)
-    due = (today + timedelta(days=60)).isoformat()
-    with transaction(engine) as session:
-        args = parse_arguments(f"名称=补员测试 截止={due} {text}", create.NEW_KEYS)
-        batch_id = create.new_batch(session, settings, "admin", args, today).batch.id
-    with transaction(engine) as session:
-        publish.publish(session, settings, "admin", parse_arguments(f"批次={batch_id}", publish.PUBLISH_KEYS), now)
-    with transaction(engine) as session:
-        draw.draw(session, settings, "admin", parse_arguments(f"批次={batch_id}", draw.DRAW_KEYS), clock_now())
-    return batch_id
-
-
 async def drawn(app, engine, text: str) -> tuple[str, Task]:
-    batch_id = await asyncio.to_thread(_draw, engine, app[SETTINGS], text)
+    batch_id = await asyncio.to_thread(drawn_batch, engine, app[SETTINGS], text, "补员测试")
     (task,) = rows(engine, Task, Task.batch_id == batch_id)
     return batch_id, task
-
-
-def rows(engine, model, *where) -> list:
-    with Session(engine) as session:
-        return list(session.scalars(select(model).where(*where).order_by(*model.__table__.primary_key.columns)))
-
-
-def team(engine, task_id: int) -> list[str]:
-    found = rows(engine, Assignment, Assignment.task_id == task_id, Assignment.status != "recused")
-    return [a.inspector_id for a in sorted(found, key=lambda a: a.position)]
 
 
 def _recuse_all_but_one(engine, task_id: int) -> str:

@@ -9,14 +9,13 @@ import hashlib
 import json
 
 import pytest
-from sqlalchemy import select
-from sqlmodel import Session
 
 from bot.cli import main
 from storage import schema
 from storage.db import make_engine
 from storage.models import AuditEntry, Batch, Conflict, Holiday, Item, Stratum, Team, Unit
 from tests.support.batch_district import seed_district
+from tests.support.batches import rows
 
 
 @pytest.fixture
@@ -33,11 +32,6 @@ def cli(engine, db_url, sealing_key, tmp_path, monkeypatch, capsys):
         return code, out, err
 
     return run
-
-
-def rows(engine, model, *where) -> list:
-    with Session(engine) as session:
-        return list(session.scalars(select(model).where(*where)))
 
 
 # ----- shuangsui db upgrade -----------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlmodel import Session
 
 from bot.app import SETTINGS
@@ -30,6 +29,7 @@ from storage import audit
 from storage.calendar import load_calendar
 from storage.importing import import_file
 from storage.models import Assignment, Batch, Deadline, FollowUp, InspectionObject, Task
+from tests.support.batches import rows, team
 from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -41,16 +41,6 @@ ON_LEAVE = "id,name,unit,certificate_no,certificate_expiry,specialties,active\n{
 
 def _inspector(n: int, unit: str, specialties: str, active: bool) -> str:
     return f"I{n:02d},检查员{n},{unit},C{n},2030-12-31,{specialties},{'true' if active else 'false'}\n"
-
-
-def rows(engine, model, *where) -> list:
-    with Session(engine) as session:
-        return list(session.scalars(select(model).where(*where).order_by(*model.__table__.primary_key.columns)))
-
-
-def team(engine, task_id: int) -> list[str]:
-    standing = rows(engine, Assignment, Assignment.task_id == task_id, Assignment.status != "recused")
-    return [a.inspector_id for a in sorted(standing, key=lambda a: a.position)]
 
 
 def task_of(engine, task_id: int) -> Task:

@@ -21,15 +21,11 @@ from storage.models import (
     Result,
     Task,
 )
+from tests.support.batches import rows
 from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD
 
 USER_OF = INSPECTOR_IDS
 INSPECTOR_OF = {user: inspector for inspector, user in INSPECTOR_IDS.items()}
-
-
-def rows(engine, model, *where):
-    with Session(engine) as session:
-        return list(session.scalars(select(model).where(*where)))
 
 
 async def whole_workflow(walk, engine) -> None:
