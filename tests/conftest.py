@@ -25,7 +25,7 @@ from storage import schema
 from storage.db import make_engine
 from storage.sealing import Sealer, new_key
 from tests.support.batch_district import seed_district
-from tests.support.console_bot import ConsoleWalk, start_console
+from tests.support.console_bot import ConsoleWalk, open_console, start_console
 from tests.support.dingtalk_bot import DingTalkWalk, start_bot
 from tests.support.fakes.dingtalk import FakeDingTalk
 from tests.support.fakes.wecom import FakeWeCom
@@ -188,6 +188,12 @@ def dingtalk_stream_walk(dingtalk_stream_bot, dingtalk, engine):
 async def console_walk(engine, tmp_path, aiohttp_client):
     app, client = await start_console(engine, tmp_path, aiohttp_client)
     return ConsoleWalk(client, engine, app)
+
+
+@pytest.fixture
+async def console(engine, tmp_path, aiohttp_client):
+    """A client of the bot's local console, person by person (``console_say``)."""
+    return await open_console(engine, tmp_path, aiohttp_client)
 
 
 @pytest.fixture(params=["wecom", "dingtalk", "dingtalk_stream", "console"])

@@ -14,13 +14,9 @@ import re
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
-from sqlmodel import Session
 
-from bot.app import PIPELINE, SETTINGS, create_app
+from bot.app import SETTINGS, create_app
 from bot.batches import create
-from bot.batches.confirmation import confirm
-from bot.batches.inspection import mark_inspected
 from bot.batches.recusal import recuse
 from bot.clock import bureau_today
 from bot.clock import now as clock_now
@@ -36,74 +32,25 @@ from storage.models import (
     Result,
     Task,
 )
-from tests.support.batches import drawn_batch, published_batch, rows, team
-from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk
+from tests.support.batches import published_batch, rows, team
+from tests.support.chat_tasks import (
+    USER_OF,
+    confirmed,
+    drawn,
+    help_routes,
+    inspected,
+    outsider,
+    refusals,
+    service,
+    state,
+)
+from tests.support.wecom_bot import ADMIN, APPROVER, LEAD, Walk
 
-USER_OF = INSPECTOR_IDS  # inspector id → WeCom user id
 # SPEC §5, with 取证 (evidence) and 更正 (correct); the bot may have more
 EVERY_COMMAND = ["帮助", "新建抽查", "追加分层", "公示方案", "抽取", "撤销", "进度", "核验", "确认", "回避", "完成",
                  "取证", "结果", "批准", "退回", "更正"]
 INSPECTOR_COMMANDS = {"帮助", "进度", "核验", "确认", "回避", "完成", "取证", "结果"}
 APPROVER_COMMANDS = {"帮助", "进度", "核验", "批准", "退回", "更正"}
-
-
-# ----- set-up through the service layer -----------------------------------------------------------------------------
-
-
-async def drawn(app, engine, text: str = "数量=2 方式=大随机") -> tuple[str, list[Task]]:
-    """A batch drawn today (its cards go out); its id and tasks."""
-    batch_id = await asyncio.to_thread(drawn_batch, engine, app[SETTINGS], f"事项=A01 {text}")
-    return batch_id, rows(engine, Task, Task.batch_id == batch_id)
-
-
-def outsider(engine, tasks: list[Task]) -> str:
-    """An inspector on none of ``tasks``."""
-    on_task = {a.inspector_id for a in rows(engine, Assignment, Assignment.task_id.in_([t.id for t in tasks]))}
-    return next(i for i in sorted(USER_OF) if i not in on_task)
-
-
-def _service(engine, call) -> None:
-    with transaction(engine) as session:
-        call(session)
-
-
-async def service(engine, call) -> None:
-    """One service call in its own transaction, off the event loop."""
-    await asyncio.to_thread(_service, engine, call)
-
-
-async def confirmed(engine, task_id: int) -> None:
-    for inspector in team(engine, task_id):
-        await service(engine, lambda s, i=inspector: confirm(s, f"wecom:{USER_OF[i]}", task_id, i, clock_now()))
-
-
-async def inspected(engine, task_id: int) -> str:
-    """Confirmed by the team and marked done today; the lead inspector's id."""
-    await confirmed(engine, task_id)
-    lead = team(engine, task_id)[0]
-    today = bureau_today()
-    await service(engine, lambda s: mark_inspected(s, "test", task_id, lead, today, today, clock_now()))
-    return lead
-
-
-def state(engine) -> dict:
-    """The workflow's records, to compare before and after something that must change nothing."""
-    with Session(engine) as session:
-        def of(model, *columns):
-            return sorted(tuple(getattr(r, c) for c in columns) for r in session.scalars(select(model)))
-        return {
-            "batches": of(Batch, "id", "status"),
-            "tasks": of(Task, "id", "status", "inspected_on"),
-            "assignments": of(Assignment, "id", "inspector_id", "status", "answered_at", "recusal_reason"),
-            "results": of(Result, "id", "status", "category", "noncooperation_case", "decided_by"),
-            "follow_ups": of(FollowUp, "id", "task_id"),
-            "evidence": of(Evidence, "id", "task_id", "sha256"),
-            "audit": session.scalar(select(func.count()).select_from(AuditEntry)),
-        }
-
-
-def refusals(engine, actor: str) -> list[AuditEntry]:
-    return rows(engine, AuditEntry, AuditEntry.action == "refused", AuditEntry.actor == f"wecom:{actor}")
 
 
 def every_line(help_text: str) -> list[tuple[str, str]]:
@@ -124,11 +71,6 @@ def listed(help_text: str) -> list[tuple[str, str]]:
     for name, example in every_line(help_text):
         first.setdefault(name, example)
     return list(first.items())
-
-
-def help_routes(app) -> list:
-    """Every command the running bot registered, once each (the router its pipeline dispatches with)."""
-    return app[PIPELINE].router.routes()
 
 
 def full_width(text: str) -> str:

@@ -18,7 +18,7 @@ from bot.dingtalk.cards import card_params
 from bot.dingtalk.sign import robot_sign
 from bot.outbound import Button, Card
 from storage.models import InboundDelivery
-from tests.support.dingtalk_bot import EVENT_KEY, EVENT_TOKEN, SECRET, edge_settings
+from tests.support.dingtalk_bot import EVENT_KEY, EVENT_TOKEN, SECRET, edge_settings, sealed_event
 
 
 @pytest.fixture
@@ -154,16 +154,6 @@ async def test_card_clicks_need_our_token_for_that_user(client, engine):
     for malformed in (b"{}", b"nope", json.dumps({"outTrackId": "x", "userId": "u", "content": "{"}).encode()):
         assert (await client.post("/dingtalk/card", data=malformed)).status == 400
     assert stored(engine) == 1
-
-
-def sealed_event(event: dict, *, timestamp: int | None = None, token: str = EVENT_TOKEN) -> tuple[dict, bytes]:
-    crypto = WeChatCrypto(token, EVENT_KEY, "dingfakeappkey")
-    ts = str(int(time.time() * 1000) if timestamp is None else timestamp)
-    xml = crypto.encrypt_message(json.dumps(event), "nonce123", ts)
-    from defusedxml import ElementTree
-    root = ElementTree.fromstring(xml)
-    return ({"msg_signature": root.findtext("MsgSignature"), "timestamp": ts, "nonce": "nonce123"},
-            json.dumps({"encrypt": root.findtext("Encrypt")}).encode())
 
 
 async def test_event_subscription_check_url_is_answered_with_encrypted_success(client):

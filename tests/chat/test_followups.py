@@ -22,13 +22,12 @@ from bot.public.site import Site
 from bot.reminders.deadlines import wanted
 from storage.calendar import load_calendar
 from storage.models import AuditEntry, Batch, ConsoleMessage, FollowUp, InspectionObject, Task
-from tests.chat import test_chat_commands as chat_commands
-from tests.chat.test_chat_commands import USER_OF, drawn, inspected, refusals, rows, state
+from tests.support.batches import rows
+from tests.support.chat_tasks import USER_OF, drawn, inspected, refusals, state
 from tests.support.wecom_bot import ADMIN, APPROVER, LEAD, Walk
 
 DC_LEAD = "stranger"  # leads the receiving unit S-DC (the objects' jurisdiction)
 XC_LEAD = USER_OF["I05"]  # leads another unit: an inspector of S-XC, on no task of S-DC
-start_bot = chat_commands.start_bot  # the fixture: the bot with these ``[roles]``
 ROLES = {"admins": [ADMIN], "units": {"S-DC": {"approvers": [APPROVER], "leads": [DC_LEAD],
                                                "accountability": [ADMIN]},
                                       "S-XC": {"approvers": [APPROVER], "leads": [XC_LEAD]},

@@ -16,7 +16,8 @@ from bot.public.site import Site
 from storage.db import make_engine
 from storage.models import Assignment, AuditEntry, Conflict, Result, Task
 from storage.sealing import PREFIX, Sealer, new_key
-from tests.chat.test_chat_commands import drawn, inspected, rows, state, team
+from tests.support.batches import rows, team
+from tests.support.chat_tasks import drawn, inspected, state
 from tests.support.wecom_bot import APPROVER, INSPECTOR_IDS, Walk
 
 USER_OF = INSPECTOR_IDS

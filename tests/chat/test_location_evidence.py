@@ -15,8 +15,10 @@ from bot.wecom.parse import MalformedDelivery, app_event
 from storage import evidence
 from storage.db import transaction
 from storage.models import Assignment, AuditEntry, Evidence
-from tests.chat.test_chat_commands import USER_OF, confirmed, drawn, rows, team
-from tests.scenarios.test_console import console, messages, say  # noqa: F401  (the console fixture)
+from tests.support.batches import rows, team
+from tests.support.chat_tasks import USER_OF, confirmed, drawn
+from tests.support.console_bot import console_messages as messages
+from tests.support.console_bot import console_say as say
 from tests.support.wecom_bot import APPROVER, Walk, eventually
 
 LABEL = "东城区光明路12号 老街坊超市"
@@ -83,7 +85,7 @@ def test_a_wecom_location_message_parses_and_a_bad_one_is_refused():
         raise AssertionError(f"accepted {bad}")
 
 
-async def test_the_console_sends_a_location_as_evidence(console, engine):  # noqa: F811
+async def test_the_console_sends_a_location_as_evidence(console, engine):
     created = await say(console, engine, "admin", "新建抽查 名称=位置 事项=A01 数量=1 方式=大随机 截止=2026-12-31")
     batch = created.split("批次 ", 1)[1].split("「", 1)[0]
     await say(console, engine, "admin", f"公示方案 批次={batch}")

@@ -21,8 +21,9 @@ from bot.settings import Settings
 from storage.db import transaction
 from storage.models import AnnualPlan, AuditEntry, Deadline, OutboxMessage
 from storage.sealing import new_key
-from tests.scenarios.test_console import TOKEN, say
 from tests.support.batch_district import PLANS, seed_district
+from tests.support.console_bot import CONSOLE_TOKEN as TOKEN
+from tests.support.console_bot import console_say as say
 from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD
 
 INSPECTOR = INSPECTOR_IDS["I01"]

@@ -8,7 +8,7 @@ import re
 
 from bot.texts import say
 from storage.models import Result, Task
-from tests.chat.test_chat_commands import help_routes
+from tests.support.chat_tasks import help_routes
 from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS
 from tests.support.workflow import rows
 

@@ -9,7 +9,8 @@ import json
 
 from bot.texts import say
 from storage.models import AuditEntry, PendingInput, Result
-from tests.chat.test_chat_commands import USER_OF, confirmed, drawn, inspected, rows, team
+from tests.support.batches import rows, team
+from tests.support.chat_tasks import USER_OF, confirmed, drawn, inspected
 from tests.support.wecom_bot import APPROVER, Walk
 
 

@@ -4,7 +4,7 @@ on the public draw page, said on the card), 结束任务 (未检查（原因已�
 completes) and 协助 (the specialist told privately, shown in 进度 and on cards) — on
 WeCom, DingTalk and DingTalk Stream, then the details on WeCom.
 
-Batches are set up through the service layer (tests/chat/test_chat_commands.py's helpers)."""
+Batches are set up through the service layer (tests/support/batches.py)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 from storage.models import AuditEntry, Batch, FollowUp, Result, Stratum, Task
-from tests.chat.test_chat_commands import USER_OF, drawn, inspected, rows, start_bot  # noqa: F401
+from tests.support.batches import rows
+from tests.support.chat_tasks import USER_OF, drawn, inspected
 from tests.support.wecom_bot import ADMIN, APPROVER, LEAD, Walk
 
 
@@ -33,7 +34,7 @@ async def test_a_stratum_added_and_a_batch_cancelled_in_the_group(bot, wecom, en
     assert len(rows(engine, Stratum, Stratum.batch_id == batch_id)) == 2
 
 
-async def test_a_batch_led_by_another_office_牵头(start_bot, wecom, engine):  # noqa: F811
+async def test_a_batch_led_by_another_office_牵头(start_bot, wecom, engine):
     app = await start_bot({"admins": [ADMIN], "units": {"S-XC": {"leads": [LEAD]}, "U-XY": {"leads": ["stranger"]}}})
     walk = Walk(wecom, engine, app)
     created = await walk.group(ADMIN, "@双随 新建抽查 名称=西城牵头 事项=A01 数量=1 方式=小随机 管辖=S-DC 牵头=S-XC "
@@ -56,7 +57,7 @@ async def test_a_batch_led_by_another_office_牵头(start_bot, wecom, engine):  
     assert "单位「NOPE」不存在" in answer and len(rows(engine, Batch)) == 1
 
 
-async def test_with_no_approver_and_no_lead_the_admins_are_asked(start_bot, wecom, engine):  # noqa: F811
+async def test_with_no_approver_and_no_lead_the_admins_are_asked(start_bot, wecom, engine):
     app = await start_bot({"admins": [ADMIN], "units": {}})
     walk = Walk(wecom, engine, app)
     _, tasks = await drawn(app, engine, "数量=1 方式=大随机")

@@ -178,7 +178,7 @@ async def test_verify_recomputes_the_draw_outside_the_write_transaction(bot, wec
 
     from handlers import batches as batch_handlers
     from storage.db import READING
-    from tests.chat.test_chat_commands import drawn
+    from tests.support.chat_tasks import drawn
     from tests.support.wecom_bot import ADMIN as WECOM_ADMIN
     from tests.support.wecom_bot import Walk
 
@@ -209,13 +209,14 @@ async def test_draw_selects_and_matches_outside_the_write_transaction(bot, wecom
     that runs another writer commits, and the write transaction does not do it again."""
     import threading
 
+    from bot.app import SETTINGS
     from bot.batches import draw as draw_module
     from storage.db import READING
-    from tests.chat.test_chat_commands import SETTINGS, _published
+    from tests.support.batches import published_batch
     from tests.support.wecom_bot import ADMIN as WECOM_ADMIN
     from tests.support.wecom_bot import Walk
 
-    batch_id = await asyncio.to_thread(_published, engine, bot[SETTINGS], "数量=2 方式=大随机")
+    batch_id = await asyncio.to_thread(published_batch, engine, bot[SETTINGS], "事项=A01 数量=2 方式=大随机")
     seen: list[tuple[str, bool, bool]] = []
     real_select, real_match = draw_module.select_lines, draw_module.match_recorded
 
@@ -264,14 +265,15 @@ async def test_a_prepared_draw_is_worked_again_when_the_batch_changed_before_the
     """What ``draw.prepare`` read is used only if the write transaction finds the same
     inputs: an object moved to another unit meanwhile is matched as it now stands, and a
     batch drawn meanwhile is refused — never drawn twice."""
+    from bot.app import SETTINGS
     from bot.batches import draw as draw_module
     from bot.rules.arguments import parse_arguments
     from storage.db import reading
     from storage.models import Assignment, Batch, InspectionObject, Task
-    from tests.chat.test_chat_commands import SETTINGS, _published
+    from tests.support.batches import published_batch
 
     settings = bot[SETTINGS]
-    batch_id = await asyncio.to_thread(_published, engine, settings, "数量=2 方式=小随机")
+    batch_id = await asyncio.to_thread(published_batch, engine, settings, "事项=A01 数量=2 方式=小随机")
     text = f"批次={batch_id}"
     with reading(engine) as session:
         prepared = draw_module.prepare(session, settings, text, clock_now())

@@ -19,7 +19,8 @@ from storage import outbox
 from storage.db import transaction
 from storage.models import Assignment, ConsoleMessage, Evidence, InboundDelivery, OutboxMessage, Task
 from storage.retention import BLANK_AFTER, Purged, purge
-from tests.chat.test_chat_commands import drawn, rows, team
+from tests.support.batches import rows, team
+from tests.support.chat_tasks import drawn
 from tests.support.wecom_bot import INSPECTOR_IDS, Walk
 
 REASON = "与该企业法定代表人系表兄弟"  # the declaration: only sealed, never in plaintext at rest

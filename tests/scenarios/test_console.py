@@ -13,38 +13,11 @@ from bot.console.routes import Console
 from bot.settings import Settings
 from storage.models import Assignment, ConsoleMessage
 from storage.sealing import new_key
-from tests.support.batch_district import seed_district
+from tests.support.console_bot import CONSOLE_ROLES as ROLES
+from tests.support.console_bot import CONSOLE_TOKEN as TOKEN
+from tests.support.console_bot import console_messages as messages
+from tests.support.console_bot import console_say as say
 from tests.support.wecom_bot import eventually
-
-TOKEN = "this-start"
-ROLES = {"admins": ["console:admin"], "units": {"S-DC": {"approvers": ["console:approver"]},
-                                                "S-XC": {"approvers": ["console:approver"]}}}
-
-
-@pytest.fixture
-async def console(engine, tmp_path, aiohttp_client):
-    seed_district(engine, tmp_path)
-    settings = Settings(console={"enabled": True}, roles=ROLES, security={"keys": [new_key()]},
-                        bureau={"default_lead": "U-XY"})
-    client = await aiohttp_client(create_app(settings, engine, ticker=False, console_token=TOKEN))
-    assert (await client.get(f"/console/?token={TOKEN}")).status == 200  # the URL printed at start: the cookie
-    return client
-
-
-def messages(engine, conversation: str) -> list[ConsoleMessage]:
-    with Session(engine) as session:
-        return list(session.exec(select(ConsoleMessage).where(ConsoleMessage.conversation == conversation,
-                                                              ConsoleMessage.author == "bot")
-                                 .order_by(ConsoleMessage.id)))
-
-
-async def say(client, engine, user: str, text: str, chat: str = "private") -> str:
-    conversation = "group" if chat == "group" else user
-    before = len(messages(engine, conversation))
-    response = await client.post("/console/api/send", json={"user": user, "chat": chat, "text": text})
-    assert response.status == 200
-    new = await eventually(lambda: messages(engine, conversation)[before:])
-    return new[-1].payload.get("text", "")
 
 
 async def test_the_page_and_the_people(console):

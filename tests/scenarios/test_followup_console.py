@@ -14,11 +14,12 @@ from bot.clock import bureau_today
 from bot.clock import now as clock_now
 from storage.db import transaction
 from storage.models import FollowUp, Task
-from tests.scenarios.test_console import console, messages, say  # noqa: F401  (console is a fixture)
+from tests.support.console_bot import console_messages as messages
+from tests.support.console_bot import console_say as say
 from tests.support.wecom_bot import eventually
 
 
-async def test_a_follow_up_closed_by_a_click_and_the_list_as_a_file(console, engine):  # noqa: F811
+async def test_a_follow_up_closed_by_a_click_and_the_list_as_a_file(console, engine):
     created = await say(console, engine, "admin", "@双随 新建抽查 名称=处置演示 事项=A01 数量=1 方式=小随机 管辖=S-DC "
                         "截止=2027-06-30", chat="group")
     batch = created.split("批次 ", 1)[1].split("「", 1)[0]

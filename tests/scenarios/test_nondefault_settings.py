@@ -21,10 +21,9 @@ from bot.settings import Settings
 from storage.calendar import load_calendar
 from storage.db import transaction
 from storage.models import Deadline, Task
-from tests.chat.test_dingtalk_ingress import sealed_event
 from tests.scenarios.test_reminders import at, inspected, settings  # noqa: F401  (fixtures)
 from tests.support.batch_district import seed_district
-from tests.support.dingtalk_bot import DingTalkWalk, dingtalk_settings, edge_settings, link_inspectors
+from tests.support.dingtalk_bot import DingTalkWalk, dingtalk_settings, edge_settings, link_inspectors, sealed_event
 from tests.support.wecom_bot import ADMIN, INSPECTOR_IDS
 
 

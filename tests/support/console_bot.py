@@ -18,10 +18,10 @@ from sqlmodel import Session
 
 from bot.app import create_app
 from bot.settings import Settings
-from storage.models import InboundDelivery, OutboxMessage
+from storage.models import ConsoleMessage, InboundDelivery, OutboxMessage
 from storage.sealing import new_key
 from tests.support.batch_district import seed_district
-from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk
+from tests.support.wecom_bot import ADMIN, APPROVER, INSPECTOR_IDS, LEAD, Walk, eventually
 
 TOKEN = "console-walk-start"
 #: The walk's people as the console knows them: inspectors by their inspector id.
@@ -46,6 +46,42 @@ async def start_console(engine, tmp_path, aiohttp_client, token: str = TOKEN):
     client = await aiohttp_client(app)
     assert (await client.get(f"/console/?token={token}")).status == 200
     return app, client
+
+
+# ----- the console as the page uses it, person by person (the ``console`` fixture, tests/conftest.py) -----------------
+
+CONSOLE_TOKEN = "this-start"
+CONSOLE_ROLES = {"admins": ["console:admin"], "units": {"S-DC": {"approvers": ["console:approver"]},
+                                                        "S-XC": {"approvers": ["console:approver"]}}}
+
+
+async def open_console(engine, tmp_path, aiohttp_client):
+    """The bot with only its console (people named ``console:<id>`` by ``CONSOLE_ROLES``),
+    and a client holding this start's token: the URL printed at start sets its cookie."""
+    seed_district(engine, tmp_path)
+    settings = Settings(console={"enabled": True}, roles=CONSOLE_ROLES, security={"keys": [new_key()]},
+                        bureau={"default_lead": "U-XY"})
+    client = await aiohttp_client(create_app(settings, engine, ticker=False, console_token=CONSOLE_TOKEN))
+    assert (await client.get(f"/console/?token={CONSOLE_TOKEN}")).status == 200
+    return client
+
+
+def console_messages(engine, conversation: str) -> list[ConsoleMessage]:
+    """What the bot said in a console conversation (``group`` or a person's id), in order."""
+    with Session(engine) as session:
+        return list(session.scalars(select(ConsoleMessage).where(ConsoleMessage.conversation == conversation,
+                                                                 ConsoleMessage.author == "bot")
+                                    .order_by(ConsoleMessage.id)))
+
+
+async def console_say(client, engine, user: str, text: str, chat: str = "private") -> str:
+    """``user`` types ``text`` in their private chat (or the group); the bot's last answer."""
+    conversation = "group" if chat == "group" else user
+    before = len(console_messages(engine, conversation))
+    response = await client.post("/console/api/send", json={"user": user, "chat": chat, "text": text})
+    assert response.status == 200
+    new = await eventually(lambda: console_messages(engine, conversation)[before:])
+    return new[-1].payload.get("text", "")
 
 
 class ConsoleWalk(Walk):

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
+from defusedxml import ElementTree
 from sqlalchemy import update
+from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bot.app import create_app
 from bot.settings import Settings
@@ -139,3 +142,13 @@ class DingTalkWalk(Walk):
     def lost(self) -> list[dict]:
         """Nothing is dropped silently by DingTalk; flow-controlled sends are answered as such."""
         return []
+
+
+def sealed_event(event: dict, *, timestamp: int | None = None, token: str = EVENT_TOKEN) -> tuple[dict, bytes]:
+    """An event subscription callback as DingTalk seals it: its query and its body."""
+    crypto = WeChatCrypto(token, EVENT_KEY, "dingfakeappkey")
+    ts = str(int(time.time() * 1000) if timestamp is None else timestamp)
+    xml = crypto.encrypt_message(json.dumps(event), "nonce123", ts)
+    root = ElementTree.fromstring(xml)
+    return ({"msg_signature": root.findtext("MsgSignature"), "timestamp": ts, "nonce": "nonce123"},
+            json.dumps({"encrypt": root.findtext("Encrypt")}).encode())
