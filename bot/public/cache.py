@@ -4,7 +4,12 @@ What the pages show changes only with an audited write (a publication, draw, app
 correction, import, plan change: each appends to the audit log) or a new anchor. So the
 *generation* of the data is (the audit head's seq, the latest anchor's id): two primary
 key maxima, read in one query at most every ``CHECK_SECONDS``. A rendered page or feed is
-kept until the generation moves; the search index (bot.public.search) likewise."""
+kept until the generation moves; the search index (bot.public.search) likewise.
+
+When the check is due, one request makes it (in the public executor); the others go on
+being served the kept file meanwhile, so a busy second does not send every request of that
+moment to the executor at once (which would answer 503 beyond its queue); a check that
+never ends (its request refused as busy) is made again after ``CHECK_WAIT``."""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from storage.db import reading
 from storage.models import AuditAnchor, AuditEntry
 
 CHECK_SECONDS = 1.0  # how stale a page may be after a change (the pages say max-age=60 anyway)
+CHECK_WAIT = 10.0  # a check not done by then (refused as busy, stuck) is made again by the next request
 MAX_FILES = 4096  # pages and feeds kept, least recently used dropped first
 UNCACHED = frozenset({"search.html"})  # one entry per query: searched in the kept index instead
 
@@ -40,23 +46,35 @@ class PublicCache:
         self.lock = threading.Lock()
         self.generation: tuple[int | None, int | None] | None = None
         self.checked = float("-inf")
+        self.checking = float("-inf")  # when a request began re-reading the generation (see ``fresh``)
         self.files: OrderedDict[str, File] = OrderedDict()
         self.index: SearchIndex | None = None
 
     def fresh(self, path: str) -> File | None:
-        """A kept file, when the generation was checked within CHECK_SECONDS (no query at all)."""
+        """A kept file, when the generation was checked within CHECK_SECONDS or another
+        request is checking it now (no query at all); None: render it (``render``)."""
         if path in UNCACHED:
             return None
         with self.lock:
-            if time.monotonic() - self.checked >= CHECK_SECONDS:
-                return None
             found = self.files.get(path)
-            if found is not None:
-                self.files.move_to_end(path)
+            if found is None:
+                return None
+            now = time.monotonic()
+            if now - self.checked >= CHECK_SECONDS and now - self.checking >= CHECK_WAIT:
+                self.checking = now  # this request checks; ``render`` clears the mark
+                return None
+            self.files.move_to_end(path)
             return found
 
     def render(self, path: str, query: dict[str, str]) -> File | None:
         """The file at ``path``: kept, or rendered and kept (in a worker thread)."""
+        try:
+            return self._render(path, query)
+        finally:
+            with self.lock:
+                self.checking = float("-inf")
+
+    def _render(self, path: str, query: dict[str, str]) -> File | None:
         with reading(self.engine) as session:
             # Read first, in the rendering session: what is rendered is at least this generation.
             now = generation(session)

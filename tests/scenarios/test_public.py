@@ -402,3 +402,31 @@ async def test_a_saturated_public_executor_answers_503(aiohttp_client, engine, d
     release.set()
     assert [r.status for r in await asyncio.gather(*waiting)] == [200, 200]
     assert (await client.get("/public/plans.html")).status == 200  # room again
+
+
+async def test_when_the_check_is_due_one_request_makes_it_and_the_others_are_served_what_is_kept(
+        aiohttp_client, engine, disclosed, monkeypatch):
+    """A busy second must not send every request of that moment to the public executor (beyond
+    its queue they would be answered 503): one re-reads the generation, the rest get the kept page."""
+    monkeypatch.setattr(routes, "WORKERS", 1)
+    monkeypatch.setattr(routes, "QUEUE", 1)
+    client = await aiohttp_client(create_app(SETTINGS, engine, workers=False))
+    kept = await text(client, "/public/index.html")
+    release, renders = threading.Event(), []
+    render = cache.PublicCache.render
+
+    def slow(self, path, query):
+        renders.append(path)
+        release.wait(10)
+        return render(self, path, query)
+
+    monkeypatch.setattr(cache.PublicCache, "render", slow)
+    monkeypatch.setattr(cache, "CHECK_SECONDS", 0.0)  # the check is due at once
+    first = asyncio.ensure_future(client.get("/public/index.html"))
+    while not renders:
+        await asyncio.sleep(0.01)
+    answers = await asyncio.gather(*(client.get("/public/index.html") for _ in range(30)))
+    assert [a.status for a in answers] == [200] * 30 and {await a.text() for a in answers} == {kept}
+    assert renders == ["index.html"]  # only the first went to the executor
+    release.set()
+    assert (await first).status == 200
