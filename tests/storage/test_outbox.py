@@ -489,8 +489,9 @@ async def test_the_intake_says_when_a_burst_has_let_up(engine):
 
 
 def test_rows_queued_before_subjects_get_theirs_from_their_keys(engine):
-    """Migration 0011 backfills ``subject`` from the keys of rows already queued, so a card
-    sent before the upgrade is still found (and greyed out) after it."""
+    """Migrations 0011 and 0022 backfill ``subject`` from the keys of rows already queued, so a
+    card sent before the upgrade is still found (and greyed out) after it, and a message sent
+    once a year is kept a year."""
     from alembic import command
 
     from storage.schema import alembic_config
@@ -499,7 +500,7 @@ def test_rows_queued_before_subjects_get_theirs_from_their_keys(engine):
     command.downgrade(config, "0010")
     keys = ["task-card:12:wecom", "task-card-close:recused:1", "result-card:7:2:dingtalk:u1", "result-card-close:3",
             "approval-card:3:wecom:boss", "approval-close:5", "reminders:wecom:u1:41", "event:wecom:app:msg:1:reply",
-            "draw:B1:wecom"]
+            "draw:B1:wecom", "calendar-missing:2027:wecom:admin", "plan-behind:4:2026:dingtalk:boss"]
     try:
         with engine.begin() as connection:
             for key in keys:
@@ -515,12 +516,13 @@ def test_rows_queued_before_subjects_get_theirs_from_their_keys(engine):
         "task-card:12:wecom": "task-card:12", "result-card:7:2:dingtalk:u1": "result-card:7",
         "approval-card:3:wecom:boss": "approval-card:3", "reminders:wecom:u1:41": "reminders",
         "task-card-close:recused:1": None, "result-card-close:3": None, "approval-close:5": None,
-        "event:wecom:app:msg:1:reply": None, "draw:B1:wecom": None}
+        "event:wecom:app:msg:1:reply": None, "draw:B1:wecom": None,
+        "calendar-missing:2027:wecom:admin": "yearly", "plan-behind:4:2026:dingtalk:boss": "yearly"}
 
 
 def test_outbox_keys_keep_the_formats_rows_were_queued_under():
     """A key must not change across an upgrade (a message queued before it would be queued
-    again); the subjects are those migration 0011 gives older rows."""
+    again); the subjects are those migrations 0011 and 0022 give older rows."""
     from bot import outbox_keys as k
 
     assert [k.reply("wecom", "app:msg:1", 0), k.reply("wecom", "app:msg:1", 1), k.reply("wecom", "m", 0, 2),
@@ -538,7 +540,8 @@ def test_outbox_keys_keep_the_formats_rows_were_queued_under():
     assert [k.task_card_closed("recused", 1), k.result_card_closed(3), k.approval_card_closed(5)] == [
         k.Key("task-card-close:recused:1"), k.Key("result-card-close:3"), k.Key("approval-close:5")]
     assert k.reminder_digest("wecom:u1", 41) == k.Key("reminders:wecom:u1:41", k.REMINDERS)
-    assert k.calendar_missing(2027, "wecom", "admin") == k.Key("calendar-missing:2027:wecom:admin")
+    assert k.calendar_missing(2027, "wecom", "admin") == k.Key("calendar-missing:2027:wecom:admin", k.YEARLY)
+    assert k.plan_behind(4, 2026, "dingtalk", "boss") == k.Key("plan-behind:4:2026:dingtalk:boss", k.YEARLY)
     text_key = k.summary("daily", "2026-12-05", "wecom", "group", "default")
     assert text_key == k.Key("summary:daily:2026-12-05:wecom:group:default")
     assert k.summary_chart(text_key) == k.Key("summary:daily:2026-12-05:wecom:group:default:chart")
