@@ -103,14 +103,19 @@ def insert_columns(connection: Connection, table: Table, rows: Sequence[Mapping[
         convert = _converters(connection, table, names)
         columns = [[row[name] for row in group] for name in given]
         columns += [[value] * len(group) for value in fixed.values()]
-        seen = [ChainMap(row, fixed) for row in group] if fixed and defaults else group  # what a default reads
+        seen = [ChainMap(dict(row), fixed) for row in group] if fixed and defaults else group  # what a default reads
         columns += [list(map(default, seen)) for default in defaults.values()]
         constant = len(given) + len(fixed)
-        converted = [column if convert[i] is None  # a constant is converted once
-                     else [convert[i](column[0])] * len(column) if len(given) <= i < constant
-                     else list(map(convert[i], column)) for i, column in enumerate(columns)]
+        converted = [_converted_column(convert[i], column, len(given) <= i < constant)
+                     for i, column in enumerate(columns)]
         _insert_values(connection, table, names, list(zip(*converted)))
     return len(rows)
+
+
+def _converted_column(convert: Callable[[Any], Any] | None, column: list, constant: bool) -> list:
+    if convert is None:
+        return column
+    return [convert(column[0])] * len(column) if constant else list(map(convert, column))  # a constant: once
 
 
 def _converters(connection: Connection, table: Table, names: tuple[str, ...]) -> list[Callable[[Any], Any] | None]:

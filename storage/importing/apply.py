@@ -146,7 +146,7 @@ def _stored_rows(session: Session, kind: Kind, parsed: ParsedFile) -> dict[tuple
     table = table_of(kind.model)
     result = session.connection().execute(select(table).where(_scope(kind, parsed)))
     names = list(result.keys())
-    rows = [dict(zip(names, values)) for values in result.tuples()]  # Core tuples: no Row mapping per row
+    rows = [dict(zip(names, values)) for values in result]  # Core rows as tuples: no mapping per row
     key = itemgetter(*kind.key)
     return {(key(row),) if len(kind.key) == 1 else key(row): row for row in rows}
 

@@ -36,14 +36,15 @@ def fast_rows(kind: Kind, mapped: list[Column | None], lines: Lines, known_ids: 
     width = len(mapped)
     kept_lines: list[int] = []
     kept: list[Sequence[str]] = []
-    for line, cells in lines:
+    for line, row in lines:
+        cells: Sequence[str] = row
         if len(cells) != width:
             if len(cells) > width:
                 if "".join(cells[width:]).strip():
                     return None  # extra cells: the per-row check names them
-                cells = cells[:width]
+                cells = row[:width]
             else:
-                cells = cells + [""] * (width - len(cells))
+                cells = row + [""] * (width - len(row))
         if not "".join(cells).strip():
             continue  # blank lines and Excel's empty trailing rows (as any(cell.strip()))
         kept_lines.append(line)
@@ -66,8 +67,8 @@ def fast_rows(kind: Kind, mapped: list[Column | None], lines: Lines, known_ids: 
     for rule in (kind.check, check):
         if rule is not None:
             try:
-                for row in rows:
-                    rule(row)
+                for parsed_row in rows:
+                    rule(parsed_row)
             except v.BadValue:
                 return None
     keys = list(map(itemgetter(*kind.key), rows))
