@@ -12,6 +12,7 @@ from __future__ import annotations
 import getpass
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delet
 from sqlmodel import Session, SQLModel
 
 from storage import audit
-from storage.bulk import insert_rows
+from storage.bulk import insert_columns, insert_rows
 from storage.db import transaction
 from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
@@ -144,7 +145,10 @@ def _scope(kind: Kind, parsed: ParsedFile) -> ColumnElement[bool]:
 def _stored_rows(session: Session, kind: Kind, parsed: ParsedFile) -> dict[tuple, dict]:
     table = table_of(kind.model)
     result = session.connection().execute(select(table).where(_scope(kind, parsed)))
-    return {tuple(row[f] for f in kind.key): dict(row) for row in result.mappings()}
+    names = list(result.keys())
+    rows = [dict(zip(names, values)) for values in result]  # Core rows as tuples: no mapping per row
+    key = itemgetter(*kind.key)
+    return {(key(row),) if len(kind.key) == 1 else key(row): row for row in rows}
 
 
 def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial: bool) -> tuple[list[Change], int]:
@@ -220,9 +224,9 @@ class _Writer:
         bookkeeping = _model_defaults(self.kind.model) | {
             name: self.import_id for name in ("first_import_id", "last_import_id", "import_id") if name in self.table.c
         }
-        rows = [bookkeeping | (c.row or {}) for c in changes]  # additions always carry their row
+        rows = [c.row or {} for c in changes]  # additions always carry their row
         for chunk in self.chunks(rows, "写入"):
-            insert_rows(self.connection, self.table, chunk)
+            insert_columns(self.connection, self.table, chunk, bookkeeping)
 
     def update(self, changes: list[Change]) -> None:
         """Changed fields, grouped by which fields changed (one statement per shape)."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from bot.texts import say
+from storage.importing.fast import fast_rows
 from storage.importing.kinds import Column, Kind
 from storage.importing.sheets import Sheet
 from storage.importing.values import BadValue
@@ -63,8 +64,22 @@ def parse_sheet(
     parsed = ParsedFile(kind, [c for c in mapped if c is not None], problems=problems)
     if problems:
         return parsed
+    lines = list(progress(sheet.rows))
+    good = fast_rows(kind, mapped, lines, known_ids, check)  # a clean file, column by column
+    if good is not None:
+        parsed.rows = good
+    else:  # something is wrong: the row-by-row check names every bad row
+        _check_rows(kind, mapped, lines, known_ids, check, parsed)
+    if kind.complete is not None and not parsed.problems:
+        kind.complete([row for _, row in parsed.rows])
+    return parsed
+
+
+def _check_rows(kind: Kind, mapped: list[Column | None], lines: list[tuple[int, list[str]]],
+                known_ids: Callable[[str], set[str]], check: Callable[[dict], None] | None,
+                parsed: ParsedFile) -> None:
     first_line_of: dict[tuple, int] = {}
-    for line, cells in progress(sheet.rows):
+    for line, cells in lines:
         if not any(cell.strip() for cell in cells):
             continue  # blank lines and Excel's empty trailing rows
         row: dict = {}
@@ -87,9 +102,6 @@ def parse_sheet(
             for column in kind.columns:
                 row.setdefault(column.field, column.default)  # optional columns the file lacks
             parsed.rows.append((line, kind.derive(row)))
-    if kind.complete is not None and not parsed.problems:
-        kind.complete([row for _, row in parsed.rows])
-    return parsed
 
 
 def _row_reasons(kind: Kind, mapped: list[Column | None], cells: list[str], known_ids: Callable[[str], set[str]],

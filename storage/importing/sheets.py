@@ -60,6 +60,7 @@ def _read_csv(path: Path, data: bytes) -> Sheet:
     except csv.Error as exc:
         raise UnreadableFile(say("import", "bad_csv", line=1, error=str(exc))) from None
     total = text.count("\n")
+    checked = _checked if "\x00" in text else _as_is  # a NUL anywhere: find its line
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         start = reader.line_num + 1
@@ -70,7 +71,7 @@ def _read_csv(path: Path, data: bytes) -> Sheet:
                 return
             except csv.Error as exc:
                 raise UnreadableFile(say("import", "bad_csv", line=start, error=str(exc))) from None
-            yield start, _checked(start, cells)
+            yield start, checked(start, cells)
             start = reader.line_num + 1
 
     return Sheet([cell.strip() for cell in header], rows(), total, hashlib.sha256(data).hexdigest())
@@ -113,6 +114,10 @@ def _read_xlsx(path: Path, data: bytes) -> Sheet:
 def _checked(line: int, cells: list[str]) -> list[str]:
     if any("\x00" in cell for cell in cells):
         raise UnreadableFile(say("import", "nul_in_cell", line=line))
+    return cells
+
+
+def _as_is(line: int, cells: list[str]) -> list[str]:
     return cells
 
 

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from bot.rules.arguments import normalise
 from bot.texts import say
 
 
@@ -31,6 +30,9 @@ ITEM_METHODS = {"书面": "书面", "written": "书面", "实地": "实地", "on
                 "网络": "网络", "online": "网络"}
 HOLIDAY_KINDS = {"holiday": "holiday", "休": "holiday", "workday": "workday", "班": "workday"}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# bot.rules.arguments.normalise as one C call: full-width ASCII forms, U+3000 and NUL to
+# ASCII (tests/storage/test_import_fast.py checks every code point against it).
+FOLD = str.maketrans({**{code: chr(code - 0xFEE0) for code in range(0xFF01, 0xFF5F)}, 0x3000: " ", 0: " "})
 
 
 def identifier(text: str) -> str:
@@ -59,7 +61,7 @@ def optional_text(text: str) -> str:
 def folded_text(text: str) -> str:
     """Free text that filters match (industry, region): full-width forms folded the way
     command arguments are (SPEC §5), so that 行业=食品（含保健食品）销售 finds it."""
-    return normalise(text).strip()
+    return text.translate(FOLD).strip()
 
 
 def optional_id(text: str) -> str | None:
