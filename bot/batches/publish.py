@@ -19,7 +19,7 @@ from bot.rules.scope import Scope
 from bot.settings import Settings
 from storage import audit
 from storage.models import Batch
-from storage.pools import freeze, pool_members
+from storage.pools import frozen_pool
 from storage.sealing import SealingError, sealer_of
 
 PUBLISH_KEYS = frozenset({"batch", "beacon"})
@@ -32,7 +32,7 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
     weights = RiskWeights(**settings.draw.risk_weights.model_dump())
     cap = frequency_cap(settings, now)
     for stratum in strata:
-        frozen = freeze(pool_members(session.connection(), Scope.from_json(stratum.filter), weights, cap))
+        frozen = frozen_pool(session.connection(), Scope.from_json(stratum.filter), weights, cap)
         stratum.pool, stratum.pool_runs = frozen.compressed(), frozen.runs
         stratum.pool_size, stratum.pool_digest = frozen.size, frozen.digest
         if stratum.ratio_percent is None:  # a stratum has a ratio or a count (options.quota)
