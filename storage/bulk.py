@@ -9,8 +9,9 @@ tasks and assignments, an import's additions).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from itertools import groupby
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from itertools import groupby, repeat
 from typing import Any
 
 from sqlalchemy import Connection, Table
@@ -84,3 +85,79 @@ def _insert(connection: Connection, table: Table, names: tuple[str, ...], values
 
 def _converted(converters: Sequence[Callable[[Any], Any] | None], row: tuple) -> list[Any]:
     return [value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)]
+
+
+def insert_tuples(connection: Connection, table: Table, names: Sequence[str], rows: Iterable[tuple]) -> int:
+    """``insert_rows`` for rows given as tuples in the order of ``names``, for many rows
+    repeating a few values (a draw's tasks: the same strata and items, one instant): each
+    distinct value of a column is converted by its column's type once, and no dict is made
+    per row. Columns not named take their model's defaults as in ``insert_rows``; returns
+    how many rows were stored."""
+    names = tuple(names)
+    defaults = _defaults(table, names)
+    constant = {name: default for name, default in defaults.items()
+                if getattr(table.c[name].default, "is_scalar", False)}
+    computed = {name: default for name, default in defaults.items() if name not in constant}
+    columns = names + tuple(constant) + tuple(computed)
+    dialect = connection.dialect
+    convert = [_memoised(table.c[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in columns]
+    tail = tuple(convert[len(names) + n](default({})) for n, default in enumerate(constant.values()))
+    skip = len(names) + len(constant)
+    own = convert[:len(names)]
+    if computed:
+        def converted(row: tuple) -> tuple:
+            given = dict(zip(names, row, strict=True))
+            return (tuple(c(v) for c, v in zip(own, row, strict=True)) + tail
+                    + tuple(convert[skip + n](default(given)) for n, default in enumerate(computed.values())))
+        prepared = [converted(row) for row in rows]
+    else:  # column by column: each converter mapped over its column
+        by_column = list(zip(*rows, strict=True))
+        if not by_column:
+            return 0
+        made = [column if c is _same else list(map(c, column)) for c, column in zip(own, by_column, strict=True)]
+        prepared = list(zip(*made, *(repeat(value) for value in tail)))
+    if prepared:
+        _insert_converted(connection, table, columns, prepared)
+    return len(prepared)
+
+
+def _memoised(convert: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """A column's bind processor remembering what it made of each value it can tell apart
+    exactly (``1``, ``1.0`` and ``True`` are equal keys but not the same JSON)."""
+    if convert is None:
+        return _same
+    made: dict[tuple, Any] = {}
+
+    def once(value: Any) -> Any:
+        kind = type(value)
+        if kind not in _EXACT and not (kind is tuple and all(type(part) is str for part in value)):
+            return convert(value)
+        key = (kind, value, value.utcoffset()) if kind is datetime else (kind, value)  # the same instant
+        try:
+            return made[key]
+        except KeyError:
+            made[key] = result = convert(value)
+            return result
+    return once
+
+
+_EXACT = frozenset({str, int, bool, type(None), datetime, date})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _insert_converted(connection: Connection, table: Table, names: tuple[str, ...], rows: list[tuple]) -> None:
+    """Rows whose values are already what the driver takes, in one statement (``_insert``'s tail)."""
+    dialect = connection.dialect
+    quote = dialect.identifier_preparer
+    target = f"{quote.format_table(table)} ({', '.join(quote.quote(name) for name in names)})"
+    if dialect.name == "postgresql":
+        cursor = connection.connection.cursor()
+        with cursor.copy(f"COPY {target} FROM STDIN") as copy:  # psycopg 3
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in names)
+    connection.exec_driver_sql(f"INSERT INTO {target} VALUES ({marks})", rows)
