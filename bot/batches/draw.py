@@ -17,6 +17,7 @@ from sqlalchemy import true
 from sqlmodel import Session, col, select
 
 from bot.batches import options, roster
+from bot.batches.bulkwork import without_collections
 from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
@@ -67,6 +68,7 @@ class Prepared:
     outcome: list[matching.Assignment] | Refusal
 
 
+@without_collections
 def prepare(session: Session, settings: Settings, text: str, now: datetime) -> Prepared | None:
     """The draw's long work — thawing and scoring every pool, matching — done read-only,
     so that a big draw holds no write lock meanwhile (SQLite: acknowledgements and other
@@ -89,6 +91,7 @@ def prepare(session: Session, settings: Settings, text: str, now: datetime) -> P
     return Prepared(selection, draw_date, inputs, outcome)
 
 
+@without_collections
 def draw(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime,
          prepared: Prepared | None = None) -> Drawn:
     """Draw a published batch; on any refusal nothing is stored. ``prepared``: the same

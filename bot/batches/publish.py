@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.batches import options, roster
+from bot.batches.bulkwork import without_collections
 from bot.batches.create import draft_batch
 from bot.batches.frequency import frequency_cap
 from bot.batches.records import strata_of
@@ -25,6 +26,7 @@ from storage.sealing import SealingError, sealer_of
 PUBLISH_KEYS = frozenset({"batch", "beacon"})
 
 
+@without_collections
 def publish(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime) -> Batch:
     """Freeze the pools and the roster, commit the seed and publish the plan; the batch leaves draft."""
     batch = draft_batch(session, options.required(args, "batch"))
