@@ -9,23 +9,25 @@ tasks and assignments, an import's additions).
 
 from __future__ import annotations
 
-from collections import ChainMap
-from collections.abc import Callable, Mapping, Sequence
-from itertools import groupby
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from itertools import groupby, repeat
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Column, Connection, Dialect, Table
+
+from storage.sealing import SealedText
 
 
-def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
-    """Insert ``rows`` (dicts of column name → value) into ``table``; returns how many."""
-    if not rows:
-        return 0
+def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
+                constants: Mapping[str, Any] | None = None) -> int:
+    """Insert ``rows`` (dicts of column name → value), each with the ``constants`` it does not
+    name itself (an import's bookkeeping), into ``table``; returns how many."""
+    constants = constants or {}
     for given, same in groupby(rows, key=_names):  # one statement per set of columns
-        defaults = _defaults(table, given)
-        names = given + tuple(defaults)
-        _insert(connection, table, names, [tuple(row[name] for name in given)
-                                           + tuple(default(row) for default in defaults.values()) for row in same])
+        fixed = tuple(value for name, value in constants.items() if name not in given)
+        names = given + tuple(name for name in constants if name not in given)
+        insert_tuples(connection, table, names, [tuple(row.values()) + fixed for row in same])
     return len(rows)
 
 
@@ -67,72 +69,81 @@ def _computed(make: Callable[[_Row], Any]) -> Callable[[Mapping[str, Any]], Any]
     return lambda row: make(_Row(row))
 
 
-def _insert(connection: Connection, table: Table, names: tuple[str, ...], values: list[tuple]) -> None:
+def insert_tuples(connection: Connection, table: Table, names: Sequence[str], rows: Iterable[tuple]) -> int:
+    """``insert_rows`` for rows given as tuples in the order of ``names``, for many rows
+    repeating a few values (a draw's tasks: the same strata and items, one instant): each
+    distinct value of a column is converted by its column's type once, and no dict is made
+    per row. Columns not named take their model's defaults as in ``insert_rows``; returns
+    how many rows were stored."""
+    names = tuple(names)
+    defaults = _defaults(table, names)
+    constant = {name: default for name, default in defaults.items()
+                if getattr(table.c[name].default, "is_scalar", False)}
+    computed = {name: default for name, default in defaults.items() if name not in constant}
+    columns = names + tuple(constant) + tuple(computed)
     dialect = connection.dialect
-    converters = [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-    converted = [tuple(_converted(converters, row)) for row in values]
-    quote = dialect.identifier_preparer
-    target = f"{quote.format_table(table)} ({', '.join(quote.quote(name) for name in names)})"
-    if dialect.name == "postgresql":
-        cursor = connection.connection.cursor()
-        with cursor.copy(f"COPY {target} FROM STDIN") as copy:  # psycopg 3
-            for row in converted:
-                copy.write_row(row)
-        return
-    marks = ", ".join("?" for _ in names)
-    connection.exec_driver_sql(f"INSERT INTO {target} VALUES ({marks})", converted)
+    convert = [_memoised(table.c[name], dialect) for name in columns]
+    tail = tuple(convert[len(names) + n](default({})) for n, default in enumerate(constant.values()))
+    skip = len(names) + len(constant)
+    own = convert[:len(names)]
+    if computed:
+        def converted(row: tuple) -> tuple:
+            given = dict(zip(names, row, strict=True))
+            return (tuple(c(v) for c, v in zip(own, row, strict=True)) + tail
+                    + tuple(convert[skip + n](default(given)) for n, default in enumerate(computed.values())))
+        prepared = [converted(row) for row in rows]
+    else:  # column by column: each converter mapped over its column
+        by_column = list(zip(*rows, strict=True))
+        if not by_column:
+            return 0
+        made = [column if c is _same else list(map(c, column)) for c, column in zip(own, by_column, strict=True)]
+        prepared = list(zip(*made, *(repeat(value) for value in tail)))
+    if prepared:
+        _insert_converted(connection, table, columns, prepared)
+    return len(prepared)
 
 
-def _converted(converters: Sequence[Callable[[Any], Any] | None], row: tuple) -> list[Any]:
-    return [value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True)]
-
-
-def insert_columns(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]],
-                   constants: Mapping[str, Any] | None = None) -> int:
-    """``insert_rows`` of ``constants | row`` for each row, stored the same, but gathered and
-    converted column by column (one ``map`` per column rather than a call per value, a
-    constant converted once): for the many wide rows of an import. Returns how many rows."""
-    if not rows:
-        return 0
-    constants = constants or {}
-    for given, same in groupby(rows, key=_names):
-        group = list(same)
-        fixed = {name: value for name, value in constants.items() if name not in given}
-        defaults = _defaults(table, given + tuple(fixed))
-        names = given + tuple(fixed) + tuple(defaults)
-        convert = _converters(connection, table, names)
-        columns = [[row[name] for row in group] for name in given]
-        columns += [[value] * len(group) for value in fixed.values()]
-        seen = [ChainMap(dict(row), fixed) for row in group] if fixed and defaults else group  # what a default reads
-        columns += [list(map(default, seen)) for default in defaults.values()]
-        constant = len(given) + len(fixed)
-        converted = [_converted_column(convert[i], column, len(given) <= i < constant)
-                     for i, column in enumerate(columns)]
-        _insert_values(connection, table, names, list(zip(*converted)))
-    return len(rows)
-
-
-def _converted_column(convert: Callable[[Any], Any] | None, column: list, constant: bool) -> list:
+def _memoised(column: Column, dialect: Dialect) -> Callable[[Any], Any]:
+    """A column's bind processor remembering what it made of each value it can tell apart
+    exactly (``1``, ``1.0`` and ``True`` are equal keys but not the same JSON). A sealed
+    column is not remembered: equal plaintexts must not share one ciphertext."""
+    convert = column.type.dialect_impl(dialect).bind_processor(dialect)
     if convert is None:
-        return column
-    return [convert(column[0])] * len(column) if constant else list(map(convert, column))  # a constant: once
+        return _same
+    if isinstance(column.type, SealedText):
+        return convert
+    made: dict[tuple, Any] = {}
+
+    def once(value: Any) -> Any:
+        kind = type(value)
+        if kind not in _EXACT and not (kind is tuple and all(type(part) is str for part in value)):
+            return convert(value)
+        key = (kind, value, value.utcoffset()) if kind is datetime else (kind, value)  # the same instant
+        try:
+            return made[key]
+        except KeyError:
+            made[key] = result = convert(value)
+            return result
+    return once
 
 
-def _converters(connection: Connection, table: Table, names: tuple[str, ...]) -> list[Callable[[Any], Any] | None]:
-    dialect = connection.dialect
-    return [table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+_EXACT = frozenset({str, int, bool, type(None), datetime, date})
 
 
-def _insert_values(connection: Connection, table: Table, names: tuple[str, ...], values: list[tuple]) -> None:
-    """Converted rows through COPY (PostgreSQL) or executemany (SQLite)."""
+def _same(value: Any) -> Any:
+    return value
+
+
+def _insert_converted(connection: Connection, table: Table, names: tuple[str, ...], rows: list[tuple]) -> None:
+    """Rows whose values are already what the driver takes, in one statement."""
     dialect = connection.dialect
     quote = dialect.identifier_preparer
     target = f"{quote.format_table(table)} ({', '.join(quote.quote(name) for name in names)})"
     if dialect.name == "postgresql":
         cursor = connection.connection.cursor()
         with cursor.copy(f"COPY {target} FROM STDIN") as copy:  # psycopg 3
-            for row in values:
+            for row in rows:
                 copy.write_row(row)
         return
     marks = ", ".join("?" for _ in names)
-    connection.exec_driver_sql(f"INSERT INTO {target} VALUES ({marks})", values)
+    connection.exec_driver_sql(f"INSERT INTO {target} VALUES ({marks})", rows)

@@ -17,6 +17,7 @@ from sqlalchemy import true
 from sqlmodel import Session, col, select
 
 from bot.batches import options, roster
+from bot.batches.bulkwork import without_collections
 from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
@@ -26,7 +27,7 @@ from bot.rules import matching, ssr1
 from bot.rules.arguments import ArgumentError, Arguments, parse_arguments
 from bot.settings import Settings
 from storage import audit
-from storage.bulk import insert_rows
+from storage.bulk import insert_tuples
 from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Stratum, Task, Team, table_of
 from storage.pools import TamperedPool, thaw
 from storage.sealing import SealingError, sealer_of
@@ -67,6 +68,7 @@ class Prepared:
     outcome: list[matching.Assignment] | Refusal
 
 
+@without_collections
 def prepare(session: Session, settings: Settings, text: str, now: datetime) -> Prepared | None:
     """The draw's long work — thawing and scoring every pool, matching — done read-only,
     so that a big draw holds no write lock meanwhile (SQLite: acknowledgements and other
@@ -89,6 +91,7 @@ def prepare(session: Session, settings: Settings, text: str, now: datetime) -> P
     return Prepared(selection, draw_date, inputs, outcome)
 
 
+@without_collections
 def draw(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime,
          prepared: Prepared | None = None) -> Drawn:
     """Draw a published batch; on any refusal nothing is stored. ``prepared``: the same
@@ -270,16 +273,21 @@ def _by_id(row: Inspector | Team | ssr1.RosterInspector) -> str:
 
 
 def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list[matching.Assignment]) -> None:
-    """Every task and assignment of the draw, at the driver's speed (``storage.bulk``)."""
+    """Every task and assignment of the draw, at the driver's speed (``storage.bulk``):
+    rows as tuples, each distinct strata and items converted once."""
     connection = session.connection()
-    insert_rows(connection, table_of(Task), [
-        {"batch_id": batch.id, "position": n, "object_id": t.object_id, "strata": list(t.strata),
-         "items": list(t.items), "team_id": a.team_id, "needs_expert": a.needs_expert, "status": "drawn"}
+    insert_tuples(connection, table_of(Task), TASK_COLUMNS, [
+        (batch.id, n, t.object_id, t.strata, t.items, a.team_id, a.needs_expert, "drawn")
         for n, (t, a) in enumerate(zip(tasks, staffed, strict=True))])
-    ids = dict(connection.execute(select(Task.position, col(Task.id)).where(Task.batch_id == batch.id)).all())
-    insert_rows(connection, table_of(Assignment), [
-        {"task_id": ids[n], "inspector_id": inspector, "position": p, "origin": "draw", "status": "drawn",
-         "assigned_at": batch.drawn_at} for n, a in enumerate(staffed) for p, inspector in enumerate(a.inspectors)])
+    ids = dict(connection.execute(select(Task.position, col(Task.id)).where(Task.batch_id == batch.id)).tuples().all())
+    at = batch.drawn_at
+    insert_tuples(connection, table_of(Assignment), ASSIGNMENT_COLUMNS, [
+        (ids[n], inspector, p, "draw", "drawn", at) for n, a in enumerate(staffed)
+        for p, inspector in enumerate(a.inspectors)])
+
+
+TASK_COLUMNS = ("batch_id", "position", "object_id", "strata", "items", "team_id", "needs_expert", "status")
+ASSIGNMENT_COLUMNS = ("task_id", "inspector_id", "position", "origin", "status", "assigned_at")
 
 
 def _beacon(batch: Batch, value: str | None) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.batches import options, roster
+from bot.batches.bulkwork import without_collections
 from bot.batches.create import draft_batch
 from bot.batches.frequency import frequency_cap
 from bot.batches.records import strata_of
@@ -19,12 +20,13 @@ from bot.rules.scope import Scope
 from bot.settings import Settings
 from storage import audit
 from storage.models import Batch
-from storage.pools import freeze, pool_members
+from storage.pools import frozen_pool
 from storage.sealing import SealingError, sealer_of
 
 PUBLISH_KEYS = frozenset({"batch", "beacon"})
 
 
+@without_collections
 def publish(session: Session, settings: Settings, actor: str, args: Arguments, now: datetime) -> Batch:
     """Freeze the pools and the roster, commit the seed and publish the plan; the batch leaves draft."""
     batch = draft_batch(session, options.required(args, "batch"))
@@ -32,7 +34,7 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
     weights = RiskWeights(**settings.draw.risk_weights.model_dump())
     cap = frequency_cap(settings, now)
     for stratum in strata:
-        frozen = freeze(pool_members(session.connection(), Scope.from_json(stratum.filter), weights, cap))
+        frozen = frozen_pool(session.connection(), Scope.from_json(stratum.filter), weights, cap)
         stratum.pool, stratum.pool_runs = frozen.compressed(), frozen.runs
         stratum.pool_size, stratum.pool_digest = frozen.size, frozen.digest
         if stratum.ratio_percent is None:  # a stratum has a ratio or a count (options.quota)

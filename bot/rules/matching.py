@@ -183,8 +183,14 @@ def match(
         skip: Set[str] = conflicted.get(o.id, frozenset())
         if lst.size_without(skip) < team_size:
             raise DrawFailure("too_few_candidates", o.id, mode, o.unit)
-        steps = _Steps(walk_key(seed, o.id), lst.ids)
-        chosen, left = _choose(steps, lst, team_size, skip, o.required_specialties, tally, bureau)
+        left: Set[str] = frozenset()
+        opened = None if o.required_specialties else _first_open(walk_key(seed, o.id), lst.ids, team_size, skip,
+                                                                   tally)
+        if opened is not None:
+            chosen = opened
+        else:
+            steps = _Steps(walk_key(seed, o.id), lst.ids)
+            chosen, left = _choose(steps, lst, team_size, skip, o.required_specialties, tally, bureau)
         for c in chosen:
             tally.add(c)
         staffed.append(Assignment(o.id, tuple(chosen), None, bool(left)))
@@ -278,6 +284,23 @@ def _choose(steps: _Steps[str], lst: _List, need: int, skip: Set[str], wanted: I
             U -= bureau.specialties[c]
             going = more(step, behind)
     return chosen, U
+
+
+def _first_open(key: str, ids: Sequence[str], need: int, skip: Set[str], tally: _Loads) -> list[str] | None:
+    """Passes 1–3 of ``_choose`` when U is empty, in the case that decides nearly every
+    task: pass 1 then accepts the first ``need`` candidates of the walk under the cap and
+    not skipped, so when the walk holds that many, they are the team. None otherwise
+    (the caller runs the passes in full)."""
+    chosen: list[str] = []
+    counts, cap = tally.counts, tally.cap
+    for x in walk(key, len(ids)):
+        c = ids[x]
+        if c in skip or c in chosen or counts[c] >= cap:
+            continue
+        chosen.append(c)
+        if len(chosen) == need:
+            return chosen
+    return None
 
 
 def _match_teams(seed: str, objects: Sequence[TaskObject], bureau: _Bureau, teams: Iterable[Team],

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delet
 from sqlmodel import Session, SQLModel
 
 from storage import audit
-from storage.bulk import insert_columns, insert_rows
+from storage.bulk import insert_rows
 from storage.db import transaction
 from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
@@ -226,7 +226,7 @@ class _Writer:
         }
         rows = [c.row or {} for c in changes]  # additions always carry their row
         for chunk in self.chunks(rows, "写入"):
-            insert_columns(self.connection, self.table, chunk, bookkeeping)
+            insert_rows(self.connection, self.table, chunk, bookkeeping)
 
     def update(self, changes: list[Change]) -> None:
         """Changed fields, grouped by which fields changed (one statement per shape)."""

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from bot.rules.arguments import normalise
-from storage.bulk import insert_columns, insert_rows
+from storage.bulk import insert_rows
 from storage.db import transaction
 from storage.importing import import_file
 from storage.importing import values as v
@@ -136,7 +136,7 @@ def test_fold_is_normalise_for_every_code_point():
     assert text.translate(v.FOLD) == normalise(text)
 
 
-def test_columnwise_insert_stores_what_insert_rows_stores(engine, tmp_path):
+def test_constants_given_apart_are_stored_as_if_in_each_row(engine, tmp_path):
     assert import_file(engine, "units", write(tmp_path, "units.csv", UNITS), actor="test").ok
     table = table_of(InspectionObject)
     rows = [{"id": f"B{n}", "name": f"对象{n}", "kind": "个体工商户", "unit_id": "S-DC", "abnormal": n % 2 == 0,
@@ -147,7 +147,7 @@ def test_columnwise_insert_stores_what_insert_rows_stores(engine, tmp_path):
         for row in rows:
             row["unit_id"] = unit
         insert_rows(session.connection(), table, [constants | row for row in rows[:3]])
-        assert insert_columns(session.connection(), table, rows[3:], constants) == 3
+        assert insert_rows(session.connection(), table, rows[3:], constants) == 3
     with transaction(engine) as session:
         stored = {r.id: r for r in session.connection().execute(select(table).where(table.c.id.like("B%")))}
     skip = {"id", "name", "abnormal", "complaints", "page_key", "updated_at", "created_at"}
