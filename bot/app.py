@@ -35,6 +35,7 @@ from bot.dingtalk.registration import register_card_callback
 from bot.dingtalk.sender import DingTalkSender
 from bot.dingtalk.stream import StreamIngress
 from bot.metrics import Metrics, noting
+from bot.platform_xml import check_expat
 from bot.public.routes import PublicServer
 from bot.retention import EVERY_MINUTES as RETENTION_MINUTES
 from bot.retention import run_once as run_retention
@@ -370,6 +371,7 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 def serve(settings: Settings) -> None:
     """Run the server until interrupted."""
+    check_expat()  # platform XML is parsed by expat after a DTD check (STYLE.md): refuse an old one
     app = create_app(settings)
     if CONSOLE_TOKEN in app:  # on standard error, never in a log: whoever reads it may act as anyone
         print(say("console", "url", url=console.url(settings, app[CONSOLE_TOKEN])), file=sys.stderr, flush=True)

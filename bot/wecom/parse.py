@@ -1,6 +1,7 @@
 """WeCom deliveries, decrypted, into neutral events (PROTOCOLS.md A.5, B.4, B.9).
 
-XML goes through defusedxml (no entities, no DTDs). A delivery the bot has nothing to
+XML goes through ``bot.platform_xml`` (a DTD or entity declaration is refused before
+parsing). A delivery the bot has nothing to
 do with (a menu view, entering the app) parses to ``None`` and is acknowledged.
 """
 
@@ -9,13 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from xml.etree.ElementTree import Element
 
-import defusedxml.ElementTree as SafeXML
-
 from bot.chat.events import LOCATION, Event, Media
 from bot.chat.ingress import NotStorable, json_object
 from bot.chat.media import LABEL_CHARS, valid_coordinates
 from bot.chat.router import strip_mentions
 from bot.outbound import REPLY, USER, Destination
+from bot.platform_xml import RefusedXML, parse
 from bot.wecom.cards import card_action
 
 PLATFORM = "wecom"
@@ -123,8 +123,8 @@ def aibot_event(plaintext: bytes, response_base: str) -> Event | None:
 
 def _xml(body: bytes) -> Element:
     try:
-        return SafeXML.fromstring(body)
-    except Exception:  # ParseError, entities and DTDs refused by defusedxml, bad encodings
+        return parse(body)
+    except RefusedXML:  # a DTD or entity declaration (never parsed), not UTF-8, not well-formed
         raise MalformedDelivery("body is not acceptable XML") from None
 
 
