@@ -53,7 +53,9 @@ def select_lines(stratum_seed: str, data: bytes, k: int, *, spare: int | None = 
         return []
     text = data.replace(b"|1\n", b"|0\n")
     lines = text.split(b"\n")
-    if b"\n\n" in text or text[:1] == b"\n" or not lines[-1]:
+    if lines[-1] == b"":  # the final newline's
+        lines.pop()
+    if b"\n\n" in text or text[:1] == b"\n":
         lines = [line for line in lines if line]  # the loop skips empty lines
     if not lines:
         return []
