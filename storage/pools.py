@@ -12,7 +12,8 @@ import hashlib
 import operator
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
@@ -43,9 +44,11 @@ class FrozenPool:
     size: int
     digest: str
     runs: list[list[str]]  # [first id, digest of the run's lines]
+    packed: bytes | None = field(default=None, repr=False, compare=False)  # ``compressed()``, if made already
 
     def compressed(self) -> bytes:
-        return zlib.compress(self.lines, 6)
+        """The lines as stored: zlib, level 6."""
+        return zlib.compress(self.lines, 6) if self.packed is None else self.packed
 
 
 class TamperedPool(Exception):
@@ -159,7 +162,12 @@ def freeze_sorted(ids: list[str], heavy: dict[str, int]) -> FrozenPool:
     else:
         lines = [member_id + "|1\n" for member_id in ids]
     data = "".join(lines).encode()
-    return FrozenPool(data, len(lines), hashlib.sha256(data).hexdigest(), _runs(lines))
+    # zlib and hashlib let go of Python's lock on large buffers: the pool is compressed on
+    # another core while its digest and run digests are computed here (same bytes).
+    with ThreadPoolExecutor(1, thread_name_prefix="pool-zlib") as compressing:
+        packed = compressing.submit(zlib.compress, data, 6)
+        digest, runs = hashlib.sha256(data).hexdigest(), _runs(lines)
+        return FrozenPool(data, len(lines), digest, runs, packed.result())
 
 
 def _valid_sorted(ids: list[str], heavy: dict[str, int]) -> bool:

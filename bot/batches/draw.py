@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import true
+from sqlalchemy import Connection, true
 from sqlmodel import Session, col, select
 
 from bot.batches import options, roster
@@ -227,12 +227,7 @@ def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: 
     conflicts from the roster frozen at publication (DRAW.md §8), or from the directory at
     the draw for a batch published before rosters existed."""
     needs = dict(session.exec(select(Item.code, Item.specialty)).all())
-    object_ids = [t.object_id for t in tasks]
-    units: dict[str, str] = {}
-    for start in range(0, len(object_ids), IN_CHUNK):  # drivers cap a statement's parameters
-        chunk = object_ids[start:start + IN_CHUNK]
-        units.update(session.exec(select(InspectionObject.id, InspectionObject.unit_id)
-                                  .where(col(InspectionObject.id).in_(chunk))).all())
+    units = units_of(session.connection(), [t.object_id for t in tasks])
     frozen = roster.frozen(batch)
     return {
         "mode": batch.mode, "team_size": batch.team_size, "slack": batch.slack, "draw_date": on.isoformat(),
@@ -240,6 +235,22 @@ def matching_inputs(session: Session, batch: Batch, tasks: list[ssr1.Task], on: 
         "objects": [{"id": t.object_id, "unit": units[t.object_id],
                      "required_specialties": sorted({needs[i] for i in t.items if needs.get(i)})} for t in tasks],
     }
+
+
+def units_of(connection: Connection, object_ids: list[str]) -> dict[str, str]:
+    """Each object's unit, read through the driver: PostgreSQL takes the ids as one array,
+    SQLite ``IN_CHUNK`` parameters a statement (drivers cap a statement's parameters); no
+    per-parameter work in SQLAlchemy for tens of thousands of ids."""
+    quote = connection.dialect.identifier_preparer
+    id_, unit = quote.quote("id"), quote.quote("unit_id")
+    query = f"SELECT {id_}, {unit} FROM {quote.format_table(table_of(InspectionObject))} WHERE {id_}"
+    if connection.dialect.name == "postgresql":
+        return dict(connection.exec_driver_sql(f"{query} = ANY(%s)", (object_ids,)).all())
+    units: dict[str, str] = {}
+    for start in range(0, len(object_ids), IN_CHUNK):
+        chunk = tuple(object_ids[start:start + IN_CHUNK])
+        units.update(connection.exec_driver_sql(f"{query} IN ({', '.join('?' * len(chunk))})", chunk).all())
+    return units
 
 
 def _frozen_roster(frozen: ssr1.Roster, on: date) -> dict:

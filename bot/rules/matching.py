@@ -8,13 +8,17 @@ recompute it (``bot.verifier``).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from bot.rules.ssr1 import H
+
+if TYPE_CHECKING:
+    from _hashlib import HASH  # what hashlib's constructors return
 
 MODES = ("all", "unit", "cross", "team")  # 大随机, 小随机, 交叉随机, 编组随机
 MIN_TEAM_SIZE = 2  # art. 14: 执法检查人员不得少于两人
@@ -178,14 +182,18 @@ def match(
         return []
     tally = _Loads(load_cap(team_size, len(objects), len(bureau.units), slack), {}, bureau)
     staffed = []
+    keyed = hashlib.sha256(walk_key(seed, "").encode())  # the walks' common start: seed|inspector|
     for o in objects:
         lst = bureau.list_for(mode, o.unit)
         skip: Set[str] = conflicted.get(o.id, frozenset())
-        if lst.size_without(skip) < team_size:
+        if (lst.size_without(skip) if skip else len(lst.ids)) < team_size:
             raise DrawFailure("too_few_candidates", o.id, mode, o.unit)
         left: Set[str] = frozenset()
-        opened = None if o.required_specialties else _first_open(walk_key(seed, o.id), lst.ids, team_size, skip,
-                                                                   tally)
+        opened = None
+        if not o.required_specialties:
+            state = keyed.copy()
+            state.update(f"{o.id}|".encode())
+            opened = _first_open(state, lst.ids, team_size, skip, tally)
         if opened is not None:
             chosen = opened
         else:
@@ -286,16 +294,29 @@ def _choose(steps: _Steps[str], lst: _List, need: int, skip: Set[str], wanted: I
     return chosen, U
 
 
-def _first_open(key: str, ids: Sequence[str], need: int, skip: Set[str], tally: _Loads) -> list[str] | None:
+def _first_open(state: HASH, ids: Sequence[str], need: int, skip: Set[str], tally: _Loads) -> list[str] | None:
     """Passes 1–3 of ``_choose`` when U is empty, in the case that decides nearly every
     task: pass 1 then accepts the first ``need`` candidates of the walk under the cap and
     not skipped, so when the walk holds that many, they are the team. None otherwise
-    (the caller runs the passes in full)."""
+    (the caller runs the passes in full).
+
+    ``state``: SHA-256 fed with the walk's key and ``|``. The walk is ``walk`` inlined,
+    each step's ``H(key|p)`` a copy of that state fed with ``p``, read as an integer from
+    its digest (``int(hex, 16)`` of the same bytes): no string of the key per step."""
     chosen: list[str] = []
     counts, cap = tally.counts, tally.cap
-    for x in walk(key, len(ids)):
+    seen = counts.get
+    copy = state.copy
+    m = len(ids)
+    moved: dict[int, int] = {}
+    for p in range(m):
+        h = copy()
+        h.update(b"%d" % p)
+        r = p + int.from_bytes(h.digest(), "big") % (m - p)
+        x = moved.get(r, r)
+        moved[r] = moved.get(p, p)
         c = ids[x]
-        if c in skip or c in chosen or counts[c] >= cap:
+        if c in skip or c in chosen or seen(c, 0) >= cap:
             continue
         chosen.append(c)
         if len(chosen) == need:

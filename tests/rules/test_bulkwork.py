@@ -33,3 +33,43 @@ def test_a_collector_paused_by_the_caller_stays_paused():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_works_at_once_pause_it_once_and_the_last_one_resumes_it():
+    """Two works on two threads: the first begins, the second begins, the first ends —
+    the collector stays paused for the second, and resumes when the second ends (a
+    plain pause would resume it under the second's feet)."""
+    import threading
+
+    begun = {name: threading.Event() for name in ("first", "second")}
+    end = {name: threading.Event() for name in ("first", "second")}
+    at_end = {}
+
+    @without_collections
+    def work(name: str) -> None:
+        begun[name].set()
+        assert end[name].wait(10)
+        at_end[name] = gc.isenabled()
+
+    threads = {name: threading.Thread(target=work, args=(name,)) for name in ("first", "second")}
+    threads["first"].start()
+    assert begun["first"].wait(10)
+    threads["second"].start()
+    assert begun["second"].wait(10)
+    end["first"].set()
+    threads["first"].join(10)
+    assert not gc.isenabled()  # the second still runs
+    end["second"].set()
+    threads["second"].join(10)
+    assert at_end == {"first": False, "second": False}
+    assert gc.isenabled()
+
+
+def test_a_work_within_a_work_resumes_at_the_outer_end():
+    @without_collections
+    def outer() -> tuple[bool, bool]:
+        inner = _work(False)
+        return inner, gc.isenabled()
+
+    assert outer() == (False, False)
+    assert gc.isenabled()

@@ -65,3 +65,19 @@ def test_the_short_path_hashes_no_more_than_the_passes(monkeypatch):
         monkeypatch.setattr(matching, "H", real)
         counts.append(calls)
     assert counts[0] <= counts[1]
+
+
+@pytest.mark.parametrize("object_id", ["O0001", "L-产品-0007", "91150602MA0N000002"])
+def test_the_inlined_walk_is_the_walk(object_id):
+    """``_first_open``'s walk (a hash state fed with ``p``, its digest read as an integer)
+    visits L(o) in exactly ``walk``'s order (DRAW.md §5), key by key and size by size."""
+    import hashlib
+
+    seed = "ce22250dfd97df4630ae5cc1bad8ba896c5b28c6faf03476873313a76dd8ad05"
+    for m in (1, 2, 3, 7, 40, 333):
+        ids = [f"I{n:04d}" for n in range(m)]
+        bureau = matching._Bureau([matching.Inspector(i, "U", qualified=True) for i in ids], None)
+        state = hashlib.sha256(f"{matching.walk_key(seed, object_id)}|".encode())
+        tally = matching._Loads(m + 1, {}, bureau)
+        walked = matching._first_open(state, ids, m, frozenset(), tally)
+        assert walked == [ids[x] for x in matching.walk(matching.walk_key(seed, object_id), m)]

@@ -139,3 +139,20 @@ def test_a_draws_bulk_stored_tasks_and_assignments_read_back_as_the_orms(engine,
     assert {tuple(t["strata"]) for t in bulk_tasks} >= {("main",), ("异常",)}
     assert all(type(t["strata"]) is list and type(t["items"]) is list for t in bulk_tasks)
     assert {a["assigned_at"] for a in bulk_assignments} == {now}
+
+
+def test_units_of_reads_what_the_orm_reads(engine, tmp_path, monkeypatch):
+    """The draw's units read through the driver (one array on PostgreSQL, IN chunks on
+    SQLite) equal the ORM's query, across chunk edges, for a missing id too."""
+    from bot.batches import draw
+    from storage.models import InspectionObject
+
+    seed_district(engine, tmp_path)
+    with transaction(engine) as session:
+        orm = dict(session.execute(select(InspectionObject.id, InspectionObject.unit_id)).all())
+        ids = sorted(orm)[::-1] + ["没有这个对象"]
+        for chunk in (1, 2, 3, 10_000):
+            monkeypatch.setattr(draw, "IN_CHUNK", chunk)
+            assert draw.units_of(session.connection(), ids) == orm
+        assert draw.units_of(session.connection(), []) == {}
+    assert len(orm) >= 5

@@ -44,6 +44,20 @@ def test_runs_match_the_reference_across_run_boundaries():
     assert len(_fast(members).runs) == 3
 
 
+def test_the_pool_compressed_on_the_side_is_the_pool_compressed_as_stored():
+    """``freeze_sorted`` compresses in a thread while it hashes: the same bytes as
+    ``compressed()`` of the reference (zlib level 6), which the draw thaws."""
+    import zlib
+
+    from storage.pools import thaw
+
+    for members in (MEMBERS, [], sorted((f"OBJ-{n:07d}", 1 + n % 4) for n in range(RUN_LINES + 5))):
+        fast, reference = _fast(members), freeze(members)
+        assert fast.packed is not None and reference.packed is None
+        assert fast.compressed() == reference.compressed() == zlib.compress(reference.lines, 6)
+        assert thaw(fast.compressed(), fast.digest, fast.runs) == reference.lines
+
+
 @pytest.mark.parametrize("bad", [
     [("A", 1), (" B", 1)], [("A", 1), ("B ", 1)], [("A", 1), ("B\u3000", 1)], [("A|B", 1)], [("A\rB", 1)],
     [("A\nB", 1)], [("", 1)], [("A", 11)], [("A", 0)],
