@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delete, or_, select, true
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, literal, or_, select, true
 from sqlmodel import Session, SQLModel
 
 from storage import audit
@@ -30,6 +31,7 @@ from storage.models import DirectoryChange, ImportRun, table_of, utcnow
 from storage.sealing import SealedText, sealer_of
 
 CHUNK = 5000
+DEFER_INDEXES_FROM = 10_000  # rows added to an empty table (SQLite): build its indexes after
 
 
 @dataclass
@@ -225,8 +227,12 @@ class _Writer:
             name: self.import_id for name in ("first_import_id", "last_import_id", "import_id") if name in self.table.c
         }
         rows = [c.row or {} for c in changes]  # additions always carry their row
-        for chunk in self.chunks(rows, "写入"):
-            insert_rows(self.connection, self.table, chunk, bookkeeping)
+        computed = _row_defaults(self.table, set(rows[0]) | set(bookkeeping)) if rows else {}
+        if computed:  # given whole, so the bulk insert converts column by column
+            rows = [row | {name: make(row) for name, make in computed.items()} for row in rows]
+        with _indexes_deferred(self.connection, self.table, len(rows)):
+            for chunk in self.chunks(rows, "写入"):
+                insert_rows(self.connection, self.table, chunk, bookkeeping)
 
     def update(self, changes: list[Change]) -> None:
         """Changed fields, grouped by which fields changed (one statement per shape)."""
@@ -281,6 +287,53 @@ def _model_defaults(model: type[SQLModel]) -> dict[str, Any]:
         elif info.default is not PydanticUndefined and not (filled and info.default is None):
             defaults[name] = info.default
     return defaults
+
+
+@contextmanager
+def _indexes_deferred(connection: Connection, table: Table, adding: int) -> Iterator[None]:
+    """Many rows into an empty SQLite table: its secondary indexes are dropped before and
+    built again after, in the import's transaction (building an index from a full table
+    sorts once; keeping seven up to date row by row costs more than the inserts). Each
+    index is created again from its own stored ``CREATE INDEX``, so the schema after is the
+    schema before. SQLite has one writer and its readers see the last commit, so nobody
+    sees the table without them; a failed import rolls the drop back with the rows. Not on
+    PostgreSQL, where ``DROP INDEX`` would lock readers out until the commit. Unique
+    indexes stay (they are checks)."""
+    if (connection.dialect.name != "sqlite" or adding < DEFER_INDEXES_FROM
+            or connection.execute(select(literal(1)).select_from(table).limit(1)).first() is not None):
+        yield
+        return
+    indexes = connection.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL"
+        " AND upper(sql) NOT LIKE 'CREATE UNIQUE%'", (table.name,)).all()
+    for name, _ in indexes:
+        connection.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield
+    for _, create in indexes:
+        connection.exec_driver_sql(create)
+
+
+class _Parameters:
+    """What a column's default function is handed by SQLAlchemy (``get_current_parameters``)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: dict) -> None:
+        self.row = row
+
+    def get_current_parameters(self) -> dict:
+        return self.row
+
+
+def _row_defaults(table: Table, given: set[str]) -> dict[str, Callable[[dict], Any]]:
+    """For each column the rows do not name whose default is a function of the row being
+    inserted (``objects.page_key``): that function, as SQLAlchemy's insert would call it."""
+    found: dict[str, Callable[[dict], Any]] = {}
+    for column in table.columns:
+        default: Any = column.default
+        if column.name not in given and default is not None and default.is_callable:
+            found[column.name] = lambda row, make=default.arg: make(_Parameters(row))
+    return found
 
 
 def _jsonable(row: dict) -> dict:

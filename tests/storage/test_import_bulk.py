@@ -1,0 +1,126 @@
+"""How an import stores many rows (issue 20): a column whose default is a function of the row
+(``objects.page_key``) is filled before the bulk insert as SQLAlchemy's insert fills it, and
+a first large import into an empty SQLite table builds the table's indexes after its rows —
+the same indexes, inside the import's transaction, so a failed import leaves them as they
+were; PostgreSQL and a table with rows keep their indexes throughout."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select, text
+
+from storage import schema
+from storage.importing import apply, import_file
+from storage.models import InspectionObject, table_of
+from storage.models.directory import page_key
+from tests.support.directory_files import OBJECTS, UNITS, write
+
+#: Ids whose page key is the id, and ids that are no safe file name (their key is a digest).
+ODD_IDS = ("91150602MA0N000009", "L-产品-0008", "X/1", "A.B", "甲 乙")
+
+
+def objects_file(tmp_path, name="objects.csv", extra=ODD_IDS):
+    lines = OBJECTS + "".join(f"{object_id},对象{n},个体工商户,餐饮服务,林荫街道,S-DC,,,,,,\n"
+                              for n, object_id in enumerate(extra))
+    return write(tmp_path, name, lines)
+
+
+def indexes(engine) -> list[tuple]:
+    """The objects table's indexes as the database describes them."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'objects' ORDER BY name"
+        else:
+            query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'objects' ORDER BY indexname"
+        return [tuple(row) for row in connection.execute(text(query))]
+
+
+@pytest.fixture
+def statements(engine):
+    """Every SQL statement the engine sends, in order."""
+    sent: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield sent
+    event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def units(engine, tmp_path):
+    assert import_file(engine, "units", write(tmp_path, "units.csv", UNITS), actor="test").ok
+
+
+def stored_objects(engine) -> dict[str, dict]:
+    table = table_of(InspectionObject)
+    with engine.connect() as connection:
+        return {row.id: dict(row._mapping) for row in connection.execute(select(table))}
+
+
+@pytest.mark.parametrize("deferred_from", [1, 10**9])
+def test_a_first_import_stores_every_row_with_its_page_key_and_the_same_indexes(
+        engine, tmp_path, units, statements, monkeypatch, deferred_from):
+    monkeypatch.setattr(apply, "DEFER_INDEXES_FROM", deferred_from)
+    before = indexes(engine)
+    statements.clear()
+    outcome = import_file(engine, "objects", objects_file(tmp_path), actor="test")
+    assert outcome.ok and outcome.counts()["added"] == 3 + len(ODD_IDS)
+    stored = stored_objects(engine)
+    assert {object_id: row["page_key"] for object_id, row in stored.items()} == \
+           {object_id: page_key(object_id) for object_id in stored}
+    assert stored["X/1"]["page_key"].startswith("o-") and stored["甲 乙"]["page_key"].startswith("o-")
+    assert stored["L-产品-0007"]["market"] is False and stored["91150602MA0N000001"]["complaints"] == 2
+    dropped = [s for s in statements if s.startswith("DROP INDEX")]
+    if engine.dialect.name == "sqlite" and deferred_from == 1:
+        assert len(dropped) == len([name for name, sql in before if sql is not None and "UNIQUE" not in sql])
+    else:
+        assert dropped == []
+    assert indexes(engine) == before
+    schema.check(engine)  # models and migrations still agree (alembic check)
+    with engine.connect() as connection:  # the rebuilt indexes answer
+        found = connection.execute(text("SELECT id FROM objects WHERE page_key = :k"), {"k": page_key("X/1")})
+        assert found.scalar_one() == "X/1"
+
+
+def test_the_bulk_path_stores_what_the_row_by_row_insert_stores(engine, tmp_path, units, monkeypatch):
+    """The first import (bulk, indexes built after) and the same rows added to a table that
+    already has rows (indexes kept) store the same values."""
+    monkeypatch.setattr(apply, "DEFER_INDEXES_FROM", 1)
+    assert import_file(engine, "objects", objects_file(tmp_path, extra=()), actor="test").ok
+    first = stored_objects(engine)
+    assert import_file(engine, "objects", objects_file(tmp_path, "more.csv"), actor="test").ok
+    later = stored_objects(engine)
+    skip = {"first_import_id", "last_import_id", "updated_at"}
+    shape = {k: v for k, v in first["91150602MA0N000002"].items() if k not in skip | {"id", "name", "page_key"}}
+    added = later["91150602MA0N000009"]
+    assert {k: v for k, v in added.items() if k not in skip | {"id", "name", "page_key"}} == \
+           shape | {"region": "林荫街道", "industry": "餐饮服务", "abnormal": False}
+    assert {k: v for k, v in later["91150602MA0N000001"].items() if k not in skip} == \
+           {k: v for k, v in first["91150602MA0N000001"].items() if k not in skip}
+
+
+def test_a_table_with_rows_keeps_its_indexes(engine, tmp_path, units, statements, monkeypatch):
+    monkeypatch.setattr(apply, "DEFER_INDEXES_FROM", 1)
+    assert import_file(engine, "objects", objects_file(tmp_path, extra=()), actor="test").ok
+    statements.clear()
+    assert import_file(engine, "objects", objects_file(tmp_path, "more.csv"), actor="test").ok
+    assert not [s for s in statements if s.startswith("DROP INDEX")]
+
+
+def test_a_failed_first_import_leaves_no_row_and_every_index(engine, tmp_path, units, monkeypatch):
+    """The import is one transaction: an error after the rows are written (here in
+    ``after_write``) takes back the rows and the dropped indexes with them."""
+    monkeypatch.setattr(apply, "DEFER_INDEXES_FROM", 1)
+    before = indexes(engine)
+
+    def fail(_session, _outcome):
+        raise RuntimeError("after the rows")
+
+    with pytest.raises(RuntimeError):
+        import_file(engine, "objects", objects_file(tmp_path), actor="test", after_write=fail)
+    assert stored_objects(engine) == {}
+    assert indexes(engine) == before
+    assert import_file(engine, "objects", objects_file(tmp_path), actor="test").ok  # and a retry succeeds
+    assert len(stored_objects(engine)) == 3 + len(ODD_IDS)
