@@ -332,8 +332,12 @@ def _row_defaults(table: Table, given: set[str]) -> dict[str, Callable[[dict], A
     for column in table.columns:
         default: Any = column.default
         if column.name not in given and default is not None and default.is_callable:
-            found[column.name] = lambda row, make=default.arg: make(_Parameters(row))
+            found[column.name] = _of_row(default.arg)
     return found
+
+
+def _of_row(make: Callable[[_Parameters], Any]) -> Callable[[dict], Any]:
+    return lambda row: make(_Parameters(row))
 
 
 def _jsonable(row: dict) -> dict:
