@@ -6,12 +6,15 @@ were; PostgreSQL and a table with rows keep their indexes throughout."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from sqlalchemy import event, select, text
 
 from storage import schema
-from storage.importing import apply, import_file
-from storage.models import InspectionObject, table_of
+from storage.db import transaction
+from storage.importing import KINDS, Change, apply, import_file
+from storage.models import ImportRun, InspectionObject, table_of
 from storage.models.directory import page_key
 from tests.support.directory_files import OBJECTS, UNITS, write
 
@@ -124,3 +127,40 @@ def test_a_failed_first_import_leaves_no_row_and_every_index(engine, tmp_path, u
     assert indexes(engine) == before
     assert import_file(engine, "objects", objects_file(tmp_path), actor="test").ok  # and a retry succeeds
     assert len(stored_objects(engine)) == 3 + len(ODD_IDS)
+
+
+def test_rows_of_different_shapes_are_stored_each_with_its_own_fields(engine, tmp_path, units):
+    """The writer's fallback for rows that do not all name the same fields (a parsed file's
+    rows always do): each row stored as ``insert_rows`` stores it."""
+    with transaction(engine) as session:
+        run = ImportRun(kind="objects", file_name="x.csv", file_sha256="0" * 64, partial=False, actor="test")
+        session.add(run)
+        session.flush()
+        rows = [{"id": "A1", "name": "甲", "kind": "个体工商户", "unit_id": "S-DC"},
+                {"id": "A/2", "name": "乙", "kind": "产品", "unit_id": "S-DC", "market": False, "complaints": 3}]
+        apply._Writer(session.connection(), KINDS["objects"], run.id, lambda rows, **_: rows).insert(
+            [Change("added", (row["id"],), row=row) for row in rows])
+    stored = stored_objects(engine)
+    assert (stored["A1"]["market"], stored["A1"]["complaints"], stored["A1"]["page_key"]) == (True, 0, "A1")
+    assert (stored["A/2"]["market"], stored["A/2"]["complaints"], stored["A/2"]["page_key"]) == \
+           (False, 3, page_key("A/2"))
+    assert stored["A1"]["first_import_id"] == stored["A/2"]["last_import_id"] == run.id
+
+
+def test_an_import_collects_no_cycles_while_it_runs_and_leaves_the_collector_as_it_was(engine, tmp_path, units,
+                                                                                      monkeypatch):
+    seen = []
+    monkeypatch.setattr(apply, "_write", lambda *a, _write=apply._write: seen.append(gc.isenabled()) or _write(*a))
+    assert gc.isenabled()
+    assert import_file(engine, "objects", objects_file(tmp_path), actor="test").ok
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        assert import_file(engine, "objects", objects_file(tmp_path), actor="test").ok
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError):  # an error leaves the collector on as well
+        import_file(engine, "objects", objects_file(tmp_path, "other.csv", extra=("Z9",)), actor="test",
+                    after_write=lambda *_: (_ for _ in ()).throw(RuntimeError("after")))
+    assert gc.isenabled()
