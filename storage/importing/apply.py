@@ -20,7 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, bindparam, delete, literal, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlmodel import Session, SQLModel
 
 from storage import audit
@@ -33,6 +46,7 @@ from storage.models import DirectoryChange, ImportRun, table_of, utcnow
 from storage.sealing import SealedText, sealer_of
 
 CHUNK = 5000
+WHOLE_ROWS_AT_ONCE = 500  # keys named in one query for the history's whole rows
 DEFER_INDEXES_FROM = 10_000  # rows added to an empty table (SQLite): build its indexes after
 
 
@@ -127,7 +141,7 @@ def _import_file(engine: Engine, kind_name: str, path: Path, *, dry_run: bool, p
             outcome.changes, outcome.unchanged = _compare(kind, parsed, stored, partial)
             if dry_run:
                 raise _Refused  # roll back: a dry run writes nothing, not even its audit
-            outcome.import_id = _write(session, kind, path, sheet.sha256, outcome, stored, actor, partial, track)
+            outcome.import_id = _write(session, kind, path, sheet.sha256, outcome, parsed, actor, partial, track)
             if after_write is not None:
                 after_write(session, outcome)
     except UnreadableFile as exc:
@@ -169,17 +183,43 @@ def _scope(kind: Kind, parsed: ParsedFile) -> ColumnElement[bool]:
     return true()
 
 
+def _fields(kind: Kind, parsed: ParsedFile) -> list[str]:
+    """The fields a row of the file sets: its columns', then those derived from them."""
+    return [c.field for c in parsed.columns] + list(kind.derived)
+
+
 def _stored_rows(session: Session, kind: Kind, parsed: ParsedFile) -> dict[tuple, dict]:
+    """What the comparison reads of each stored row this file is a snapshot of, by key: the
+    key, the file's fields and ``listed`` — not the bookkeeping (the whole rows of the
+    changed ones are read for their history by ``_whole_rows``)."""
     table = table_of(kind.model)
-    result = session.connection().execute(select(table).where(_scope(kind, parsed)))
-    names = list(result.keys())
-    rows = [dict(zip(names, values)) for values in result]  # Core rows as tuples: no mapping per row
+    names = list(dict.fromkeys(f for f in (*kind.key, *_fields(kind, parsed), "listed") if f in table.c))
+    result = session.connection().execute(select(*(table.c[name] for name in names)).where(_scope(kind, parsed)))
+    rows = [dict(zip(names, values)) for values in result.all()]  # Core rows as tuples: no mapping per row
     key = itemgetter(*kind.key)
     return {(key(row),) if len(kind.key) == 1 else key(row): row for row in rows}
 
 
+def _whole_rows(connection: Connection, kind: Kind, parsed: ParsedFile, keys: list[tuple]) -> dict[tuple, dict]:
+    """The stored rows of ``keys`` (in the file's scope), every column, as they are before the write."""
+    table = table_of(kind.model)
+    columns = [table.c[f] for f in kind.key]
+    key = itemgetter(*kind.key)
+    found: dict[tuple, dict] = {}
+    for start in range(0, len(keys), WHOLE_ROWS_AT_ONCE):
+        part = keys[start:start + WHOLE_ROWS_AT_ONCE]
+        named = columns[0].in_([k[0] for k in part]) if len(columns) == 1 else tuple_(*columns).in_(part)
+        result = connection.execute(select(table).where(_scope(kind, parsed), named))
+        names = list(result.keys())
+        for values in result.all():
+            row = dict(zip(names, values))
+            found[(key(row),) if len(kind.key) == 1 else key(row)] = row
+    return found
+
+
 def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial: bool) -> tuple[list[Change], int]:
-    fields = [c.field for c in parsed.columns] + list(kind.derived)
+    fields = _fields(kind, parsed)
+    same = itemgetter(*fields) if len(fields) > 1 else None  # (the file's fields, for an unchanged row at once)
     changes: list[Change] = []
     unchanged = 0
     seen: set[tuple] = set()
@@ -190,6 +230,9 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
         before = stored.get(key)
         if before is None:
             changes.append(Change("added", key, row=row))
+            continue
+        if same is not None and not (listed_kind and not before["listed"]) and _equal(same, before, row):
+            unchanged += 1  # every field equal: what the diff below would find
             continue
         diff = {f: (before[f], row[f]) for f in fields if f in row and before[f] != row[f]}
         if listed_kind and not before["listed"]:
@@ -209,9 +252,18 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
     return changes, unchanged
 
 
-def _write(session: Session, kind: Kind, path: Path, sha256: str, outcome: Outcome, stored: dict[tuple, dict],
+def _equal(same: Callable[[dict], Any], before: dict, row: dict) -> bool:
+    try:
+        return bool(same(before) == same(row))
+    except KeyError:  # a field the row lacks: compared one by one
+        return False
+
+
+def _write(session: Session, kind: Kind, path: Path, sha256: str, outcome: Outcome, parsed: ParsedFile,
            actor: str, partial: bool, track: Progress) -> int:
     """Write the changes, their history and the audit entry; return the import's id."""
+    history = [c for c in outcome.changes if c.action != "added"]
+    stored = _whole_rows(session.connection(), kind, parsed, [c.key for c in history])  # before any write
     run = ImportRun(kind=kind.name, file_name=path.name, file_sha256=sha256, partial=partial, actor=actor,
                     counts=outcome.counts())
     session.add(run)
@@ -225,7 +277,7 @@ def _write(session: Session, kind: Kind, path: Path, sha256: str, outcome: Outco
     writer.update(by_action.get("updated", []) + by_action.get("relisted", []))
     writer.delist(by_action.get("delisted", []))
     writer.remove(by_action.get("removed", []))
-    writer.keep_history([c for c in outcome.changes if c.action != "added"], stored)
+    writer.keep_history(history, stored)
     audit.record(session, actor, "directory.import", kind.name, import_id=run.id, file=path.name,
                  sha256=run.file_sha256, partial=partial, counts=outcome.counts())
     return run.id

@@ -7,6 +7,7 @@ were; PostgreSQL and a table with rows keep their indexes throughout."""
 from __future__ import annotations
 
 import gc
+import json
 
 import pytest
 from sqlalchemy import event, select, text
@@ -164,3 +165,54 @@ def test_an_import_collects_no_cycles_while_it_runs_and_leaves_the_collector_as_
         import_file(engine, "objects", objects_file(tmp_path, "other.csv", extra=("Z9",)), actor="test",
                     after_write=lambda *_: (_ for _ in ()).throw(RuntimeError("after")))
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("at_once", [1, 500])
+def test_the_history_keeps_each_changed_rows_whole_row_as_it_was(engine, tmp_path, units, monkeypatch, at_once):
+    """The comparison reads only the file's fields; the history's ``before`` is still every
+    column of the row before the write, read by key (a few keys per query, or many)."""
+    monkeypatch.setattr(apply, "WHOLE_ROWS_AT_ONCE", at_once)
+    assert import_file(engine, "objects", objects_file(tmp_path), actor="test").ok
+    first = stored_objects(engine)
+    lines = objects_file(tmp_path).read_text("utf-8").splitlines()
+    changed = [lines[0], lines[1].replace("林荫路1号", "林荫路9号"), *lines[3:5]]  # one updated, others delisted
+    outcome = import_file(engine, "objects", write(tmp_path, "o2.csv", "\n".join(changed) + "\n"), actor="test")
+    assert outcome.counts()["updated"] == 1 and outcome.counts()["unchanged"] == 2
+    assert outcome.counts()["delisted"] == len(first) - 3
+    assert import_file(engine, "objects", objects_file(tmp_path, "o3.csv"), actor="test").counts()["relisted"] == \
+           len(first) - 3
+    with engine.connect() as connection:
+        history = connection.execute(text("SELECT key, action, before FROM directory_changes ORDER BY id")).all()
+    as_json = {key: {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+               for key, row in first.items()}
+    befores = [(key, action, before if isinstance(before, dict) else json.loads(before))
+               for key, action, before in history]
+    assert befores[0] == ("91150602MA0N000001", "updated", as_json["91150602MA0N000001"])
+    delisted = [b for b in befores if b[1] == "delisted"]
+    assert {key: before for key, _, before in delisted} == \
+           {key: row for key, row in as_json.items() if key not in ("91150602MA0N000001", "L-产品-0007", ODD_IDS[0])}
+    relisted = [b for b in befores if b[1] == "relisted"]
+    assert len(relisted) == len(delisted) and all(before["listed"] is False for _, _, before in relisted)
+
+
+def test_conflicts_removed_from_the_file_are_delisted_with_their_whole_rows(engine, tmp_path, units, monkeypatch):
+    """A kind keyed by two fields (inspector, object) reads its history rows by both."""
+    monkeypatch.setattr(apply, "WHOLE_ROWS_AT_ONCE", 2)
+    assert import_file(engine, "objects", objects_file(tmp_path), actor="test").ok
+    inspectors = ("id,name,unit,certificate_no,certificate_expiry,specialties,active\n"
+                  "I01,张伟,S-DC,1,2028-12-31,,是\nI02,王芳,S-DC,2,2028-12-31,,是\n")
+    assert import_file(engine, "inspectors", write(tmp_path, "i.csv", inspectors), actor="test").ok
+    pairs = [("I01", "X/1"), ("I02", "X/1"), ("I01", "A.B"), ("I02", "甲 乙"), ("I01", "甲 乙")]
+    body = "".join(f"{i},{o},亲属\n" for i, o in pairs)
+    assert import_file(engine, "conflicts", write(tmp_path, "c.csv", "inspector_id,object_id,reason\n" + body),
+                       actor="test").ok
+    kept = "inspector_id,object_id,reason\nI02,X/1,亲属\n"
+    outcome = import_file(engine, "conflicts", write(tmp_path, "c2.csv", kept), actor="test")
+    assert outcome.counts()["delisted"] == 4 and outcome.counts()["unchanged"] == 1
+    with engine.connect() as connection:
+        history = connection.execute(text(
+            "SELECT key, before FROM directory_changes WHERE kind = 'conflicts' ORDER BY id")).all()
+    befores = {key: before if isinstance(before, dict) else json.loads(before) for key, before in history}
+    assert set(befores) == {f"{i}|{o}" for i, o in pairs if (i, o) != ("I02", "X/1")}
+    assert all(before["listed"] is True and before["origin"] == "import" and before["id"]
+               for before in befores.values())
