@@ -224,8 +224,10 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
     unchanged = 0
     seen: set[tuple] = set()
     listed_kind = "listed" in table_of(kind.model).c
+    if not stored:  # nothing stored in the file's scope (a first import): every row is new
+        return [Change("added", _key_of(kind, row), row=row) for _, row in parsed.rows], 0
     for _, row in parsed.rows:
-        key = tuple(row[f] for f in kind.key)
+        key = _key_of(kind, row)
         seen.add(key)
         before = stored.get(key)
         if before is None:
@@ -250,6 +252,10 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
             elif before["listed"]:
                 changes.append(Change("delisted", key))
     return changes, unchanged
+
+
+def _key_of(kind: Kind, row: dict) -> tuple:
+    return (row[kind.key[0]],) if len(kind.key) == 1 else tuple(row[f] for f in kind.key)
 
 
 def _equal(same: Callable[[dict], Any], before: dict, row: dict) -> bool:
