@@ -40,9 +40,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import Column, Table, create_database, drop_database, run_cli, say, scratch, timed
+from harness import Column, Table, conclude, create_database, drop_database, run_cli, say, scratch, timed
 
 from bot.synthetic_district import HEADERS, unit_rows, write_objects
+from bot.terminal import bar_chart, err
 
 SCRATCH_TABLE = """
 CREATE TABLE objects (
@@ -311,14 +312,16 @@ def bench(args, work: Path, db_url: str) -> int:
 
     print()
     report(steps, parse, floor, cold, fixed)
+    err("milliseconds per step:")
+    err(bar_chart([(step.label[:34], round(step.seconds * 1000)) for step in steps]))
     print()
-    print(f"objects ({backend}): {n:,} generated at {n / generation:,.0f} rows/s; import "
-          f"{first.seconds:.2f} s ({first.seconds / floor:.2f}× floor, {first.seconds / cold:.2f}× cold floor, "
-          f"{first.seconds / parse:.1f}× parse), unchanged re-import {again.seconds:.1f} s "
-          f"({again.seconds / floor:.1f}×), 1%/1% diff {diff.seconds:.1f} s "
-          f"({diff.seconds / floor:.1f}×), bad row refused in {bad.seconds:.1f} s "
-          f"({'nothing written' if not wrote else 'WROTE'}); fixed cost {fixed:.1f} s"
-          + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
+    conclude(f"objects ({backend}): {n:,} generated at {n / generation:,.0f} rows/s; import "
+             f"{first.seconds:.2f} s ({first.seconds / floor:.2f}× floor, {first.seconds / cold:.2f}× cold floor, "
+             f"{first.seconds / parse:.1f}× parse), unchanged re-import {again.seconds:.1f} s "
+             f"({again.seconds / floor:.1f}×), 1%/1% diff {diff.seconds:.1f} s "
+             f"({diff.seconds / floor:.1f}×), bad row refused in {bad.seconds:.1f} s "
+             f"({'nothing written' if not wrote else 'WROTE'}); fixed cost {fixed:.1f} s"
+             + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))
     return 1 if failures else 0
 
 
