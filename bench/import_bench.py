@@ -33,6 +33,7 @@ import csv
 import hashlib
 import os
 import random
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -60,6 +61,7 @@ class Step:
     rows: int
     seconds: float
     cli: bool = False
+    cpu: float | None = None  # CPU seconds (user + system) of the step's process
     note: str = ""
     stderr: str = ""
 
@@ -116,8 +118,14 @@ def write_rows(path: Path, rows: list[list[str]]) -> None:
 # --- Floors ----------------------------------------------------------------------------
 
 
-def best_of(repeat: int, run) -> float:
+def best_of(repeat: int, run):
     return min(run() for _ in range(repeat))
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def time_parse(path: Path) -> float:
@@ -127,14 +135,15 @@ def time_parse(path: Path) -> float:
 
 
 def time_sqlite(path: Path, rows: list[tuple] | None = None, *,
-                source: Path | None = None) -> float:
+                source: Path | None = None) -> tuple[float, float]:
     """A bare executemany into a fresh file, with the product's SQLite settings.
 
-    Given ``source`` instead of ``rows``, reading and converting it is timed too.
+    Given ``source`` instead of ``rows``, reading and converting it is timed too. Returns
+    the seconds and the CPU seconds this process spent.
     """
     for leftover in path.parent.glob(path.name + "*"):
         leftover.unlink()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if source is not None:
         rows = typed(read_rows(source))
     connection = sqlite3.connect(path, isolation_level=None)
@@ -145,7 +154,7 @@ def time_sqlite(path: Path, rows: list[tuple] | None = None, *,
     connection.executemany("INSERT INTO objects VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     connection.execute("COMMIT")
     connection.close()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def typed(rows: list[list[str]]) -> list[tuple]:
@@ -170,22 +179,26 @@ connection.close()
 """
 
 
-def time_cold(path: Path, source: Path) -> float:
-    """``time_sqlite(source=…)`` as a process of its own, timed from start to exit like a command."""
+def time_cold(path: Path, source: Path) -> tuple[float, float]:
+    """``time_sqlite(source=…)`` as a process of its own, timed from start to exit like a
+    command: seconds and the process's CPU seconds."""
     for leftover in path.parent.glob(path.name + "*"):
         leftover.unlink()
+    cpu = children_cpu()
     seconds, _ = timed(lambda: subprocess.run([sys.executable, "-c", COLD_FLOOR, str(source), str(path),
                                                SCRATCH_TABLE], check=True))
-    return seconds
+    return seconds, children_cpu() - cpu
 
 
 # --- The command line ----------------------------------------------------------------------
 
 
-def time_cli(args: list[str], *, env: dict, cwd: Path) -> tuple[float, int, str]:
-    """One ``shuangsui`` command timed from start to exit: seconds, exit status, standard error."""
+def time_cli(args: list[str], *, env: dict, cwd: Path) -> tuple[float, float, int, str]:
+    """One ``shuangsui`` command timed from start to exit: seconds, its CPU seconds, exit
+    status, standard error."""
+    cpu = children_cpu()
     seconds, done = timed(lambda: run_cli(args, env=env, cwd=cwd))
-    return seconds, done.returncode, done.stderr
+    return seconds, children_cpu() - cpu, done.returncode, done.stderr
 
 
 def last_line(text: str) -> str:
@@ -214,19 +227,22 @@ def snapshot(db_url: str) -> dict[str, tuple[int, str]]:
 
 STEPS = Table(Column("step", 46, left=True), Column("rows", 9), Column("seconds", 10, ".3f"),
               Column("rows/s", 10, ",.0f"), Column("×parse", 9, ".1f"), Column("×floor", 9, ".1f"),
-              Column("×cold", 7, ".1f"), Column("net×floor", 11, ".1f"))
+              Column("×cold", 7, ".1f"), Column("net×floor", 11, ".1f"), Column("cpu s", 8, ".3f"),
+              Column("cpu×floor", 10, ".1f"))
 
 
-def report(steps: list[Step], parse: float, floor: float, cold: float, fixed: float) -> None:
+def report(steps: list[Step], parse: float, floor: float, cold: float, fixed: float, floor_cpu: float) -> None:
     STEPS.header()
     for step in steps:
         rate = step.rows / step.seconds if step.rows > 100 else ""
-        net = [step.seconds / cold, max(step.seconds - fixed, 0) / floor] if step.cli else []
-        STEPS.row(step.label, step.rows, step.seconds, rate, step.seconds / parse, step.seconds / floor, *net)
+        net = [step.seconds / cold, max(step.seconds - fixed, 0) / floor] if step.cli else ["", ""]
+        cpu = [step.cpu, step.cpu / floor_cpu] if step.cpu is not None else []
+        STEPS.row(step.label, step.rows, step.seconds, rate, step.seconds / parse, step.seconds / floor, *net, *cpu)
         if step.note:
             STEPS.note(step.note)
     print("floor = csv parse + sqlite3 executemany in this process; cold = the same as a process of its own; "
-          "net = seconds minus the fixed cost of an import (re-importing the unchanged units file).")
+          "net = seconds minus the fixed cost of an import (re-importing the unchanged units file); "
+          "cpu = CPU seconds of the step's process (PostgreSQL's own not counted), against the warm floor's.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,27 +277,27 @@ def bench(args, work: Path, db_url: str) -> int:
     parse = best_of(args.repeat, lambda: time_parse(files["objects"]))
     rows = typed(read_rows(files["objects"]))
     scratch_db = work / "scratch.db"
-    insert = best_of(args.repeat, lambda: time_sqlite(scratch_db, rows))
-    floor = best_of(args.repeat, lambda: time_sqlite(scratch_db, source=files["objects"]))
-    cold = best_of(args.repeat, lambda: time_cold(scratch_db, files["objects"]))
+    insert, _ = best_of(args.repeat, lambda: time_sqlite(scratch_db, rows))
+    floor, floor_cpu = best_of(args.repeat, lambda: time_sqlite(scratch_db, source=files["objects"]))
+    cold, cold_cpu = best_of(args.repeat, lambda: time_cold(scratch_db, files["objects"]))
     steps = [
         Step("generate objects (synthetic_district)", n, generation),
         Step("floor: csv.reader parse", n, parse),
         Step("floor: sqlite3 executemany (rows in memory)", n, insert),
-        Step("floor: parse + executemany", n, floor),
-        Step("cold floor: parse + executemany, own process", n, cold),
+        Step("floor: parse + executemany", n, floor, cpu=floor_cpu),
+        Step("cold floor: parse + executemany, own process", n, cold, cpu=cold_cpu),
     ]
 
     def cli(label: str, rows: int, cli_args: list[str], expect: int, *, timed=True) -> Step:
         say(f"{label} …")
-        seconds, code, stderr = time_cli(cli_args, env=env, cwd=work)
+        seconds, cpu, code, stderr = time_cli(cli_args, env=env, cwd=work)
         note = f"exit {code}: {last_line(stderr)}"
         if code != expect:
             failures.append(f"{label}: exit {code}, expected {expect}")
             note += "\n    " + "\n    ".join(stderr.strip().splitlines()[-15:])
         elif code:  # a refusal: show the reported rows above the summary
             note = f"exit {code}: " + "\n    ".join(stderr.strip().splitlines()[-3:])
-        step = Step(label, rows, seconds, cli=True, note=note, stderr=stderr)
+        step = Step(label, rows, seconds, cli=True, note=note, stderr=stderr, cpu=cpu)
         if timed:
             steps.append(step)
         else:
@@ -311,12 +327,13 @@ def bench(args, work: Path, db_url: str) -> int:
         failures.append(f"the refusal did not name line {facts['bad_line']}")
 
     print()
-    report(steps, parse, floor, cold, fixed)
+    report(steps, parse, floor, cold, fixed, floor_cpu)
     err("milliseconds per step:")
     err(bar_chart([(step.label[:34], round(step.seconds * 1000)) for step in steps]))
     print()
     conclude(f"objects ({backend}): {n:,} generated at {n / generation:,.0f} rows/s; import "
              f"{first.seconds:.2f} s ({first.seconds / floor:.2f}× floor, {first.seconds / cold:.2f}× cold floor, "
+             f"CPU {first.cpu or 0:.2f} s = {(first.cpu or 0) / floor_cpu:.2f}× the floor's, "
              f"{first.seconds / parse:.1f}× parse), unchanged re-import {again.seconds:.1f} s "
              f"({again.seconds / floor:.1f}×), 1%/1% diff {diff.seconds:.1f} s "
              f"({diff.seconds / floor:.1f}×), bad row refused in {bad.seconds:.1f} s "
