@@ -2,16 +2,20 @@
 says; progress, summaries and logs go to standard error.
 
 The parser and ``main`` are here; each family of commands is a module beside this one
-that adds its parser and names the function that runs it (``run`` in the namespace)."""
+that adds its parser and names the function that runs it (``run`` in the namespace).
+A command line naming its command imports only that command's family (start-up time, issue
+20: a 100,000-row import should not wait for the draw's or the migrations' modules); help
+and anything the short path cannot tell import them all."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from importlib import import_module
 from pathlib import Path
 
 from bot import verifier
 from bot.chat import platforms
-from bot.cli import batch, imports, plan, public, reminders, server, summaries, upkeep
 from bot.settings import ConfigError, load_settings
 from bot.terminal import err
 from bot.texts import say
@@ -19,25 +23,50 @@ from bot.texts import say
 __all__ = ["build_parser", "main"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Each command in the order the help lists them: the family (``bot.cli.<module>``) and its
+#: function that adds the command's parser; ``verify`` is added here.
+FAMILIES: dict[str, tuple[str, str] | None] = {
+    "demo": ("server", "add_demo"), "serve": ("server", "add_serve"), "db": ("upkeep", "add_db"),
+    "import": ("imports", "add_parser"), "batch": ("batch", "add_parser"), "plan": ("plan", "add_parser"),
+    "public": ("public", "add_parser"), "verify": None, "keys": ("upkeep", "add_keys"),
+    "audit": ("upkeep", "add_audit"), "reminders": ("reminders", "add_parser"),
+    "summaries": ("summaries", "add_parser"),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only``, just that command (its family alone is imported)."""
     parser = argparse.ArgumentParser(prog="shuangsui", description=say("cli", "description"))
     parser.add_argument("-c", "--config", help=say("cli", "help_config"))
     commands = parser.add_subparsers(dest="command", required=True)
-    server.add_demo(commands)
-    server.add_serve(commands)
-    upkeep.add_db(commands)
-    imports.add_parser(commands)
-    batch.add_parser(commands)
-    plan.add_parser(commands)
-    public.add_parser(commands)
-    verify = commands.add_parser("verify", help=say("cli", "help_verify"))
-    verify.add_argument("directory", type=Path)
-    upkeep.add_keys(commands)
-    upkeep.add_audit(commands)
-    reminders.add_parser(commands)
-    summaries.add_parser(commands)
+    for command, family in FAMILIES.items():
+        if only is not None and command != only:
+            continue
+        if family is None:
+            verify = commands.add_parser("verify", help=say("cli", "help_verify"))
+            verify.add_argument("directory", type=Path)
+        else:
+            module, add = family
+            getattr(import_module(f"bot.cli.{module}"), add)(commands)
     _config_after_subcommands(parser)
     return parser
+
+
+def command_of(argv: list[str]) -> str | None:
+    """The command a command line names, when it can be told without the parser (the first
+    word that is neither ``-c/--config`` nor its file); None for help, any other option
+    before the command, or a word that is no command (the whole parser then answers)."""
+    iterator = iter(argv)
+    for token in iterator:
+        if token in ("-c", "--config"):
+            next(iterator, None)
+        elif token.startswith("--config=") or (token.startswith("-c") and not token.startswith("--")):
+            continue
+        elif token.startswith("-"):
+            return None
+        else:
+            return token if token in FAMILIES else None
+    return None
 
 
 def _config_after_subcommands(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +96,8 @@ def _config_among(tokens: list[str]) -> tuple[list[str], str | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(command_of(argv)).parse_args(argv)
     if isinstance(getattr(args, "arguments", None), list):  # batch …: the words after the action, whole
         args.arguments, config = _config_among(args.arguments)
         args.config = config if config is not None else args.config

@@ -9,19 +9,35 @@ replaced per year; plans are a snapshot per year.
 
 from __future__ import annotations
 
+import gc
 import getpass
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticUndefined
-from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, delete, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlmodel import Session, SQLModel
 
 from storage import audit
-from storage.bulk import insert_rows
+from storage.bulk import insert_rows, insert_tuples
 from storage.db import transaction
 from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
@@ -30,6 +46,8 @@ from storage.models import DirectoryChange, ImportRun, table_of, utcnow
 from storage.sealing import SealedText, sealer_of
 
 CHUNK = 5000
+WHOLE_ROWS_AT_ONCE = 500  # keys named in one query for the history's whole rows
+DEFER_INDEXES_FROM = 10_000  # rows added to an empty table (SQLite): build its indexes after
 
 
 @dataclass
@@ -83,6 +101,29 @@ def import_file(
     record their adjustments there); an exception from it undoes the whole import.
     ``check`` is a further rule each parsed row must pass (a plan's minimum ratio).
     """
+    with _without_cycle_collection():
+        return _import_file(engine, kind_name, path, dry_run=dry_run, partial=partial, actor=actor,
+                            progress=progress, after_write=after_write, check=check)
+
+
+@contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """No cyclic garbage collection while an import runs: it makes hundreds of thousands of
+    dicts and tuples that live until it ends and hold no cycles, and each of the collector's
+    passes over them would cost more than the import gives back (issue 20: about a tenth of
+    a 100,000-row import). Reference counting frees everything as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _import_file(engine: Engine, kind_name: str, path: Path, *, dry_run: bool, partial: bool, actor: str | None,
+                 progress: Progress | None, after_write: Callable[[Session, Outcome], None] | None,
+                 check: Callable[[dict], None] | None) -> Outcome:
     kind = KINDS[kind_name]
     actor = actor or f"cli:{getpass.getuser()}"
     outcome = Outcome(kind_name, path, dry_run=dry_run)
@@ -100,7 +141,7 @@ def import_file(
             outcome.changes, outcome.unchanged = _compare(kind, parsed, stored, partial)
             if dry_run:
                 raise _Refused  # roll back: a dry run writes nothing, not even its audit
-            outcome.import_id = _write(session, kind, path, sheet.sha256, outcome, stored, actor, partial, track)
+            outcome.import_id = _write(session, kind, path, sheet.sha256, outcome, parsed, actor, partial, track)
             if after_write is not None:
                 after_write(session, outcome)
     except UnreadableFile as exc:
@@ -142,27 +183,58 @@ def _scope(kind: Kind, parsed: ParsedFile) -> ColumnElement[bool]:
     return true()
 
 
+def _fields(kind: Kind, parsed: ParsedFile) -> list[str]:
+    """The fields a row of the file sets: its columns', then those derived from them."""
+    return [c.field for c in parsed.columns] + list(kind.derived)
+
+
 def _stored_rows(session: Session, kind: Kind, parsed: ParsedFile) -> dict[tuple, dict]:
+    """What the comparison reads of each stored row this file is a snapshot of, by key: the
+    key, the file's fields and ``listed`` — not the bookkeeping (the whole rows of the
+    changed ones are read for their history by ``_whole_rows``)."""
     table = table_of(kind.model)
-    result = session.connection().execute(select(table).where(_scope(kind, parsed)))
-    names = list(result.keys())
-    rows = [dict(zip(names, values)) for values in result]  # Core rows as tuples: no mapping per row
+    names = list(dict.fromkeys(f for f in (*kind.key, *_fields(kind, parsed), "listed") if f in table.c))
+    result = session.connection().execute(select(*(table.c[name] for name in names)).where(_scope(kind, parsed)))
+    rows = [dict(zip(names, values)) for values in result.all()]  # Core rows as tuples: no mapping per row
     key = itemgetter(*kind.key)
     return {(key(row),) if len(kind.key) == 1 else key(row): row for row in rows}
 
 
+def _whole_rows(connection: Connection, kind: Kind, parsed: ParsedFile, keys: list[tuple]) -> dict[tuple, dict]:
+    """The stored rows of ``keys`` (in the file's scope), every column, as they are before the write."""
+    table = table_of(kind.model)
+    columns = [table.c[f] for f in kind.key]
+    key = itemgetter(*kind.key)
+    found: dict[tuple, dict] = {}
+    for start in range(0, len(keys), WHOLE_ROWS_AT_ONCE):
+        part = keys[start:start + WHOLE_ROWS_AT_ONCE]
+        named = columns[0].in_([k[0] for k in part]) if len(columns) == 1 else tuple_(*columns).in_(part)
+        result = connection.execute(select(table).where(_scope(kind, parsed), named))
+        names = list(result.keys())
+        for values in result.all():
+            row = dict(zip(names, values))
+            found[(key(row),) if len(kind.key) == 1 else key(row)] = row
+    return found
+
+
 def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial: bool) -> tuple[list[Change], int]:
-    fields = [c.field for c in parsed.columns] + list(kind.derived)
+    fields = _fields(kind, parsed)
+    same = itemgetter(*fields) if len(fields) > 1 else None  # (the file's fields, for an unchanged row at once)
     changes: list[Change] = []
     unchanged = 0
     seen: set[tuple] = set()
     listed_kind = "listed" in table_of(kind.model).c
+    if not stored:  # nothing stored in the file's scope (a first import): every row is new
+        return [Change("added", _key_of(kind, row), row=row) for _, row in parsed.rows], 0
     for _, row in parsed.rows:
-        key = tuple(row[f] for f in kind.key)
+        key = _key_of(kind, row)
         seen.add(key)
         before = stored.get(key)
         if before is None:
             changes.append(Change("added", key, row=row))
+            continue
+        if same is not None and not (listed_kind and not before["listed"]) and _equal(same, before, row):
+            unchanged += 1  # every field equal: what the diff below would find
             continue
         diff = {f: (before[f], row[f]) for f in fields if f in row and before[f] != row[f]}
         if listed_kind and not before["listed"]:
@@ -182,9 +254,22 @@ def _compare(kind: Kind, parsed: ParsedFile, stored: dict[tuple, dict], partial:
     return changes, unchanged
 
 
-def _write(session: Session, kind: Kind, path: Path, sha256: str, outcome: Outcome, stored: dict[tuple, dict],
+def _key_of(kind: Kind, row: dict) -> tuple:
+    return (row[kind.key[0]],) if len(kind.key) == 1 else tuple(row[f] for f in kind.key)
+
+
+def _equal(same: Callable[[dict], Any], before: dict, row: dict) -> bool:
+    try:
+        return bool(same(before) == same(row))
+    except KeyError:  # a field the row lacks: compared one by one
+        return False
+
+
+def _write(session: Session, kind: Kind, path: Path, sha256: str, outcome: Outcome, parsed: ParsedFile,
            actor: str, partial: bool, track: Progress) -> int:
     """Write the changes, their history and the audit entry; return the import's id."""
+    history = [c for c in outcome.changes if c.action != "added"]
+    stored = _whole_rows(session.connection(), kind, parsed, [c.key for c in history])  # before any write
     run = ImportRun(kind=kind.name, file_name=path.name, file_sha256=sha256, partial=partial, actor=actor,
                     counts=outcome.counts())
     session.add(run)
@@ -198,7 +283,7 @@ def _write(session: Session, kind: Kind, path: Path, sha256: str, outcome: Outco
     writer.update(by_action.get("updated", []) + by_action.get("relisted", []))
     writer.delist(by_action.get("delisted", []))
     writer.remove(by_action.get("removed", []))
-    writer.keep_history([c for c in outcome.changes if c.action != "added"], stored)
+    writer.keep_history(history, stored)
     audit.record(session, actor, "directory.import", kind.name, import_id=run.id, file=path.name,
                  sha256=run.file_sha256, partial=partial, counts=outcome.counts())
     return run.id
@@ -225,8 +310,23 @@ class _Writer:
             name: self.import_id for name in ("first_import_id", "last_import_id", "import_id") if name in self.table.c
         }
         rows = [c.row or {} for c in changes]  # additions always carry their row
-        for chunk in self.chunks(rows, "写入"):
-            insert_rows(self.connection, self.table, chunk, bookkeeping)
+        names = tuple(rows[0]) if rows else ()
+        if len(names) < 2 or any(len(row) != len(names) for row in rows):  # (never from a parsed file)
+            for chunk in self.chunks(rows, "写入"):
+                insert_rows(self.connection, self.table, chunk, bookkeeping)
+            return
+        # Every parsed row has the same fields: taken as tuples, with the columns whose default
+        # depends on the row filled as SQLAlchemy's insert fills them and the bookkeeping
+        # (``insert_rows``'s constants), so the bulk insert converts column by column.
+        computed = _row_defaults(self.table, set(names) | set(bookkeeping))
+        fixed = {name: value for name, value in bookkeeping.items() if name not in names}
+        columns = [*zip(*map(itemgetter(*names), rows)),
+                   *([make(row) for row in rows] for make in computed.values()),
+                   *(repeat(value, len(rows)) for value in fixed.values())]
+        tuples = list(zip(*columns))
+        with _indexes_deferred(self.connection, self.table, len(tuples)):
+            for chunk in self.chunks(tuples, "写入"):
+                insert_tuples(self.connection, self.table, (*names, *computed, *fixed), chunk)
 
     def update(self, changes: list[Change]) -> None:
         """Changed fields, grouped by which fields changed (one statement per shape)."""
@@ -281,6 +381,57 @@ def _model_defaults(model: type[SQLModel]) -> dict[str, Any]:
         elif info.default is not PydanticUndefined and not (filled and info.default is None):
             defaults[name] = info.default
     return defaults
+
+
+@contextmanager
+def _indexes_deferred(connection: Connection, table: Table, adding: int) -> Iterator[None]:
+    """Many rows into an empty SQLite table: its secondary indexes are dropped before and
+    built again after, in the import's transaction (building an index from a full table
+    sorts once; keeping seven up to date row by row costs more than the inserts). Each
+    index is created again from its own stored ``CREATE INDEX``, so the schema after is the
+    schema before. SQLite has one writer and its readers see the last commit, so nobody
+    sees the table without them; a failed import rolls the drop back with the rows. Not on
+    PostgreSQL, where ``DROP INDEX`` would lock readers out until the commit. Unique
+    indexes stay (they are checks)."""
+    if (connection.dialect.name != "sqlite" or adding < DEFER_INDEXES_FROM
+            or connection.execute(select(literal(1)).select_from(table).limit(1)).first() is not None):
+        yield
+        return
+    indexes = connection.exec_driver_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL"
+        " AND upper(sql) NOT LIKE 'CREATE UNIQUE%'", (table.name,)).all()
+    for name, _ in indexes:
+        connection.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield
+    for _, create in indexes:
+        connection.exec_driver_sql(create)
+
+
+class _Parameters:
+    """What a column's default function is handed by SQLAlchemy (``get_current_parameters``)."""
+
+    __slots__ = ("row",)
+
+    def __init__(self, row: dict) -> None:
+        self.row = row
+
+    def get_current_parameters(self) -> dict:
+        return self.row
+
+
+def _row_defaults(table: Table, given: set[str]) -> dict[str, Callable[[dict], Any]]:
+    """For each column the rows do not name whose default is a function of the row being
+    inserted (``objects.page_key``): that function, as SQLAlchemy's insert would call it."""
+    found: dict[str, Callable[[dict], Any]] = {}
+    for column in table.columns:
+        default: Any = column.default
+        if column.name not in given and default is not None and default.is_callable:
+            found[column.name] = _of_row(default.arg)
+    return found
+
+
+def _of_row(make: Callable[[_Parameters], Any]) -> Callable[[dict], Any]:
+    return lambda row: make(_Parameters(row))
 
 
 def _jsonable(row: dict) -> dict:

@@ -81,7 +81,7 @@ def fast_rows(kind: Kind, mapped: list[Column | None], lines: Lines, known_ids: 
 def _column_values(column: Column, cells: Sequence[str]) -> list | None:
     """The column's values: ``column.parse`` of each cell (an optional column's empty cell
     is its default), or None if any cell is refused."""
-    bulk = BULK.get(column.parse) or _each(column.parse)
+    bulk = _by_distinct(BULK.get(column.parse) or _each(column.parse))
     if column.in_header:
         return bulk(cells)
     stripped = list(map(_STRIP, cells))
@@ -95,6 +95,25 @@ def _column_values(column: Column, cells: Sequence[str]) -> list | None:
     for i, value in zip(filled, values):
         out[i] = value
     return out
+
+
+def _by_distinct(bulk: Bulk) -> Bulk:
+    """``bulk`` over a column of few distinct cells (flags, kinds, units, counts): each
+    distinct cell parsed once, then looked up (the parsers are functions of the cell alone).
+    A column of lists (ids, words) is parsed cell by cell: no two rows share one list."""
+
+    def once_each(cells: Sequence[str]) -> list | None:
+        distinct = list(set(cells))
+        if len(distinct) * 4 > len(cells):
+            return bulk(cells)
+        values = bulk(distinct)
+        if values is None:
+            return None
+        if any(isinstance(value, (list, dict, set)) for value in values):
+            return bulk(cells)
+        return list(map(dict(zip(distinct, values)).__getitem__, cells))
+
+    return once_each
 
 
 def _all_known(values: list, known: set[str]) -> bool:

@@ -55,7 +55,7 @@ def test_a_bad_instant_is_a_usage_error(capsys):
 
 
 def test_the_families_import_each_other_never_the_package():
-    """``bot/cli/__init__.py`` imports every family: a family importing the package would be a circle."""
+    """``bot/cli/__init__.py`` imports the families: a family importing the package would be a circle."""
     modules = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
     for path in PACKAGE.glob("*.py"):
         if path.stem in ("__init__", "__main__"):
@@ -72,6 +72,35 @@ def test_the_command_line_loads_no_server_workbook_or_chart():
              "print(sorted(m for m in ('bot.app', 'aiohttp', 'openpyxl', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "verify"])
+def test_a_command_line_naming_its_command_parses_as_the_whole_parser(command):
+    """The short path (only the named command's family) reads a command line exactly as the whole
+    parser does, with the configuration before or after the command."""
+    argv = COMMANDS.get(command, ["verify", "site"])
+    for line in (argv, ["-c", "x.toml", *argv], ["--config=x.toml", *argv], [*argv, "--config", "x.toml"]):
+        assert cli.command_of(line) == command
+        whole, short = vars(cli.build_parser().parse_args(line)), vars(cli.build_parser(command).parse_args(line))
+        assert short == whole, line
+
+
+@pytest.mark.parametrize("argv", [[], ["--help"], ["-h", "import"], ["--verbose", "import"], ["imprt", "units"],
+                                  ["-c"], ["-c", "import"]])
+def test_help_or_anything_unclear_takes_the_whole_parser(argv):
+    assert cli.command_of(argv) is None
+
+
+def test_an_import_loads_only_its_family_and_the_help_lists_every_command():
+    probe = ("import sys, bot.cli; bot.cli.build_parser(bot.cli.command_of(['import', 'objects', 'f.csv'])); "
+             "print(sorted(m for m in sys.modules if m.startswith(('bot.cli.', 'alembic', 'bot.batches'))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['bot.cli.imports', 'bot.cli.options']"
+    shown = subprocess.run([sys.executable, "-m", "bot.cli", "--help"], capture_output=True, text=True, check=True)
+    listed = set(shown.stdout.partition("{")[2].partition("}")[0].split(","))
+    assert listed == set(COMMANDS) | {"verify"}
+    for command in COMMANDS:
+        assert command in shown.stdout.partition("}")[2], command  # each with its help line
 
 
 @pytest.mark.parametrize("argv", [

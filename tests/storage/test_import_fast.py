@@ -16,7 +16,7 @@ from storage.bulk import insert_rows
 from storage.db import transaction
 from storage.importing import import_file
 from storage.importing import values as v
-from storage.importing.fast import fast_rows
+from storage.importing.fast import _column_values, fast_rows
 from storage.importing.kinds import KINDS
 from storage.importing.parse import ParsedFile, _check_rows, check_header
 from storage.models import InspectionObject, Unit, table_of
@@ -88,6 +88,39 @@ def test_the_fast_check_accepts_exactly_what_the_row_by_row_check_accepts(kind_n
                                         cells(kind_name, header).map(lambda r: [*r, "多余"]),
                                         cells(kind_name, header).map(lambda r: r[:-1])), max_size=4))
     assert_same(*both(kind_name, header, rows))
+
+
+@pytest.mark.parametrize("kind_name", sorted(KINDS))
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(data=st.data(), optional=st.booleans())
+def test_long_files_of_few_distinct_cells_are_checked_alike(kind_name, data, optional):
+    """Columns repeating a few values (each distinct cell parsed once, then looked up) —
+    also when one of them is bad, or the column holds lists."""
+    header = header_of(kind_name, optional)
+    templates = data.draw(st.lists(cells(kind_name, header), min_size=1, max_size=3))
+    picks = data.draw(st.lists(st.integers(0, len(templates) - 1), min_size=12, max_size=40))
+    rows = [list(templates[i]) for i in picks]
+    assert_same(*both(kind_name, header, rows))
+
+
+COLUMNS = [(kind_name, column) for kind_name in sorted(KINDS) for column in KINDS[kind_name].columns]
+
+
+@pytest.mark.parametrize(("kind_name", "column"), COLUMNS, ids=[f"{k}.{c.field}" for k, c in COLUMNS])
+@settings(max_examples=25, deadline=None, database=None, derandomize=True)
+@given(data=st.data())
+def test_a_column_of_few_distinct_cells_parses_as_cell_by_cell(kind_name, column, data):
+    pool = data.draw(st.lists(st.sampled_from(good(kind_name, column.field) + HOSTILE), min_size=1, max_size=3))
+    column_cells = data.draw(st.lists(st.sampled_from(pool), min_size=12, max_size=40))
+    try:
+        expected = [column.default if not column.in_header and not cell.strip() else column.parse(cell)
+                    for cell in column_cells]
+    except v.BadValue:
+        expected = None
+    values = _column_values(column, column_cells)
+    assert values == expected
+    parsed = [value for value in values or [] if isinstance(value, list) and value is not column.default]
+    assert len({id(value) for value in parsed}) == len(parsed)  # no parsed list shared by two rows
 
 
 @pytest.mark.parametrize("kind_name", sorted(KINDS))
