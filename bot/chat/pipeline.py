@@ -34,7 +34,7 @@ from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
 from storage import evidence, inbound, outbox
-from storage.db import reading, transaction
+from storage.db import loop_engine, loop_transaction, reading, transaction
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ DRAIN_BUDGET = 8.0  # seconds a stopping instance spends finishing acknowledged 
 
 
 Fetch = Callable[[str], Awaitable[tuple[bytes, str, str]]]  # media handle → content, file name, type
+Claimed = tuple[str, str, Event, int, datetime]  # platform, delivery key, event, attempts, received at
 
 
 class Pipeline:
@@ -60,6 +61,10 @@ class Pipeline:
         self.on_processed = on_processed  # e.g. wake the dispatcher: answers are queued
         self.fetchers: dict[str, Fetch] = {}  # platform → download of a media handle
         self._intake = GroupCommit(engine)
+        self._loop_engine = loop_engine(engine)  # PostgreSQL: rounds of handlers awaited on the loop
+        # One round at a time on this instance: two rounds each holding rows (and the audit
+        # chain's lock) that the other's next delivery needs would deadlock.
+        self._one_round = asyncio.Lock()
         self._running: set[asyncio.Task] = set()  # strong references, as asyncio requires
         self._backlog = asyncio.Event()
 
@@ -86,7 +91,7 @@ class Pipeline:
         SHA-256; the handler then sees the stored content's digest.
         """
         rows = await asyncio.to_thread(self._claim, keys)
-        ready: list[tuple[str, str, Event, int, datetime]] = []
+        ready: list[Claimed] = []
         for row in rows:
             event = Event.from_json(row.event)
             if row.attempts > MAX_ATTEMPTS:
@@ -102,19 +107,60 @@ class Pipeline:
                 continue
             ready.append((row.platform, row.delivery_key, event, row.attempts, row.received_at))
         if ready:
-            await asyncio.to_thread(self._handle_all, ready)
+            if self._loop_engine is None:
+                await asyncio.to_thread(self._handle_all, ready)
+            else:
+                await self._handle_all_awaited(ready)
         if rows:
             self.on_processed()
         return len(rows)
 
-    def _handle_all(self, ready: list[tuple[str, str, Event, int, datetime]]) -> None:
-        """Handle claimed deliveries in rounds: several in one transaction, each in its own
-        savepoint, in the order claimed (a person's messages, and two deliveries on one
-        task, are handled in the order they came). A handler that fails undoes only its
-        own delivery, which is given back (tried again later) in the same round. A round
-        that fails as a whole (the database went away, its commit failed) wrote nothing:
-        its deliveries are then handled one transaction each, as before."""
-        items: list[tuple[tuple[str, str, Event, int, datetime], object]] = []
+    # Claimed deliveries are handled in rounds: several in one transaction, each in its own
+    # savepoint, in the order claimed (a person's messages, and two deliveries on one task,
+    # are handled in the order they came). A handler that fails undoes only its own
+    # delivery, which is given back (tried again later) in the same round. A round that
+    # fails as a whole (the database went away, its commit failed) wrote nothing: its
+    # deliveries are then handled one transaction each.
+    #
+    # On SQLite a round runs on a thread (its statements are local calls). On PostgreSQL
+    # it runs on the event loop with the loop's engine (``loop_engine``): the handlers are
+    # the same synchronous code, and at each round trip the loop awaits the network
+    # instead of a thread giving up the GIL and, while the loop is busy acknowledging,
+    # waiting up to the switch interval to get it back — at a dozen round trips a
+    # delivery, that wait was most of a delivery's time during a burst.
+
+    def _handle_all(self, ready: list[Claimed]) -> None:
+        items = self._prepare_all(ready)
+        while items:
+            try:
+                with transaction(self.engine) as session:
+                    done = self._round(session, items)
+            except Exception:
+                log.warning("a round of deliveries failed as a whole; handling them one at a time", exc_info=True)
+                for (platform, key, event, attempts, received_at), prepared in items:
+                    self._handle(platform, key, event, attempts, received_at, prepared)
+                return
+            items = items[done:]
+
+    async def _handle_all_awaited(self, ready: list[Claimed]) -> None:
+        assert self._loop_engine is not None
+        items = await asyncio.to_thread(self._prepare_all, ready)
+        while items:
+            try:
+                async with self._one_round, loop_transaction(self._loop_engine) as session:
+                    # sqlmodel's AsyncSession runs ``_round`` with its sqlmodel Session.
+                    done = await session.run_sync(self._round, items)  # type: ignore[arg-type]
+            except Exception:
+                log.warning("a round of deliveries failed as a whole; handling them one at a time", exc_info=True)
+                for (platform, key, event, attempts, received_at), prepared in items:
+                    await asyncio.to_thread(self._handle, platform, key, event, attempts, received_at, prepared)
+                return
+            items = items[done:]
+
+    def _prepare_all(self, ready: list[Claimed]) -> list[tuple[Claimed, object]]:
+        """Each delivery with its command's read-only work done (``_prepare``); one whose
+        preparation failed is given back."""
+        items: list[tuple[Claimed, object]] = []
         for item in ready:
             platform, key, event, attempts, received_at = item
             try:
@@ -123,44 +169,41 @@ class Pipeline:
                 logs.request_id.set(delivery_id(platform, key))
                 log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
                 self._failed(platform, key, event, attempts, exc, received_at)
-        while items:
-            try:
-                done = self._round(items)
-            except Exception:
-                log.warning("a round of deliveries failed as a whole; handling them one at a time", exc_info=True)
-                for (platform, key, event, attempts, received_at), prepared in items:
-                    self._handle(platform, key, event, attempts, received_at, prepared)
-                return
-            items = items[done:]
+        return items
 
-    def _round(self, items: Sequence[tuple[tuple[str, str, Event, int, datetime], object]]) -> int:
-        """Handle deliveries from the start of ``items`` in one transaction, for about
-        ``ROUND_SECONDS`` (on SQLite the round holds the write lock the intake also needs);
-        how many it handled. Raises when the round's transaction itself failed."""
+    def _round(self, session: Session, items: Sequence[tuple[Claimed, object]]) -> int:
+        """Handle deliveries from the start of ``items`` in ``session``'s transaction, for
+        about ``ROUND_SECONDS`` (on SQLite the round holds the write lock the intake also
+        needs); how many it handled. Raises when the round's transaction itself failed."""
         deadline = time.monotonic() + ROUND_SECONDS
         handled = 0
-        with transaction(self.engine) as session:
-            for (platform, key, event, attempts, received_at), prepared in items:
-                if handled and time.monotonic() > deadline:
-                    break
-                handled += 1
-                logs.request_id.set(delivery_id(platform, key))
-                try:
-                    with session.begin_nested():
-                        self._handle_in(session, platform, key, event, prepared)
-                    _handled(platform, event)
-                except TakenOver:
-                    log.warning("the delivery was taken over by another instance; its result stands")
-                except Exception as exc:
-                    if _outage(exc):
-                        raise  # the round's transaction is gone with its connection
-                    log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
-                    with session.begin_nested():
-                        self._give_back(session, platform, key, event, attempts, exc, received_at)
-                finally:
-                    # The next delivery starts from the database, as in a transaction of its own
-                    # (nothing written is lost: a savepoint's release flushed it).
-                    session.expunge_all()
+        for (platform, key, event, attempts, received_at), prepared in items:
+            if handled and time.monotonic() > deadline:
+                break
+            handled += 1
+            logs.request_id.set(delivery_id(platform, key))
+            try:
+                with session.begin_nested():
+                    self._handle_in(session, platform, key, event, prepared)
+                _handled(platform, event)
+            except TakenOver:
+                log.warning("the delivery was taken over by another instance; its result stands")
+            except Exception as exc:
+                if _contention(exc) and handled > 1:
+                    # PostgreSQL broke a deadlock with another instance's round (each holds
+                    # rows the other's next delivery needs): end this round here, which
+                    # frees its locks, and handle this delivery first in the next one.
+                    log.warning("a delivery met a deadlock with another transaction; handled in the next round")
+                    return handled - 1
+                if _outage(exc):
+                    raise  # the round's transaction is gone with its connection (or it was first: alone next)
+                log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
+                with session.begin_nested():
+                    self._give_back(session, platform, key, event, attempts, exc, received_at)
+            finally:
+                # The next delivery starts from the database, as in a transaction of its own
+                # (nothing written is lost: a savepoint's release flushed it).
+                session.expunge_all()
         return handled
 
     def _claim(self, keys):
@@ -209,6 +252,8 @@ class Pipeline:
 
     async def close(self) -> None:
         await self._intake.close()
+        if self._loop_engine is not None:
+            await self._loop_engine.dispose()
 
     async def drain(self, budget: float = DRAIN_BUDGET) -> None:
         """Graceful shutdown: finish the work started here, then whatever deliveries are
@@ -305,6 +350,15 @@ class Pipeline:
 
 def _handled(platform: str, event: Event) -> None:
     log.info("handled a %s %s", platform, "card action" if event.action else "media" if event.media else "message")
+
+
+#: PostgreSQL's deadlock_detected, serialization_failure and lock_not_available.
+_CONTENTION = frozenset({"40P01", "40001", "55P03"})
+
+
+def _contention(exc: BaseException) -> bool:
+    """The statement lost to another transaction's locks: trying it again later may work."""
+    return isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) in _CONTENTION
 
 
 def _outage(exc: BaseException) -> bool:

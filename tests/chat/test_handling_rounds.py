@@ -95,14 +95,20 @@ def _replies(engine) -> dict[str, int]:
 
 
 def _counting_transactions(monkeypatch) -> list[int]:
-    """Count the transactions the pipeline opens (the round's, the claim's, a failure's)."""
+    """Count the transactions the pipeline opens (the claim's, a round's, a failure's), on
+    a thread or awaited on the loop (PostgreSQL's rounds)."""
     opened: list[int] = []
-    real = pipeline_module.transaction
+    real, awaited = pipeline_module.transaction, pipeline_module.loop_transaction
 
     def counted(engine):
         opened.append(1)
         return real(engine)
+
+    def counted_awaited(engine):
+        opened.append(1)
+        return awaited(engine)
     monkeypatch.setattr(pipeline_module, "transaction", counted)
+    monkeypatch.setattr(pipeline_module, "loop_transaction", counted_awaited)
     return opened
 
 
@@ -230,3 +236,36 @@ async def test_concurrent_processing_of_the_same_backlog_handles_each_delivery_o
     counts = await asyncio.gather(pipeline.process(), pipeline.process())
     assert sum(counts) == 5
     assert _replies(engine) == {f"h{n}": 1 for n in range(5)}
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"  # PostgreSQL's deadlock_detected, as psycopg raises it
+
+
+async def test_a_delivery_that_meets_a_deadlock_ends_its_round_and_comes_first_in_the_next(engine, district,
+                                                                                            monkeypatch):
+    """Two instances' rounds holding rows the other needs: PostgreSQL aborts one statement.
+    What the round did stands; the delivery is handled again at once, no attempt spent."""
+    from sqlalchemy.exc import OperationalError
+
+    now = datetime.now(UTC)
+    _store(engine, [_typed(f"h{n}", ADMIN, "帮助", now) for n in range(4)], now)
+    pipeline = _pipeline(engine)
+    help_route = pipeline.router.commands["帮助"]
+    met = []
+
+    def deadlocked_once(ctx):
+        if ctx.event.delivery_key == "h2" and not met:
+            met.append(1)
+            raise OperationalError("SELECT … FOR UPDATE", {}, _Deadlock())
+        help_route.handler(ctx)
+    for name in help_route.names:
+        pipeline.router.commands[name.lower()] = replace(help_route, handler=deadlocked_once)
+    monkeypatch.setattr(pipeline_module, "ROUND_SECONDS", 60.0)
+    opened = _counting_transactions(monkeypatch)
+    assert await pipeline.process() == 4
+    assert met and len(opened) == 3  # the claim, the round ended before h2, the next round
+    rows = _rows(engine)
+    assert {key: (row.status, row.attempts, row.error) for key, row in rows.items()} == {
+        f"h{n}": ("done", 1, None) for n in range(4)}
+    assert _replies(engine) == {f"h{n}": 1 for n in range(4)}
