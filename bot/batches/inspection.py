@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import bindparam
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
@@ -23,6 +24,13 @@ DONE_OR_LATER = ("inspected", "submitted", "approved")
 #: in a province) and the sealed secret. Loaded only if something reads them (a deferred
 #: attribute loads on first access, in the same transaction).
 _BATCH_BULK = tuple(defer(getattr(Batch, name)) for name in ("roster", "matching_inputs", "secret_encrypted"))
+
+
+# Built once (every confirmation and click runs them): a statement object keeps its cache key.
+_TASK_AND_BATCH = (select(Task, Batch).join(Batch, col(Batch.id) == col(Task.batch_id))
+                   .where(col(Task.id) == bindparam("task")).options(*_BATCH_BULK))
+_TEAM_LOCKED = (select(Assignment).where(col(Assignment.task_id) == bindparam("task"))
+                .order_by(col(Assignment.position)).with_for_update())
 
 
 def batch_of(session: Session, task: Task) -> Batch:
@@ -61,15 +69,13 @@ def open_team_locked(session: Session, task_id: int,
     """The task of an open batch, its whole team in order, locked, and the caller's place
     on it (recused or not). Locked (PostgreSQL): a click and a typed answer handled at once
     on two instances must not both find the caller's place unanswered."""
-    found = session.exec(select(Task, Batch).join(Batch, col(Batch.id) == col(Task.batch_id))
-                         .where(col(Task.id) == task_id).options(*_BATCH_BULK)).first()
+    found = session.exec(_TASK_AND_BATCH, params={"task": task_id}).first()
     if found is None:
         raise Refusal("unknown_task", task=task_id)
     task, batch = found  # one statement, not two lookups: every confirmation, recusal and click asks
     if batch.status not in OPEN:
         raise Refusal("task_closed", task=task_id, status=batch.status)
-    team = list(session.exec(select(Assignment).where(Assignment.task_id == task_id)
-                             .order_by(col(Assignment.position)).with_for_update()))
+    team = list(session.exec(_TEAM_LOCKED, params={"task": task_id}))
     mine = next((a for a in team if a.inspector_id == inspector_id), None)
     if mine is None:
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id)

@@ -118,23 +118,26 @@ class Pipeline:
     # Claimed deliveries are handled in rounds: several in one transaction, each in its own
     # savepoint, in the order claimed (a person's messages, and two deliveries on one task,
     # are handled in the order they came). A handler that fails undoes only its own
-    # delivery, which is given back (tried again later) in the same round. A round that
-    # fails as a whole (the database went away, its commit failed) wrote nothing: its
-    # deliveries are then handled one transaction each.
+    # delivery, which is given back (tried again later) as before; the others of its round
+    # stand. A round that fails as a whole (the database went away, its commit failed)
+    # wrote nothing: its deliveries are then handled one transaction each.
     #
     # On SQLite a round runs on a thread (its statements are local calls). On PostgreSQL
     # it runs on the event loop with the loop's engine (``loop_engine``): the handlers are
     # the same synchronous code, and at each round trip the loop awaits the network
     # instead of a thread giving up the GIL and, while the loop is busy acknowledging,
-    # waiting up to the switch interval to get it back — at a dozen round trips a
-    # delivery, that wait was most of a delivery's time during a burst.
+    # waiting up to the switch interval to get it back. There a delivery with slow work
+    # (a command with ``prepare``: 抽取, 核验) or a file, and one whose handler failed in
+    # the round (its savepoint undone), are handled alone on a thread with the
+    # synchronous engine, exactly as before rounds existed: they hold no round's locks,
+    # and the driver's own calls (``COPY``) are there.
 
     def _handle_all(self, ready: list[Claimed]) -> None:
         items = self._prepare_all(ready)
         while items:
             try:
                 with transaction(self.engine) as session:
-                    done = self._round(session, items)
+                    done, _ = self._round(session, items)
             except Exception:
                 log.warning("a round of deliveries failed as a whole; handling them one at a time", exc_info=True)
                 for (platform, key, event, attempts, received_at), prepared in items:
@@ -146,16 +149,29 @@ class Pipeline:
         assert self._loop_engine is not None
         items = await asyncio.to_thread(self._prepare_all, ready)
         while items:
+            (platform, key, event, attempts, received_at), prepared = items[0]
+            if self._alone(event, prepared):
+                await asyncio.to_thread(self._handle, platform, key, event, attempts, received_at, prepared)
+                items = items[1:]
+                continue
             try:
                 async with self._one_round, loop_transaction(self._loop_engine) as session:
                     # sqlmodel's AsyncSession runs ``_round`` with its sqlmodel Session.
-                    done = await session.run_sync(self._round, items)  # type: ignore[arg-type]
+                    done, failed = await session.run_sync(self._round, items, True)  # type: ignore[arg-type]
             except Exception:
                 log.warning("a round of deliveries failed as a whole; handling them one at a time", exc_info=True)
                 for (platform, key, event, attempts, received_at), prepared in items:
                     await asyncio.to_thread(self._handle, platform, key, event, attempts, received_at, prepared)
                 return
+            if failed:  # its savepoint undone; alone now, on a thread, and given back if it fails again
+                (platform, key, event, attempts, received_at), prepared = items[done]
+                await asyncio.to_thread(self._handle, platform, key, event, attempts, received_at, prepared)
+                done += 1
             items = items[done:]
+
+    def _alone(self, event: Event, prepared: object) -> bool:
+        """Handled in a transaction of its own on a thread, not in a round on the loop."""
+        return event.media is not None or prepared is not None or self.router.prepares(event)
 
     def _prepare_all(self, ready: list[Claimed]) -> list[tuple[Claimed, object]]:
         """Each delivery with its command's read-only work done (``_prepare``); one whose
@@ -171,16 +187,17 @@ class Pipeline:
                 self._failed(platform, key, event, attempts, exc, received_at)
         return items
 
-    def _round(self, session: Session, items: Sequence[tuple[Claimed, object]]) -> int:
+    def _round(self, session: Session, items: Sequence[tuple[Claimed, object]],
+               on_loop: bool = False) -> tuple[int, bool]:
         """Handle deliveries from the start of ``items`` in ``session``'s transaction, for
         about ``ROUND_SECONDS`` (on SQLite the round holds the write lock the intake also
-        needs); how many it handled. Raises when the round's transaction itself failed."""
+        needs). Returns how many it handled, and whether the next one failed (``on_loop``:
+        the round stops there, and stops before one to handle ``_alone``). Raises when the
+        round's transaction itself failed."""
         deadline = time.monotonic() + ROUND_SECONDS
-        handled = 0
-        for (platform, key, event, attempts, received_at), prepared in items:
-            if handled and time.monotonic() > deadline:
-                break
-            handled += 1
+        for n, ((platform, key, event, attempts, received_at), prepared) in enumerate(items):
+            if n and (time.monotonic() > deadline or (on_loop and self._alone(event, prepared))):
+                return n, False
             logs.request_id.set(delivery_id(platform, key))
             try:
                 with session.begin_nested():
@@ -189,14 +206,17 @@ class Pipeline:
             except TakenOver:
                 log.warning("the delivery was taken over by another instance; its result stands")
             except Exception as exc:
-                if _contention(exc) and handled > 1:
+                if _contention(exc) and n:
                     # PostgreSQL broke a deadlock with another instance's round (each holds
                     # rows the other's next delivery needs): end this round here, which
                     # frees its locks, and handle this delivery first in the next one.
                     log.warning("a delivery met a deadlock with another transaction; handled in the next round")
-                    return handled - 1
+                    return n, False
                 if _outage(exc):
                     raise  # the round's transaction is gone with its connection (or it was first: alone next)
+                if on_loop:
+                    log.warning("a delivery failed in a round; handled alone next", exc_info=True)
+                    return n, True
                 log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
                 with session.begin_nested():
                     self._give_back(session, platform, key, event, attempts, exc, received_at)
@@ -204,7 +224,7 @@ class Pipeline:
                 # The next delivery starts from the database, as in a transaction of its own
                 # (nothing written is lost: a savepoint's release flushed it).
                 session.expunge_all()
-        return handled
+        return len(items), False
 
     def _claim(self, keys):
         with transaction(self.engine) as session:

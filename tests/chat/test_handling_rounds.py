@@ -131,7 +131,10 @@ async def test_one_failing_handler_in_a_round_leaves_the_others_done_and_answere
                                                        "h3": "done", "h4": "done"}
     assert rows["h2"].error == "RuntimeError" and rows["h2"].attempts == 1
     assert _replies(engine) == {"h0": 1, "h1": 1, "h3": 1, "h4": 1}, "the failed delivery was answered"
-    assert len(opened) == 2, f"the five deliveries took {len(opened) - 1} transactions after the claim, not one"
+    if engine.dialect.name == "sqlite":
+        assert len(opened) == 2, f"the five deliveries took {len(opened) - 1} transactions after the claim, not one"
+    else:  # on the loop the round stops at the failure, which is handled alone (and given back) on a thread
+        assert len(opened) == 5, "the claim, a round, h2 alone, its giving back, a round"
     with Session(engine) as session:  # both confirmations stand: the task is accepted
         assert [e.subject for e in session.exec(select(AuditEntry).where(AuditEntry.action == "task.confirmed"))] \
             == [str(task), str(task)]
