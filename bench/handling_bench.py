@@ -9,10 +9,9 @@ leaves them — are handled by ``Pipeline.process`` (claim, identify, route, han
 until none is left; then as many again are only claimed and finished, one transaction
 each: the floor of any handler. Prints both rates and the ratio (stdout), progress and a
 chart on stderr. Never fails on timing.
-On PostgreSQL the handlers run on the event loop with its engine (``--on-thread``: on a
-thread with the synchronous engine, for comparison); ``--busy-loop 0.5`` keeps the loop
-busy half the time meanwhile, as acknowledging a burst does.
-Usage: ``.venv/bin/python bench/handling_bench.py [--deliveries N] [--db-url URL] [--on-thread] [--busy-loop S]``.
+``--busy-loop 0.5`` keeps the event loop busy half the time meanwhile, as acknowledging a
+burst does (the handlers' thread then waits for the GIL at its round trips).
+Usage: ``.venv/bin/python bench/handling_bench.py [--deliveries N] [--db-url URL] [--busy-loop S]``.
 """
 
 from __future__ import annotations
@@ -45,9 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--db-url", help="a fresh PostgreSQL database URL (default: SQLite in a temporary directory)")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--on-thread", action="store_true",
-                        help="PostgreSQL: run the handlers' rounds on a thread with the synchronous engine, "
-                             "as SQLite does (for comparison with the loop's engine)")
     parser.add_argument("--busy-loop", type=float, default=0.0, metavar="SHARE",
                         help="keep the event loop busy this share of the time (0–0.9), as acknowledging a "
                              "burst does, while the deliveries are handled")
@@ -70,8 +66,6 @@ async def bench(args, work: Path) -> int:
     fake.base_url = "http://127.0.0.1:9"  # nothing is sent: no dispatcher runs
     settings = wecom_settings(fake)
     pipeline = Pipeline(engine, settings, router(), "bench")
-    if args.on_thread:
-        pipeline._loop_engine = None
 
     def stored(prefix: str) -> None:
         now = datetime.now(UTC)
@@ -104,8 +98,7 @@ async def bench(args, work: Path) -> int:
     await pipeline.close()
 
     rates = [("floor: claim + finish", floored / floor), ("pipeline: 帮助/确认/click", handled / handling)]
-    where = "on a thread" if args.on_thread or not args.db_url else "awaited on the loop"
-    print(f"{'PostgreSQL' if args.db_url else 'SQLite'}, {args.deliveries} deliveries, handlers {where}"
+    print(f"{'PostgreSQL' if args.db_url else 'SQLite'}, {args.deliveries} deliveries"
           + (f", the loop {args.busy_loop:.0%} busy" if args.busy_loop else ""))
     for label, rate in rates:
         print(f"{label:<24} {rate:8.0f} deliveries/s")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -34,7 +35,7 @@ from bot.roles import Actor
 from bot.settings import Settings
 from bot.texts import say
 from storage import evidence, inbound, outbox
-from storage.db import loop_engine, loop_transaction, reading, transaction
+from storage.db import reading, transaction
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +62,7 @@ class Pipeline:
         self.on_processed = on_processed  # e.g. wake the dispatcher: answers are queued
         self.fetchers: dict[str, Fetch] = {}  # platform → download of a media handle
         self._intake = GroupCommit(engine)
-        self._loop_engine = loop_engine(engine)  # PostgreSQL: rounds of handlers awaited on the loop
-        # One round at a time on this instance: two rounds each holding rows (and the audit
-        # chain's lock) that the other's next delivery needs would deadlock.
-        self._one_round = asyncio.Lock()
+        self._one_round = threading.Lock()  # see ``_handle_all``
         self._running: set[asyncio.Task] = set()  # strong references, as asyncio requires
         self._backlog = asyncio.Event()
 
@@ -107,10 +105,7 @@ class Pipeline:
                 continue
             ready.append((row.platform, row.delivery_key, event, row.attempts, row.received_at))
         if ready:
-            if self._loop_engine is None:
-                await asyncio.to_thread(self._handle_all, ready)
-            else:
-                await self._handle_all_awaited(ready)
+            await asyncio.to_thread(self._handle_all, ready)
         if rows:
             self.on_processed()
         return len(rows)
@@ -118,60 +113,30 @@ class Pipeline:
     # Claimed deliveries are handled in rounds: several in one transaction, each in its own
     # savepoint, in the order claimed (a person's messages, and two deliveries on one task,
     # are handled in the order they came). A handler that fails undoes only its own
-    # delivery, which is given back (tried again later) as before; the others of its round
-    # stand. A round that fails as a whole (the database went away, its commit failed)
-    # wrote nothing: its deliveries are then handled one transaction each.
+    # delivery, which is given back (tried again later) in the same round; the others of
+    # its round stand. A round that fails as a whole (the database went away, its commit
+    # failed) wrote nothing: its deliveries are then handled one transaction each.
     #
-    # On SQLite a round runs on a thread (its statements are local calls). On PostgreSQL
-    # it runs on the event loop with the loop's engine (``loop_engine``): the handlers are
-    # the same synchronous code, and at each round trip the loop awaits the network
-    # instead of a thread giving up the GIL and, while the loop is busy acknowledging,
-    # waiting up to the switch interval to get it back. There a delivery with slow work
-    # (a command with ``prepare``: 抽取, 核验) or a file, and one whose handler failed in
-    # the round (its savepoint undone), are handled alone on a thread with the
-    # synchronous engine, exactly as before rounds existed: they hold no round's locks,
-    # and the driver's own calls (``COPY``) are there.
+    # A round runs on a thread with the synchronous engine, on PostgreSQL too. Measured
+    # (bench/handling_bench.py, --busy-loop): the handlers awaited on the loop through
+    # the async engine (``run_sync``) cost half as much CPU again per delivery as on a
+    # thread, and were slower even with the loop 90 % busy, where the thread waits for the
+    # GIL at its round trips.
 
     def _handle_all(self, ready: list[Claimed]) -> None:
         items = self._prepare_all(ready)
         while items:
             try:
-                with transaction(self.engine) as session:
-                    done, _ = self._round(session, items)
+                # One round at a time on this instance: two rounds each holding rows (and
+                # the audit chain's lock) that the other's next delivery needs would deadlock.
+                with self._one_round, transaction(self.engine) as session:
+                    done = self._round(session, items)
             except Exception:
                 log.warning("a round of deliveries failed as a whole; handling them one at a time", exc_info=True)
                 for (platform, key, event, attempts, received_at), prepared in items:
                     self._handle(platform, key, event, attempts, received_at, prepared)
                 return
             items = items[done:]
-
-    async def _handle_all_awaited(self, ready: list[Claimed]) -> None:
-        assert self._loop_engine is not None
-        items = await asyncio.to_thread(self._prepare_all, ready)
-        while items:
-            (platform, key, event, attempts, received_at), prepared = items[0]
-            if self._alone(event, prepared):
-                await asyncio.to_thread(self._handle, platform, key, event, attempts, received_at, prepared)
-                items = items[1:]
-                continue
-            try:
-                async with self._one_round, loop_transaction(self._loop_engine) as session:
-                    # sqlmodel's AsyncSession runs ``_round`` with its sqlmodel Session.
-                    done, failed = await session.run_sync(self._round, items, True)  # type: ignore[arg-type]
-            except Exception:
-                log.warning("a round of deliveries failed as a whole; handling them one at a time", exc_info=True)
-                for (platform, key, event, attempts, received_at), prepared in items:
-                    await asyncio.to_thread(self._handle, platform, key, event, attempts, received_at, prepared)
-                return
-            if failed:  # its savepoint undone; alone now, on a thread, and given back if it fails again
-                (platform, key, event, attempts, received_at), prepared = items[done]
-                await asyncio.to_thread(self._handle, platform, key, event, attempts, received_at, prepared)
-                done += 1
-            items = items[done:]
-
-    def _alone(self, event: Event, prepared: object) -> bool:
-        """Handled in a transaction of its own on a thread, not in a round on the loop."""
-        return event.media is not None or prepared is not None or self.router.prepares(event)
 
     def _prepare_all(self, ready: list[Claimed]) -> list[tuple[Claimed, object]]:
         """Each delivery with its command's read-only work done (``_prepare``); one whose
@@ -187,17 +152,14 @@ class Pipeline:
                 self._failed(platform, key, event, attempts, exc, received_at)
         return items
 
-    def _round(self, session: Session, items: Sequence[tuple[Claimed, object]],
-               on_loop: bool = False) -> tuple[int, bool]:
+    def _round(self, session: Session, items: Sequence[tuple[Claimed, object]]) -> int:
         """Handle deliveries from the start of ``items`` in ``session``'s transaction, for
         about ``ROUND_SECONDS`` (on SQLite the round holds the write lock the intake also
-        needs). Returns how many it handled, and whether the next one failed (``on_loop``:
-        the round stops there, and stops before one to handle ``_alone``). Raises when the
-        round's transaction itself failed."""
+        needs); how many it handled. Raises when the round's transaction itself failed."""
         deadline = time.monotonic() + ROUND_SECONDS
         for n, ((platform, key, event, attempts, received_at), prepared) in enumerate(items):
-            if n and (time.monotonic() > deadline or (on_loop and self._alone(event, prepared))):
-                return n, False
+            if n and time.monotonic() > deadline:
+                return n
             logs.request_id.set(delivery_id(platform, key))
             try:
                 with session.begin_nested():
@@ -211,12 +173,9 @@ class Pipeline:
                     # rows the other's next delivery needs): end this round here, which
                     # frees its locks, and handle this delivery first in the next one.
                     log.warning("a delivery met a deadlock with another transaction; handled in the next round")
-                    return n, False
+                    return n
                 if _outage(exc):
                     raise  # the round's transaction is gone with its connection (or it was first: alone next)
-                if on_loop:
-                    log.warning("a delivery failed in a round; handled alone next", exc_info=True)
-                    return n, True
                 log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
                 with session.begin_nested():
                     self._give_back(session, platform, key, event, attempts, exc, received_at)
@@ -224,7 +183,7 @@ class Pipeline:
                 # The next delivery starts from the database, as in a transaction of its own
                 # (nothing written is lost: a savepoint's release flushed it).
                 session.expunge_all()
-        return len(items), False
+        return len(items)
 
     def _claim(self, keys):
         with transaction(self.engine) as session:
@@ -272,8 +231,6 @@ class Pipeline:
 
     async def close(self) -> None:
         await self._intake.close()
-        if self._loop_engine is not None:
-            await self._loop_engine.dispose()
 
     async def drain(self, budget: float = DRAIN_BUDGET) -> None:
         """Graceful shutdown: finish the work started here, then whatever deliveries are

@@ -95,20 +95,14 @@ def _replies(engine) -> dict[str, int]:
 
 
 def _counting_transactions(monkeypatch) -> list[int]:
-    """Count the transactions the pipeline opens (the claim's, a round's, a failure's), on
-    a thread or awaited on the loop (PostgreSQL's rounds)."""
+    """Count the transactions the pipeline opens (the claim's, a round's, a failure's)."""
     opened: list[int] = []
-    real, awaited = pipeline_module.transaction, pipeline_module.loop_transaction
+    real = pipeline_module.transaction
 
     def counted(engine):
         opened.append(1)
         return real(engine)
-
-    def counted_awaited(engine):
-        opened.append(1)
-        return awaited(engine)
     monkeypatch.setattr(pipeline_module, "transaction", counted)
-    monkeypatch.setattr(pipeline_module, "loop_transaction", counted_awaited)
     return opened
 
 
@@ -131,10 +125,7 @@ async def test_one_failing_handler_in_a_round_leaves_the_others_done_and_answere
                                                        "h3": "done", "h4": "done"}
     assert rows["h2"].error == "RuntimeError" and rows["h2"].attempts == 1
     assert _replies(engine) == {"h0": 1, "h1": 1, "h3": 1, "h4": 1}, "the failed delivery was answered"
-    if engine.dialect.name == "sqlite":
-        assert len(opened) == 2, f"the five deliveries took {len(opened) - 1} transactions after the claim, not one"
-    else:  # on the loop the round stops at the failure, which is handled alone (and given back) on a thread
-        assert len(opened) == 5, "the claim, a round, h2 alone, its giving back, a round"
+    assert len(opened) == 2, f"the five deliveries took {len(opened) - 1} transactions after the claim, not one"
     with Session(engine) as session:  # both confirmations stand: the task is accepted
         assert [e.subject for e in session.exec(select(AuditEntry).where(AuditEntry.action == "task.confirmed"))] \
             == [str(task), str(task)]
