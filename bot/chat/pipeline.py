@@ -175,7 +175,7 @@ class Pipeline:
                     log.warning("a delivery met a deadlock with another transaction; handled in the next round")
                     return n
                 if _outage(exc):
-                    raise  # the round's transaction is gone with its connection (or it was first: alone next)
+                    raise  # the round's transaction is gone with its connection: one at a time after
                 log.exception("handling a %s delivery failed (attempt %d)", platform, attempts)
                 with session.begin_nested():
                     self._give_back(session, platform, key, event, attempts, exc, received_at)
