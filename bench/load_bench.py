@@ -634,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=3600.0,
                         help="seconds to wait for the instances to process what they stored")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (and the serve logs)")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds the stub WeCom API takes to answer each send (0.04: a realistic platform)")
     args = parser.parse_args(argv)
     if args.procs < 1 or args.clients < args.procs:
         parser.error("need at least one client per load-generator process")
@@ -677,7 +679,7 @@ def bench(args, work: Path) -> int:
         say(f"batch {batch}: {len(seats)} assignments of {len({s.task for s in seats})} tasks to "
             f"{len({s.user for s in seats})} inspectors")
 
-        servers.append(start_server(ctx, run_recording_stub, stub_port, name="stub WeCom API"))
+        servers.append(start_server(ctx, run_recording_stub, stub_port, args.latency, name="stub WeCom API"))
         bare_urls = []
         for _ in range(args.instances):
             port = free_port()

@@ -2,6 +2,7 @@
 is no command, the help (an empty message) or the closest command's name."""
 
 import difflib
+from functools import lru_cache
 
 from bot.chat.context import Context, Menu
 from bot.chat.router import EVERYONE, Router, command_word, echo
@@ -13,7 +14,14 @@ router = Router()
 @router.command("帮助", "help", roles=EVERYONE)
 def show_help(ctx: Context) -> None:
     menu = _menu(ctx)
-    ctx.reply(say("help", "commands", names=menu.names(ctx.identity), chat=ctx.event.chat, private=menu.private()))
+    ctx.reply(_commands(tuple(menu.names(ctx.identity)), ctx.event.chat, frozenset(menu.private())))
+
+
+@lru_cache(maxsize=256)
+def _commands(names: tuple[tuple[str, ...], ...], chat: str, private: frozenset[str]) -> str:
+    """The list of commands, rendered once per menu a person can see (the help is asked
+    often, and its text depends on these alone)."""
+    return say("help", "commands", names=list(names), chat=chat, private=set(private))
 
 
 @router.fallback

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import bindparam
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from bot.batches.lifecycle import advance
@@ -16,6 +18,24 @@ from storage.models import Assignment, Batch, Evidence, Task
 
 OPEN = ("drawn", "in_progress")
 DONE_OR_LATER = ("inspected", "submitted", "approved")
+
+#: A batch's large columns, which a task's handler never reads: the roster frozen at
+#: publication, the matching inputs of the draw (the whole directory as it stood: megabytes
+#: in a province) and the sealed secret. Loaded only if something reads them (a deferred
+#: attribute loads on first access, in the same transaction).
+_BATCH_BULK = tuple(defer(getattr(Batch, name)) for name in ("roster", "matching_inputs", "secret_encrypted"))
+
+
+# Built once (every confirmation and click runs them): a statement object keeps its cache key.
+_TASK_AND_BATCH = (select(Task, Batch).join(Batch, col(Batch.id) == col(Task.batch_id))
+                   .where(col(Task.id) == bindparam("task")).options(*_BATCH_BULK))
+_TEAM_LOCKED = (select(Assignment).where(col(Assignment.task_id) == bindparam("task"))
+                .order_by(col(Assignment.position)).with_for_update())
+
+
+def batch_of(session: Session, task: Task) -> Batch:
+    """The task's batch, without its large columns (``_BATCH_BULK``)."""
+    return session.get_one(Batch, task.batch_id, options=_BATCH_BULK)
 
 
 @dataclass(frozen=True)
@@ -37,7 +57,7 @@ def own_task(session: Session, task_id: int, inspector_id: str | None, *,
     task = session.get(Task, task_id)
     if task is None:
         raise Refusal("unknown_task", task=task_id)
-    batch = session.get_one(Batch, task.batch_id)
+    batch = batch_of(session, task)
     mine = next((a for a in team_of(session, task_id) if a.inspector_id == inspector_id), None)
     if mine is None or (mine.status == "recused" and not recused_too):
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id or "")
@@ -49,14 +69,13 @@ def open_team_locked(session: Session, task_id: int,
     """The task of an open batch, its whole team in order, locked, and the caller's place
     on it (recused or not). Locked (PostgreSQL): a click and a typed answer handled at once
     on two instances must not both find the caller's place unanswered."""
-    task = session.get(Task, task_id)
-    if task is None:
+    found = session.exec(_TASK_AND_BATCH, params={"task": task_id}).first()
+    if found is None:
         raise Refusal("unknown_task", task=task_id)
-    batch = session.get_one(Batch, task.batch_id)
+    task, batch = found  # one statement, not two lookups: every confirmation, recusal and click asks
     if batch.status not in OPEN:
         raise Refusal("task_closed", task=task_id, status=batch.status)
-    team = list(session.exec(select(Assignment).where(Assignment.task_id == task_id)
-                             .order_by(col(Assignment.position)).with_for_update()))
+    team = list(session.exec(_TEAM_LOCKED, params={"task": task_id}))
     mine = next((a for a in team if a.inspector_id == inspector_id), None)
     if mine is None:
         raise Refusal("not_on_task", task=task_id, inspector=inspector_id)
