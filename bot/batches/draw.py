@@ -17,10 +17,10 @@ from sqlalchemy import Connection, true
 from sqlmodel import Session, col, select
 
 from bot.batches import options, roster
-from bot.batches.bulkwork import without_collections
 from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
+from bot.bulkwork import without_collections
 from bot.clock import bureau_date
 from bot.refusal import Refusal
 from bot.rules import matching, ssr1
@@ -290,7 +290,7 @@ def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list
     insert_tuples(connection, table_of(Task), TASK_COLUMNS, [
         (batch.id, n, t.object_id, t.strata, t.items, a.team_id, a.needs_expert, "drawn")
         for n, (t, a) in enumerate(zip(tasks, staffed, strict=True))])
-    ids = dict(connection.execute(select(Task.position, col(Task.id)).where(Task.batch_id == batch.id)).tuples().all())
+    ids = dict(connection.execute(select(Task.position, col(Task.id)).where(Task.batch_id == batch.id)).all())
     at = batch.drawn_at
     insert_tuples(connection, table_of(Assignment), ASSIGNMENT_COLUMNS, [
         (ids[n], inspector, p, "draw", "drawn", at) for n, a in enumerate(staffed)

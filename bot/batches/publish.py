@@ -8,10 +8,10 @@ from datetime import datetime
 from sqlmodel import Session
 
 from bot.batches import options, roster
-from bot.batches.bulkwork import without_collections
 from bot.batches.create import draft_batch
 from bot.batches.frequency import frequency_cap
 from bot.batches.records import strata_of
+from bot.bulkwork import without_collections
 from bot.refusal import Refusal
 from bot.rules import ssr1
 from bot.rules.arguments import Arguments

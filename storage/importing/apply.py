@@ -9,7 +9,6 @@ replaced per year; plans are a snapshot per year.
 
 from __future__ import annotations
 
-import gc
 import getpass
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, SQLModel
 
+from bot.bulkwork import collections_paused
 from storage import audit
 from storage.bulk import insert_rows, insert_tuples
 from storage.db import transaction
@@ -101,24 +101,9 @@ def import_file(
     record their adjustments there); an exception from it undoes the whole import.
     ``check`` is a further rule each parsed row must pass (a plan's minimum ratio).
     """
-    with _without_cycle_collection():
+    with collections_paused():  # its many rows hold no cycles (bot.bulkwork)
         return _import_file(engine, kind_name, path, dry_run=dry_run, partial=partial, actor=actor,
                             progress=progress, after_write=after_write, check=check)
-
-
-@contextmanager
-def _without_cycle_collection() -> Iterator[None]:
-    """No cyclic garbage collection while an import runs: it makes hundreds of thousands of
-    dicts and tuples that live until it ends and hold no cycles, and each of the collector's
-    passes over them would cost more than the import gives back (issue 20: about a tenth of
-    a 100,000-row import). Reference counting frees everything as usual."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _import_file(engine: Engine, kind_name: str, path: Path, *, dry_run: bool, partial: bool, actor: str | None,

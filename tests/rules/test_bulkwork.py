@@ -7,7 +7,7 @@ import gc
 
 import pytest
 
-from bot.batches.bulkwork import without_collections
+from bot.bulkwork import without_collections
 
 
 @without_collections

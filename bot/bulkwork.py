@@ -1,5 +1,6 @@
 """Work that makes hundreds of thousands of small objects at once (a draw, freezing a
-pool): run with the cyclic garbage collector paused, for as long as the work lasts.
+pool, an import): run with the cyclic garbage collector paused, for as long as the work
+lasts. A ground-floor module (it imports nothing of ours), so storage uses it too.
 
 Why pause it rather than something narrower. The work's rows, tuples, lists and
 dataclasses hold no cycles and outlive the work only as stored rows, yet CPython counts
@@ -25,7 +26,8 @@ from __future__ import annotations
 import functools
 import gc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 _P = ParamSpec("_P")
@@ -40,12 +42,19 @@ def without_collections(work: Callable[_P, _R]) -> Callable[_P, _R]:
     """``work`` with the cyclic garbage collector paused while it runs (see the module)."""
     @functools.wraps(work)
     def paused(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        _pause()
-        try:
+        with collections_paused():
             return work(*args, **kwargs)
-        finally:
-            _unpause()
     return paused
+
+
+@contextmanager
+def collections_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused for the ``with`` block (see the module)."""
+    _pause()
+    try:
+        yield
+    finally:
+        _unpause()
 
 
 def _pause() -> None:
