@@ -24,14 +24,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import Table, Text, bindparam, cast, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bot.clock import bureau_date
 from bot.rules.deadlines import RESULT_DAYS
 from bot.rules.workdays import Calendar, DueDate
 from bot.settings import Settings
+from storage.bulk import insert_rows
 from storage.models import (
     AnnualPlan,
     Assignment,
@@ -289,10 +288,9 @@ def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
         session.execute(update(table).where(table.c.id == bindparam("row_id"))
                         .values(next_rung_on=bindparam("v_next")), moved)
     ids = {key: d["id"] for key, d in changes.view.items() if d["id"] is not None}
-    if changes.new:
-        insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert_(table).on_conflict_do_nothing(index_elements=["kind", "subject"]),
-                        [{**row, "next_rung_on": nexts.get((row["kind"], row["subject"]))} for row in changes.new])
+    if changes.new:  # the sweep row is claimed: no other sweep writes deadlines meanwhile
+        insert_rows(session.connection(), table, [{**row, "next_rung_on": nexts.get((row["kind"], row["subject"]))}
+                                                  for row in changes.new])
         subjects = sorted({row["subject"] for row in changes.new})
         for start in range(0, len(subjects), 10_000):
             for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)

@@ -261,13 +261,15 @@ def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
             select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
             .where(col(Deadline.kind).in_(("result", "approval")),
                    col(Deadline.subject).in_(subjects[start:start + 10_000]), Reminder.step == PAST_LINE)))
-    found = []
+    found, overdue = [], {}
     for key, d in late:
         line = d["line_on"]
         if (d["subject"] in told or d["escalation_acknowledged"]
                 or (d["snoozed_until"] and today < d["snoozed_until"])):
             continue
-        found.append((key, {**d, "line": line}, Step(PAST_LINE, (LEAD,), -calendar.working_days_between(line, today))))
+        if line not in overdue:
+            overdue[line] = -calendar.working_days_between(line, today)
+        found.append((key, {**d, "line": line}, Step(PAST_LINE, (LEAD,), overdue[line])))
     return found
 
 
@@ -291,7 +293,7 @@ def _queue_digests(session: Session, fresh: list[dict[str, Any]],
     for row in fresh:
         by_person[row["recipient"]].append((steps[(row["deadline_id"], row["step"])], row["level"], row["id"]))
     objects = _objects(session, [steps[(row["deadline_id"], row["step"])][0] for row in fresh])  # those in a digest
-    digests = []
+    digests, messages = [], []
     for recipient, entries in sorted(by_person.items()):
         platform, _, user = recipient.partition(":")
         destination = Destination(platform, USER, user)
@@ -299,8 +301,9 @@ def _queue_digests(session: Session, fresh: list[dict[str, Any]],
                  sorted(entries, key=lambda e: (e[0][0]["due"], e[0][0]["id"]))]
         message = Text(say("reminders", "digest", entries=lines, today=today))
         first = min(i for _, _, i in entries)
-        outbox.queue(session, destination, message, outbox_keys.reminder_digest(recipient, first))
+        messages.append((destination, message, outbox_keys.reminder_digest(recipient, first)))
         digests.append(Digest(destination, len(entries)))
+    outbox.queue_many(session, messages)
     return digests
 
 
@@ -328,16 +331,20 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     return [dict(r._mapping) for r in session.execute(statement, rows)]
 
 
-def _objects(session: Session, deadlines: list[dict]) -> dict[int, InspectionObject]:
+@dataclass(frozen=True)
+class _Named:
+    name: str  # what a digest shows of an object
+
+
+def _objects(session: Session, deadlines: list[dict]) -> dict[int, _Named]:
     task_ids = sorted({d["task_id"] for d in deadlines if d["task_id"]})
-    found: dict[int, InspectionObject] = {}
+    found: dict[int, _Named] = {}
     for start in range(0, len(task_ids), 10_000):
         chunk = task_ids[start:start + 10_000]
-        query = (select(col(Task.id), InspectionObject)
+        query = (select(col(Task.id), InspectionObject.name)
                  .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(col(Task.id).in_(chunk)))
-        for task_id, obj in session.exec(query):
-            assert task_id is not None  # a stored task
-            found[task_id] = obj
+        for task_id, name in session.execute(query):
+            found[task_id] = _Named(name)
     return found
 
 
@@ -388,6 +395,8 @@ class _People:
 
     def _inspector(self, inspector_id: str) -> list[Destination]:
         if not self._inspectors:  # every inspector at once: one query, not one per person
-            for person in self.session.exec(select(Inspector)):
-                self._inspectors[person.id] = recipients.inspector(self.settings, person)
+            for row in self.session.execute(select(Inspector.id, Inspector.wecom_userid, Inspector.dingtalk_userid)):
+                person = Inspector.model_construct(id=row.id, name="", wecom_userid=row.wecom_userid,
+                                                   dingtalk_userid=row.dingtalk_userid)
+                self._inspectors[row.id] = recipients.inspector(self.settings, person)
         return self._inspectors.get(inspector_id, [])
