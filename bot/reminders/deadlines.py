@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Table, Text, bindparam, cast, update
+from sqlalchemy import Table, Text, bindparam, cast, func, update
 from sqlmodel import Session, col, select
 
 from bot.clock import bureau_date
@@ -177,6 +177,7 @@ def plan_deadlines(session: Session, calendar: Calendar) -> dict[tuple[str, str]
 
 
 TASK_KINDS = ("inspection", "result", "approval")  # a task's deadlines, subject ``task:<id>``
+OTHER_KINDS = ("plan_report", "plan_filing", "plan_refiling", "followup")  # ``other_deadlines``
 DUE_NOW = date(2000, 1, 1)  # a deadline's ``next_rung_on`` when the next sweep must look at it
 
 
@@ -223,8 +224,8 @@ def compare_some(session: Session, settings: Settings, calendar: Calendar, task_
         existing.update({(row.kind, row.subject): row for row in session.execute(
             select(*columns).where(table.c.subject.in_(subjects[start:start + 10_000]),
                                    table.c.kind.in_(TASK_KINDS)))})
-    existing.update({(row.kind, row.subject): row for row in session.execute(
-        select(*columns).where(table.c.status == "open", table.c.kind.not_in(TASK_KINDS)))})
+    existing.update({(row.kind, row.subject): row for row in session.execute(  # by the (kind, subject) key
+        select(*columns).where(table.c.kind.in_(OTHER_KINDS), table.c.status == "open"))})
     _reopened(session, target, existing)
     changes = _diff(target, existing)
     for row in session.execute(select(*columns).where(table.c.status == "open", table.c.next_rung_on <= today)):
@@ -236,11 +237,17 @@ def compare_some(session: Session, settings: Settings, calendar: Calendar, task_
 
 
 def _reopened(session: Session, target: dict[tuple[str, str], dict], existing: dict[tuple[str, str], Any]) -> None:
-    """Met once, open again (a returned result): the stored row, whatever its status."""
+    """Met once, open again (a returned result): the stored row, whatever its status (looked
+    up by the (kind, subject) key)."""
     table, columns = _columns()
-    reopened = sorted({key[1] for key in target if key not in existing})
-    for start in range(0, len(reopened), 10_000):
-        for again in session.execute(select(*columns).where(table.c.subject.in_(reopened[start:start + 10_000]))):
+    missing = sorted(key for key in target if key not in existing)
+    if not missing or not session.execute(select(table.c.id).limit(1)).first():
+        return  # nothing to look for (the first sweep: no deadline stored yet)
+    kinds = sorted({kind for kind, _ in missing})
+    subjects = sorted({subject for _, subject in missing})
+    for start in range(0, len(subjects), 10_000):
+        for again in session.execute(select(*columns).where(table.c.kind.in_(kinds),
+                                                            table.c.subject.in_(subjects[start:start + 10_000]))):
             existing.setdefault((again.kind, again.subject), again)
 
 
@@ -289,12 +296,10 @@ def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
                         .values(next_rung_on=bindparam("v_next")), moved)
     ids = {key: d["id"] for key, d in changes.view.items() if d["id"] is not None}
     if changes.new:  # the sweep row is claimed: no other sweep writes deadlines meanwhile
+        before = session.execute(select(func.max(table.c.id))).scalar() or 0
         insert_rows(session.connection(), table, [{**row, "next_rung_on": nexts.get((row["kind"], row["subject"]))}
                                                   for row in changes.new])
-        subjects = sorted({row["subject"] for row in changes.new})
-        for start in range(0, len(subjects), 10_000):
-            for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
-                                                    .where(table.c.subject.in_(subjects[start:start + 10_000]))):
-                if (kind, subject) in changes.view:
-                    ids[(kind, subject)] = i
+        for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
+                                                .where(table.c.id > before)):
+            ids[(kind, subject)] = i
     return ids

@@ -155,7 +155,9 @@ def _deadlines(engine: Engine, settings: Settings, now: datetime, full: bool = F
         notices = _tell_admins_of_provisional_years(session, settings, changes)
         fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
                                        "level": level, "sent_at": now} for key, level, recipient, step in rungs])
-        steps = {(ids[key], step.step): ({**d, "id": ids[key]}, step) for key, d, step in due_now}
+        for key, d, _ in due_now:
+            d["id"] = ids[key]
+        steps = {(d["id"], step.step): (d, step) for _, d, step in due_now}
         return notices + _queue_digests(session, fresh, steps, today)
 
 
@@ -360,7 +362,8 @@ class _People:
         self._found: dict[tuple, list[str]] = {}
 
     def of(self, deadline: dict, level: str) -> list[str]:
-        key = (level, deadline["batch_id"], deadline["unit_id"], tuple(deadline["owed_by"]) if level == OWNER else ())
+        key: tuple = ((level, deadline["batch_id"], *deadline["owed_by"]) if level == OWNER
+                      else (level, deadline["batch_id"]) if level == LEAD else (level, deadline["unit_id"]))
         if key not in self._found:
             self._found[key] = [f"{d.platform}:{d.address}" for d in self._of(deadline, level)]
         return self._found[key]
