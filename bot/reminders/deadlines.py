@@ -263,6 +263,7 @@ def _diff(target: dict[tuple[str, str], dict], existing: dict[tuple[str, str], A
         flags = {"snoozed_until": None, "escalation_acknowledged": False}
         if row is None:
             new.append({"kind": kind, "subject": subject, "status": "open", "updated_at": now, **flags, **values})
+            # (``apply`` relies on status, updated_at and the flags being the same in every new row)
         else:
             flags = {"snoozed_until": row.snoozed_until, "escalation_acknowledged": row.escalation_acknowledged}
             names = tuple(values)
@@ -307,8 +308,12 @@ def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
     ids = {key: d["id"] for key, d in changes.view.items() if d["id"] is not None}
     if changes.new:  # the sweep row is claimed: no other sweep writes deadlines meanwhile
         before = session.execute(select(func.max(table.c.id))).scalar() or 0
-        insert_rows(session.connection(), table, [{**row, "next_rung_on": nexts.get((row["kind"], row["subject"]))}
-                                                  for row in changes.new])
+        same = ("status", "updated_at", "snoozed_until", "escalation_acknowledged")  # converted once
+        first = changes.new[0]
+        insert_rows(session.connection(), table,
+                    [{**{k: v for k, v in row.items() if k not in same},
+                      "next_rung_on": nexts.get((row["kind"], row["subject"]))} for row in changes.new],
+                    {k: first[k] for k in same})
         for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
                                                 .where(table.c.id > before)):
             ids[(kind, subject)] = i
