@@ -28,7 +28,7 @@ from bot.settings import Settings
 from storage.db import transaction
 from storage.deadline_marks import ALL
 from storage.importing import import_file
-from storage.models import Deadline, DeadlineMark, OutboxMessage, Reminder, ReminderSweep, Result, Task
+from storage.models import Batch, Deadline, DeadlineMark, OutboxMessage, Reminder, ReminderSweep, Result, Task
 from storage.sealing import new_key
 from tests.support.batch_district import seed_district
 
@@ -135,13 +135,21 @@ def test_the_incremental_tick_equals_a_full_sweep_across_a_scenario(engine, draw
             for member in team_of(session, task_id):
                 confirm(session, "t", task_id, member.inspector_id, DRAWN)
     tick(settings, at(date(2026, 9, 29)), expect="incremental")
+    with transaction(engine) as session:  # the batch's 截止 moves: its inspection deadlines with it
+        batch = session.get_one(Batch, session.get_one(Task, a).batch_id)
+        batch.due = date(2026, 10, 20)
+        session.add(batch)
+    tick(settings, at(date(2026, 9, 29), 11), expect="incremental")
+    with Session(engine) as session:
+        assert {d.due for d in session.exec(select(Deadline).where(Deadline.kind == "inspection"))} == {
+            date(2026, 10, 20)}
     with transaction(engine) as session:
         for task_id in (a, b, c):
             lead = team_of(session, task_id)[0].inspector_id
             mark_inspected(session, "t", task_id, lead, date(2026, 9, 29), date(2026, 9, 29), at(date(2026, 9, 29)))
     tick(settings, at(date(2026, 9, 29), 16), expect="incremental")
     days = working_days(engine, date(2026, 9, 29), 40)
-    for day in days[:7]:  # the inspection deadline's ladder on the way to 2026-10-16
+    for day in days[:7]:  # the inspection deadline's ladder on the way to 2026-10-20
         tick(settings, at(day), expect="incremental")
         tick(settings, at(day, 17), expect="incremental")
     with transaction(engine) as session:
