@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, Text, bindparam, cast, func, update
+from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, cast, func, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from bot.clock import bureau_date
@@ -46,6 +47,20 @@ from storage.models import (
 )
 
 OPEN_BATCHES = ("drawn", "in_progress")
+CHUNK = 10_000  # bound values per statement on SQLite
+
+
+def among(session: Session, column: Any, values: Iterable[Any]) -> list[ColumnElement[bool]]:
+    """``column IN values`` as conditions to run one after the other: chunks of ``CHUNK``
+    values on SQLite, one array parameter (``= ANY``) on PostgreSQL — 100,000 ids bound as
+    one value rather than rendered as 100,000 parameters."""
+    found = sorted(set(values))
+    if not found:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [column == any_(bindparam(None, found, type_=ARRAY(column.type)))]
+    return [column.in_(found[start:start + CHUNK]) for start in range(0, len(found), CHUNK)]
+
 
 
 class OpenTask(NamedTuple):
@@ -69,15 +84,10 @@ def open_work(session: Session, settings: Settings, task_ids: Collection[int] | 
     if not batches:
         return []
     ids = list(batches)
-    if task_ids is None:
-        chunks: list[Any] = [col(Task.batch_id).in_(ids)]
-    else:
-        wanted_ids = sorted(task_ids)
-        chunks = [col(Task.id).in_(wanted_ids[start:start + 10_000]) for start in range(0, len(wanted_ids), 10_000)]
+    chunks: list[Any] = [col(Task.batch_id).in_(ids)] if task_ids is None else among(session, col(Task.id), task_ids)
     teams: dict[int, list[str]] = defaultdict(list)
     submitted: dict[int, date] = {}
     tasks: list[Any] = []
-    units = dict(session.execute(select(Inspector.id, Inspector.unit_id)).all())
     for which in chunks:
         for task_id, inspector_id in session.execute(
                 select(Assignment.task_id, Assignment.inspector_id).join(Task, col(Assignment.task_id) == Task.id)
@@ -88,6 +98,10 @@ def open_work(session: Session, settings: Settings, task_ids: Collection[int] | 
             .where(which, Result.status == "submitted"))})
         tasks += session.execute(select(col(Task.id), Task.batch_id, Task.status, col(Task.inspected_on))
                                  .where(which, col(Task.batch_id).in_(ids))).all()
+    units: dict[str, str] = {}
+    leads = [team[0] for team in teams.values() if team]
+    for which in ([true()] if task_ids is None else among(session, col(Inspector.id), leads)):
+        units.update(session.execute(select(Inspector.id, Inspector.unit_id).where(which)).tuples().all())
     return [OpenTask(task_id, batch_id, status, batches[batch_id], inspected_on, submitted.get(task_id),
                      tuple(teams[task_id]), units.get(teams[task_id][0]) if teams[task_id] else None)
             for task_id, batch_id, status, inspected_on in tasks]
@@ -220,11 +234,9 @@ def compare_some(session: Session, settings: Settings, calendar: Calendar, task_
     target.update(other_deadlines(session, settings, calendar))
     table, columns = _columns()
     existing = {}
-    subjects = sorted(f"task:{task_id}" for task_id in task_ids)
-    for start in range(0, len(subjects), 10_000):
+    for which in among(session, table.c.subject, (f"task:{task_id}" for task_id in task_ids)):
         existing.update({(row.kind, row.subject): row for row in session.execute(
-            select(*columns).where(table.c.subject.in_(subjects[start:start + 10_000]),
-                                   table.c.kind.in_(TASK_KINDS)))})
+            select(*columns).where(table.c.kind.in_(TASK_KINDS), which))})
     existing.update({(row.kind, row.subject): row for row in session.execute(  # by the (kind, subject) key
         select(*columns).where(table.c.kind.in_(OTHER_KINDS), table.c.status == "open"))})
     _reopened(session, target, existing)
@@ -245,10 +257,8 @@ def _reopened(session: Session, target: dict[tuple[str, str], dict], existing: d
     if not missing or not session.execute(select(table.c.id).limit(1)).first():
         return  # nothing to look for (the first sweep: no deadline stored yet)
     kinds = sorted({kind for kind, _ in missing})
-    subjects = sorted({subject for _, subject in missing})
-    for start in range(0, len(subjects), 10_000):
-        for again in session.execute(select(*columns).where(table.c.kind.in_(kinds),
-                                                            table.c.subject.in_(subjects[start:start + 10_000]))):
+    for which in among(session, table.c.subject, (subject for _, subject in missing)):
+        for again in session.execute(select(*columns).where(table.c.kind.in_(kinds), which)):
             existing.setdefault((again.kind, again.subject), again)
 
 

@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -31,7 +31,7 @@ from bot import outbox_keys, plan_frequency
 from bot.chat import platforms, recipients
 from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
-from bot.reminders.deadlines import Changes, apply, compare, compare_some
+from bot.reminders.deadlines import Changes, among, apply, compare, compare_some
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.rules.workdays import ONE_DAY, Calendar
 from bot.settings import Settings
@@ -191,9 +191,8 @@ def _marked_tasks(session: Session, marks: Sequence[Any]) -> set[int]:
             inspectors.append(ident)
     if batches:
         tasks.update(session.scalars(select(col(Task.id)).where(col(Task.batch_id).in_(sorted(set(batches))))))
-    for start in range(0, len(inspectors), 10_000):
-        tasks.update(session.scalars(select(Assignment.task_id)
-                                     .where(col(Assignment.inspector_id).in_(inspectors[start:start + 10_000]))))
+    for which in among(session, col(Assignment.inspector_id), inspectors):
+        tasks.update(session.scalars(select(Assignment.task_id).where(which)))
     return tasks
 
 
@@ -229,19 +228,17 @@ def _claim(session: Session, state: Any, fingerprint: str) -> bool:
 def _forget(session: Session, mark_ids: list[int]) -> None:
     """Delete the marks this sweep read (those written meanwhile stay for the next)."""
     table = table_of(DeadlineMark)
-    for start in range(0, len(mark_ids), 10_000):
-        session.execute(delete(table).where(table.c.id.in_(mark_ids[start:start + 10_000])))
+    for which in among(session, table.c.id, mark_ids):
+        session.execute(delete(table).where(which))
 
 
 def _sent(session: Session, deadline_ids: list[int], since: datetime) -> set[tuple[int, str, str]]:
     """The rungs of these deadlines sent today."""
     table = table_of(Reminder)
-    ids = sorted(set(deadline_ids))
     sent: set[tuple[int, str, str]] = set()
-    for start in range(0, len(ids), 10_000):
-        sent.update((r.deadline_id, r.recipient, r.step) for r in session.execute(
-            select(table.c.deadline_id, table.c.recipient, table.c.step)
-            .where(table.c.deadline_id.in_(ids[start:start + 10_000]), table.c.sent_at >= since)))
+    for which in among(session, table.c.deadline_id, deadline_ids):
+        sent.update(session.execute(select(table.c.deadline_id, table.c.recipient, table.c.step)
+                                    .where(which, table.c.sent_at >= since)).tuples())
     return sent
 
 
@@ -256,13 +253,11 @@ def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
             and line < today and (today - line).days <= PAST_LINE_WINDOW]
     if not late:
         return []
-    subjects = sorted({d["subject"] for _, d in late})
     told: set[str] = set()
-    for start in range(0, len(subjects), 10_000):
+    for which in among(session, col(Deadline.subject), (d["subject"] for _, d in late)):
         told.update(session.scalars(
             select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
-            .where(col(Deadline.kind).in_(("result", "approval")),
-                   col(Deadline.subject).in_(subjects[start:start + 10_000]), Reminder.step == PAST_LINE)))
+            .where(col(Deadline.kind).in_(("result", "approval")), which, Reminder.step == PAST_LINE)))
     found, overdue = [], {}
     for key, d in late:
         line = d["line_on"]
@@ -339,12 +334,10 @@ class _Named:
 
 
 def _objects(session: Session, deadlines: list[dict]) -> dict[int, _Named]:
-    task_ids = sorted({d["task_id"] for d in deadlines if d["task_id"]})
     found: dict[int, _Named] = {}
-    for start in range(0, len(task_ids), 10_000):
-        chunk = task_ids[start:start + 10_000]
+    for which in among(session, col(Task.id), (d["task_id"] for d in deadlines if d["task_id"])):
         query = (select(col(Task.id), InspectionObject.name)
-                 .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(col(Task.id).in_(chunk)))
+                 .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(which))
         for task_id, name in session.execute(query):
             found[task_id] = _Named(name)
     return found
@@ -399,7 +392,6 @@ class _People:
     def _inspector(self, inspector_id: str) -> list[Destination]:
         if not self._inspectors:  # every inspector at once: one query, not one per person
             for row in self.session.execute(select(Inspector.id, Inspector.wecom_userid, Inspector.dingtalk_userid)):
-                person = Inspector.model_construct(id=row.id, name="", wecom_userid=row.wecom_userid,
-                                                   dingtalk_userid=row.dingtalk_userid)
-                self._inspectors[row.id] = recipients.inspector(self.settings, person)
+                # the accounts only, as attributes (building 100,000s of model instances costs seconds)
+                self._inspectors[row.id] = recipients.inspector(self.settings, cast(Inspector, row))
         return self._inspectors.get(inspector_id, [])
