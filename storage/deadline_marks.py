@@ -10,6 +10,10 @@ mark in the same transaction (an ORM listener, so the use cases stay as they are
 - ``inspector:<id>``: an inspector changed (their unit or accounts): their tasks;
 - ``all``: a statement wrote one of those tables in bulk (rows unknown): everything.
 
+Rows written through a bare Connection (``storage.bulk``, an import) are not seen: such a
+writer calls ``mark`` itself or changes something that is (a draw marks its batch drawn;
+an import changes the fingerprint's last import, ``bot.reminders.sweep.fingerprint_of``).
+
 Marks are plain appended rows (no unique key, no lock shared by the writers); the sweep
 deletes exactly the ids it read, so a mark committed while it ran is read by the next.
 """
