@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bot import outbox_keys, plan_frequency
+from bot.batches.bulkwork import without_collections
 from bot.chat import platforms, recipients
 from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
@@ -98,6 +99,7 @@ def _plans_behind(engine: Engine, settings: Settings, now: datetime) -> list[Dig
         return [Digest(d, 1) for d in plan_frequency.remind_behind(session, settings, local.date())]
 
 
+@without_collections  # 100,000s of small dicts and rows, no cycles: a full sweep without the collector's walks
 def _deadlines(engine: Engine, settings: Settings, now: datetime, full: bool = False) -> list[Digest]:
     """Queue today's deadline reminders as of ``now``; nothing outside working hours.
 
