@@ -202,7 +202,7 @@ class Changes:
 
     met: list[int]  # open deadlines no longer wanted
     changed: list[dict]  # by row_id: new values
-    new: list[dict]  # rows to insert
+    new: list[dict]  # rows to insert: kind, subject and values (open, neither snoozed nor acknowledged)
     # every deadline the sweep looks at, as it will stand (``id`` None if new; ``next_rung_on``
     # as stored): on a full sweep every wanted one, else the recomputed and those falling due
     view: dict[tuple[str, str], dict]
@@ -272,7 +272,7 @@ def _diff(target: dict[tuple[str, str], dict], existing: dict[tuple[str, str], A
         row = existing.get((kind, subject))
         flags = {"snoozed_until": None, "escalation_acknowledged": False}
         if row is None:
-            new.append({"kind": kind, "subject": subject, "status": "open", "updated_at": now, **flags, **values})
+            new.append({"kind": kind, "subject": subject, **values})
             # (``apply`` relies on status, updated_at and the flags being the same in every new row)
         else:
             flags = {"snoozed_until": row.snoozed_until, "escalation_acknowledged": row.escalation_acknowledged}
@@ -318,12 +318,10 @@ def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
     ids = {key: d["id"] for key, d in changes.view.items() if d["id"] is not None}
     if changes.new:  # the sweep row is claimed: no other sweep writes deadlines meanwhile
         before = session.execute(select(func.max(table.c.id))).scalar() or 0
-        same = ("status", "updated_at", "snoozed_until", "escalation_acknowledged")  # converted once
-        first = changes.new[0]
-        insert_rows(session.connection(), table,
-                    [{**{k: v for k, v in row.items() if k not in same},
-                      "next_rung_on": nexts.get((row["kind"], row["subject"]))} for row in changes.new],
-                    {k: first[k] for k in same})
+        for row in changes.new:
+            row["next_rung_on"] = nexts.get((row["kind"], row["subject"]))
+        insert_rows(session.connection(), table, changes.new,  # what every new row shares, converted once
+                    {"status": "open", "updated_at": now, "snoozed_until": None, "escalation_acknowledged": False})
         for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
                                                 .where(table.c.id > before)):
             ids[(kind, subject)] = i
