@@ -18,18 +18,21 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from operator import attrgetter, itemgetter
+from typing import Any, NamedTuple
 
-from sqlalchemy import Text, bindparam, cast, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Table, Text, any_, bindparam, cast, func, true, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from bot.clock import bureau_date
 from bot.rules.deadlines import RESULT_DAYS
 from bot.rules.workdays import Calendar, DueDate
 from bot.settings import Settings
+from storage.bulk import insert_rows
 from storage.models import (
     AnnualPlan,
     Assignment,
@@ -44,11 +47,25 @@ from storage.models import (
 )
 
 OPEN_BATCHES = ("drawn", "in_progress")
+CHUNK = 10_000  # bound values per statement on SQLite
 
 
-@dataclass(frozen=True)
-class OpenTask:
-    """What a deadline needs to know of a task (loaded in bulk, computed without I/O)."""
+def among(session: Session, column: Any, values: Iterable[Any]) -> list[ColumnElement[bool]]:
+    """``column IN values`` as conditions to run one after the other: chunks of ``CHUNK``
+    values on SQLite, one array parameter (``= ANY``) on PostgreSQL — 100,000 ids bound as
+    one value rather than rendered as 100,000 parameters."""
+    found = sorted(set(values))
+    if not found:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [column == any_(bindparam(None, found, type_=ARRAY(column.type)))]
+    return [column.in_(found[start:start + CHUNK]) for start in range(0, len(found), CHUNK)]
+
+
+
+class OpenTask(NamedTuple):
+    """What a deadline needs to know of a task (loaded in bulk, computed without I/O; a
+    named tuple: 100,000 of them are made on a full sweep)."""
 
     task_id: int
     batch_id: str
@@ -60,27 +77,34 @@ class OpenTask:
     lead_unit: str | None
 
 
-def open_work(session: Session, settings: Settings) -> list[OpenTask]:
-    """Every task of an open batch, with its team, in a few queries."""
+def open_work(session: Session, settings: Settings, task_ids: Collection[int] | None = None) -> list[OpenTask]:
+    """Every task of an open batch (or only those of ``task_ids``), with its team, in a few queries."""
     timezone = settings.bureau.timezone
     batches = dict(session.execute(select(Batch.id, col(Batch.due)).where(col(Batch.status).in_(OPEN_BATCHES))).all())
     if not batches:
         return []
     ids = list(batches)
+    chunks: list[Any] = [col(Task.batch_id).in_(ids)] if task_ids is None else among(session, col(Task.id), task_ids)
     teams: dict[int, list[str]] = defaultdict(list)
-    for task_id, inspector_id in session.execute(
-            select(Assignment.task_id, Assignment.inspector_id).join(Task, col(Assignment.task_id) == Task.id)
-            .where(col(Task.batch_id).in_(ids), Assignment.status != "recused").order_by(col(Assignment.position))):
-        teams[task_id].append(inspector_id)
-    units = dict(session.execute(select(Inspector.id, Inspector.unit_id)).all())
-    submitted = {task_id: bureau_date(at, timezone) for task_id, at in session.execute(
-        select(Result.task_id, Result.submitted_at).join(Task, col(Result.task_id) == Task.id)
-        .where(col(Task.batch_id).in_(ids), Result.status == "submitted"))}
+    submitted: dict[int, date] = {}
+    tasks: list[Any] = []
+    for which in chunks:
+        for task_id, inspector_id in session.execute(
+                select(Assignment.task_id, Assignment.inspector_id).join(Task, col(Assignment.task_id) == Task.id)
+                .where(which, Assignment.status != "recused").order_by(col(Assignment.position))):
+            teams[task_id].append(inspector_id)
+        submitted.update({task_id: bureau_date(at, timezone) for task_id, at in session.execute(
+            select(Result.task_id, Result.submitted_at).join(Task, col(Result.task_id) == Task.id)
+            .where(which, Result.status == "submitted"))})
+        tasks += session.execute(select(col(Task.id), Task.batch_id, Task.status, col(Task.inspected_on))
+                                 .where(which, col(Task.batch_id).in_(ids))).all()
+    units: dict[str, str] = {}
+    leads = [team[0] for team in teams.values() if team]
+    for which in ([true()] if task_ids is None else among(session, col(Inspector.id), leads)):
+        units.update(session.execute(select(Inspector.id, Inspector.unit_id).where(which)).tuples().all())
     return [OpenTask(task_id, batch_id, status, batches[batch_id], inspected_on, submitted.get(task_id),
                      tuple(teams[task_id]), units.get(teams[task_id][0]) if teams[task_id] else None)
-            for task_id, batch_id, status, inspected_on in session.execute(
-                select(col(Task.id), Task.batch_id, Task.status, col(Task.inspected_on))
-                .where(col(Task.batch_id).in_(ids)))]
+            for task_id, batch_id, status, inspected_on in tasks]
 
 
 def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int,
@@ -103,32 +127,44 @@ def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int,
         if task.status in ("drawn", "accepted") and task.batch_due is not None:
             found[("inspection", subject)] = {**base, "owed_by": [f"inspector:{i}" for i in task.team],
                                               "due": task.batch_due,
-                                              "provisional": calendar.is_provisional(task.batch_due)}
+                                              "provisional": calendar.is_provisional(task.batch_due),
+                                              "line_on": None}
         elif task.status == "inspected" and task.inspected_on is not None:
             due = due_after(task.inspected_on, RESULT_DAYS)
             found[("result", subject)] = {**base, "owed_by": [f"inspector:{task.team[0]}"], "due": due.day,
-                                          "provisional": due.provisional}
+                                          "provisional": due.provisional, "line_on": due.day}
             if lines is not None:
                 lines[task.task_id] = due.day
         elif task.status == "submitted" and task.submitted_on is not None:
             due = due_after(task.submitted_on, approval_days)
+            line_on = None
             if task.inspected_on is not None:  # art. 20: published within 20 working days of the inspection
                 line = due_after(task.inspected_on, RESULT_DAYS)
                 due = min(due, line, key=lambda d: d.day)
+                line_on = line.day
                 if lines is not None:
                     lines[task.task_id] = line.day
             found[("approval", subject)] = {**base, "owed_by": [f"approvers:{task.lead_unit}"], "due": due.day,
-                                            "provisional": due.provisional}
+                                            "provisional": due.provisional, "line_on": line_on}
     return found
 
 
 def wanted(session: Session, settings: Settings, calendar: Calendar,
            lines: dict[int, date] | None = None) -> dict[tuple[str, str], dict]:
     found = deadlines_for(open_work(session, settings), calendar, settings.reminders.approval_days, lines)
-    found.update(plan_deadlines(session, calendar))
+    found.update(other_deadlines(session, settings, calendar))
+    return found
+
+
+def other_deadlines(session: Session, settings: Settings, calendar: Calendar) -> dict[tuple[str, str], dict]:
+    """The deadlines that are not a task's (few: recomputed on every sweep): the plans' and
+    the follow-ups'."""
     from bot.batches.followups import followup_deadlines  # art. 18: follow-ups, whatever the batch's state
 
+    found = plan_deadlines(session, calendar)
     found.update(followup_deadlines(session, settings, calendar))
+    for values in found.values():
+        values.setdefault("line_on", None)
     return found
 
 
@@ -155,68 +191,138 @@ def plan_deadlines(session: Session, calendar: Calendar) -> dict[tuple[str, str]
     return found
 
 
+TASK_KINDS = ("inspection", "result", "approval")  # a task's deadlines, subject ``task:<id>``
+OTHER_KINDS = ("plan_report", "plan_filing", "plan_refiling", "followup")  # ``other_deadlines``
+DUE_NOW = date(2000, 1, 1)  # a deadline's ``next_rung_on`` when the next sweep must look at it
+
+
 @dataclass
 class Changes:
     """How the stored deadlines differ from what the open work calls for."""
 
     met: list[int]  # open deadlines no longer wanted
     changed: list[dict]  # by row_id: new values
-    new: list[dict]  # rows to insert
-    view: dict[tuple[str, str], dict]  # every wanted deadline as it will stand (``id`` None if new)
-    lines: dict[int, date] = field(default_factory=dict)  # task id → its 20-day line (art. 20), unpublished
+    new: list[dict]  # rows to insert: kind, subject and values (open, neither snoozed nor acknowledged)
+    # every deadline the sweep looks at, as it will stand (``id`` None if new; ``next_rung_on``
+    # as stored): on a full sweep every wanted one, else the recomputed and those falling due
+    view: dict[tuple[str, str], dict]
+    next_on: dict[tuple[str, str], date | None] = field(default_factory=dict)  # set by the sweep
+
+
+def _columns() -> tuple[Table, list[Any]]:
+    table = table_of(Deadline)
+    # ``owed_by`` is compared as the JSON text it was stored as: decoding 100,000 lists each
+    # sweep would cost more than the rest of the comparison.
+    return table, [c for c in table.c if c.name != "owed_by"] + [cast(table.c.owed_by, Text).label("owed_by_text")]
 
 
 def compare(session: Session, settings: Settings, calendar: Calendar) -> Changes:
-    """Read the work and the stored deadlines; decide what to change (no writes)."""
-    lines: dict[int, date] = {}
-    target = wanted(session, settings, calendar, lines)
-    table = table_of(Deadline)
-    now = utcnow()
-    # ``owed_by`` is compared as the JSON text it was stored as: decoding 100,000 lists each
-    # tick would cost more than the rest of the comparison.
-    columns = [c for c in table.c if c.name != "owed_by"] + [cast(table.c.owed_by, Text).label("owed_by_text")]
+    """Read all the work and the stored deadlines; decide what to change (no writes)."""
+    target = wanted(session, settings, calendar)
+    table, columns = _columns()
     existing = {(row.kind, row.subject): row for row in session.execute(
         select(*columns).where(table.c.status == "open"))}
-    reopened = sorted({key[1] for key in target if key not in existing})
-    for start in range(0, len(reopened), 10_000):  # met once, open again (a returned result)
-        for again in session.execute(select(*columns).where(table.c.subject.in_(reopened[start:start + 10_000]))):
+    _reopened(session, target, existing)
+    return _diff(target, existing)
+
+
+def compare_some(session: Session, settings: Settings, calendar: Calendar, task_ids: Collection[int],
+                 today: date) -> Changes:
+    """``compare`` for the tasks of ``task_ids`` and the deadlines that are not a task's; the
+    view also holds the stored deadlines whose next rung falls by ``today``."""
+    target = deadlines_for(open_work(session, settings, task_ids), calendar, settings.reminders.approval_days)
+    target.update(other_deadlines(session, settings, calendar))
+    table, columns = _columns()
+    existing = {}
+    for which in among(session, table.c.subject, (f"task:{task_id}" for task_id in task_ids)):
+        existing.update({(row.kind, row.subject): row for row in session.execute(
+            select(*columns).where(table.c.kind.in_(TASK_KINDS), which))})
+    existing.update({(row.kind, row.subject): row for row in session.execute(  # by the (kind, subject) key
+        select(*columns).where(table.c.kind.in_(OTHER_KINDS), table.c.status == "open"))})
+    _reopened(session, target, existing)
+    changes = _diff(target, existing)
+    for row in session.execute(select(*columns).where(table.c.status == "open", table.c.next_rung_on <= today)):
+        key = (row.kind, row.subject)
+        if key not in existing:  # not recomputed: as stored
+            values = {c: getattr(row, c) for c in row._fields if c != "owed_by_text"}
+            changes.view[key] = {**values, "owed_by": json.loads(row.owed_by_text)}
+    return changes
+
+
+def _reopened(session: Session, target: dict[tuple[str, str], dict], existing: dict[tuple[str, str], Any]) -> None:
+    """Met once, open again (a returned result): the stored row, whatever its status (looked
+    up by the (kind, subject) key)."""
+    table, columns = _columns()
+    missing = sorted(key for key in target if key not in existing)
+    if not missing or not session.execute(select(table.c.id).limit(1)).first():
+        return  # nothing to look for (the first sweep: no deadline stored yet)
+    kinds = sorted({kind for kind, _ in missing})
+    for which in among(session, table.c.subject, (subject for _, subject in missing)):
+        for again in session.execute(select(*columns).where(table.c.kind.in_(kinds), which)):
             existing.setdefault((again.kind, again.subject), again)
+
+
+def _diff(target: dict[tuple[str, str], dict], existing: dict[tuple[str, str], Any]) -> Changes:
+    now = utcnow()
     met = [row.id for key, row in existing.items() if row.status == "open" and key not in target]
     changed, new, view = [], [], {}
+    getters: dict[tuple[str, ...], tuple[Callable, Callable]] = {}  # each set of values compared in one go
+    dumped: dict[tuple[str, ...], str] = {}  # ``owed_by`` as stored, per distinct list
     for (kind, subject), values in target.items():
         row = existing.get((kind, subject))
         flags = {"snoozed_until": None, "escalation_acknowledged": False}
         if row is None:
-            new.append({"kind": kind, "subject": subject, "status": "open", "updated_at": now, **flags, **values})
+            new.append({"kind": kind, "subject": subject, **values})
+            # (``apply`` relies on status, updated_at and the flags being the same in every new row)
         else:
             flags = {"snoozed_until": row.snoozed_until, "escalation_acknowledged": row.escalation_acknowledged}
-            if row.status != "open" or row.owed_by_text != json.dumps(values["owed_by"]) or any(
-                    getattr(row, k) != v for k, v in values.items() if k != "owed_by"):
+            names = tuple(values)
+            if names not in getters:
+                compared = [name for name in names if name != "owed_by"]
+                getters[names] = attrgetter(*compared), itemgetter(*compared)
+            stored, wanted_now = getters[names]
+            owed = tuple(values["owed_by"])
+            if owed not in dumped:
+                dumped[owed] = json.dumps(values["owed_by"])
+            if row.status != "open" or row.owed_by_text != dumped[owed] or stored(row) != wanted_now(values):
                 # a later date after an import of the official calendar, too
                 changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
-        view[(kind, subject)] = {"id": row.id if row else None, "kind": kind, "subject": subject, **flags, **values}
-    return Changes(met, changed, new, view, lines)
+        view[(kind, subject)] = {"id": row.id if row else None, "kind": kind, "subject": subject, **flags, **values,
+                                 "next_rung_on": row.next_rung_on if row and row.status == "open" else None}
+    return Changes(met, changed, new, view)
 
 
 def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
-    """Write the changes (safe if another instance wrote the same); the ids of the wanted
-    deadlines by (kind, subject)."""
+    """Write the changes and each looked-at deadline's next rung day (safe if another
+    instance wrote the same); the ids of the looked-at deadlines by (kind, subject)."""
     table = table_of(Deadline)
     now = utcnow()
+    nexts = changes.next_on
     if changes.met:
-        session.execute(update(table).where(table.c.id == bindparam("row_id")).values(status="met", updated_at=now),
+        session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                        .values(status="met", updated_at=now, next_rung_on=None),
                         [{"row_id": i} for i in changes.met])
-    for row in changes.changed:
-        values = dict(row)
-        session.execute(update(table).where(table.c.id == values.pop("row_id")).values(**values))
+    if changes.changed:
+        names = [k for k in changes.changed[0] if k != "row_id"] + ["next_rung_on"]
+        statement = update(table).where(table.c.id == bindparam("row_id")).values(
+            {name: bindparam(f"v_{name}") for name in names})
+        by_id = {d["id"]: key for key, d in changes.view.items() if d["id"] is not None}
+        session.execute(statement, [{"row_id": row["row_id"], **{f"v_{k}": v for k, v in row.items() if k != "row_id"},
+                                     "v_next_rung_on": nexts.get(by_id[row["row_id"]])} for row in changes.changed])
+    changed_ids = {row["row_id"] for row in changes.changed}
+    moved = [{"row_id": d["id"], "v_next": nexts.get(key)} for key, d in changes.view.items()
+             if d["id"] is not None and d["id"] not in changed_ids and d.get("next_rung_on") != nexts.get(key)]
+    if moved:
+        session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                        .values(next_rung_on=bindparam("v_next")), moved)
     ids = {key: d["id"] for key, d in changes.view.items() if d["id"] is not None}
-    if changes.new:
-        insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert_(table).on_conflict_do_nothing(index_elements=["kind", "subject"]), changes.new)
-        subjects = sorted({row["subject"] for row in changes.new})
-        for start in range(0, len(subjects), 10_000):
-            for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
-                                                    .where(table.c.subject.in_(subjects[start:start + 10_000]))):
-                if (kind, subject) in changes.view:
-                    ids[(kind, subject)] = i
+    if changes.new:  # the sweep row is claimed: no other sweep writes deadlines meanwhile
+        before = session.execute(select(func.max(table.c.id))).scalar() or 0
+        for row in changes.new:
+            row["next_rung_on"] = nexts.get((row["kind"], row["subject"]))
+        insert_rows(session.connection(), table, changes.new,  # what every new row shares, converted once
+                    {"status": "open", "updated_at": now, "snoozed_until": None, "escalation_acknowledged": False})
+        for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
+                                                .where(table.c.id > before)):
+            ids[(kind, subject)] = i
     return ids

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from bot.clock import bureau_time
 from bot.refusal import Refusal
-from bot.reminders.deadlines import wanted
+from bot.reminders.deadlines import DUE_NOW, wanted
 from bot.reminders.sweep import policy_of
 from bot.rules.deadlines import Step, step_for
 from bot.settings import Settings
@@ -85,6 +85,7 @@ def snooze(session: Session, actor: str, deadline_id: int, until: date, reason: 
     if row.snoozed_until == until:
         return Decision(row, already=True)
     row.snoozed_until = until
+    row.next_rung_on = DUE_NOW  # the next sweep looks at it again (an earlier day may be a rung now)
     session.add(row)
     session.flush()
     audit.record(session, actor, "deadline.snoozed", row.subject, kind=row.kind, until=until.isoformat(),
@@ -101,6 +102,7 @@ def acknowledge(session: Session, actor: str, deadline_id: int, reason: str) -> 
     if row.escalation_acknowledged:
         return Decision(row, already=True)
     row.escalation_acknowledged = True
+    row.next_rung_on = DUE_NOW
     session.add(row)
     session.flush()
     audit.record(session, actor, "deadline.acknowledged", row.subject, kind=row.kind, reason=reason.strip())

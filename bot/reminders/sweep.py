@@ -14,33 +14,52 @@ whichever deadline of the task it is stored under), in that person's digest.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bot import outbox_keys, plan_frequency
-from bot.chat import recipients
+from bot.batches.bulkwork import without_collections
+from bot.chat import platforms, recipients
 from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
-from bot.reminders.deadlines import Changes, apply, compare
+from bot.reminders.deadlines import Changes, among, apply, compare, compare_some
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
-from bot.rules.workdays import Calendar
+from bot.rules.workdays import ONE_DAY, Calendar
 from bot.settings import Settings
 from bot.texts import say
 from storage import outbox
 from storage.calendar import load_calendar
 from storage.db import reading, transaction
-from storage.models import Batch, Deadline, InspectionObject, Inspector, Reminder, Task, table_of
+from storage.deadline_marks import ALL
+from storage.models import (
+    Assignment,
+    Batch,
+    Deadline,
+    DeadlineMark,
+    Holiday,
+    ImportRun,
+    InspectionObject,
+    Inspector,
+    Reminder,
+    ReminderSweep,
+    Task,
+    table_of,
+)
 
 _PG_SWEEP_LOCK = 0x5353_5257  # "SSRW"
 PAST_LINE = "past-20-days"  # the rung telling the lead office a result passed art. 20's line unpublished
 PAST_LINE_WINDOW = 14  # days after the line within which the lead office is still told (a catch-up)
+_NEXT_HORIZON = 400  # days looked ahead for a deadline's next rung
 
 
 @dataclass(frozen=True)
@@ -59,10 +78,12 @@ def policy_of(settings: Settings) -> Policy:
                   start=start, end=end)
 
 
-def sweep(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
+def sweep(engine: Engine, settings: Settings, now: datetime, full: bool = False) -> list[Digest]:
     """Queue today's reminders as of ``now``, and in December those of the annual plans
-    behind their frequency (art. 11, ``bot.plan_frequency``); nothing outside working hours."""
-    return _deadlines(engine, settings, now) + _plans_behind(engine, settings, now)
+    behind their frequency (art. 11, ``bot.plan_frequency``); nothing outside working hours.
+    ``full``: recompute every deadline even if nothing changed (what an incremental tick
+    must always equal)."""
+    return _deadlines(engine, settings, now, full) + _plans_behind(engine, settings, now)
 
 
 def _plans_behind(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
@@ -78,44 +99,149 @@ def _plans_behind(engine: Engine, settings: Settings, now: datetime) -> list[Dig
         return [Digest(d, 1) for d in plan_frequency.remind_behind(session, settings, local.date())]
 
 
-def _deadlines(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
+@without_collections  # 100,000s of small dicts and rows, no cycles: a full sweep without the collector's walks
+def _deadlines(engine: Engine, settings: Settings, now: datetime, full: bool = False) -> list[Digest]:
     """Queue today's deadline reminders as of ``now``; nothing outside working hours.
 
+    Incremental: a tick recomputes the deadlines of the work marked changed since the last
+    sweep (``storage.deadline_marks``) and of the plans and follow-ups, and looks at the
+    stored deadlines whose next rung falls by today (``Deadline.next_rung_on``); the whole
+    work is recomputed when the calendar, the policy, the roles or the directory changed
+    (the fingerprint of the ``ReminderSweep`` row), or for a bulk change.
+
     Everything is read and decided in a reading transaction (no write lock); only the
-    changes — new and changed deadlines, the rungs not yet sent, the digests — are
-    written, in a short transaction.
+    changes — new and changed deadlines, their next rung days, the rungs not yet sent, the
+    digests — are written, in a short transaction that first claims the sweep row's
+    version: if another instance swept meanwhile, this one writes nothing (the marks it
+    read are gone or still there for the next tick).
     """
     local = bureau_time(now, settings.bureau.timezone)
     with reading(engine) as session:
         calendar, policy = load_calendar(session), policy_of(settings)
         if not in_working_hours(local, calendar, policy):
             return []
-        changes = compare(session, settings, calendar)
         today = local.date()
+        state = session.execute(select(ReminderSweep.version, ReminderSweep.fingerprint)
+                                .where(ReminderSweep.id == 1)).first()
+        marks = session.execute(select(col(DeadlineMark.id), DeadlineMark.subject)).all()  # before the work
+        fingerprint = fingerprint_of(session, settings)
+        full = full or state is None or state.fingerprint != fingerprint or any(s == ALL for _, s in marks)
+        if full:
+            changes = compare(session, settings, calendar)
+        else:
+            changes = compare_some(session, settings, calendar, _marked_tasks(session, marks), today)
         cache: dict[tuple[date, date], int] = {}  # step_for's working days left, by (today, due)
-        due_now = [(key, d, _decided(d, step)) for key, d in changes.view.items()
-                   if not (d["snoozed_until"] and today < d["snoozed_until"])
-                   and (step := step_for(today, d["due"], calendar, policy, cache))]
+        nexts: dict[tuple[date, date | None], date] = {}
+        due_now = []
+        for key, d in changes.view.items():
+            snoozed = d["snoozed_until"] and today < d["snoozed_until"]
+            if not snoozed and (step := step_for(today, d["due"], calendar, policy, cache)):
+                due_now.append((key, d, _decided(d, step)))
+            changes.next_on[key] = _next_rung(today, d["due"], d["snoozed_until"], calendar, policy, cache, nexts)
         due_now += _past_the_line(session, changes, calendar, today)
+        sent = _sent(session, [d["id"] for _, d, _ in due_now if d["id"] is not None], _day_start(now, local))
         people = _People(session, settings, {d["batch_id"] for _, d, _ in due_now})
-        rungs = [(key, level, f"{destination.platform}:{destination.address}", step.step)
-                 for key, d, step in due_now for level in step.levels for destination in people.of(d, level)]
-        table = table_of(Reminder)
-        sent = {(r.deadline_id, r.recipient, r.step) for r in session.execute(
-            select(table.c.deadline_id, table.c.recipient, table.c.step)
-            .where(table.c.sent_at >= _day_start(now, local)))}
-    rungs = [r for r in rungs if (changes.view[r[0]]["id"], r[2], r[3]) not in sent]
-    if not (changes.met or changes.changed or changes.new or rungs):
+        rungs = [(key, level, recipient, step.step) for key, d, step in due_now for level in step.levels
+                 for recipient in people.of(d, level) if (d["id"], recipient, step.step) not in sent]
+    moved = any(d["id"] is None or d["next_rung_on"] != changes.next_on[key] for key, d in changes.view.items())
+    if not (changes.met or changes.changed or changes.new or rungs or marks or moved
+            or state is None or state.fingerprint != fingerprint):
         return []  # a routine tick: nothing to write
     with transaction(engine) as session:
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
+        if not _claim(session, state, fingerprint):
+            return []  # another instance swept since this one read: it did the work
         ids = apply(session, changes)
+        _forget(session, [i for i, _ in marks])
         notices = _tell_admins_of_provisional_years(session, settings, changes)
         fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
                                        "level": level, "sent_at": now} for key, level, recipient, step in rungs])
-        steps = {(ids[key], step.step): ({**d, "id": ids[key]}, step) for key, d, step in due_now}
+        for key, d, _ in due_now:
+            d["id"] = ids[key]
+        steps = {(d["id"], step.step): (d, step) for _, d, step in due_now}
         return notices + _queue_digests(session, fresh, steps, today)
+
+
+def fingerprint_of(session: Session, settings: Settings) -> str:
+    """What every stored deadline and rung was computed with, besides the work: the
+    calendar's imported rows, the reminder policy and the follow-ups' days, the roles and
+    platforms that name the recipients, and the directory's last import. A change of any
+    makes the next sweep recompute everything."""
+    holidays = session.execute(select(col(Holiday.day), col(Holiday.kind), col(Holiday.year))
+                               .order_by(col(Holiday.day), col(Holiday.kind))).all()
+    last_import = session.execute(select(func.max(ImportRun.id))).scalar()
+    reminders = settings.reminders.model_dump(mode="json", exclude={"sweep_minutes"})
+    facts = {"calendar": [[str(day), kind, year] for day, kind, year in holidays], "import": last_import,
+             "reminders": reminders, "followups": settings.followups.model_dump(mode="json"),
+             "roles": settings.roles.model_dump(mode="json"), "platforms": platforms.enabled(settings),
+             "timezone": str(settings.bureau.timezone), "lead": settings.bureau.default_lead}
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _marked_tasks(session: Session, marks: Sequence[Any]) -> set[int]:
+    """The tasks whose deadlines the marks call for recomputing."""
+    tasks: set[int] = set()
+    batches, inspectors = [], []
+    for _, subject in marks:
+        kind, _, ident = subject.partition(":")
+        if kind == "task" and ident.isdigit():
+            tasks.add(int(ident))
+        elif kind == "batch":
+            batches.append(ident)
+        elif kind == "inspector":
+            inspectors.append(ident)
+    if batches:
+        tasks.update(session.scalars(select(col(Task.id)).where(col(Task.batch_id).in_(sorted(set(batches))))))
+    for which in among(session, col(Assignment.inspector_id), inspectors):
+        tasks.update(session.scalars(select(Assignment.task_id).where(which)))
+    return tasks
+
+
+def _next_rung(today: date, due: date, snoozed: date | None, calendar: Calendar, policy: Policy,
+               cache: dict[tuple[date, date], int], found: dict[tuple[date, date | None], date]) -> date:
+    """The first working day after ``today`` on which the deadline has a rung (not before
+    ``snoozed``): the next sweep to look at it. A rung past the art. 20 line falls on a day
+    the deadline is overdue, so on a day of a rung too. Looked up to ``_NEXT_HORIZON`` days
+    ahead, else that day (a day too early only means a look that finds nothing)."""
+    if (due, snoozed) not in found:
+        day = today + ONE_DAY
+        if snoozed and snoozed > day:
+            day = snoozed
+        last = today + timedelta(days=_NEXT_HORIZON)
+        while day < last and not (calendar.is_working_day(day) and step_for(day, due, calendar, policy, cache)):
+            day += ONE_DAY
+        found[(due, snoozed)] = day
+    return found[(due, snoozed)]
+
+
+def _claim(session: Session, state: Any, fingerprint: str) -> bool:
+    """Whether the sweep row still stands as this sweep read it (then it is bumped)."""
+    table = table_of(ReminderSweep)
+    if state is None:
+        insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        return session.execute(insert_(table).values(id=1, fingerprint=fingerprint, version=1)
+                               .on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)).first() is not None
+    done = session.execute(update(table).where(table.c.id == 1, table.c.version == state.version)
+                           .values(version=state.version + 1, fingerprint=fingerprint).returning(table.c.id))
+    return done.first() is not None
+
+
+def _forget(session: Session, mark_ids: list[int]) -> None:
+    """Delete the marks this sweep read (those written meanwhile stay for the next)."""
+    table = table_of(DeadlineMark)
+    for which in among(session, table.c.id, mark_ids):
+        session.execute(delete(table).where(which))
+
+
+def _sent(session: Session, deadline_ids: list[int], since: datetime) -> set[tuple[int, str, str]]:
+    """The rungs of these deadlines sent today."""
+    table = table_of(Reminder)
+    sent: set[tuple[int, str, str]] = set()
+    for which in among(session, table.c.deadline_id, deadline_ids):
+        sent.update(session.execute(select(table.c.deadline_id, table.c.recipient, table.c.step)
+                                    .where(which, table.c.sent_at >= since)).tuples())
+    return sent
 
 
 def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
@@ -124,24 +250,25 @@ def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
     told (a snoozed deadline or an acknowledged escalation is not told either). Lines
     passed within ``PAST_LINE_WINDOW`` days only: the notice is news of the day (an instance
     down for a while still catches up), and the ladder goes on escalating the rest."""
-    late = {task_id: line for task_id, line in changes.lines.items()
-            if line < today and (today - line).days <= PAST_LINE_WINDOW}
+    late = [(key, d) for key, d in changes.view.items()
+            if d["kind"] in ("result", "approval") and (line := d.get("line_on")) is not None
+            and line < today and (today - line).days <= PAST_LINE_WINDOW]
     if not late:
         return []
-    subjects = sorted(f"task:{task_id}" for task_id in late)
     told: set[str] = set()
-    for start in range(0, len(subjects), 10_000):
+    for which in among(session, col(Deadline.subject), (d["subject"] for _, d in late)):
         told.update(session.scalars(
             select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
-            .where(col(Deadline.kind).in_(("result", "approval")),
-                   col(Deadline.subject).in_(subjects[start:start + 10_000]), Reminder.step == PAST_LINE)))
-    found = []
-    for key, d in changes.view.items():
-        line = late.get(d["task_id"]) if d["kind"] in ("result", "approval") else None
-        if (line is None or d["subject"] in told or d["escalation_acknowledged"]
+            .where(col(Deadline.kind).in_(("result", "approval")), which, Reminder.step == PAST_LINE)))
+    found, overdue = [], {}
+    for key, d in late:
+        line = d["line_on"]
+        if (d["subject"] in told or d["escalation_acknowledged"]
                 or (d["snoozed_until"] and today < d["snoozed_until"])):
             continue
-        found.append((key, {**d, "line": line}, Step(PAST_LINE, (LEAD,), -calendar.working_days_between(line, today))))
+        if line not in overdue:
+            overdue[line] = -calendar.working_days_between(line, today)
+        found.append((key, {**d, "line": line}, Step(PAST_LINE, (LEAD,), overdue[line])))
     return found
 
 
@@ -165,7 +292,7 @@ def _queue_digests(session: Session, fresh: list[dict[str, Any]],
     for row in fresh:
         by_person[row["recipient"]].append((steps[(row["deadline_id"], row["step"])], row["level"], row["id"]))
     objects = _objects(session, [steps[(row["deadline_id"], row["step"])][0] for row in fresh])  # those in a digest
-    digests = []
+    digests, messages = [], []
     for recipient, entries in sorted(by_person.items()):
         platform, _, user = recipient.partition(":")
         destination = Destination(platform, USER, user)
@@ -173,8 +300,9 @@ def _queue_digests(session: Session, fresh: list[dict[str, Any]],
                  sorted(entries, key=lambda e: (e[0][0]["due"], e[0][0]["id"]))]
         message = Text(say("reminders", "digest", entries=lines, today=today))
         first = min(i for _, _, i in entries)
-        outbox.queue(session, destination, message, outbox_keys.reminder_digest(recipient, first))
+        messages.append((destination, message, outbox_keys.reminder_digest(recipient, first)))
         digests.append(Digest(destination, len(entries)))
+    outbox.queue_many(session, messages)
     return digests
 
 
@@ -202,29 +330,40 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     return [dict(r._mapping) for r in session.execute(statement, rows)]
 
 
-def _objects(session: Session, deadlines: list[dict]) -> dict[int, InspectionObject]:
-    task_ids = sorted({d["task_id"] for d in deadlines if d["task_id"]})
-    found: dict[int, InspectionObject] = {}
-    for start in range(0, len(task_ids), 10_000):
-        chunk = task_ids[start:start + 10_000]
-        query = (select(col(Task.id), InspectionObject)
-                 .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(col(Task.id).in_(chunk)))
-        for task_id, obj in session.exec(query):
-            assert task_id is not None  # a stored task
-            found[task_id] = obj
+@dataclass(frozen=True)
+class _Named:
+    name: str  # what a digest shows of an object
+
+
+def _objects(session: Session, deadlines: list[dict]) -> dict[int, _Named]:
+    found: dict[int, _Named] = {}
+    for which in among(session, col(Task.id), (d["task_id"] for d in deadlines if d["task_id"])):
+        query = (select(col(Task.id), InspectionObject.name)
+                 .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(which))
+        for task_id, name in session.execute(query):
+            found[task_id] = _Named(name)
     return found
 
 
 class _People:
-    """Who each level of a deadline reaches, on every enabled platform."""
+    """Who each level of a deadline reaches, on every enabled platform, as ``platform:user``
+    (resolved once per distinct owner, batch and unit)."""
 
     def __init__(self, session: Session, settings: Settings, batch_ids: set[str]) -> None:
         self.session, self.settings = session, settings
         rows = session.execute(select(Batch.id, Batch.lead_unit_id).where(col(Batch.id).in_(list(batch_ids)))).all()
         self.leads_of = {batch_id: lead for batch_id, lead in rows}
         self._inspectors: dict[str, list[Destination]] = {}
+        self._found: dict[tuple, list[str]] = {}
 
-    def of(self, deadline: dict, level: str) -> list[Destination]:
+    def of(self, deadline: dict, level: str) -> list[str]:
+        key: tuple = ((level, deadline["batch_id"], *deadline["owed_by"]) if level == OWNER
+                      else (level, deadline["batch_id"]) if level == LEAD else (level, deadline["unit_id"]))
+        if key not in self._found:
+            self._found[key] = [f"{d.platform}:{d.address}" for d in self._of(deadline, level)]
+        return self._found[key]
+
+    def _of(self, deadline: dict, level: str) -> list[Destination]:
         if level == LEAD:
             if deadline["batch_id"] is None:  # a plan's date: the credit office (the admins) oversees plans
                 return recipients.people(self.settings, list(self.settings.roles.admins))
@@ -241,11 +380,11 @@ class _People:
                 found += self._inspector(ident)
             elif kind == "leads":
                 found += recipients.people(self.settings, recipients.unit_people(self.settings, ident, "leads"))
-            elif kind == "approvers":
-                entries = (recipients.unit_people(self.settings, ident, "approvers")
-                           or recipients.unit_people(self.settings, self.leads_of.get(deadline["batch_id"]), "leads")
-                           or list(self.settings.roles.admins))
-                found += recipients.people(self.settings, entries)
+            elif kind == "approvers":  # the unit's approvers, else the lead office's leads, else the admins
+                found += recipients.first_reachable(self.settings, [
+                    recipients.unit_people(self.settings, ident, "approvers"),
+                    recipients.unit_people(self.settings, self.leads_of.get(deadline["batch_id"]), "leads"),
+                    list(self.settings.roles.admins)])
             elif kind == "receivers":  # a follow-up's receiving unit (art. 18)
                 from bot.batches.followups import receivers
 
@@ -254,6 +393,7 @@ class _People:
 
     def _inspector(self, inspector_id: str) -> list[Destination]:
         if not self._inspectors:  # every inspector at once: one query, not one per person
-            for person in self.session.exec(select(Inspector)):
-                self._inspectors[person.id] = recipients.inspector(self.settings, person)
+            for row in self.session.execute(select(Inspector.id, Inspector.wecom_userid, Inspector.dingtalk_userid)):
+                # the accounts only, as attributes (building 100,000s of model instances costs seconds)
+                self._inspectors[row.id] = recipients.inspector(self.settings, cast(Inspector, row))
         return self._inspectors.get(inspector_id, [])

@@ -29,11 +29,13 @@ from storage.models.planning import AnnualPlan, PlanAdjustment
 from storage.models.workflow import (
     Assignment,
     Deadline,
+    DeadlineMark,
     Evidence,
     EvidenceBlob,
     FollowUp,
     PendingInput,
     Reminder,
+    ReminderSweep,
     Result,
     Task,
 )
@@ -43,4 +45,7 @@ __all__ = [
     "Deadline", "DirectoryChange", "Evidence", "EvidenceBlob", "FollowUp", "Holiday", "ImportRun", "InboundDelivery",
     "InspectionObject", "Inspector", "Item", "Listed", "OutboxMessage", "PendingInput", "PlanAdjustment", "RateHold",
     "Reminder", "Result", "SeenSignature", "SendSlot", "Stratum", "Task", "Team", "Unit", "table_of", "utcnow",
+    "DeadlineMark", "ReminderSweep",
 ]
+
+import storage.deadline_marks  # noqa: E402,F401  (registers the listeners marking changed work)

@@ -165,6 +165,31 @@ class Deadline(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     snoozed_until: date | None = None  # no reminders before this day (an admin's decision, audited)
     escalation_acknowledged: bool = False  # the lead office and contacts know: no more escalations
+    # Kept by the reminder sweep (bot.reminders.sweep): no rung before this day (a tick reads
+    # only the deadlines falling due by today); None once met.
+    next_rung_on: date | None = Field(default=None, index=True)
+    line_on: date | None = None  # art. 20: the 20-day line of a result or approval deadline
+
+
+class DeadlineMark(SQLModel, table=True):
+    """Work changed since the last reminder sweep (``storage.deadline_marks``): what its
+    deadlines must be recomputed for — ``task:<id>``, ``batch:<id>``, ``inspector:<id>``
+    or ``all``. Appended by the writers, deleted by the sweep that read it."""
+
+    __tablename__ = "deadline_marks"
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str
+
+
+class ReminderSweep(SQLModel, table=True):
+    """The last reminder sweep (one row): the fingerprint of what every stored deadline
+    and rung was computed with (calendar, policy, roles, directory), and a version that a
+    sweep claims atomically to write (several instances)."""
+
+    __tablename__ = "reminder_sweeps"
+    id: int = Field(primary_key=True)
+    fingerprint: str
+    version: int
 
 
 class Reminder(SQLModel, table=True):
