@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col, select
 
 from bot import outbox_keys, plan_frequency
-from bot.batches.bulkwork import without_collections
+from bot.bulkwork import without_collections
 from bot.chat import platforms, recipients
 from bot.clock import bureau_time
 from bot.outbound import USER, Destination, Text
