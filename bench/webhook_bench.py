@@ -95,6 +95,7 @@ from bot.callback_crypto import MsgCrypt
 from bot.terminal import bar_chart, err
 
 TARGET = 0.5  # the bot keeps at least half the bare handler's throughput
+P99_TARGET = 2.0  # the bot's p99 acknowledgement latency at most twice the bare handler's
 FIRST_GUESS = 15000  # req/s, to size the first run's pre-built payloads; later runs use what was seen
 
 
@@ -338,6 +339,8 @@ def bench(args, work: Path) -> int:
         ratio = bot.rate / bare.rate if bare.rate else math.nan
         same_ratio = bot.rate / same.rate if same.rate else math.nan
         verdict = "MET" if ratio >= TARGET else "MISSED"
+        p99_ratio = bot.quantile(0.99) / bare.quantile(0.99) if bare.latencies else math.nan
+        p99_verdict = "MET" if p99_ratio <= P99_TARGET else "MISSED"
 
         print()
         report(runs, best, cores)
@@ -362,6 +365,7 @@ def bench(args, work: Path) -> int:
                    f"{bot.rate:,.0f} req/s, p50 {ms(bot.quantile(0.5))} ms, p99 {ms(bot.quantile(0.99))} ms, "
                    f"{bot.not_ok} not 200, {bot.late} over {DEADLINE:g} s; bare aiohttp {bare.rate:,.0f} req/s, "
                    f"p99 {ms(bare.quantile(0.99))} ms; ratio {ratio:.2f} {verdict} (target ≥ {TARGET:g}); "
+                   f"p99 ratio {p99_ratio:.2f} {p99_verdict} (target ≤ {P99_TARGET:g}); "
                    f"against a bare handler on the bot's own loop ({same.rate:,.0f} req/s) {same_ratio:.2f}; "
                    f"{lost} lost, {doubled} doubled"
                    + ("" if not failures else f"; FAILED: {'; '.join(failures)}"))

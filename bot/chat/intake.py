@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -29,10 +28,13 @@ QUIET_AFTER = 0.1  # seconds without concurrent callbacks before deferred work r
 class GroupCommit:
     """Writes the deliveries of concurrent requests in one transaction per round.
 
-    The loop never waits on a thread for it: on PostgreSQL a round is one statement the
-    loop awaits (``loop_engine``); on SQLite it is written on the loop itself when no
-    writer is ahead (a local write of a round costs less than handing it to a thread
-    and back while the loop holds the GIL), and otherwise on the intake thread.
+    The loop never waits on the disk for it: on PostgreSQL a round is one statement the
+    loop awaits (``loop_engine``). On SQLite, when no writer is ahead, the round's rows are
+    written on the loop (a few statements, cheaper than handing them to a thread while the
+    loop holds the GIL) and its commit — the disk sync of ``durable`` — runs on the intake
+    thread, which holds no GIL meanwhile: the loop goes on accepting requests, which form
+    the next round. With a writer ahead, the whole round waits for it on the intake thread.
+    Either way a request is answered only after its round's commit has returned.
     """
 
     def __init__(self, engine: Engine, max_batch: int = 500) -> None:
@@ -78,7 +80,10 @@ class GroupCommit:
                 self._quiet.clear()
 
     async def close(self) -> None:
-        """Close the loop's database connections (a later take opens them again)."""
+        """Finish the rounds already taken (their requests are answered: stored, or a 5xx),
+        then close the loop's database connections (a later take opens them again)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
         if self._settling is not None:
             self._settling.cancel()
             self._settling = None
@@ -129,13 +134,35 @@ class GroupCommit:
                 # SQLAlchemy's signature, which names the plain one.
                 return await session.run_sync(_take, events)  # type: ignore[arg-type]
         try:
-            return self._write(events, transaction_now)
+            return await self._write_then_sync(events)
         except Busy:  # a writer is ahead: wait for it on the intake thread, not on the loop
             return await asyncio.get_running_loop().run_in_executor(self._thread, self._write, events)
 
-    def _write(self, events: list[Event],
-               begin: Callable[[Engine], AbstractContextManager[Session]] = transaction) -> set[tuple[str, str]]:
-        with begin(self._engine) as session:
+    async def _write_then_sync(self, events: list[Event]) -> set[tuple[str, str]]:
+        """SQLite, when no writer is ahead: the rows written on the loop, the commit on the
+        intake thread. The transaction's place in this process's writer queue (``writer_lock``)
+        is held until the commit has returned: no other writer of the process comes between.
+
+        Raises:
+            Busy: a writer of this process or another is ahead (nothing was written).
+        """
+        with transaction_now(self._engine) as session:
+            new = _take(session, events)
+            await self._on_thread(session.commit)  # what is left to commit at the end is nothing
+        return new
+
+    async def _on_thread(self, work: Callable[[], object]) -> None:
+        """``work`` on the intake thread, awaited to its end even if the caller is cancelled
+        (the session it commits must not be rolled back on the loop meanwhile)."""
+        done = asyncio.get_running_loop().run_in_executor(self._thread, work)
+        try:
+            await asyncio.shield(done)
+        except asyncio.CancelledError:
+            await asyncio.wait([done])
+            raise
+
+    def _write(self, events: list[Event]) -> set[tuple[str, str]]:
+        with transaction(self._engine) as session:
             return _take(session, events)
 
 
