@@ -101,7 +101,8 @@ def open_work(session: Session, settings: Settings, task_ids: Collection[int] | 
     units: dict[str, str] = {}
     leads = [team[0] for team in teams.values() if team]
     for which in ([true()] if task_ids is None else among(session, col(Inspector.id), leads)):
-        units.update(session.execute(select(Inspector.id, Inspector.unit_id).where(which)).tuples().all())
+        units.update({inspector: unit for inspector, unit in
+                      session.execute(select(Inspector.id, Inspector.unit_id).where(which))})
     return [OpenTask(task_id, batch_id, status, batches[batch_id], inspected_on, submitted.get(task_id),
                      tuple(teams[task_id]), units.get(teams[task_id][0]) if teams[task_id] else None)
             for task_id, batch_id, status, inspected_on in tasks]

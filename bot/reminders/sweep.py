@@ -239,8 +239,8 @@ def _sent(session: Session, deadline_ids: list[int], since: datetime) -> set[tup
     table = table_of(Reminder)
     sent: set[tuple[int, str, str]] = set()
     for which in among(session, table.c.deadline_id, deadline_ids):
-        sent.update(session.execute(select(table.c.deadline_id, table.c.recipient, table.c.step)
-                                    .where(which, table.c.sent_at >= since)).tuples())
+        sent.update((deadline, recipient, step) for deadline, recipient, step in session.execute(
+            select(table.c.deadline_id, table.c.recipient, table.c.step).where(which, table.c.sent_at >= since)))
     return sent
 
 
