@@ -21,9 +21,9 @@ from bot.settings import Settings
 from storage.calendar import load_calendar
 from storage.db import transaction
 from storage.models import Deadline, Task
-from tests.scenarios.test_reminders import at, inspected, settings  # noqa: F401  (fixtures)
 from tests.support.batch_district import seed_district
 from tests.support.dingtalk_bot import DingTalkWalk, dingtalk_settings, edge_settings, link_inspectors, sealed_event
+from tests.support.reminders import at, inspected_batch, reminder_settings
 from tests.support.wecom_bot import ADMIN, INSPECTOR_IDS
 
 
@@ -77,7 +77,9 @@ def test_sweep_minutes_and_the_bureau_timezone_drive_the_scheduler(engine):
     assert default.get_job("reminders").trigger.interval == timedelta(minutes=10)
 
 
-def test_approval_days_set_the_approvers_deadline(engine, settings, inspected):  # noqa: F811
+def test_approval_days_set_the_approvers_deadline(engine, tmp_path):
+    settings = reminder_settings()
+    inspected = inspected_batch(engine, tmp_path, settings)
     submitted_on = date(2026, 9, 30)
     with transaction(engine) as session:
         task = session.exec(select(Task).where(Task.batch_id == inspected).order_by(Task.id)).first()

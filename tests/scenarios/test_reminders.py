@@ -8,16 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import Session, select
 
-from bot.batches import commands
-from bot.batches.confirmation import confirm
-from bot.batches.inspection import mark_inspected, team_of
 from bot.reminders.sweep import sweep
 from bot.rules.deadlines import Policy, step_for
 from bot.settings import Settings
@@ -26,44 +22,18 @@ from storage.db import transaction
 from storage.models import AuditEntry, Deadline, OutboxMessage, Reminder, Task
 from storage.sealing import new_key
 from tests.support.batch_district import PLANS, seed_district
-
-TZ = ZoneInfo("Asia/Shanghai")
-ROLES = {"admins": ["console:admin"],
-         "units": {"S-DC": {"approvers": ["approver-dc"], "accountability": ["contact-dc"]},
-                   "S-XC": {"approvers": ["approver-xc"], "accountability": ["contact-xc"]},
-                   "U-XY": {"leads": ["lead-xy"]}}}
-
-
-def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), TZ).astimezone(UTC)
+from tests.support.reminders import at, inspected_batch, reminder_settings
 
 
 @pytest.fixture
 def settings():
-    return Settings(console={"enabled": True}, roles=ROLES, security={"keys": [new_key()]},
-                    bureau={"default_lead": "U-XY"})
+    return reminder_settings()
 
 
 @pytest.fixture
 def inspected(engine, tmp_path, settings):
     """A drawn batch (due 2026-10-16) whose three tasks were inspected on 2026-09-29."""
-    seed_district(engine, tmp_path)
-    drawn_at = at(date(2026, 9, 25))
-    with transaction(engine) as session:
-        batch = commands.run(session, settings, "admin", "new",
-                             "名称=国庆前抽查 事项=A01 数量=3 方式=交叉随机 截止=2026-10-16", drawn_at).batch_id
-    for action in ("publish", "draw"):
-        with transaction(engine) as session:
-            commands.run(session, settings, "admin", action, f"批次={batch}", drawn_at)
-    with transaction(engine) as session:
-        tasks = session.exec(select(Task).where(Task.batch_id == batch)).all()
-        for task in tasks:
-            for a in team_of(session, task.id):
-                confirm(session, "t", task.id, a.inspector_id, drawn_at)
-        for task in tasks:
-            lead = team_of(session, task.id)[0].inspector_id
-            mark_inspected(session, "t", task.id, lead, date(2026, 9, 29), date(2026, 9, 29), at(date(2026, 9, 29)))
-    return batch
+    return inspected_batch(engine, tmp_path, settings)
 
 
 def run(engine, settings, moment: datetime):
