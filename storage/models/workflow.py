@@ -15,7 +15,7 @@ class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (UniqueConstraint("batch_id", "object_id"),)
     id: int | None = Field(default=None, primary_key=True)
-    batch_id: str = Field(foreign_key="batches.id", index=True)
+    batch_id: str = Field(foreign_key="batches.id")  # indexed by the unique (batch_id, object_id)
     position: int
     object_id: str = Field(foreign_key="objects.id", index=True)
     strata: list[str] = Field(default_factory=list, sa_type=JSON)
@@ -38,7 +38,7 @@ class Assignment(SQLModel, table=True):
     __tablename__ = "assignments"
     __table_args__ = (UniqueConstraint("task_id", "inspector_id"),)
     id: int | None = Field(default=None, primary_key=True)
-    task_id: int = Field(foreign_key="tasks.id", index=True)
+    task_id: int = Field(foreign_key="tasks.id")  # indexed by the unique (task_id, inspector_id)
     inspector_id: str = Field(foreign_key="inspectors.id", index=True)
     position: int  # order accepted; 0 is the lead (主办)
     origin: str = "draw"  # draw | replacement | restaff (补员) | hand (指派)
