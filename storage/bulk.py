@@ -85,19 +85,16 @@ def insert_tuples(connection: Connection, table: Table, names: Sequence[str], ro
     convert = [_memoised(table.c[name], dialect) for name in columns]
     tail = tuple(convert[len(names) + n](default({})) for n, default in enumerate(constant.values()))
     skip = len(names) + len(constant)
-    own = convert[:len(names)]
-    if computed:
-        def converted(row: tuple) -> tuple:
-            given = dict(zip(names, row, strict=True))
-            return (tuple(c(v) for c, v in zip(own, row, strict=True)) + tail
-                    + tuple(convert[skip + n](default(given)) for n, default in enumerate(computed.values())))
-        prepared = [converted(row) for row in rows]
-    else:  # column by column: each converter mapped over its column
-        by_column = list(zip(*rows, strict=True))
-        if not by_column:
-            return 0
-        made = [column if c is _same else list(map(c, column)) for c, column in zip(own, by_column, strict=True)]
-        prepared = list(zip(*made, *(repeat(value) for value in tail)))
+    rows = list(rows)
+    if not rows:
+        return 0
+    by_column: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    if computed:  # a default that reads its row (objects.page_key): computed per row, kept as a column
+        given = [dict(zip(names, row)) for row in rows]
+        by_column += [list(map(default, given)) for default in computed.values()]
+    made = [column if c is _same else list(map(c, column))  # each converter mapped over its column
+            for c, column in zip(convert[:len(names)] + convert[skip:], by_column, strict=True)]
+    prepared = list(zip(*made[:len(names)], *(repeat(value) for value in tail), *made[len(names):]))
     if prepared:
         _insert_converted(connection, table, columns, prepared)
     return len(prepared)

@@ -13,7 +13,6 @@ import getpass
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from sqlmodel import Session, SQLModel
 
 from bot.bulkwork import collections_paused
 from storage import audit
-from storage.bulk import insert_rows, insert_tuples
+from storage.bulk import insert_rows
 from storage.db import transaction
 from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
@@ -295,23 +294,9 @@ class _Writer:
             name: self.import_id for name in ("first_import_id", "last_import_id", "import_id") if name in self.table.c
         }
         rows = [c.row or {} for c in changes]  # additions always carry their row
-        names = tuple(rows[0]) if rows else ()
-        if len(names) < 2 or any(len(row) != len(names) for row in rows):  # (never from a parsed file)
+        with _indexes_deferred(self.connection, self.table, len(rows)):
             for chunk in self.chunks(rows, "写入"):
                 insert_rows(self.connection, self.table, chunk, bookkeeping)
-            return
-        # Every parsed row has the same fields: taken as tuples, with the columns whose default
-        # depends on the row filled as SQLAlchemy's insert fills them and the bookkeeping
-        # (``insert_rows``'s constants), so the bulk insert converts column by column.
-        computed = _row_defaults(self.table, set(names) | set(bookkeeping))
-        fixed = {name: value for name, value in bookkeeping.items() if name not in names}
-        columns = [*zip(*map(itemgetter(*names), rows)),
-                   *([make(row) for row in rows] for make in computed.values()),
-                   *(repeat(value, len(rows)) for value in fixed.values())]
-        tuples = list(zip(*columns))
-        with _indexes_deferred(self.connection, self.table, len(tuples)):
-            for chunk in self.chunks(tuples, "写入"):
-                insert_tuples(self.connection, self.table, (*names, *computed, *fixed), chunk)
 
     def update(self, changes: list[Change]) -> None:
         """Changed fields, grouped by which fields changed (one statement per shape)."""
@@ -390,33 +375,6 @@ def _indexes_deferred(connection: Connection, table: Table, adding: int) -> Iter
     yield
     for _, create in indexes:
         connection.exec_driver_sql(create)
-
-
-class _Parameters:
-    """What a column's default function is handed by SQLAlchemy (``get_current_parameters``)."""
-
-    __slots__ = ("row",)
-
-    def __init__(self, row: dict) -> None:
-        self.row = row
-
-    def get_current_parameters(self) -> dict:
-        return self.row
-
-
-def _row_defaults(table: Table, given: set[str]) -> dict[str, Callable[[dict], Any]]:
-    """For each column the rows do not name whose default is a function of the row being
-    inserted (``objects.page_key``): that function, as SQLAlchemy's insert would call it."""
-    found: dict[str, Callable[[dict], Any]] = {}
-    for column in table.columns:
-        default: Any = column.default
-        if column.name not in given and default is not None and default.is_callable:
-            found[column.name] = _of_row(default.arg)
-    return found
-
-
-def _of_row(make: Callable[[_Parameters], Any]) -> Callable[[dict], Any]:
-    return lambda row: make(_Parameters(row))
 
 
 def _jsonable(row: dict) -> dict:
