@@ -5,8 +5,7 @@ and then to the receiving unit's accountability contact, and met once 处置 clo
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, timedelta
 
 import pytest
 from sqlmodel import Session, select
@@ -22,17 +21,13 @@ from storage.db import transaction
 from storage.models import Deadline, FollowUp, OutboxMessage, Task
 from storage.sealing import new_key
 from tests.support.batch_district import seed_district
+from tests.support.reminders import at
 
-TZ = ZoneInfo("Asia/Shanghai")
 ROLES = {"admins": ["console:admin"],
          "units": {"S-DC": {"leads": ["lead-dc"], "approvers": ["approver-dc"], "accountability": ["contact-dc"]},
                    "S-XC": {"approvers": ["approver-xc"], "accountability": ["contact-xc"]},
                    "U-XY": {"leads": ["lead-xy"]}}}
 PUBLISHED = date(2026, 9, 29)
-
-
-def at(day: date, hour: int = 10) -> datetime:
-    return datetime.combine(day, time(hour), TZ).astimezone(UTC)
 
 
 @pytest.fixture

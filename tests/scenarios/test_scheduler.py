@@ -6,8 +6,7 @@ its day whatever the calendar, each once per period."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
-from zoneinfo import ZoneInfo
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlmodel import Session, select
@@ -24,17 +23,13 @@ from storage.db import transaction
 from storage.models import ConsoleMessage, OutboxMessage, Reminder, Task
 from storage.sealing import new_key
 from tests.support.batch_district import seed_district
+from tests.support.reminders import TZ, at
 from tests.support.wecom_bot import eventually
 
-TZ = ZoneInfo("Asia/Shanghai")
 ROLES = {"admins": ["console:admin"], "supervisors": ["console:boss"],
          "units": {"S-DC": {"approvers": ["approver-dc"]}, "S-XC": {"approvers": ["approver-xc"]},
                    "U-XY": {"leads": ["lead-xy"]}}}
 SUMMARIES = {"daily_at": "17:30", "weekly_on": "fri", "weekly_at": "17:00"}
-
-
-def at(day: date, hour: int = 10, minute: int = 0) -> datetime:
-    return datetime.combine(day, time(hour, minute), TZ).astimezone(UTC)
 
 
 @pytest.fixture
