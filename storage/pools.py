@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -59,10 +60,15 @@ class FrozenPool:
     digest: str
     runs: list[list[str]]  # [first id, digest of the run's lines]
     packed: bytes | None = field(default=None, repr=False, compare=False)  # ``compressed()``, if made already
+    packing: Future[bytes] | None = field(default=None, repr=False, compare=False)  # being made on a thread
 
     def compressed(self) -> bytes:
         """The lines as stored: zlib, level 6."""
-        return zlib.compress(self.lines, 6) if self.packed is None else self.packed
+        if self.packed is not None:
+            return self.packed
+        if self.packing is not None:
+            return self.packing.result()
+        return zlib.compress(self.lines, 6)
 
 
 class TamperedPool(Exception):
@@ -241,11 +247,25 @@ def freeze_sorted(ids: list[str], heavy: dict[str, int]) -> FrozenPool:
         lines = [member_id + "|1\n" for member_id in ids]
     data = "".join(lines).encode()
     # zlib and hashlib let go of Python's lock on large buffers: the pool is compressed on
-    # another core while its digest and run digests are computed here (same bytes).
-    with ThreadPoolExecutor(1, thread_name_prefix="pool-zlib") as compressing:
-        packed = compressing.submit(zlib.compress, data, 6)
-        digest, runs = hashlib.sha256(data).hexdigest(), _runs(lines)
-        return FrozenPool(data, len(lines), digest, runs, packed.result())
+    # another core while its digest and run digests are computed here (same bytes), and
+    # while the caller goes on (publication freezes the roster meanwhile): ``compressed()``
+    # waits for it.
+    packing = _compressing(data)
+    return FrozenPool(data, len(lines), hashlib.sha256(data).hexdigest(), _runs(lines), packing=packing)
+
+
+def _compressing(data: bytes) -> Future[bytes]:
+    """``zlib.compress(data, 6)`` under way on a thread of its own."""
+    made: Future[bytes] = Future()
+
+    def compress() -> None:
+        try:
+            made.set_result(zlib.compress(data, 6))
+        except BaseException as exc:  # handed to whoever waits for it
+            made.set_exception(exc)
+
+    threading.Thread(target=compress, name="pool-zlib", daemon=True).start()
+    return made
 
 
 def _valid_sorted(ids: list[str], heavy: dict[str, int]) -> bool:

@@ -45,7 +45,7 @@ def test_runs_match_the_reference_across_run_boundaries():
 
 
 def test_the_pool_compressed_on_the_side_is_the_pool_compressed_as_stored():
-    """``freeze_sorted`` compresses in a thread while it hashes: the same bytes as
+    """``freeze_sorted`` compresses in a thread while it hashes (and its caller goes on): the same bytes as
     ``compressed()`` of the reference (zlib level 6), which the draw thaws."""
     import zlib
 
@@ -53,7 +53,7 @@ def test_the_pool_compressed_on_the_side_is_the_pool_compressed_as_stored():
 
     for members in (MEMBERS, [], sorted((f"OBJ-{n:07d}", 1 + n % 4) for n in range(RUN_LINES + 5))):
         fast, reference = _fast(members), freeze(members)
-        assert fast.packed is not None and reference.packed is None
+        assert fast.packing is not None and reference.packing is None and reference.packed is None
         assert fast.compressed() == reference.compressed() == zlib.compress(reference.lines, 6)
         assert thaw(fast.compressed(), fast.digest, fast.runs) == reference.lines
 
