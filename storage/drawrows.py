@@ -18,8 +18,9 @@ ids are given in that order), and an assignment's task is looked up by the uniqu
 so assignments get their ids in the same order too (tests/storage/test_drawrows.py
 compares every column, ids included, with the rows ``insert_tuples`` stores).
 
-PostgreSQL: the rows are gathered and stored by ``insert_tuples`` (``COPY``) when the
-draw's matching is done.
+On a machine with no core to spare (``bot.bulkwork.spare_core``) the same statements run
+in the draw's own thread as each chunk comes. PostgreSQL: the rows are gathered and
+stored by ``insert_tuples`` (``COPY``) when the draw's matching is done.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from bot.bulkwork import spare_core
 from storage.bulk import _memoised, insert_tuples
 from storage.models import Assignment, Task, table_of
 
@@ -52,11 +54,15 @@ class DrawRows:
     returns. ``abandon`` stops without waiting for what is left (the draw failed; the
     caller rolls the transaction back)."""
 
-    def __init__(self, connection: Connection, batch_id: str, at: datetime, *, chunk: int | None = None) -> None:
+    def __init__(self, connection: Connection, batch_id: str, at: datetime, *, chunk: int | None = None,
+                 threaded: bool | None = None) -> None:
         self._connection, self._batch_id, self._at = connection, batch_id, at
         self._chunk = CHUNK if chunk is None else chunk
         self._pending: list[Row] = []
         self._sqlite = connection.dialect.name == "sqlite"
+        # On a machine with no core to spare, the chunks are stored by the caller's thread
+        # as they come: the same statements, without hand-overs of Python's lock.
+        self._threaded = spare_core() if threaded is None else threaded
         self._thread: threading.Thread | None = None
         self._queue: queue.SimpleQueue[list[Row] | None] = queue.SimpleQueue()
         self._failure: BaseException | None = None
@@ -106,6 +112,9 @@ class DrawRows:
         self._join()
 
     def _send(self, rows: list[Row]) -> None:
+        if not self._threaded:
+            self._store_chunk(self._connection.connection.dbapi_connection, rows)
+            return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="draw-rows", daemon=True)
             self._thread.start()

@@ -34,6 +34,7 @@ from itertools import compress, repeat
 from operator import not_
 from typing import TYPE_CHECKING
 
+from bot.bulkwork import spare_core
 from bot.rules import ssr1
 
 if TYPE_CHECKING:
@@ -104,15 +105,13 @@ def _under(base: HASH, lines: list[bytes], threshold: bytes) -> list[bytes]:
 
 
 def _fork_pays(lines: int) -> bool:
-    """Whether to score part of the pool in a forked process (see ``_under_forked``)."""
-    return lines >= FORK_MIN_LINES and hasattr(os, "fork") and _cores() >= 2
+    """Whether to score part of the pool in a forked process (see ``_under_forked``):
+    a large pool, and a core to spare (``bulkwork.spare_core``)."""
+    return lines >= FORK_MIN_LINES and hasattr(os, "fork") and _spare_core()
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def _spare_core() -> bool:
+    return spare_core()
 
 
 def _under_forked(base: HASH, lines: list[bytes], threshold: bytes) -> list[bytes]:

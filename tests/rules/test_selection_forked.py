@@ -27,7 +27,7 @@ def test_forked_scoring_is_the_one_process_selection(monkeypatch, n, k):
     forks = []
     real = selection._under_forked
     monkeypatch.setattr(selection, "FORK_MIN_LINES", 1)
-    monkeypatch.setattr(selection, "_cores", lambda: 2)
+    monkeypatch.setattr(selection, "_spare_core", lambda: True)
     monkeypatch.setattr(selection, "_under_forked", lambda *a: forks.append(1) or real(*a))
     assert select_lines(seed, data, k) == serial
     assert forks == [1]
@@ -40,7 +40,7 @@ def test_the_fallback_loop_after_forked_scoring(monkeypatch):
     monkeypatch.setattr(selection, "FORK_MIN_LINES", 10**12)
     serial = select_lines(seed, data, 500, spare=-400)
     monkeypatch.setattr(selection, "FORK_MIN_LINES", 1)
-    monkeypatch.setattr(selection, "_cores", lambda: 2)
+    monkeypatch.setattr(selection, "_spare_core", lambda: True)
     assert select_lines(seed, data, 500, spare=-400) == serial
 
 
@@ -48,7 +48,7 @@ def test_a_child_that_fails_is_scored_here(monkeypatch):
     data, seed = _pool(20_000), ssr1.H("child fails")
     serial = select_lines(seed, data, 700)
     monkeypatch.setattr(selection, "FORK_MIN_LINES", 1)
-    monkeypatch.setattr(selection, "_cores", lambda: 2)
+    monkeypatch.setattr(selection, "_spare_core", lambda: True)
     real = selection._under
 
     def under(base, lines, threshold):

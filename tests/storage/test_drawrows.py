@@ -59,8 +59,9 @@ def _rows(session) -> list[drawrows.Row]:
             for n, o in enumerate(objects[::-1][:23])]
 
 
+@pytest.mark.parametrize("threaded", [True, False])
 @pytest.mark.parametrize("chunk", [1, 4, 10_000])
-def test_rows_stored_meanwhile_are_insert_tuples_rows_byte_for_byte(engine, tmp_path, chunk):
+def test_rows_stored_meanwhile_are_insert_tuples_rows_byte_for_byte(engine, tmp_path, chunk, threaded):
     from bot.batches import create
     from bot.rules.arguments import parse_arguments
     from tests.support.batch_district import batch_settings
@@ -73,7 +74,7 @@ def test_rows_stored_meanwhile_are_insert_tuples_rows_byte_for_byte(engine, tmp_
     for serial in (True, False):
         with transaction(engine) as session:
             rows = _rows(session)
-            store = drawrows.DrawRows(session.connection(), batch_id, AT, chunk=chunk)
+            store = drawrows.DrawRows(session.connection(), batch_id, AT, chunk=chunk, threaded=threaded)
             if serial:  # insert_tuples: executemany on SQLite, COPY on PostgreSQL
                 store._store_all(rows)
             else:
@@ -111,9 +112,10 @@ def test_a_draw_stored_in_chunks_stores_what_the_serial_draw_stores(engine, tmp_
     settings = batch_settings()
     batch_id = _new_batch(engine, settings)
     outcomes = []
-    for chunk in (10**9, 2):
+    for chunk, threaded in ((10**9, False), (2, True), (2, False)):
         monkeypatch.setattr(draw, "STORE_CHUNK", chunk)
         monkeypatch.setattr(drawrows, "CHUNK", chunk)
+        monkeypatch.setattr(drawrows, "spare_core", lambda threaded=threaded: threaded)
         with transaction(engine) as session:
             drawn = draw.draw(session, settings, "admin", parse_arguments(f"批次={batch_id}", draw.DRAW_KEYS), NOW)
             session.flush()
@@ -122,16 +124,17 @@ def test_a_draw_stored_in_chunks_stores_what_the_serial_draw_stores(engine, tmp_
                       [s.selected for s in session.exec(select(Stratum).where(Stratum.batch_id == batch_id))])
             outcomes.append((drawn.tasks, _raw(session, batch_id), record))
             session.rollback()
-    (n, (serial_tasks, serial_assignments), serial_record), (m, (tasks, assignments), record) = outcomes
-    assert n == m >= 10 and len(tasks) == m and len(assignments) >= 2 * m
-    assert record == serial_record
-    if engine.dialect.name == "postgresql":  # sequences do not roll back: ids differ, the rest not
-        first, serial_first = tasks[0][0], serial_tasks[0][0]
-        assert [t[1:] for t in tasks] == [t[1:] for t in serial_tasks]
-        assert [(a[1] - first, *a[2:]) for a in assignments] == \
-            [(a[1] - serial_first, *a[2:]) for a in serial_assignments]
-    else:
-        assert tasks == serial_tasks and assignments == serial_assignments
+    (n, (serial_tasks, serial_assignments), serial_record), *others = outcomes
+    for m, (tasks, assignments), record in others:
+        assert n == m >= 10 and len(tasks) == m and len(assignments) >= 2 * m
+        assert record == serial_record
+        if engine.dialect.name == "postgresql":  # sequences do not roll back: ids differ, the rest not
+            first, serial_first = tasks[0][0], serial_tasks[0][0]
+            assert [t[1:] for t in tasks] == [t[1:] for t in serial_tasks]
+            assert [(a[1] - first, *a[2:]) for a in assignments] == \
+                [(a[1] - serial_first, *a[2:]) for a in serial_assignments]
+        else:
+            assert tasks == serial_tasks and assignments == serial_assignments
 
 
 def test_a_draw_refused_after_chunks_were_stored_stores_nothing(engine, tmp_path, monkeypatch):
@@ -146,6 +149,7 @@ def test_a_draw_refused_after_chunks_were_stored_stores_nothing(engine, tmp_path
     batch_id = _new_batch(engine, settings)
     monkeypatch.setattr(draw, "STORE_CHUNK", 2)
     monkeypatch.setattr(drawrows, "CHUNK", 2)
+    monkeypatch.setattr(drawrows, "spare_core", lambda: True)
     real = draw.staff_recorded
 
     def staff_then_fail(seed, inputs):
