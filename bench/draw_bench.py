@@ -13,14 +13,15 @@ the same run times:
 * hash floor: one SHA-256 per pool member in a plain loop (one core), and the same loop
   cut across every core, to show what the machine's cores really give;
 * selection: the frozen pool read from the database, its digest checked, every member
-  scored and the k best kept (``thaw`` + ``selection.select_lines``, as the draw does);
-  beside it, for comparison only, a sketch of the same on forked chunks (every core)
-  and the reference ``ssr1.select``;
+  scored and the k best kept (``thaw`` + ``selection.select_lines``, as the draw does:
+  half of a large pool scored by a forked child); beside it, for comparison only, a
+  sketch of the same on forked chunks (every core) and the reference ``ssr1.select``;
 * matching: ``matching_inputs`` and ``match_recorded`` (``matching.match`` as the draw
   calls it) for that selection's tasks, and (untimed) how many SHA-256 each task's lazy
   walk cost (DRAW.md §5);
-* the whole draw: ``draw.draw`` in one transaction, storing tasks and assignments,
-  commit included.
+* the whole draw: ``draw.draw`` in one transaction, storing tasks and assignments
+  (on SQLite by a second thread while matching goes on, ``storage.drawrows``), commit
+  included.
 
 Publication (``publish.publish``: the pool and the roster frozen and hashed, commit
 included) is timed once and set beside the same hash floor (target ≤ 3×, as the whole
@@ -401,7 +402,8 @@ def bench(args, work: Path) -> int:
               f"{floor / best['floor, every core']:.2f}× faster than one core; "
               f"{spread(runs['floor, every core'][1])}"),
         Phase("selection: read + digest check + score + k best", best["selection"],
-              f"thaw + select_lines, one process, as draw.draw; {verdict} against {TARGET:g}× the hash floor; "
+              f"thaw + select_lines as draw.draw (a forked child scores half a pool of ≥ "
+              f"{selection.FORK_MIN_LINES:,} members); {verdict} against {TARGET:g}× the hash floor; "
               f"{spread(runs['selection'][1])}"),
         Phase(f"  sketch: select_lines on {cores} forked chunks, merged", best["selection, forked"],
               f"not the product: what the cores would give; {spread(runs['selection, forked'][1])}"),

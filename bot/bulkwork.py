@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -72,3 +73,28 @@ def _unpause() -> None:
         _running -= 1
         if _running == 0 and _resume:
             gc.enable()
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def spare_core() -> bool:
+    """Whether a second core is likely free now, so that work split across two (a forked
+    child, a thread that runs without Python's lock) ends sooner: two cores or more, and
+    the one-minute load average leaves at least one idle. On a machine already busier
+    than its cores, splitting only adds hand-overs between threads and processes that
+    each wait for a core (measured: a 200,000-object draw took longer split than not at
+    a load of 5 on 2 cores), so the work then stays on one core — with the same result."""
+    n = cores()
+    if n < 2:
+        return False
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average here: assume the cores are free
+        return True
+    return load <= n - 1

@@ -10,14 +10,29 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import threading
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 
-from sqlalchemy import ColumnElement, Connection, Integer, and_, cast, false, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Integer,
+    String,
+    and_,
+    cast,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from bot.rules import ssr1
 from bot.rules.risk import RiskWeights, frequency_exempt, weight
@@ -45,10 +60,15 @@ class FrozenPool:
     digest: str
     runs: list[list[str]]  # [first id, digest of the run's lines]
     packed: bytes | None = field(default=None, repr=False, compare=False)  # ``compressed()``, if made already
+    packing: Future[bytes] | None = field(default=None, repr=False, compare=False)  # being made on a thread
 
     def compressed(self) -> bytes:
         """The lines as stored: zlib, level 6."""
-        return zlib.compress(self.lines, 6) if self.packed is None else self.packed
+        if self.packed is not None:
+            return self.packed
+        if self.packing is not None:
+            return self.packing.result()
+        return zlib.compress(self.lines, 6)
 
 
 class TamperedPool(Exception):
@@ -107,16 +127,27 @@ def pool_members(connection: Connection, scope: Scope, weights: RiskWeights,
 
 def frozen_pool(connection: Connection, scope: Scope, weights: RiskWeights,
                 cap: FrequencyCap = FrequencyCap()) -> FrozenPool:
-    """``freeze(pool_members(…))`` at the speed of the driver: the rows read from the
-    driver's cursor as plain tuples, each distinct combination of risk marks weighed once,
-    the identifiers checked as a whole rather than one by one. Exactly the same pool,
-    lines, digest and runs (tests/storage/test_pools_fast.py)."""
+    """``freeze(pool_members(…))`` at the speed of the driver: the pool read in one scan
+    as two texts joined by the database (``_scanned``), or where that cannot be, the rows
+    read from the driver's cursor as plain tuples; each distinct combination of risk marks
+    weighed once, the identifiers checked as a whole rather than one by one. Exactly the
+    same pool, lines, digest and runs (tests/storage/test_pools_fast.py)."""
     capped = capped_objects(connection, cap)
-    c = _objects.c
     scan = connection.dialect.name == "sqlite" and not (scope.industries or scope.regions or scope.kinds
                                                          or scope.units)
+    where = scope_condition(scope, scan=scan)
+    found = None if capped else _scanned(connection, where, weights)
+    ids, heavy = found if found is not None else _rows(connection, where, weights, capped, cap)
+    ids.sort()  # Python orders str by code point: exactly DRAW.md's order
+    return freeze_sorted(ids, heavy)
+
+
+def _rows(connection: Connection, where: ColumnElement[bool], weights: RiskWeights, capped: set[str],
+          cap: FrequencyCap) -> tuple[list[str], dict[str, int]]:
+    """The members' ids (unsorted) and the weights that are not 1, read row by row."""
+    c = _objects.c
     result = connection.execute(select(c.id, c.complaints, c.abnormal, c.serious_violation, c.key_sector)
-                                .where(scope_condition(scope, scan=scan)))
+                                .where(where))
     try:
         rows = result.cursor.fetchall()  # the driver's own tuples: no per-row processing needed here
     finally:
@@ -134,9 +165,62 @@ def frozen_pool(connection: Connection, scope: Scope, weights: RiskWeights,
         ids.append(row[0])
         if w != 1:
             heavy[row[0]] = w
-    del rows
-    ids.sort()  # Python orders str by code point: exactly DRAW.md's order
-    return freeze_sorted(ids, heavy)
+    return ids, heavy
+
+
+# An object without any risk mark: its weight is 1 whatever the risk rules (``weight``: 1 + 0,
+# clamped). Never NULL, so its NOT is exact.
+_PLAIN = and_(func.coalesce(_objects.c.complaints, 0) <= 0, func.coalesce(_objects.c.abnormal, false()) == false(),
+              func.coalesce(_objects.c.serious_violation, false()) == false(),
+              func.coalesce(_objects.c.key_sector, false()) == false())
+
+
+def _scanned(connection: Connection, where: ColumnElement[bool],
+             weights: RiskWeights) -> tuple[list[str], dict[str, int]] | None:
+    """``_rows`` in one scan that makes no Python object per row: the database joins the
+    ids of the members without a risk mark into one text, and ``id|complaints|abnormal|
+    serious_violation|key_sector`` of the marked ones (NULL read as 0, as ``weight`` reads
+    it) into another; both are split here. None where a text cannot be split back exactly
+    (an id with ``|`` or a newline: import refuses them, and the row path then names it)
+    or the dialect has no such aggregate (the caller reads the rows)."""
+    c = _objects.c
+    name = connection.dialect.name
+    if name == "sqlite":
+        def joined(value: ColumnElement[str]) -> ColumnElement[str]:
+            return func.group_concat(value, "\n")
+    elif name == "postgresql":
+        def joined(value: ColumnElement[str]) -> ColumnElement[str]:
+            return func.string_agg(value, literal("\n"))
+    else:
+        return None
+
+    def text_of(value: ColumnElement) -> ColumnElement[str]:
+        return cast(cast(value, Integer), String)
+
+    marked = c.id.concat("|").concat(text_of(func.coalesce(c.complaints, 0)))
+    for mark in (c.abnormal, c.serious_violation, c.key_sector):
+        marked = marked.concat("|").concat(text_of(func.coalesce(mark, false())))
+    plain_count, plain_text, marked_count, marked_text = connection.execute(select(
+        func.count().filter(_PLAIN), joined(c.id).filter(_PLAIN),
+        func.count().filter(not_(_PLAIN)), joined(marked).filter(not_(_PLAIN))).where(where)).one()
+    ids = plain_text.split("\n") if plain_count else []
+    lines = marked_text.split("\n") if marked_count else []
+    if len(ids) != plain_count or len(lines) != marked_count:
+        return None
+    weighed: dict[tuple[str, ...], int] = {}
+    heavy: dict[str, int] = {}
+    for line in lines:
+        member_id, *marks = line.split("|")
+        if len(marks) != 4:
+            return None
+        key = tuple(marks)
+        w = weighed.get(key)
+        if w is None:
+            w = weighed[key] = weight(_Marks(int(marks[0]), *(int(m) != 0 for m in marks[1:])), weights)
+        ids.append(member_id)
+        if w != 1:
+            heavy[member_id] = w
+    return ids, heavy
 
 
 @dataclass(frozen=True)
@@ -163,11 +247,25 @@ def freeze_sorted(ids: list[str], heavy: dict[str, int]) -> FrozenPool:
         lines = [member_id + "|1\n" for member_id in ids]
     data = "".join(lines).encode()
     # zlib and hashlib let go of Python's lock on large buffers: the pool is compressed on
-    # another core while its digest and run digests are computed here (same bytes).
-    with ThreadPoolExecutor(1, thread_name_prefix="pool-zlib") as compressing:
-        packed = compressing.submit(zlib.compress, data, 6)
-        digest, runs = hashlib.sha256(data).hexdigest(), _runs(lines)
-        return FrozenPool(data, len(lines), digest, runs, packed.result())
+    # another core while its digest and run digests are computed here (same bytes), and
+    # while the caller goes on (publication freezes the roster meanwhile): ``compressed()``
+    # waits for it.
+    packing = _compressing(data)
+    return FrozenPool(data, len(lines), hashlib.sha256(data).hexdigest(), _runs(lines), packing=packing)
+
+
+def _compressing(data: bytes) -> Future[bytes]:
+    """``zlib.compress(data, 6)`` under way on a thread of its own."""
+    made: Future[bytes] = Future()
+
+    def compress() -> None:
+        try:
+            made.set_result(zlib.compress(data, 6))
+        except BaseException as exc:  # handed to whoever waits for it
+            made.set_exception(exc)
+
+    threading.Thread(target=compress, name="pool-zlib", daemon=True).start()
+    return made
 
 
 def _valid_sorted(ids: list[str], heavy: dict[str, int]) -> bool:

@@ -10,11 +10,12 @@ before the draw commits) and is audited by ``record_refusal``. Nothing is ever r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import Connection, true
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from bot.batches import options, roster
 from bot.batches.notices import queue_draw_notices
@@ -27,13 +28,14 @@ from bot.rules import matching, ssr1
 from bot.rules.arguments import ArgumentError, Arguments, parse_arguments
 from bot.settings import Settings
 from storage import audit
-from storage.bulk import insert_tuples
-from storage.models import Assignment, Batch, Conflict, InspectionObject, Inspector, Item, Stratum, Task, Team, table_of
+from storage.drawrows import DrawRows, Row
+from storage.models import Batch, Conflict, InspectionObject, Inspector, Item, Stratum, Team, table_of
 from storage.pools import TamperedPool, thaw
 from storage.sealing import SealingError, sealer_of
 
 DRAW_KEYS = frozenset({"batch", "beacon_value"})
 IN_CHUNK = 10_000
+STORE_CHUNK = 4096  # staffed tasks handed to storage at a time (storage.drawrows)
 
 
 @dataclass(frozen=True)
@@ -103,24 +105,28 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
         else _select(session, batch, seed, strata)
     draw_date = bureau_date(now, settings.bureau.timezone)
     inputs = matching_inputs(session, batch, selection.tasks, draw_date)
-    if (prepared is not None and prepared.selection is selection and prepared.draw_date == draw_date
-            and prepared.inputs == inputs):
-        outcome = prepared.outcome
-    else:
-        try:
-            outcome = _match(batch, seed, selection.tasks, inputs)
-        except Refusal as refusal:
-            outcome = refusal
-    if isinstance(outcome, Refusal):
-        raise outcome
-    staffed = outcome
-    for stratum, chosen in zip(strata, selection.chosen, strict=True):
-        stratum.selected = [[s.id, s.score] for s in chosen]
     tasks = selection.tasks
+    rows = DrawRows(session.connection(), batch.id, now)
+    try:
+        if (prepared is not None and prepared.selection is selection and prepared.draw_date == draw_date
+                and prepared.inputs == inputs):
+            if isinstance(prepared.outcome, Refusal):
+                raise prepared.outcome
+            staffed = prepared.outcome
+            rows.add(_rows(tasks, staffed, 0))
+        else:
+            staffed = _match_storing(batch, seed, tasks, inputs, rows)
+        # Made while the last rows are stored (on SQLite, by the second thread).
+        inputs["assignments"] = [{"object_id": a.object_id, "inspectors": list(a.inspectors), "team_id": a.team_id,
+                                  "needs_expert": a.needs_expert} for a in staffed]  # the draw as made (SPEC §6)
+        selected = [[[s.id, s.score] for s in chosen] for chosen in selection.chosen]
+        rows.finish()
+    except BaseException:
+        rows.abandon()
+        raise
+    for stratum, picked in zip(strata, selected, strict=True):
+        stratum.selected = picked
     batch.status, batch.drawn_at, batch.draw_date = "drawn", now, draw_date
-    _store(session, batch, tasks, staffed)
-    inputs["assignments"] = [{"object_id": a.object_id, "inspectors": list(a.inspectors), "team_id": a.team_id,
-                              "needs_expert": a.needs_expert} for a in staffed]  # the draw as made (SPEC §6)
     batch.secret, batch.seed, batch.beacon, batch.matching_inputs = opened.secret, seed, opened.beacon, inputs
     session.add_all([batch, *strata])
     session.flush()
@@ -180,11 +186,39 @@ def _match(batch: Batch, seed: str, tasks: list[ssr1.Task], inputs: dict) -> lis
     try:
         return match_recorded(seed, inputs)
     except matching.DrawFailure as exc:
-        # The object is not named: the selection is not public before the draw commits, and
-        # whoever reads the refusal could otherwise learn it and cancel (DRAW.md §5, §8).
-        first = next(t.strata[0] for t in tasks if t.object_id == exc.object_id)
-        raise Refusal("cannot_staff", batch=batch.id, reason=exc.reason, stratum=first, mode=exc.mode,
-                      frozen=batch.roster_digest is not None) from None
+        raise _cannot_staff(batch, tasks, exc) from None
+
+
+def _match_storing(batch: Batch, seed: str, tasks: list[ssr1.Task], inputs: dict,
+                   rows: DrawRows) -> list[matching.Assignment]:
+    """``_match``, each chunk of staffed tasks handed to ``rows`` as soon as it is made, so
+    that storing it (SQLite: on a second thread) overlaps matching the next."""
+    staffed: list[matching.Assignment] = []
+    given = 0
+    try:
+        for assignment in staff_recorded(seed, inputs):
+            staffed.append(assignment)
+            if len(staffed) - given == STORE_CHUNK:
+                rows.add(_rows(tasks, staffed, given))
+                given = len(staffed)
+    except matching.DrawFailure as exc:
+        raise _cannot_staff(batch, tasks, exc) from None
+    rows.add(_rows(tasks, staffed, given))
+    return staffed
+
+
+def _rows(tasks: list[ssr1.Task], staffed: list[matching.Assignment], start: int) -> list[Row]:
+    """The rows of the tasks staffed from position ``start`` on."""
+    return [(n, t.object_id, t.strata, t.items, a.team_id, a.needs_expert, a.inspectors)
+            for n, t, a in zip(range(start, len(staffed)), tasks[start:], staffed[start:], strict=False)]
+
+
+def _cannot_staff(batch: Batch, tasks: list[ssr1.Task], exc: matching.DrawFailure) -> Refusal:
+    # The object is not named: the selection is not public before the draw commits, and
+    # whoever reads the refusal could otherwise learn it and cancel (DRAW.md §5, §8).
+    first = next(t.strata[0] for t in tasks if t.object_id == exc.object_id)
+    return Refusal("cannot_staff", batch=batch.id, reason=exc.reason, stratum=first, mode=exc.mode,
+                   frozen=batch.roster_digest is not None)
 
 
 def record_refusal(session: Session, actor: str, text: str, refusal: Refusal) -> None:
@@ -213,11 +247,16 @@ def _batch_named(text: str) -> str:
 
 def match_recorded(seed: str, inputs: dict) -> list[matching.Assignment]:
     """Matching (DRAW.md §5) run on the recorded inputs, exactly as a check re-runs it."""
+    return list(staff_recorded(seed, inputs))
+
+
+def staff_recorded(seed: str, inputs: dict) -> Iterator[matching.Assignment]:
+    """``match_recorded`` one task at a time (``matching.staff``)."""
     objects = [matching.TaskObject(o["id"], o["unit"], frozenset(o["required_specialties"])) for o in inputs["objects"]]
     inspectors = [matching.Inspector(i["id"], i["unit"], frozenset(i["specialties"]), i["active"],
                                      qualified=i["qualified"]) for i in inputs["inspectors"]]
     teams = [matching.Team(t["id"], tuple(t["members"])) for t in inputs["teams"]]
-    return matching.match(seed, objects, inspectors, mode=inputs["mode"], teams=teams,
+    return matching.staff(seed, objects, inspectors, mode=inputs["mode"], teams=teams,
                           conflicts={tuple(pair) for pair in inputs["conflicts"]},
                           team_size=inputs["team_size"], slack=inputs["slack"])
 
@@ -281,24 +320,6 @@ def _directory_roster(session: Session, on: date) -> dict:
 
 def _by_id(row: Inspector | Team | ssr1.RosterInspector) -> str:
     return row.id
-
-
-def _store(session: Session, batch: Batch, tasks: list[ssr1.Task], staffed: list[matching.Assignment]) -> None:
-    """Every task and assignment of the draw, at the driver's speed (``storage.bulk``):
-    rows as tuples, each distinct strata and items converted once."""
-    connection = session.connection()
-    insert_tuples(connection, table_of(Task), TASK_COLUMNS, [
-        (batch.id, n, t.object_id, t.strata, t.items, a.team_id, a.needs_expert, "drawn")
-        for n, (t, a) in enumerate(zip(tasks, staffed, strict=True))])
-    ids = dict(connection.execute(select(Task.position, col(Task.id)).where(Task.batch_id == batch.id)).all())
-    at = batch.drawn_at
-    insert_tuples(connection, table_of(Assignment), ASSIGNMENT_COLUMNS, [
-        (ids[n], inspector, p, "draw", "drawn", at) for n, a in enumerate(staffed)
-        for p, inspector in enumerate(a.inspectors)])
-
-
-TASK_COLUMNS = ("batch_id", "position", "object_id", "strata", "items", "team_id", "needs_expert", "status")
-ASSIGNMENT_COLUMNS = ("task_id", "inspector_id", "position", "origin", "status", "assigned_at")
 
 
 def _beacon(batch: Batch, value: str | None) -> str:

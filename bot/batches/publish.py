@@ -33,16 +33,17 @@ def publish(session: Session, settings: Settings, actor: str, args: Arguments, n
     strata = strata_of(session, batch.id)
     weights = RiskWeights(**settings.draw.risk_weights.model_dump())
     cap = frequency_cap(settings, now)
-    for stratum in strata:
-        frozen = frozen_pool(session.connection(), Scope.from_json(stratum.filter), weights, cap)
+    pools = [frozen_pool(session.connection(), Scope.from_json(stratum.filter), weights, cap) for stratum in strata]
+    # DRAW.md §1.3, §8: who may be drawn is fixed with the pools, before anyone knows the seed
+    # (read while the pools are compressed on another thread).
+    batch.roster, batch.roster_digest = roster.freeze(session)
+    for stratum, frozen in zip(strata, pools, strict=True):
         stratum.pool, stratum.pool_runs = frozen.compressed(), frozen.runs
         stratum.pool_size, stratum.pool_digest = frozen.size, frozen.digest
         if stratum.ratio_percent is None:  # a stratum has a ratio or a count (options.quota)
             stratum.k = stratum.count
         else:
             stratum.k = ssr1.k_for_ratio(frozen.size, stratum.ratio_percent)
-    # DRAW.md §1.3, §8: who may be drawn is fixed with the pools, before anyone knows the seed.
-    batch.roster, batch.roster_digest = roster.freeze(session)
     secret = ssr1.new_secret()  # 32 bytes from the OS CSPRNG (DRAW.md §1)
     try:
         batch.secret_encrypted = sealer_of(session).seal(secret)

@@ -14,22 +14,27 @@ if fewer than ``k`` fall under it — many standard deviations away, but possibl
 selection is made again by the plain loop, which keeps every candidate it may need. So
 the threshold decides how much is kept, never what is selected.
 
-Scores are order-independent, so chunks could be scored in separate processes and
-merged; measured on this project's 2-vCPU machines, forked workers were slower than
-one process (1.35 s against 1.08 s for 1,000,000 members), so the draw stays
-in-process. ``ssr1.merge_selections`` is there for a sharded deployment.
+Scores are order-independent, so a pool of ``FORK_MIN_LINES`` members or more is
+scored on two cores where there are two: a forked child takes the second half of the
+weight-1 lines, this process the first, and the child sends back only what it kept
+under the threshold (``_under_forked``). The kept candidates are exactly those of the
+one-process path, so the selection is too (tests/rules/test_selection_forked.py).
+``ssr1.merge_selections`` is there for a sharded deployment.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
+import pickle
 from collections import deque
 from collections.abc import Callable
 from itertools import compress, repeat
 from operator import not_
 from typing import TYPE_CHECKING
 
+from bot.bulkwork import spare_core
 from bot.rules import ssr1
 
 if TYPE_CHECKING:
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 
 _DIGEST = 32
 _CHUNK = 4096  # members hashed per round of ``map``: a few hundred kB of hash states
+FORK_MIN_LINES = 100_000  # below this, forking costs more than half the scoring saves
 
 
 def select_lines(stratum_seed: str, data: bytes, k: int, *, spare: int | None = None) -> list[ssr1.Scored]:
@@ -69,7 +75,7 @@ def select_lines(stratum_seed: str, data: bytes, k: int, *, spare: int | None = 
         flags = list(map(bytes.endswith, lines, repeat(b"|0")))
         light, heavy = list(compress(lines, flags)), list(compress(lines, map(not_, flags)))
     del lines
-    kept = _under(base, light, threshold)
+    kept = _under_forked(base, light, threshold) if _fork_pays(len(light)) else _under(base, light, threshold)
     copy = base.copy
     for line in heavy:  # weights 2–10: a frame each, few of them
         member, _, w = line.rpartition(b"|")
@@ -96,6 +102,59 @@ def _under(base: HASH, lines: list[bytes], threshold: bytes) -> list[bytes]:
         flags = list(map(keep, digests))
         kept += map(bytes.__add__, compress(digests, flags), compress(chunk, flags))
     return kept
+
+
+def _fork_pays(lines: int) -> bool:
+    """Whether to score part of the pool in a forked process (see ``_under_forked``):
+    a large pool, and a core to spare (``bulkwork.spare_core``)."""
+    return lines >= FORK_MIN_LINES and hasattr(os, "fork") and _spare_core()
+
+
+def _spare_core() -> bool:
+    return spare_core()
+
+
+def _under_forked(base: HASH, lines: list[bytes], threshold: bytes) -> list[bytes]:
+    """``_under`` on two cores: a forked child scores the second half of ``lines`` while
+    this process scores the first, and sends back its kept candidates (a few
+    thousandths of the pool) through a pipe. The same list as ``_under``, in the same
+    order: each half keeps exactly what ``_under`` keeps of it, the threshold being the
+    whole pool's. Falls back to ``_under`` where the child cannot be made or fails.
+
+    The child inherits the pool and the hash state; it runs nothing but ``_under``,
+    pickles its list (its own, trusted) and leaves by ``os._exit``: no exit handlers,
+    no database connection touched (SQLite and PostgreSQL handles are only closed)."""
+    half = len(lines) // 2
+    try:
+        read, write = os.pipe()
+    except OSError:
+        return _under(base, lines, threshold)
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return _under(base, lines, threshold)
+    if pid == 0:  # the child
+        status = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as out:
+                out.write(pickle.dumps(_under(base, lines[half:], threshold), pickle.HIGHEST_PROTOCOL))
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    try:
+        first = _under(base, lines[:half], threshold)
+        with os.fdopen(read, "rb") as got:
+            sent = got.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    if status != 0:
+        return first + _under(base, lines[half:], threshold)
+    second: list[bytes] = pickle.loads(sent)  # noqa: S301 (our own child's list, through our own pipe)
+    return first + second
 
 
 def _select_loop(copy: Callable[[], HASH], text: bytes, k: int) -> list[ssr1.Scored]:

@@ -168,20 +168,41 @@ def match(
             than ``team_size`` candidates without a conflict (no such team).
         ValueError: On a bad mode, size or slack, or an id given twice.
     """
+    return list(staff(seed, objects, inspectors, mode=mode, on=on, teams=teams, conflicts=conflicts,
+                      team_size=team_size, slack=slack))
+
+
+def staff(
+    seed: str,
+    objects: Sequence[TaskObject],
+    inspectors: Iterable[Inspector],
+    *,
+    mode: str,
+    on: date | None = None,
+    teams: Iterable[Team] = (),
+    conflicts: Collection[tuple[str, str]] = frozenset(),
+    team_size: int = MIN_TEAM_SIZE,
+    slack: int = 1,
+) -> Iterator[Assignment]:
+    """``match`` one task at a time: yields each task's assignment as soon as it is made,
+    in task-list order (a draw stores them meanwhile). The same assignments, the same
+    failures, raised when the task that fails is reached (DRAW.md §5); arguments as
+    ``match``.
+    """
     _check_options(mode, team_size, slack)
     if len({o.id for o in objects}) != len(objects):
         raise ValueError("an object is listed twice in the task list")
     bureau = _Bureau(inspectors, on)
     conflicted = _by_object(conflicts)
     if mode == "team":
-        return _match_teams(seed, objects, bureau, teams, conflicted, slack)
+        yield from _match_teams(seed, objects, bureau, teams, conflicted, slack)
+        return
     if objects and not bureau.units:
         first = objects[0]
         raise DrawFailure("no_inspectors", first.id, mode, first.unit)
     if not objects:
-        return []
+        return
     tally = _Loads(load_cap(team_size, len(objects), len(bureau.units), slack), {}, bureau)
-    staffed = []
     keyed = hashlib.sha256(walk_key(seed, "").encode())  # the walks' common start: seed|inspector|
     for o in objects:
         lst = bureau.list_for(mode, o.unit)
@@ -201,8 +222,7 @@ def match(
             chosen, left = _choose(steps, lst, team_size, skip, o.required_specialties, tally, bureau)
         for c in chosen:
             tally.add(c)
-        staffed.append(Assignment(o.id, tuple(chosen), None, bool(left)))
-    return staffed
+        yield Assignment(o.id, tuple(chosen), None, bool(left))
 
 
 def replacement(
@@ -325,7 +345,7 @@ def _first_open(state: HASH, ids: Sequence[str], need: int, skip: Set[str], tall
 
 
 def _match_teams(seed: str, objects: Sequence[TaskObject], bureau: _Bureau, teams: Iterable[Team],
-                 conflicted: Mapping[str, set[str]], slack: int) -> list[Assignment]:
+                 conflicted: Mapping[str, set[str]], slack: int) -> Iterator[Assignment]:
     """Team mode (编组随机, DRAW.md §5): whole teams, specialities only flag experts."""
     valid = sorted((Team(t.id, tuple(sorted(set(t.members)))) for t in teams), key=lambda t: t.id)
     if len({t.id for t in valid}) != len(valid):
@@ -335,7 +355,7 @@ def _match_teams(seed: str, objects: Sequence[TaskObject], bureau: _Bureau, team
     if objects and not valid:
         raise DrawFailure("no_teams", objects[0].id, "team", objects[0].unit)
     if not objects:
-        return []
+        return
     teams_of: dict[str, set[str]] = defaultdict(set)
     for t in valid:
         for c in t.members:
@@ -343,7 +363,6 @@ def _match_teams(seed: str, objects: Sequence[TaskObject], bureau: _Bureau, team
     cap = -(-len(objects) // len(valid)) + slack
     load: Counter[str] = Counter()
     open_teams = len(valid)
-    staffed = []
     for o in objects:
         barred = set().union(*(teams_of[c] for c in conflicted.get(o.id, ())))
         if len(barred) == len(valid):
@@ -360,8 +379,7 @@ def _match_teams(seed: str, objects: Sequence[TaskObject], bureau: _Bureau, team
         if load[team.id] == cap:
             open_teams -= 1
         held = set().union(*(bureau.specialties[c] for c in team.members))
-        staffed.append(Assignment(o.id, team.members, team.id, bool(o.required_specialties - held)))
-    return staffed
+        yield Assignment(o.id, team.members, team.id, bool(o.required_specialties - held))
 
 
 class _Steps(Generic[_T]):

@@ -73,3 +73,17 @@ def test_a_work_within_a_work_resumes_at_the_outer_end():
 
     assert outer() == (False, False)
     assert gc.isenabled()
+
+
+def test_a_core_is_spared_only_when_the_load_leaves_one_idle(monkeypatch):
+    import os
+
+    from bot import bulkwork
+
+    monkeypatch.setattr(bulkwork, "cores", lambda: 2)
+    for load, spare in ((0.2, True), (1.0, True), (1.3, False), (5.0, False)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+        assert bulkwork.spare_core() is spare
+    monkeypatch.setattr(bulkwork, "cores", lambda: 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert bulkwork.spare_core() is False

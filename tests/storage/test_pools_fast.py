@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot.rules import ssr1
 from bot.rules.risk import RiskWeights
@@ -45,7 +45,7 @@ def test_runs_match_the_reference_across_run_boundaries():
 
 
 def test_the_pool_compressed_on_the_side_is_the_pool_compressed_as_stored():
-    """``freeze_sorted`` compresses in a thread while it hashes: the same bytes as
+    """``freeze_sorted`` compresses in a thread while it hashes (and its caller goes on): the same bytes as
     ``compressed()`` of the reference (zlib level 6), which the draw thaws."""
     import zlib
 
@@ -53,7 +53,7 @@ def test_the_pool_compressed_on_the_side_is_the_pool_compressed_as_stored():
 
     for members in (MEMBERS, [], sorted((f"OBJ-{n:07d}", 1 + n % 4) for n in range(RUN_LINES + 5))):
         fast, reference = _fast(members), freeze(members)
-        assert fast.packed is not None and reference.packed is None
+        assert fast.packing is not None and reference.packing is None and reference.packed is None
         assert fast.compressed() == reference.compressed() == zlib.compress(reference.lines, 6)
         assert thaw(fast.compressed(), fast.digest, fast.runs) == reference.lines
 
@@ -106,3 +106,43 @@ def test_frozen_pool_follows_the_frequency_cap(engine, tmp_path):
         cap = FrequencyCap(cap=1, since=datetime(2020, 1, 1, tzinfo=UTC), exempt=("abnormal",))
         assert frozen_pool(connection, Scope(), RiskWeights(), cap) == freeze(
             pool_members(connection, Scope(), RiskWeights(), cap))
+
+
+def test_the_pool_read_as_joined_texts_is_the_reference_pool(engine, tmp_path, monkeypatch):
+    """The pool read as two texts joined by the database (the unmarked ids; the marked
+    ones with their marks): with ids in several scripts and lengths of UTF-8, marked and
+    unmarked, NULL-free and weighed two ways, it is the reference pool; an id the text
+    cannot carry (a newline) falls back to the rows and is refused as the reference
+    refuses it."""
+    from storage import pools
+
+    seed_district(engine, tmp_path)
+    objects = table_of(InspectionObject)
+    renamed = ["é-1", "Ω-2", "𝔘-3", "ａ-4", "Z-5", "a-6", "中-7", "~-8", "x\u00a0-9", "ÿ-10"]
+    with transaction(engine) as session:
+        ids = [i for (i,) in session.execute(select(objects.c.id).order_by(objects.c.id))]
+        for n, new in enumerate(renamed):
+            session.execute(update(objects).where(objects.c.id == ids[3 * n]).values(
+                id=new, abnormal=n % 2 == 0, complaints=n % 3))
+    scanned = []
+    real = pools._scanned
+    monkeypatch.setattr(pools, "_scanned", lambda *a: scanned.append(r := real(*a)) or r)
+    weights = RiskWeights(per_complaint=1, complaints_max=3, abnormal=2)
+    with transaction(engine) as session:
+        connection = session.connection()
+        for rules in (RiskWeights(), weights):
+            reference = freeze(pool_members(connection, Scope(), rules))
+            assert frozen_pool(connection, Scope(), rules) == reference
+    assert len(scanned) == 2 and all(r is not None and len(r[0]) == reference.size for r in scanned)
+    assert scanned[0][1] == {} and set(scanned[1][1]) & set(renamed)  # weights from the marked text
+    with transaction(engine) as session:
+        session.execute(update(objects).where(objects.c.id == "Z-5").values(id="Z\n5", abnormal=False,
+                                                                            complaints=0))
+    with transaction(engine) as session:
+        connection = session.connection()
+        with pytest.raises(ValueError) as reference:
+            freeze(pool_members(connection, Scope(), RiskWeights()))
+        with pytest.raises(ValueError) as fast:
+            frozen_pool(connection, Scope(), RiskWeights())
+        assert str(fast.value) == str(reference.value)
+    assert scanned[-1] is None
