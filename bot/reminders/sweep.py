@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine, delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,7 +37,7 @@ from bot.reminders.deadlines import Changes, among, apply, compare, compare_some
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.rules.workdays import ONE_DAY, Calendar
 from bot.settings import Settings
-from bot.texts import say
+from bot.texts import environment, say
 from storage import outbox
 from storage.calendar import load_calendar
 from storage.db import reading, transaction
@@ -132,12 +133,17 @@ def _deadlines(engine: Engine, settings: Settings, now: datetime, full: bool = F
             changes = compare_some(session, settings, calendar, _marked_tasks(session, marks), today)
         cache: dict[tuple[date, date], int] = {}  # step_for's working days left, by (today, due)
         nexts: dict[tuple[date, date | None], date] = {}
+        # today's rung and the next rung day depend on the due day, the snooze and the
+        # acknowledgement only: decided once per distinct three (a few hundred for 100,000s)
+        decided: dict[tuple[date, date | None, bool], tuple[Step | None, date]] = {}
         due_now = []
         for key, d in changes.view.items():
-            snoozed = d["snoozed_until"] and today < d["snoozed_until"]
-            if not snoozed and (step := step_for(today, d["due"], calendar, policy, cache)):
-                due_now.append((key, d, _decided(d, step)))
-            changes.next_on[key] = _next_rung(today, d["due"], d["snoozed_until"], calendar, policy, cache, nexts)
+            facts = (d["due"], d["snoozed_until"], d["escalation_acknowledged"])
+            if facts not in decided:
+                decided[facts] = _decide(today, d, calendar, policy, cache, nexts)
+            step, changes.next_on[key] = decided[facts]
+            if step:
+                due_now.append((key, d, step))
         due_now += _past_the_line(session, changes, calendar, today)
         sent = _sent(session, [d["id"] for _, d, _ in due_now if d["id"] is not None], _day_start(now, local))
         people = _People(session, settings, {d["batch_id"] for _, d, _ in due_now})
@@ -152,7 +158,8 @@ def _deadlines(engine: Engine, settings: Settings, now: datetime, full: bool = F
             session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
         if not _claim(session, state, fingerprint):
             return []  # another instance swept since this one read: it did the work
-        ids = apply(session, changes)
+        with _roomy(session, len(changes.new) + len(changes.changed)):
+            ids = apply(session, changes)
         _forget(session, [i for i, _ in marks])
         notices = _tell_admins_of_provisional_years(session, settings, changes)
         fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
@@ -213,6 +220,36 @@ def _next_rung(today: date, due: date, snoozed: date | None, calendar: Calendar,
             day += ONE_DAY
         found[(due, snoozed)] = day
     return found[(due, snoozed)]
+
+
+def _decide(today: date, d: dict[str, Any], calendar: Calendar, policy: Policy, cache: dict[tuple[date, date], int],
+            nexts: dict[tuple[date, date | None], date]) -> tuple[Step | None, date]:
+    """A deadline's rung today, if any (as decided for it), and its next rung day."""
+    snoozed = d["snoozed_until"] and today < d["snoozed_until"]
+    step = None if snoozed else step_for(today, d["due"], calendar, policy, cache)
+    return (_decided(d, step) if step else None,
+            _next_rung(today, d["due"], d["snoozed_until"], calendar, policy, cache, nexts))
+
+
+ROOMY_ROWS = 10_000  # deadlines written at once from which SQLite's page cache is enlarged meanwhile
+ROOMY_CACHE_KIB = 65_536
+
+
+@contextmanager
+def _roomy(session: Session, rows: int) -> Iterator[None]:
+    """On SQLite, for ``rows`` ≥ ``ROOMY_ROWS``: the connection's page cache enlarged while
+    they are written (the default 2 MiB spills the deadline indexes' pages to the WAL and
+    reads the tasks' back for each row's foreign key check), then set back."""
+    connection = session.connection()
+    if rows < ROOMY_ROWS or connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{ROOMY_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
 
 
 def _claim(session: Session, state: Any, fingerprint: str) -> bool:
@@ -292,18 +329,54 @@ def _queue_digests(session: Session, fresh: list[dict[str, Any]],
     for row in fresh:
         by_person[row["recipient"]].append((steps[(row["deadline_id"], row["step"])], row["level"], row["id"]))
     objects = _objects(session, [steps[(row["deadline_id"], row["step"])][0] for row in fresh])  # those in a digest
+    shown: dict[tuple[int, date | None], _Shown] = {}
+    digest = getattr(environment().get_template("reminders.j2").module, "digest")  # once, not per person
     digests, messages = [], []
     for recipient, entries in sorted(by_person.items()):
         platform, _, user = recipient.partition(":")
         destination = Destination(platform, USER, user)
-        lines = [dict(deadline=d, step=s, level=level, obj=objects.get(d["task_id"])) for (d, s), level, _ in
+        lines = [_Entry(_shown(d, shown), s, level, objects.get(d["task_id"])) for (d, s), level, _ in
                  sorted(entries, key=lambda e: (e[0][0]["due"], e[0][0]["id"]))]
-        message = Text(say("reminders", "digest", entries=lines, today=today))
+        message = Text(str(digest(entries=lines, today=today)).strip())  # as say("reminders", "digest", …)
         first = min(i for _, _, i in entries)
         messages.append((destination, message, outbox_keys.reminder_digest(recipient, first)))
         digests.append(Digest(destination, len(entries)))
     outbox.queue_many(session, messages)
     return digests
+
+
+class _Shown(NamedTuple):
+    """What a digest shows of a deadline. The template reads attributes: Jinja finds an
+    attribute at once, a dict's key only after a failed attribute lookup (an exception per
+    field, 30 per entry)."""
+
+    id: int
+    task_id: int | None
+    subject: str
+    kind: str
+    due: date
+    provisional: bool
+    line: date | None  # art. 20's line, on a ``past-20-days`` rung
+
+
+class _Entry(NamedTuple):
+    """One rung in a digest."""
+
+    deadline: _Shown
+    step: Step
+    level: str
+    obj: _Named | None
+
+
+def _shown(d: dict[str, Any], shown: dict[tuple[int, date | None], _Shown]) -> _Shown:
+    """``d`` as a digest shows it, made once per deadline (and line: a deadline past art.
+    20's line is shown with it on its ``past-20-days`` rung, without it on its other rung)."""
+    key = (d["id"], d.get("line"))
+    found = shown.get(key)
+    if found is None:
+        found = shown[key] = _Shown(d["id"], d["task_id"], d["subject"], d["kind"], d["due"], d["provisional"],
+                                        d.get("line"))
+    return found
 
 
 def _day_start(now: datetime, local: datetime) -> datetime:
@@ -337,9 +410,9 @@ class _Named:
 
 def _objects(session: Session, deadlines: list[dict]) -> dict[int, _Named]:
     found: dict[int, _Named] = {}
-    for which in among(session, col(Task.id), (d["task_id"] for d in deadlines if d["task_id"])):
-        query = (select(col(Task.id), InspectionObject.name)
-                 .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(which))
+    tasks, objects = table_of(Task), table_of(InspectionObject)  # Core: rows as tuples, not ORM-loaded
+    for which in among(session, tasks.c.id, (d["task_id"] for d in deadlines if d["task_id"])):
+        query = select(tasks.c.id, objects.c.name).join(objects, objects.c.id == tasks.c.object_id).where(which)
         for task_id, name in session.execute(query):
             found[task_id] = _Named(name)
     return found

@@ -1,0 +1,148 @@
+"""The first sweep's fast paths (issue 20, item 5) store and send exactly what the work
+calls for: new deadlines through the bulk insert with their ids counted rather than read
+back (read back when a sequence skipped), SQLite's page cache enlarged while they are
+written and set back after, digests rendered from attribute records as from dicts."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+import pytest
+from sqlalchemy import text
+from sqlmodel import Session, select
+
+from bot.reminders import deadlines
+from bot.reminders import sweep as sweeping
+from bot.reminders.sweep import sweep
+from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Step
+from bot.texts import say
+from storage.calendar import load_calendar
+from storage.db import transaction
+from storage.models import Deadline, OutboxMessage, Reminder, table_of
+from tests.support.reminders import at, inspected_batch, reminder_settings
+
+PAST_THE_LINE = date(2026, 11, 3)  # the batch's results (inspected 2026-09-29) passed art. 20's line
+FIELDS = ("task_id", "batch_id", "unit_id", "owed_by", "due", "provisional", "line_on")
+
+
+def stands_as_the_work_calls_for(engine, settings, wanted_before) -> None:
+    """Every deadline stored as wanted, open, neither snoozed nor acknowledged; every rung's
+    digest names its own deadline (the id counted is the id stored) and that deadline's task;
+    nothing sent twice; a full recompute finds nothing to do."""
+    with Session(engine) as session:
+        stored = session.exec(select(Deadline)).all()
+        rungs = session.exec(select(Reminder)).all()
+        digests = session.exec(select(OutboxMessage).where(OutboxMessage.idempotency_key.like("reminders:%"))).all()
+    assert {(d.kind, d.subject): {f: getattr(d, f) for f in FIELDS} for d in stored} == {
+        key: {f: values.get(f) for f in FIELDS} for key, values in wanted_before.items()}
+    assert all(d.status == "open" and d.snoozed_until is None and not d.escalation_acknowledged for d in stored)
+    by_id = {d.id: d for d in stored}
+    texts: dict[str, list[str]] = {}
+    for message in digests:
+        texts.setdefault(f"{message.platform}:{message.recipient}", []).append(message.payload["message"]["text"])
+    assert rungs
+    for rung in rungs:
+        deadline = by_id[rung.deadline_id]
+        named = [t for t in texts[rung.recipient] if f"【期限 {rung.deadline_id}】任务 {deadline.task_id}（" in t]
+        assert len(named) == 1, (rung.recipient, rung.deadline_id)
+    assert sum(t.count("【期限 ") for ts in texts.values() for t in ts) == len(rungs)
+    assert len({(r.deadline_id, r.recipient, r.step) for r in rungs}) == len(rungs)
+    assert sweep(engine, settings, at(PAST_THE_LINE, 11), full=True) == []
+
+
+def wanted_now(engine, settings) -> dict:
+    with Session(engine) as session:
+        return deadlines.wanted(session, settings, load_calendar(session))
+
+
+@pytest.mark.parametrize("ids", ["counted", "read"])
+def test_the_first_sweep_stores_and_sends_what_the_work_calls_for(engine, tmp_path, monkeypatch, ids):
+    settings = reminder_settings()
+    inspected_batch(engine, tmp_path, settings)
+    monkeypatch.setattr(sweeping, "ROOMY_ROWS", 1)  # the enlarged page cache, for these few rows too
+    if ids == "read":
+        monkeypatch.setattr(deadlines, "_numbered_in_order", lambda *args: False)
+    wanted_before = wanted_now(engine, settings)
+    digests = sweep(engine, settings, at(PAST_THE_LINE))
+    assert "lead-xy" in {d.destination.address for d in digests}  # the lead office told too (overdue, art. 20)
+    stands_as_the_work_calls_for(engine, settings, wanted_before)
+
+
+def test_ids_are_read_back_when_the_sequence_skipped(engine, tmp_path, monkeypatch):
+    """A sweep rolled back after storing deadlines leaves PostgreSQL's sequence ahead of the
+    table: the next sweep's ids do not follow the last one, so they are read back (SQLite
+    numbers past the last row again: counted)."""
+    settings = reminder_settings()
+    inspected_batch(engine, tmp_path, settings)
+    with pytest.raises(RuntimeError), transaction(engine) as session:
+        session.execute(table_of(Deadline).insert(), [
+            {"kind": "inspection", "subject": f"task:{n}", "owed_by": [], "due": date(2026, 1, 1),
+             "provisional": False, "status": "met"} for n in range(900_000, 900_005)])
+        raise RuntimeError("the sweep fails before it commits")
+    counted: list[bool] = []
+    numbered = deadlines._numbered_in_order
+
+    def spied(*args):
+        counted.append(numbered(*args))
+        return counted[-1]
+    monkeypatch.setattr(deadlines, "_numbered_in_order", spied)
+    wanted_before = wanted_now(engine, settings)
+    sweep(engine, settings, at(PAST_THE_LINE))
+    assert counted == [engine.dialect.name == "sqlite"]
+    stands_as_the_work_calls_for(engine, settings, wanted_before)
+
+
+def test_sqlite_page_cache_is_enlarged_while_the_deadlines_are_written_then_set_back(engine, tmp_path, monkeypatch):
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's page cache")
+    settings = reminder_settings()
+    inspected_batch(engine, tmp_path, settings)
+    seen: list = []
+    apply = sweeping.apply
+
+    def spied(session, changes):
+        connection = session.connection()
+        seen.append((connection.connection.dbapi_connection, connection.exec_driver_sql("PRAGMA cache_size").scalar()))
+        return apply(session, changes)
+    monkeypatch.setattr(sweeping, "apply", spied)
+    monkeypatch.setattr(sweeping, "ROOMY_ROWS", 1)
+    sweep(engine, settings, at(PAST_THE_LINE))
+    (dbapi, during), = seen
+    assert during == -sweeping.ROOMY_CACHE_KIB
+    assert dbapi.execute("PRAGMA cache_size").fetchone()[0] == -2000  # SQLite's default, as before
+
+
+def test_a_digest_renders_from_records_as_from_dicts():
+    """The sweep hands the digest template attribute records (``_Entry``/``_Shown``): the
+    text is the one the same entries give as dicts — a task's and a plan's deadline, every
+    level, the art. 20 notice beside the same deadline's overdue rung, a provisional date."""
+    task = {"id": 7, "task_id": 12, "subject": "task:12", "kind": "result", "due": date(2026, 11, 2),
+            "provisional": False}
+    late = {**task, "line": date(2026, 11, 2)}
+    plan = {"id": 8, "task_id": None, "subject": "plan:P-2027", "kind": "plan_report", "due": date(2027, 1, 29),
+            "provisional": True}
+    overdue, past = Step("overdue-3", (OWNER, LEAD, ACCOUNTABILITY), -3), Step("past-20-days", (LEAD,), -1)
+    before = Step("before-3", (OWNER,), 3)
+    obj = sweeping._Named("某某有限公司")
+    entries = [(task, overdue, level, obj) for level in (OWNER, LEAD, ACCOUNTABILITY)]
+    entries += [(late, past, LEAD, obj), (plan, before, OWNER, None), (plan, Step("due", (OWNER,), 0), OWNER, None)]
+    as_dicts = say("reminders", "digest", today=date(2026, 11, 5),
+                   entries=[dict(deadline=d, step=s, level=level, obj=o) for d, s, level, o in entries])
+    shown: dict = {}
+    as_records = say("reminders", "digest", today=date(2026, 11, 5),
+                     entries=[sweeping._Entry(sweeping._shown(d, shown), s, level, o) for d, s, level, o in entries])
+    assert as_records == as_dicts
+    assert "检查后已满 20 个工作日（2026-11-02）" in as_records and "（暂定）" in as_records
+
+
+def test_the_rungs_in_a_digest_are_its_entries(engine, tmp_path):
+    """The bench's check, at test size: each rung stored is named once, in its person's digest."""
+    settings = reminder_settings()
+    inspected_batch(engine, tmp_path, settings)
+    sweep(engine, settings, at(PAST_THE_LINE))
+    with Session(engine) as session:
+        count = session.execute(text("SELECT count(*) FROM reminders")).scalar()
+        texts = [m.payload["message"]["text"] for m in session.exec(
+            select(OutboxMessage).where(OutboxMessage.idempotency_key.like("reminders:%")))]
+    assert count == sum(len(re.findall(r"^\d+\. 【期限 ", t, re.M)) for t in texts)
