@@ -38,7 +38,7 @@ from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_wo
 from bot.rules.workdays import ONE_DAY, Calendar
 from bot.settings import Settings
 from bot.texts import environment, say
-from storage import outbox
+from storage import deadline_marks, outbox
 from storage.calendar import load_calendar
 from storage.db import reading, transaction
 from storage.deadline_marks import ALL
@@ -84,7 +84,20 @@ def sweep(engine: Engine, settings: Settings, now: datetime, full: bool = False)
     behind their frequency (art. 11, ``bot.plan_frequency``); nothing outside working hours.
     ``full``: recompute every deadline even if nothing changed (what an incremental tick
     must always equal)."""
+    _prune_marks(engine, settings, now)
     return _deadlines(engine, settings, now, full) + _plans_behind(engine, settings, now)
+
+
+def _prune_marks(engine: Engine, settings: Settings, now: datetime) -> None:
+    """Outside working hours (no sweep reads the marks: nights, weekends, a holiday week),
+    more than ``deadline_marks.PRUNE_OVER`` marks are replaced by one ``all``."""
+    with reading(engine) as session:
+        if in_working_hours(bureau_time(now, settings.bureau.timezone), load_calendar(session), policy_of(settings)):
+            return
+        if not deadline_marks.piled_up(session):
+            return
+    with transaction(engine) as session:
+        deadline_marks.prune(session)
 
 
 def _plans_behind(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:

@@ -1,7 +1,9 @@
 """The first sweep's fast paths (issue 20, item 5) store and send exactly what the work
 calls for: new deadlines through the bulk insert with their ids counted rather than read
 back (read back when a sequence skipped), SQLite's page cache enlarged while they are
-written and set back after, digests rendered from attribute records as from dicts."""
+written and set back after, digests rendered from attribute records as from dicts. And
+the marks that pile up while nobody sweeps (outside working hours) are pruned to one
+``all`` without losing a change, even while a sweep reads."""
 
 from __future__ import annotations
 
@@ -12,14 +14,18 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session, select
 
+from bot.batches.inspection import team_of
+from bot.batches.results import Entry, submit
 from bot.reminders import deadlines
 from bot.reminders import sweep as sweeping
 from bot.reminders.sweep import sweep
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Step
 from bot.texts import say
+from storage import deadline_marks
 from storage.calendar import load_calendar
 from storage.db import transaction
-from storage.models import Deadline, OutboxMessage, Reminder, table_of
+from storage.deadline_marks import ALL
+from storage.models import Deadline, DeadlineMark, OutboxMessage, Reminder, Task, table_of
 from tests.support.reminders import at, inspected_batch, reminder_settings
 
 PAST_THE_LINE = date(2026, 11, 3)  # the batch's results (inspected 2026-09-29) passed art. 20's line
@@ -134,6 +140,79 @@ def test_a_digest_renders_from_records_as_from_dicts():
                      entries=[sweeping._Entry(sweeping._shown(d, shown), s, level, o) for d, s, level, o in entries])
     assert as_records == as_dicts
     assert "检查后已满 20 个工作日（2026-11-02）" in as_records and "（暂定）" in as_records
+
+
+def marks(engine) -> list[str]:
+    with Session(engine) as session:
+        return [m.subject for m in session.exec(select(DeadlineMark).order_by(DeadlineMark.id))]
+
+
+def test_marks_piled_up_outside_working_hours_become_one_all(engine, tmp_path, monkeypatch):
+    """Nobody sweeps at night: the marks written meanwhile are pruned to one ``all`` past
+    ``PRUNE_OVER`` (not below it, and never in working hours: the sweep reads them then);
+    the morning's tick recomputes everything and stands where a full recompute would."""
+    settings = reminder_settings()
+    batch = inspected_batch(engine, tmp_path, settings)
+    sweep(engine, settings, at(date(2026, 10, 9)))  # the deadlines stored
+    monkeypatch.setattr(deadline_marks, "PRUNE_OVER", 3)
+    night = at(date(2026, 10, 9), 22)
+    with transaction(engine) as session:
+        deadline_marks.mark(session, ["task:1", "task:2"])
+    assert sweep(engine, settings, night) == [] and marks(engine) == ["task:1", "task:2"]  # not over: kept
+    with transaction(engine) as session:  # the evening's work: results submitted (marks through the ORM)
+        tasks = session.exec(select(Task).where(Task.batch_id == batch)).all()
+        for task in tasks:
+            submit(session, "t", task.id, team_of(session, task.id)[0].inspector_id,
+                   Entry(1, "未发现问题", True), night)
+    assert len(marks(engine)) > 3
+    assert sweep(engine, settings, night) == [] and marks(engine) == [ALL]
+    paths: list[str] = []
+    full = sweeping.compare
+
+    def spied(*args, **kwargs):
+        paths.append("full")
+        return full(*args, **kwargs)
+    monkeypatch.setattr(sweeping, "compare", spied)
+    morning = at(date(2026, 10, 12))
+    sweep(engine, settings, morning)
+    assert paths == ["full"] and marks(engine) == []
+    with Session(engine) as session:
+        assert {d.kind for d in session.exec(select(Deadline).where(Deadline.status == "open"))} == {"approval"}
+    assert sweep(engine, settings, morning, full=True) == []
+
+
+def test_a_prune_while_a_sweep_reads_loses_no_change(engine, tmp_path, monkeypatch):
+    """A sweep reads the marks; meanwhile a change is committed and the marks are pruned.
+    The sweep deletes only what it read: the ``all`` stays, and the next tick takes the
+    change in (as a full recompute of the same instant would)."""
+    settings = reminder_settings()
+    batch = inspected_batch(engine, tmp_path, settings)
+    sweep(engine, settings, at(date(2026, 10, 9)))
+    with transaction(engine) as session:
+        deadline_marks.mark(session, ["task:1"])
+    moment = at(date(2026, 10, 9), 11)
+    some = sweeping.compare_some
+    done: list[bool] = []
+
+    def reading(*args, **kwargs):
+        changes = some(*args, **kwargs)
+        if not done:
+            with transaction(engine) as session:  # another process: a result submitted, marks pruned
+                task = session.exec(select(Task).where(Task.batch_id == batch).order_by(Task.id)).first()
+                submit(session, "t", task.id, team_of(session, task.id)[0].inspector_id,
+                       Entry(1, "未发现问题", True), moment)
+                done.append(deadline_marks.prune(session, over=0))
+        return changes
+    monkeypatch.setattr(sweeping, "compare_some", reading)
+    sweep(engine, settings, moment)
+    assert done == [True] and marks(engine) == [ALL]
+    monkeypatch.setattr(sweeping, "compare_some", some)
+    sweep(engine, settings, at(date(2026, 10, 9), 12))
+    assert marks(engine) == []
+    with Session(engine) as session:
+        kinds = sorted(d.kind for d in session.exec(select(Deadline).where(Deadline.status == "open")))
+    assert kinds == ["approval", "result", "result"]
+    assert sweep(engine, settings, at(date(2026, 10, 9), 12), full=True) == []
 
 
 def test_the_rungs_in_a_digest_are_its_entries(engine, tmp_path):
