@@ -300,26 +300,34 @@ def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
     told (a snoozed deadline or an acknowledged escalation is not told either). Lines
     passed within ``PAST_LINE_WINDOW`` days only: the notice is news of the day (an instance
     down for a while still catches up), and the ladder goes on escalating the rest."""
+    earliest = today - timedelta(days=PAST_LINE_WINDOW)
+    steps: dict[date, Step] = {}
     late = [(key, d) for key, d in changes.view.items()
-            if d["kind"] in ("result", "approval") and (line := d.get("line_on")) is not None
-            and line < today and (today - line).days <= PAST_LINE_WINDOW]
+            if (line := d.get("line_on")) is not None and earliest <= line < today
+            and d["kind"] in ("result", "approval")]
     if not late:
         return []
     told: set[str] = set()
-    for which in among(session, col(Deadline.subject), (d["subject"] for _, d in late)):
+    deadlines, reminders = table_of(Deadline), table_of(Reminder)
+    stored = session.execute(select(deadlines.c.id).limit(1)).first()  # else (a first sweep) nobody was told
+    for which in among(session, deadlines.c.subject, (d["subject"] for _, d in late)) if stored else []:
         told.update(session.scalars(
-            select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
-            .where(col(Deadline.kind).in_(("result", "approval")), which, Reminder.step == PAST_LINE)))
-    found, overdue = [], {}
-    for key, d in late:
-        line = d["line_on"]
-        if (d["subject"] in told or d["escalation_acknowledged"]
-                or (d["snoozed_until"] and today < d["snoozed_until"])):
-            continue
-        if line not in overdue:
-            overdue[line] = -calendar.working_days_between(line, today)
-        found.append((key, {**d, "line": line}, Step(PAST_LINE, (LEAD,), overdue[line])))
-    return found
+            select(deadlines.c.subject).join(reminders, reminders.c.deadline_id == deadlines.c.id)
+            .where(deadlines.c.kind.in_(("result", "approval")), which, reminders.c.step == PAST_LINE)))
+    return [(key, {**d, "line": d["line_on"]}, step) for key, d in late
+            if d["subject"] not in told and (step := _told_today(d, calendar, today, steps))]
+
+
+def _told_today(d: dict[str, Any], calendar: Calendar, today: date, steps: dict[date, Step]) -> Step | None:
+    """The ``past-20-days`` rung of a deadline past its line whose lead office was never
+    told — unless it is snoozed or its escalation acknowledged (one rung per line: the
+    working days since it counted once)."""
+    if d["escalation_acknowledged"] or (d["snoozed_until"] and today < d["snoozed_until"]):
+        return None
+    line = d["line_on"]
+    if line not in steps:
+        steps[line] = Step(PAST_LINE, (LEAD,), -calendar.working_days_between(line, today))
+    return steps[line]
 
 
 def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes: Changes) -> list[Digest]:
@@ -335,13 +343,13 @@ def _tell_admins_of_provisional_years(session: Session, settings: Settings, chan
     return told
 
 
-def _queue_digests(session: Session, fresh: list[dict[str, Any]],
+def _queue_digests(session: Session, fresh: list[_Sent],
                    steps: dict[tuple[int, str], tuple[dict[str, Any], Step]], today: date) -> list[Digest]:
     """One digest per person, naming every rung newly sent to them."""
     by_person: defaultdict[str, list[tuple[tuple[dict[str, Any], Step], str, int]]] = defaultdict(list)
     for row in fresh:
-        by_person[row["recipient"]].append((steps[(row["deadline_id"], row["step"])], row["level"], row["id"]))
-    objects = _objects(session, [steps[(row["deadline_id"], row["step"])][0] for row in fresh])  # those in a digest
+        by_person[row.recipient].append((steps[(row.deadline_id, row.step)], row.level, row.id))
+    objects = _objects(session, [steps[(row.deadline_id, row.step)][0] for row in fresh])  # those in a digest
     shown: dict[tuple[int, date | None], _Shown] = {}
     digest = getattr(environment().get_template("reminders.j2").module, "digest")  # once, not per person
     digests, messages = [], []
@@ -405,7 +413,17 @@ def _decided(deadline: dict, step: Step) -> Step:
     return step
 
 
-def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
+class _Sent(NamedTuple):
+    """A rung stored now (a ``reminders`` row)."""
+
+    id: int
+    deadline_id: int
+    recipient: str
+    level: str
+    step: str
+
+
+def _insert_new(session: Session, rows: list[dict]) -> list[_Sent]:
     """Insert the rungs not yet sent; returns those inserted now."""
     if not rows:
         return []
@@ -413,7 +431,7 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     table = table_of(Reminder)
     statement = (insert_(table).on_conflict_do_nothing(index_elements=["deadline_id", "recipient", "step"])
                  .returning(table.c.id, table.c.deadline_id, table.c.recipient, table.c.level, table.c.step))
-    return [dict(r._mapping) for r in session.execute(statement, rows)]
+    return [_Sent(*row) for row in session.execute(statement, rows)]
 
 
 @dataclass(frozen=True)
