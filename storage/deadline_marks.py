@@ -16,6 +16,10 @@ an import changes the fingerprint's last import, ``bot.reminders.sweep.fingerpri
 
 Marks are plain appended rows (no unique key, no lock shared by the writers); the sweep
 deletes exactly the ids it read, so a mark committed while it ran is read by the next.
+
+Nobody sweeps outside working hours (nights, weekends, a holiday week), so marks pile up
+meanwhile; ``prune`` replaces more than ``PRUNE_OVER`` of them by one ``all`` (run by the
+sweep's ticks outside working hours).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import event, insert, inspect
+from sqlalchemy import delete, event, func, insert, inspect, select
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql.elements import TextClause
 
@@ -34,6 +38,7 @@ from storage.models.directory import Inspector
 from storage.models.workflow import Assignment, DeadlineMark, Result, Task
 
 ALL = "all"
+PRUNE_OVER = 50_000  # marks beyond which the next sweep recomputes everything (as costly by then)
 WATCHED = frozenset({"tasks", "assignments", "results", "batches", "inspectors"})
 BATCH_FIELDS = ("status", "due", "lead_unit_id")  # what a batch's deadlines depend on
 _WRITE = re.compile(r"\b(?:update|insert\s+into|delete\s+from)\s+\"?(\w+)", re.IGNORECASE)
@@ -63,6 +68,35 @@ def mark(session: Session, subjects: Iterable[str]) -> None:
     rows = [{"subject": s} for s in sorted(set(subjects))]
     if rows:
         session.connection().execute(insert(table_of(DeadlineMark)), rows)
+
+
+def piled_up(session: Session, over: int | None = None) -> bool:
+    """Whether more than ``over`` (``PRUNE_OVER``) marks wait (counted up to ``over + 1``)."""
+    over = PRUNE_OVER if over is None else over
+    table = table_of(DeadlineMark)
+    counted = select(func.count()).select_from(select(table.c.id).limit(over + 1).subquery())
+    return (session.execute(counted).scalar() or 0) > over
+
+
+def prune(session: Session, over: int | None = None) -> bool:
+    """Replace the marks by one ``all`` if more than ``over`` (``PRUNE_OVER``) wait; whether it did.
+
+    Safe whatever else runs: the ``all`` is committed with the deletion, and it stands for
+    every mark deleted (the next sweep recomputes everything). A sweep that read some of the
+    deleted marks before deletes only the ids it read — the ``all`` stays for the next one;
+    a mark not yet committed is not seen, so not deleted. (Deleting marks by age instead —
+    ids up to the last sweep's — is not safe on PostgreSQL: ids are taken in the order the
+    writers insert, not the order they commit, so a lower id may still be unseen.)"""
+    if not piled_up(session, over):
+        return False
+    table = table_of(DeadlineMark)
+    connection = session.connection()
+    # the ``all`` first, then the marks below it: it keeps the highest id, so SQLite (which
+    # numbers a row past the highest left) never gives a deleted mark's id — one a sweep
+    # may have read and will delete — to a mark written later
+    kept = connection.execute(insert(table).values(subject=ALL).returning(table.c.id)).scalar_one()
+    connection.execute(delete(table).where(table.c.id < kept))
+    return True
 
 
 @event.listens_for(Session, "after_flush")

@@ -78,31 +78,42 @@ class OpenTask(NamedTuple):
 
 
 def open_work(session: Session, settings: Settings, task_ids: Collection[int] | None = None) -> list[OpenTask]:
-    """Every task of an open batch (or only those of ``task_ids``), with its team, in a few queries."""
+    """Every task of an open batch (or only those of ``task_ids``), with its team, in a few
+    queries — Core statements on the tables: rows as plain tuples, without the ORM's
+    per-row loading (a full sweep reads 100,000s)."""
     timezone = settings.bureau.timezone
-    batches = dict(session.execute(select(Batch.id, col(Batch.due)).where(col(Batch.status).in_(OPEN_BATCHES))).all())
+    tasks_, assignments, results = table_of(Task), table_of(Assignment), table_of(Result)
+    batches_, inspectors = table_of(Batch), table_of(Inspector)
+    batches = dict(session.execute(select(batches_.c.id, batches_.c.due)
+                                   .where(batches_.c.status.in_(OPEN_BATCHES))).all())
     if not batches:
         return []
     ids = list(batches)
-    chunks: list[Any] = [col(Task.batch_id).in_(ids)] if task_ids is None else among(session, col(Task.id), task_ids)
+    chunks: list[Any] = ([tasks_.c.batch_id.in_(ids)] if task_ids is None
+                         else among(session, tasks_.c.id, task_ids))
     teams: dict[int, list[str]] = defaultdict(list)
     submitted: dict[int, date] = {}
     tasks: list[Any] = []
-    for which in chunks:
+    # the teams: the assignments of the tasks by task id (``IN``, not a join: SQLite then walks
+    # the assignments' (task_id, …) index in order instead of jumping about it per task)
+    teamed = ([assignments.c.task_id.in_(select(tasks_.c.id).where(tasks_.c.batch_id.in_(ids)))]
+              if task_ids is None else among(session, assignments.c.task_id, task_ids))
+    for which in teamed:
         for task_id, inspector_id in session.execute(
-                select(Assignment.task_id, Assignment.inspector_id).join(Task, col(Assignment.task_id) == Task.id)
-                .where(which, Assignment.status != "recused").order_by(col(Assignment.position))):
+                select(assignments.c.task_id, assignments.c.inspector_id)
+                .where(which, assignments.c.status != "recused").order_by(assignments.c.position)):
             teams[task_id].append(inspector_id)
+    for which in chunks:
         submitted.update({task_id: bureau_date(at, timezone) for task_id, at in session.execute(
-            select(Result.task_id, Result.submitted_at).join(Task, col(Result.task_id) == Task.id)
-            .where(which, Result.status == "submitted"))})
-        tasks += session.execute(select(col(Task.id), Task.batch_id, Task.status, col(Task.inspected_on))
-                                 .where(which, col(Task.batch_id).in_(ids))).all()
+            select(results.c.task_id, results.c.submitted_at).join(tasks_, results.c.task_id == tasks_.c.id)
+            .where(which, results.c.status == "submitted"))})
+        tasks += session.execute(select(tasks_.c.id, tasks_.c.batch_id, tasks_.c.status, tasks_.c.inspected_on)
+                                 .where(which, tasks_.c.batch_id.in_(ids))).all()
     units: dict[str, str] = {}
     leads = [team[0] for team in teams.values() if team]
-    for which in ([true()] if task_ids is None else among(session, col(Inspector.id), leads)):
+    for which in ([true()] if task_ids is None else among(session, inspectors.c.id, leads)):
         units.update({inspector: unit for inspector, unit in
-                      session.execute(select(Inspector.id, Inspector.unit_id).where(which))})
+                      session.execute(select(inspectors.c.id, inspectors.c.unit_id).where(which))})
     return [OpenTask(task_id, batch_id, status, batches[batch_id], inspected_on, submitted.get(task_id),
                      tuple(teams[task_id]), units.get(teams[task_id][0]) if teams[task_id] else None)
             for task_id, batch_id, status, inspected_on in tasks]
@@ -123,16 +134,18 @@ def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int,
     for task in work:
         if not task.team:
             continue
-        base = {"task_id": task.task_id, "batch_id": task.batch_id, "unit_id": task.lead_unit}
-        subject = f"task:{task.task_id}"
+        task_id, batch_id, unit_id = task.task_id, task.batch_id, task.lead_unit  # each deadline's own dict, no merge
+        subject = f"task:{task_id}"
         if task.status in ("drawn", "accepted") and task.batch_due is not None:
-            found[("inspection", subject)] = {**base, "owed_by": [f"inspector:{i}" for i in task.team],
+            found[("inspection", subject)] = {"task_id": task_id, "batch_id": batch_id, "unit_id": unit_id,
+                                              "owed_by": [f"inspector:{i}" for i in task.team],
                                               "due": task.batch_due,
                                               "provisional": calendar.is_provisional(task.batch_due),
                                               "line_on": None}
         elif task.status == "inspected" and task.inspected_on is not None:
             due = due_after(task.inspected_on, RESULT_DAYS)
-            found[("result", subject)] = {**base, "owed_by": [f"inspector:{task.team[0]}"], "due": due.day,
+            found[("result", subject)] = {"task_id": task_id, "batch_id": batch_id, "unit_id": unit_id,
+                                          "owed_by": [f"inspector:{task.team[0]}"], "due": due.day,
                                           "provisional": due.provisional, "line_on": due.day}
             if lines is not None:
                 lines[task.task_id] = due.day
@@ -145,7 +158,8 @@ def deadlines_for(work: list[OpenTask], calendar: Calendar, approval_days: int,
                 line_on = line.day
                 if lines is not None:
                     lines[task.task_id] = line.day
-            found[("approval", subject)] = {**base, "owed_by": [f"approvers:{task.lead_unit}"], "due": due.day,
+            found[("approval", subject)] = {"task_id": task_id, "batch_id": batch_id, "unit_id": unit_id,
+                                            "owed_by": [f"approvers:{unit_id}"], "due": due.day,
                                             "provisional": due.provisional, "line_on": line_on}
     return found
 
@@ -254,9 +268,10 @@ def _reopened(session: Session, target: dict[tuple[str, str], dict], existing: d
     """Met once, open again (a returned result): the stored row, whatever its status (looked
     up by the (kind, subject) key)."""
     table, columns = _columns()
-    missing = sorted(key for key in target if key not in existing)
+    missing = [key for key in target if key not in existing]
     if not missing or not session.execute(select(table.c.id).limit(1)).first():
         return  # nothing to look for (the first sweep: no deadline stored yet)
+    missing.sort()
     kinds = sorted({kind for kind, _ in missing})
     for which in among(session, table.c.subject, (subject for _, subject in missing)):
         for again in session.execute(select(*columns).where(table.c.kind.in_(kinds), which)):
@@ -271,25 +286,27 @@ def _diff(target: dict[tuple[str, str], dict], existing: dict[tuple[str, str], A
     dumped: dict[tuple[str, ...], str] = {}  # ``owed_by`` as stored, per distinct list
     for (kind, subject), values in target.items():
         row = existing.get((kind, subject))
-        flags = {"snoozed_until": None, "escalation_acknowledged": False}
         if row is None:
             new.append({"kind": kind, "subject": subject, **values})
             # (``apply`` relies on status, updated_at and the flags being the same in every new row)
-        else:
-            flags = {"snoozed_until": row.snoozed_until, "escalation_acknowledged": row.escalation_acknowledged}
-            names = tuple(values)
-            if names not in getters:
-                compared = [name for name in names if name != "owed_by"]
-                getters[names] = attrgetter(*compared), itemgetter(*compared)
-            stored, wanted_now = getters[names]
-            owed = tuple(values["owed_by"])
-            if owed not in dumped:
-                dumped[owed] = json.dumps(values["owed_by"])
-            if row.status != "open" or row.owed_by_text != dumped[owed] or stored(row) != wanted_now(values):
-                # a later date after an import of the official calendar, too
-                changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
-        view[(kind, subject)] = {"id": row.id if row else None, "kind": kind, "subject": subject, **flags, **values,
-                                 "next_rung_on": row.next_rung_on if row and row.status == "open" else None}
+            values.update(id=None, kind=kind, subject=subject, snoozed_until=None, escalation_acknowledged=False,
+                          next_rung_on=None)
+            view[(kind, subject)] = values  # ``target``'s own dict, completed: 100,000s on a first sweep
+            continue
+        flags = {"snoozed_until": row.snoozed_until, "escalation_acknowledged": row.escalation_acknowledged}
+        names = tuple(values)
+        if names not in getters:
+            compared = [name for name in names if name != "owed_by"]
+            getters[names] = attrgetter(*compared), itemgetter(*compared)
+        stored, wanted_now = getters[names]
+        owed = tuple(values["owed_by"])
+        if owed not in dumped:
+            dumped[owed] = json.dumps(values["owed_by"])
+        if row.status != "open" or row.owed_by_text != dumped[owed] or stored(row) != wanted_now(values):
+            # a later date after an import of the official calendar, too
+            changed.append({"row_id": row.id, "status": "open", "updated_at": now, **values})
+        view[(kind, subject)] = {"id": row.id, "kind": kind, "subject": subject, **flags, **values,
+                                 "next_rung_on": row.next_rung_on if row.status == "open" else None}
     return Changes(met, changed, new, view)
 
 
@@ -321,9 +338,28 @@ def apply(session: Session, changes: Changes) -> dict[tuple[str, str], int]:
         before = session.execute(select(func.max(table.c.id))).scalar() or 0
         for row in changes.new:
             row["next_rung_on"] = nexts.get((row["kind"], row["subject"]))
-        insert_rows(session.connection(), table, changes.new,  # what every new row shares, converted once
-                    {"status": "open", "updated_at": now, "snoozed_until": None, "escalation_acknowledged": False})
-        for i, kind, subject in session.execute(select(table.c.id, table.c.kind, table.c.subject)
-                                                .where(table.c.id > before)):
-            ids[(kind, subject)] = i
+            # a tuple of strings is stored as the same JSON list, converted once per distinct team
+            row["owed_by"] = tuple(row["owed_by"])
+        # what every new row shares is given once; neither snoozed nor acknowledged: the
+        # columns left out take their defaults (NULL; the model's False, converted once)
+        insert_rows(session.connection(), table, changes.new, {"status": "open", "updated_at": now})
+        ids.update(_new_ids(session, table, before, changes.new))
     return ids
+
+
+def _new_ids(session: Session, table: Table, before: int, new: list[dict]) -> dict[tuple[str, str], int]:
+    """The ids the rows of ``new`` were given (all stored past ``before``). One statement
+    stores them in order, each taking the next id (SQLite's rowid; PostgreSQL's sequence):
+    when the ids past ``before`` are exactly ``before + 1 …`` as many as rows, the n-th row
+    has ``before + n`` — else (a sequence advanced by a sweep rolled back, say) they are read."""
+    if _numbered_in_order(session, table, before, len(new)):
+        return {(row["kind"], row["subject"]): before + n for n, row in enumerate(new, 1)}
+    return {(kind, subject): i for i, kind, subject in session.execute(
+        select(table.c.id, table.c.kind, table.c.subject).where(table.c.id > before))}
+
+
+def _numbered_in_order(session: Session, table: Table, before: int, rows: int) -> bool:
+    """Whether the ids past ``before`` are exactly ``before + 1 … before + rows``."""
+    count, first, last = session.execute(select(func.count(), func.min(table.c.id), func.max(table.c.id))
+                                         .where(table.c.id > before)).one()
+    return bool(count == rows and first == before + 1 and last == before + rows)

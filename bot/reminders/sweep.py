@@ -17,10 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Engine, delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -36,8 +37,8 @@ from bot.reminders.deadlines import Changes, among, apply, compare, compare_some
 from bot.rules.deadlines import ACCOUNTABILITY, LEAD, OWNER, Policy, Step, in_working_hours, step_for
 from bot.rules.workdays import ONE_DAY, Calendar
 from bot.settings import Settings
-from bot.texts import say
-from storage import outbox
+from bot.texts import environment, say
+from storage import deadline_marks, outbox
 from storage.calendar import load_calendar
 from storage.db import reading, transaction
 from storage.deadline_marks import ALL
@@ -83,7 +84,20 @@ def sweep(engine: Engine, settings: Settings, now: datetime, full: bool = False)
     behind their frequency (art. 11, ``bot.plan_frequency``); nothing outside working hours.
     ``full``: recompute every deadline even if nothing changed (what an incremental tick
     must always equal)."""
+    _prune_marks(engine, settings, now)
     return _deadlines(engine, settings, now, full) + _plans_behind(engine, settings, now)
+
+
+def _prune_marks(engine: Engine, settings: Settings, now: datetime) -> None:
+    """Outside working hours (no sweep reads the marks: nights, weekends, a holiday week),
+    more than ``deadline_marks.PRUNE_OVER`` marks are replaced by one ``all``."""
+    with reading(engine) as session:
+        if in_working_hours(bureau_time(now, settings.bureau.timezone), load_calendar(session), policy_of(settings)):
+            return
+        if not deadline_marks.piled_up(session):
+            return
+    with transaction(engine) as session:
+        deadline_marks.prune(session)
 
 
 def _plans_behind(engine: Engine, settings: Settings, now: datetime) -> list[Digest]:
@@ -132,12 +146,17 @@ def _deadlines(engine: Engine, settings: Settings, now: datetime, full: bool = F
             changes = compare_some(session, settings, calendar, _marked_tasks(session, marks), today)
         cache: dict[tuple[date, date], int] = {}  # step_for's working days left, by (today, due)
         nexts: dict[tuple[date, date | None], date] = {}
+        # today's rung and the next rung day depend on the due day, the snooze and the
+        # acknowledgement only: decided once per distinct three (a few hundred for 100,000s)
+        decided: dict[tuple[date, date | None, bool], tuple[Step | None, date]] = {}
         due_now = []
         for key, d in changes.view.items():
-            snoozed = d["snoozed_until"] and today < d["snoozed_until"]
-            if not snoozed and (step := step_for(today, d["due"], calendar, policy, cache)):
-                due_now.append((key, d, _decided(d, step)))
-            changes.next_on[key] = _next_rung(today, d["due"], d["snoozed_until"], calendar, policy, cache, nexts)
+            facts = (d["due"], d["snoozed_until"], d["escalation_acknowledged"])
+            if facts not in decided:
+                decided[facts] = _decide(today, d, calendar, policy, cache, nexts)
+            step, changes.next_on[key] = decided[facts]
+            if step:
+                due_now.append((key, d, step))
         due_now += _past_the_line(session, changes, calendar, today)
         sent = _sent(session, [d["id"] for _, d, _ in due_now if d["id"] is not None], _day_start(now, local))
         people = _People(session, settings, {d["batch_id"] for _, d, _ in due_now})
@@ -152,7 +171,8 @@ def _deadlines(engine: Engine, settings: Settings, now: datetime, full: bool = F
             session.execute(text("SELECT pg_advisory_xact_lock(:k)").bindparams(k=_PG_SWEEP_LOCK))
         if not _claim(session, state, fingerprint):
             return []  # another instance swept since this one read: it did the work
-        ids = apply(session, changes)
+        with _roomy(session, len(changes.new) + len(changes.changed)):
+            ids = apply(session, changes)
         _forget(session, [i for i, _ in marks])
         notices = _tell_admins_of_provisional_years(session, settings, changes)
         fresh = _insert_new(session, [{"deadline_id": ids[key], "recipient": recipient, "step": step,
@@ -215,6 +235,36 @@ def _next_rung(today: date, due: date, snoozed: date | None, calendar: Calendar,
     return found[(due, snoozed)]
 
 
+def _decide(today: date, d: dict[str, Any], calendar: Calendar, policy: Policy, cache: dict[tuple[date, date], int],
+            nexts: dict[tuple[date, date | None], date]) -> tuple[Step | None, date]:
+    """A deadline's rung today, if any (as decided for it), and its next rung day."""
+    snoozed = d["snoozed_until"] and today < d["snoozed_until"]
+    step = None if snoozed else step_for(today, d["due"], calendar, policy, cache)
+    return (_decided(d, step) if step else None,
+            _next_rung(today, d["due"], d["snoozed_until"], calendar, policy, cache, nexts))
+
+
+ROOMY_ROWS = 10_000  # deadlines written at once from which SQLite's page cache is enlarged meanwhile
+ROOMY_CACHE_KIB = 65_536
+
+
+@contextmanager
+def _roomy(session: Session, rows: int) -> Iterator[None]:
+    """On SQLite, for ``rows`` ≥ ``ROOMY_ROWS``: the connection's page cache enlarged while
+    they are written (the default 2 MiB spills the deadline indexes' pages to the WAL and
+    reads the tasks' back for each row's foreign key check), then set back."""
+    connection = session.connection()
+    if rows < ROOMY_ROWS or connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{ROOMY_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size={int(before or -2000)}")
+
+
 def _claim(session: Session, state: Any, fingerprint: str) -> bool:
     """Whether the sweep row still stands as this sweep read it (then it is bumped)."""
     table = table_of(ReminderSweep)
@@ -250,26 +300,34 @@ def _past_the_line(session: Session, changes: Changes, calendar: Calendar,
     told (a snoozed deadline or an acknowledged escalation is not told either). Lines
     passed within ``PAST_LINE_WINDOW`` days only: the notice is news of the day (an instance
     down for a while still catches up), and the ladder goes on escalating the rest."""
+    earliest = today - timedelta(days=PAST_LINE_WINDOW)
+    steps: dict[date, Step] = {}
     late = [(key, d) for key, d in changes.view.items()
-            if d["kind"] in ("result", "approval") and (line := d.get("line_on")) is not None
-            and line < today and (today - line).days <= PAST_LINE_WINDOW]
+            if (line := d.get("line_on")) is not None and earliest <= line < today
+            and d["kind"] in ("result", "approval")]
     if not late:
         return []
     told: set[str] = set()
-    for which in among(session, col(Deadline.subject), (d["subject"] for _, d in late)):
+    deadlines, reminders = table_of(Deadline), table_of(Reminder)
+    stored = session.execute(select(deadlines.c.id).limit(1)).first()  # else (a first sweep) nobody was told
+    for which in among(session, deadlines.c.subject, (d["subject"] for _, d in late)) if stored else []:
         told.update(session.scalars(
-            select(Deadline.subject).join(Reminder, col(Reminder.deadline_id) == Deadline.id)
-            .where(col(Deadline.kind).in_(("result", "approval")), which, Reminder.step == PAST_LINE)))
-    found, overdue = [], {}
-    for key, d in late:
-        line = d["line_on"]
-        if (d["subject"] in told or d["escalation_acknowledged"]
-                or (d["snoozed_until"] and today < d["snoozed_until"])):
-            continue
-        if line not in overdue:
-            overdue[line] = -calendar.working_days_between(line, today)
-        found.append((key, {**d, "line": line}, Step(PAST_LINE, (LEAD,), overdue[line])))
-    return found
+            select(deadlines.c.subject).join(reminders, reminders.c.deadline_id == deadlines.c.id)
+            .where(deadlines.c.kind.in_(("result", "approval")), which, reminders.c.step == PAST_LINE)))
+    return [(key, {**d, "line": d["line_on"]}, step) for key, d in late
+            if d["subject"] not in told and (step := _told_today(d, calendar, today, steps))]
+
+
+def _told_today(d: dict[str, Any], calendar: Calendar, today: date, steps: dict[date, Step]) -> Step | None:
+    """The ``past-20-days`` rung of a deadline past its line whose lead office was never
+    told — unless it is snoozed or its escalation acknowledged (one rung per line: the
+    working days since it counted once)."""
+    if d["escalation_acknowledged"] or (d["snoozed_until"] and today < d["snoozed_until"]):
+        return None
+    line = d["line_on"]
+    if line not in steps:
+        steps[line] = Step(PAST_LINE, (LEAD,), -calendar.working_days_between(line, today))
+    return steps[line]
 
 
 def _tell_admins_of_provisional_years(session: Session, settings: Settings, changes: Changes) -> list[Digest]:
@@ -285,25 +343,61 @@ def _tell_admins_of_provisional_years(session: Session, settings: Settings, chan
     return told
 
 
-def _queue_digests(session: Session, fresh: list[dict[str, Any]],
+def _queue_digests(session: Session, fresh: list[_Sent],
                    steps: dict[tuple[int, str], tuple[dict[str, Any], Step]], today: date) -> list[Digest]:
     """One digest per person, naming every rung newly sent to them."""
     by_person: defaultdict[str, list[tuple[tuple[dict[str, Any], Step], str, int]]] = defaultdict(list)
     for row in fresh:
-        by_person[row["recipient"]].append((steps[(row["deadline_id"], row["step"])], row["level"], row["id"]))
-    objects = _objects(session, [steps[(row["deadline_id"], row["step"])][0] for row in fresh])  # those in a digest
+        by_person[row.recipient].append((steps[(row.deadline_id, row.step)], row.level, row.id))
+    objects = _objects(session, [steps[(row.deadline_id, row.step)][0] for row in fresh])  # those in a digest
+    shown: dict[tuple[int, date | None], _Shown] = {}
+    digest = getattr(environment().get_template("reminders.j2").module, "digest")  # once, not per person
     digests, messages = [], []
     for recipient, entries in sorted(by_person.items()):
         platform, _, user = recipient.partition(":")
         destination = Destination(platform, USER, user)
-        lines = [dict(deadline=d, step=s, level=level, obj=objects.get(d["task_id"])) for (d, s), level, _ in
+        lines = [_Entry(_shown(d, shown), s, level, objects.get(d["task_id"])) for (d, s), level, _ in
                  sorted(entries, key=lambda e: (e[0][0]["due"], e[0][0]["id"]))]
-        message = Text(say("reminders", "digest", entries=lines, today=today))
+        message = Text(str(digest(entries=lines, today=today)).strip())  # as say("reminders", "digest", …)
         first = min(i for _, _, i in entries)
         messages.append((destination, message, outbox_keys.reminder_digest(recipient, first)))
         digests.append(Digest(destination, len(entries)))
     outbox.queue_many(session, messages)
     return digests
+
+
+class _Shown(NamedTuple):
+    """What a digest shows of a deadline. The template reads attributes: Jinja finds an
+    attribute at once, a dict's key only after a failed attribute lookup (an exception per
+    field, 30 per entry)."""
+
+    id: int
+    task_id: int | None
+    subject: str
+    kind: str
+    due: date
+    provisional: bool
+    line: date | None  # art. 20's line, on a ``past-20-days`` rung
+
+
+class _Entry(NamedTuple):
+    """One rung in a digest."""
+
+    deadline: _Shown
+    step: Step
+    level: str
+    obj: _Named | None
+
+
+def _shown(d: dict[str, Any], shown: dict[tuple[int, date | None], _Shown]) -> _Shown:
+    """``d`` as a digest shows it, made once per deadline (and line: a deadline past art.
+    20's line is shown with it on its ``past-20-days`` rung, without it on its other rung)."""
+    key = (d["id"], d.get("line"))
+    found = shown.get(key)
+    if found is None:
+        found = shown[key] = _Shown(d["id"], d["task_id"], d["subject"], d["kind"], d["due"], d["provisional"],
+                                        d.get("line"))
+    return found
 
 
 def _day_start(now: datetime, local: datetime) -> datetime:
@@ -319,7 +413,17 @@ def _decided(deadline: dict, step: Step) -> Step:
     return step
 
 
-def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
+class _Sent(NamedTuple):
+    """A rung stored now (a ``reminders`` row)."""
+
+    id: int
+    deadline_id: int
+    recipient: str
+    level: str
+    step: str
+
+
+def _insert_new(session: Session, rows: list[dict]) -> list[_Sent]:
     """Insert the rungs not yet sent; returns those inserted now."""
     if not rows:
         return []
@@ -327,7 +431,7 @@ def _insert_new(session: Session, rows: list[dict]) -> list[dict]:
     table = table_of(Reminder)
     statement = (insert_(table).on_conflict_do_nothing(index_elements=["deadline_id", "recipient", "step"])
                  .returning(table.c.id, table.c.deadline_id, table.c.recipient, table.c.level, table.c.step))
-    return [dict(r._mapping) for r in session.execute(statement, rows)]
+    return [_Sent(*row) for row in session.execute(statement, rows)]
 
 
 @dataclass(frozen=True)
@@ -337,9 +441,9 @@ class _Named:
 
 def _objects(session: Session, deadlines: list[dict]) -> dict[int, _Named]:
     found: dict[int, _Named] = {}
-    for which in among(session, col(Task.id), (d["task_id"] for d in deadlines if d["task_id"])):
-        query = (select(col(Task.id), InspectionObject.name)
-                 .join(InspectionObject, col(InspectionObject.id) == Task.object_id).where(which))
+    tasks, objects = table_of(Task), table_of(InspectionObject)  # Core: rows as tuples, not ORM-loaded
+    for which in among(session, tasks.c.id, (d["task_id"] for d in deadlines if d["task_id"])):
+        query = select(tasks.c.id, objects.c.name).join(objects, objects.c.id == tasks.c.object_id).where(which)
         for task_id, name in session.execute(query):
             found[task_id] = _Named(name)
     return found
