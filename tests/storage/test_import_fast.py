@@ -233,7 +233,8 @@ def test_derived_columns_are_derive_column_by_column():
 
 def test_an_objects_file_read_from_disk_gives_the_rows_of_the_row_by_row_check(tmp_path):
     """BOM, quoted values (a comma, a quote, a line break inside), 是/否, CRLF, blank lines."""
-    text = ("\ufeff统一社会信用代码,名称,类型,行业,区域,管辖单位,地址,状态,投诉举报数,经营异常,严重违法失信,重点领域\r\n"
+    text = ("\ufeff统一社会信用代码,名称,类型,行业,区域,管辖单位,地址,状态,投诉举报数,经营异常,严重违法失信,"
+            "重点领域\r\n"
             'X1,"甲,乙 商行",个体工商户,餐饮服务,东城,S-DC,"某路 ""1"" 号\r\n二层",存续,0,是,否,1\r\n'
             "\r\n"
             "X2,丙,产品,,,S-DC,,注销,2,否,是,0\r\n"
