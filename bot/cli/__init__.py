@@ -14,7 +14,6 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
-from bot import verifier
 from bot.chat import platforms
 from bot.settings import ConfigError, load_settings
 from bot.terminal import err
@@ -102,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         args.arguments, config = _config_among(args.arguments)
         args.config = config if config is not None else args.config
     if args.command == "verify":  # the citizen's check needs no configuration or database
+        from bot import verifier  # imported by this command alone (start-up, issue 20)
+
         return verifier.main([str(args.directory)])
     try:
         settings = load_settings(args.config)

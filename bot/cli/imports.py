@@ -9,7 +9,6 @@ from pathlib import Path
 
 from bot.cli.options import Commands, engine_of, operator
 from bot.clock import bureau_today
-from bot.plans import import_plans
 from bot.refusal import Refusal
 from bot.settings import Settings
 from bot.terminal import bar_chart, err, progress
@@ -38,6 +37,8 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     try:
         if args.kind == "plans":
+            from bot.plans import import_plans  # its draw-count rules only for plans (start-up, issue 20)
+
             outcome = import_plans(engine_of(settings), args.file, actor=actor, reason=getattr(args, "reason", None),
                                    today=bureau_today(settings.bureau.timezone), dry_run=args.dry_run,
                                    partial=args.partial, progress=progress, min_ratio=settings.plans.min_ratio)

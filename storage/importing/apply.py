@@ -13,6 +13,7 @@ import getpass
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from sqlmodel import Session, SQLModel
 
 from bot.bulkwork import collections_paused
 from storage import audit
-from storage.bulk import insert_rows
+from storage.bulk import insert_rows, insert_tuples
 from storage.db import transaction
 from storage.importing.kinds import KINDS, Kind
 from storage.importing.parse import ParsedFile, Problem, parse_sheet
@@ -294,9 +295,20 @@ class _Writer:
             name: self.import_id for name in ("first_import_id", "last_import_id", "import_id") if name in self.table.c
         }
         rows = [c.row or {} for c in changes]  # additions always carry their row
+        given = tuple(rows[0]) if rows else ()
         with _indexes_deferred(self.connection, self.table, len(rows)):
-            for chunk in self.chunks(rows, "写入"):
-                insert_rows(self.connection, self.table, chunk, bookkeeping)
+            if len(given) > 1 and all(map(given.__eq__, map(tuple, rows))):
+                # every row names the same fields in the same order (a parsed file's rows do):
+                # ``insert_rows``'s tuples — the row's values, then the bookkeeping it does
+                # not name — made without a Python step per row (issue 20)
+                names = given + tuple(name for name in bookkeeping if name not in given)
+                fixed = tuple(value for name, value in bookkeeping.items() if name not in given)
+                tuples = list(map(tuple.__add__, map(itemgetter(*given), rows), repeat(fixed)))
+                for chunk in self.chunks(tuples, "写入"):
+                    insert_tuples(self.connection, self.table, names, chunk)
+            else:
+                for chunk in self.chunks(rows, "写入"):
+                    insert_rows(self.connection, self.table, chunk, bookkeeping)
 
     def update(self, changes: list[Change]) -> None:
         """Changed fields, grouped by which fields changed (one statement per shape)."""

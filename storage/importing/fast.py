@@ -34,6 +34,68 @@ def fast_rows(kind: Kind, mapped: list[Column | None], lines: Lines, known_ids: 
     (file columns in header order, then the absent columns' defaults, then ``derive``);
     ``None`` when any row may have a problem."""
     width = len(mapped)
+    found = _uniform(lines, width, mapped) or _kept(lines, width)  # usually the first: one width, no blank
+    if found is None:
+        return None
+    kept_lines, kept = found
+    columns = list(zip(*kept)) if kept else [() for _ in mapped]
+    fields: list[str] = []
+    parsed: list[list] = []
+    for column, cells in zip(mapped, columns):
+        if column is None:
+            continue
+        values = _column_values(column, cells)
+        if values is None or (column.refers_to and not _all_known(values, known_ids(column.refers_to))):
+            return None
+        fields.append(column.field)
+        parsed.append(values)
+    absent = [c for c in kind.columns if c.field not in fields]
+    names = fields + [c.field for c in absent]
+    by_column = kind.derive_columns is not None and kind.check is None and check is None and bool(parsed)
+    if by_column:  # the derived fields as columns too: one dict per row, made once (issue 20)
+        assert kind.derive_columns is not None
+        parsed += [[c.default] * len(kept) for c in absent]
+        derived = kind.derive_columns(dict(zip(names, parsed)))
+        names += list(derived)
+        rows = [dict(zip(names, values)) for values in zip(*parsed, *derived.values())]
+    elif parsed:
+        rows = [dict(zip(names, values)) for values in zip(*parsed, *(repeat(c.default) for c in absent))]
+    else:
+        rows = [dict(zip(names, (c.default for c in absent))) for _ in kept]
+    for rule in (kind.check, check):
+        if rule is not None:
+            try:
+                for parsed_row in rows:
+                    rule(parsed_row)
+            except v.BadValue:
+                return None
+    keys = list(map(itemgetter(*kind.key), rows))
+    if len(set(keys)) != len(keys):
+        return None  # a repeated key: the per-row check names both lines
+    if by_column:
+        return list(zip(kept_lines, rows))
+    derive = kind.derive
+    return [(line, derive(row)) for line, row in zip(kept_lines, rows)]
+
+
+def _uniform(lines: Lines, width: int, mapped: list[Column | None]) -> tuple[list[int], list[Sequence[str]]] | None:
+    """The line numbers and records of a file whose every record has exactly ``width``
+    cells and a first mapped cell that is not blank (so no record is a blank line) — told
+    column-wise, without a Python step per record; None for any other file."""
+    if not lines or width == 0:
+        return None
+    numbers, records = zip(*lines)
+    if set(map(len, records)) != {width}:
+        return None
+    first = next((i for i, column in enumerate(mapped) if column is not None and column.in_header), None)
+    if first is None or not all(map(_STRIP, map(itemgetter(first), records))):
+        return None
+    return list(numbers), list(records)
+
+
+def _kept(lines: Lines, width: int) -> tuple[list[int], list[Sequence[str]]] | None:
+    """The line numbers and records (cut or padded to ``width``) that are not blank; None
+    when a record has non-blank cells beyond the header's."""
     kept_lines: list[int] = []
     kept: list[Sequence[str]] = []
     for line, row in lines:
@@ -49,33 +111,7 @@ def fast_rows(kind: Kind, mapped: list[Column | None], lines: Lines, known_ids: 
             continue  # blank lines and Excel's empty trailing rows (as any(cell.strip()))
         kept_lines.append(line)
         kept.append(cells)
-    columns = list(zip(*kept)) if kept else [() for _ in mapped]
-    fields: list[str] = []
-    parsed: list[list] = []
-    for column, cells in zip(mapped, columns):
-        if column is None:
-            continue
-        values = _column_values(column, cells)
-        if values is None or (column.refers_to and not _all_known(values, known_ids(column.refers_to))):
-            return None
-        fields.append(column.field)
-        parsed.append(values)
-    absent = [c for c in kind.columns if c.field not in fields]
-    names = fields + [c.field for c in absent]
-    rows = [dict(zip(names, values)) for values in zip(*parsed, *(repeat(c.default) for c in absent))] \
-        if parsed else [dict(zip(names, (c.default for c in absent))) for _ in kept]
-    for rule in (kind.check, check):
-        if rule is not None:
-            try:
-                for parsed_row in rows:
-                    rule(parsed_row)
-            except v.BadValue:
-                return None
-    keys = list(map(itemgetter(*kind.key), rows))
-    if len(set(keys)) != len(keys):
-        return None  # a repeated key: the per-row check names both lines
-    derive = kind.derive
-    return [(line, derive(row)) for line, row in zip(kept_lines, rows)]
+    return kept_lines, kept
 
 
 def _column_values(column: Column, cells: Sequence[str]) -> list | None:
@@ -177,3 +213,4 @@ BULK: dict[Callable[[str], Any], Bulk] = {
     v.boolean: _booleans,
     v.status: _statuses,
 }
+

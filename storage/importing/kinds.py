@@ -35,6 +35,9 @@ class Kind:
     columns: tuple[Column, ...]
     check: Callable[[dict], None] | None = None  # whole-row rule, raises BadValue
     derive: Callable[[dict], dict] = field(default=lambda row: row)  # fields not in the file
+    # ``derive`` column by column (the clean-file path, storage/importing/fast.py): the file's
+    # columns by field → the derived fields' columns, in the order ``derive`` adds them
+    derive_columns: Callable[[dict[str, list]], dict[str, list]] | None = None
     complete: Callable[[list[dict]], None] | None = None  # file-level fill-in after all rows
     derived: tuple[str, ...] = ()  # fields ``derive``/``complete`` set, compared like columns
     per_year: bool = False  # the file is a snapshot of the years it names, not of the kind
@@ -138,7 +141,8 @@ KINDS: dict[str, Kind] = {
             Column("abnormal", ("abnormal", "经营异常"), v.boolean, False, False),
             Column("serious_violation", ("serious_violation", "严重违法失信"), v.boolean, False, False),
             Column("key_sector", ("key_sector", "重点领域"), v.boolean, False, False),
-        ), derive=lambda row: {**row, "market": row["kind"] not in v.NON_MARKET_KINDS}, derived=("market",)),
+        ), derive=lambda row: {**row, "market": row["kind"] not in v.NON_MARKET_KINDS}, derived=("market",),
+            derive_columns=lambda columns: {"market": [kind not in v.NON_MARKET_KINDS for kind in columns["kind"]]}),
         Kind("inspectors", Inspector, ("id",), (
             _id("id", "id", "编号"),
             Column("name", ("name", "姓名", "名称"), v.required_text),

@@ -103,6 +103,16 @@ def test_an_import_loads_only_its_family_and_the_help_lists_every_command():
         assert command in shown.stdout.partition("}")[2], command  # each with its help line
 
 
+def test_a_directory_import_loads_neither_the_plans_rules_nor_the_verifier():
+    """Start-up of ``import objects`` (issue 20): bot.plans (its draw counts, the outbox) is
+    imported for ``import plans`` alone, the verifier for ``verify`` alone."""
+    probe = ("import sys, bot.cli, bot.cli.imports; bot.cli.build_parser(bot.cli.command_of(['import', 'objects', "
+             "'f.csv'])); print(sorted(m for m in ('bot.plans', 'bot.plan_frequency', 'bot.verifier', "
+             "'storage.outbox') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("argv", [
     ["-c", "x.toml", "import", "units", "f.csv"],
     ["import", "units", "f.csv", "-c", "x.toml"],

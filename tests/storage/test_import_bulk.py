@@ -216,3 +216,31 @@ def test_conflicts_removed_from_the_file_are_delisted_with_their_whole_rows(engi
     assert set(befores) == {f"{i}|{o}" for i, o in pairs if (i, o) != ("I02", "X/1")}
     assert all(before["listed"] is True and before["origin"] == "import" and before["id"]
                for before in befores.values())
+
+
+def test_rows_of_one_shape_are_stored_as_insert_rows_stores_them(engine, tmp_path, units):
+    """The writer's usual path (every row names the same fields: tuples handed to
+    ``insert_tuples`` with the bookkeeping after) stores what ``insert_rows`` stores."""
+    rows = [{"id": "A1", "name": "甲", "kind": "个体工商户", "unit_id": "S-DC", "market": True, "complaints": 0},
+            {"id": "A/2", "name": "乙", "kind": "产品", "unit_id": "S-DC", "market": False, "complaints": 3}]
+    stored = []
+    for through_writer in (True, False):
+        with transaction(engine) as session:
+            run = ImportRun(kind="objects", file_name="x.csv", file_sha256="0" * 64, partial=False, actor="test")
+            session.add(run)
+            session.flush()
+            writer = apply._Writer(session.connection(), KINDS["objects"], run.id, lambda rows, **_: rows)
+            if through_writer:
+                writer.insert([Change("added", (row["id"],), row=dict(row)) for row in rows])
+            else:
+                bookkeeping = apply._model_defaults(InspectionObject) | {"first_import_id": run.id,
+                                                                          "last_import_id": run.id}
+                apply.insert_rows(session.connection(), table_of(InspectionObject), [dict(r) for r in rows],
+                                  bookkeeping)
+        stored.append({key: {k: (v == run.id if k.endswith("import_id") else v) for k, v in row.items()
+                             if k not in ("created_at", "updated_at")}
+                       for key, row in stored_objects(engine).items()})
+        with transaction(engine) as session:
+            session.connection().execute(table_of(InspectionObject).delete())
+    assert stored[0] == stored[1] and stored[0]["A/2"]["page_key"] == page_key("A/2")
+    assert stored[0]["A1"]["first_import_id"] is stored[0]["A1"]["last_import_id"] is True  # this run's id

@@ -16,9 +16,10 @@ from storage.bulk import insert_rows
 from storage.db import transaction
 from storage.importing import import_file
 from storage.importing import values as v
-from storage.importing.fast import _column_values, fast_rows
+from storage.importing.fast import _column_values, _kept, _uniform, fast_rows
 from storage.importing.kinds import KINDS
 from storage.importing.parse import ParsedFile, _check_rows, check_header
+from storage.importing.sheets import read_sheet
 from storage.models import InspectionObject, Unit, table_of
 from tests.support.directory_files import UNITS, write
 
@@ -190,3 +191,90 @@ def test_constants_given_apart_are_stored_as_if_in_each_row(engine, tmp_path):
     assert [(stored[f"B{n}"].abnormal, stored[f"B{n}"].complaints) for n in range(6)] == \
            [(n % 2 == 0, n) for n in range(6)]
     assert all(stored[f"B{n}"].page_key for n in range(6))
+
+
+# --- The usual file told column-wise (_uniform) and the derived columns (derive_columns) ---
+
+
+def test_a_file_of_one_width_without_blank_records_takes_the_column_wise_route():
+    header = header_of("objects", True)
+    lines = [(2, list(GOOD_OBJECT)), (3, ["X2", *GOOD_OBJECT[1:]])]
+    mapped, _ = check_header(KINDS["objects"], header)
+    assert _uniform(lines, len(mapped), mapped) == ([2, 3], [lines[0][1], lines[1][1]])
+    assert _kept(lines, len(mapped)) == _uniform(lines, len(mapped), mapped)
+
+
+@pytest.mark.parametrize("rows", [
+    [GOOD_OBJECT, [], ["X2", *GOOD_OBJECT[1:]]],  # a blank line between
+    [GOOD_OBJECT, [""] * 12],  # Excel's empty trailing row, as wide as the header
+    [GOOD_OBJECT, [" "] * 12, ["X2", *GOOD_OBJECT[1:]]],  # a row of spaces
+    [GOOD_OBJECT[:6], ["X2", *GOOD_OBJECT[1:]]],  # a short row: the optional cells padded
+    [[*GOOD_OBJECT, "", " "], ["X2", *GOOD_OBJECT[1:]]],  # empty cells beyond the header
+    [[*GOOD_OBJECT, "多余"]],  # a filled cell beyond the header: refused
+    [["", *GOOD_OBJECT[1:]]],  # a first cell blank, the others not: refused
+    [GOOD_OBJECT, ["X2", "乙", "产品", "", "", "S-DC", "", "注销", "3", "是", "否", "1"]],  # derived market
+])
+@pytest.mark.parametrize("optional", [True, False])
+def test_ragged_and_blank_records_give_the_rows_of_the_row_by_row_check(rows, optional):
+    header = header_of("objects", optional)
+    rows = [row[:len(header)] if len(row) == 12 and not optional else row for row in rows]
+    fast, slow = both("objects", header, rows)
+    assert_same(fast, slow)
+
+
+def test_derived_columns_are_derive_column_by_column():
+    kind = KINDS["objects"]
+    assert kind.derive_columns is not None
+    kinds = ["个体工商户", "产品", "项目", "行为", "有限责任公司"]
+    rows = [{"kind": k} for k in kinds]
+    assert kind.derive_columns({"kind": kinds}) == {"market": [kind.derive(row)["market"] for row in rows]}
+    assert [k for k in (kind.derive({"kind": "x"}))] == ["kind", "market"]  # the order derive adds them
+
+
+def test_an_objects_file_read_from_disk_gives_the_rows_of_the_row_by_row_check(tmp_path):
+    """BOM, quoted values (a comma, a quote, a line break inside), 是/否, CRLF, blank lines."""
+    text = ("\ufeff统一社会信用代码,名称,类型,行业,区域,管辖单位,地址,状态,投诉举报数,经营异常,严重违法失信,"
+            "重点领域\r\n"
+            'X1,"甲,乙 商行",个体工商户,餐饮服务,东城,S-DC,"某路 ""1"" 号\r\n二层",存续,0,是,否,1\r\n'
+            "\r\n"
+            "X2,丙,产品,,,S-DC,,注销,2,否,是,0\r\n"
+            ",,,,,,,,,,,\r\n")
+    sheet = read_sheet(write(tmp_path, "objects.csv", text))
+    kind = KINDS["objects"]
+    mapped, problems = check_header(kind, sheet.header)
+    assert not problems
+    lines = list(sheet.rows)
+    fast = fast_rows(kind, mapped, lines, KNOWN.__getitem__)
+    slow = ParsedFile(kind, [c for c in mapped if c is not None])
+    _check_rows(kind, mapped, lines, KNOWN.__getitem__, None, slow)
+    assert not slow.problems
+    assert_same(fast, slow)
+    assert [row["market"] for _, row in fast or []] == [True, False]
+    assert fast and fast[0][1]["address"] == '某路 "1" 号\r\n二层'
+
+
+def test_an_xlsx_file_with_excel_dates_gives_the_rows_of_the_row_by_row_check(tmp_path):
+    from datetime import datetime
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["编号", "姓名", "所属单位", "执法证号", "执法证有效期", "业务专长", "在岗"])
+    sheet.append(["I7", "张三", "S-DC", "A1", datetime(2027, 1, 1), "食品;药品", "是"])
+    sheet.append(["I8", "李四", "S-DC", None, None, None, False])
+    sheet.append([None] * 7)
+    path = tmp_path / "inspectors.xlsx"
+    book.save(path)
+    read = read_sheet(path)
+    kind = KINDS["inspectors"]
+    mapped, problems = check_header(kind, read.header)
+    assert not problems
+    lines = list(read.rows)
+    fast = fast_rows(kind, mapped, lines, KNOWN.__getitem__)
+    slow = ParsedFile(kind, [c for c in mapped if c is not None])
+    _check_rows(kind, mapped, lines, KNOWN.__getitem__, None, slow)
+    assert not slow.problems
+    assert_same(fast, slow)
+    assert fast and str(fast[0][1]["certificate_expiry"]) == "2027-01-01" and fast[1][1]["active"] is False
