@@ -53,6 +53,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import math
 import multiprocessing
 import os
@@ -270,9 +271,19 @@ async def _send(mix: Mix, traffic: Traffic, start: float) -> dict:
     connector = aiohttp.TCPConnector(limit=0)  # one keep-alive connection per client and instance
     timeout = aiohttp.ClientTimeout(total=60)
 
-    async def client() -> None:
+    pace = getattr(mix, "pace", 0.0)  # seconds between one client's requests (0: one after the other)
+
+    async def client(n: int) -> None:
         nonlocal extra, late
+        # the clients' turns spread over the pace
+        next_at = start + pace * ((n * mix.procs + mix.proc) / (mix.clients * mix.procs) - 1)
         while time.time() < end:
+            if pace:  # an offered rate: each client waits for its next turn
+                next_at += pace
+                if next_at > time.time():
+                    await asyncio.sleep(next_at - time.time())
+                if time.time() >= end:
+                    break
             i = next(issued)
             if mix.cycle:
                 i %= len(urls)
@@ -307,7 +318,7 @@ async def _send(mix: Mix, traffic: Traffic, start: float) -> dict:
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await asyncio.sleep(max(0.0, start - time.time()))
-        await asyncio.gather(*(client() for _ in range(mix.clients)))
+        await asyncio.gather(*(client(n) for n in range(mix.clients)))
     return {"latencies": latencies.tobytes(), "kinds": kinds.tobytes(), "instances": instances.tobytes(),
             "acked": acked, "again": again, "statuses": dict(statuses), "errors": dict(errors),
             "posted": dict(posted), "ok": dict(ok),
@@ -467,6 +478,8 @@ def expected_calls(engine, status: str) -> Counter[str]:
     found: Counter[str] = Counter()
     for recipient, kind, payload in rows(engine, "SELECT recipient, kind, payload FROM outbox "
                                                  "WHERE status = :s AND platform = 'wecom'", s=status):
+        if isinstance(payload, str):  # SQLite gives the JSON column back as text to a plain query
+            payload = json.loads(payload)
         message = payload["message"]
         if kind == "text":
             text = message["text"]

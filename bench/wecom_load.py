@@ -75,12 +75,14 @@ def run_stub_api(port: int, record: bool = False, latency: float = 0.0) -> None:
 
     counts: Counter[str] = Counter()
     calls: Counter[str] = Counter()
+    arrivals: list[tuple[float, str, str]] = []  # (time.time(), recipient, call) of each call, as it arrived
 
     async def gettoken(request: web.Request) -> web.Response:
         counts["gettoken"] += 1
         return web.json_response({"errcode": 0, "errmsg": "ok", "access_token": "t", "expires_in": 7200})
 
     async def send(request: web.Request) -> web.Response:
+        arrived = time.time()
         if latency:
             await asyncio.sleep(latency)
         if record:
@@ -89,6 +91,7 @@ def run_stub_api(port: int, record: bool = False, latency: float = 0.0) -> None:
             what = (digest(body["text"]["content"]) if kind == "text"
                     else body["template_card"]["task_id"] if kind == "template_card" else "")
             calls[f"send|{body.get('touser')}|{kind}|{what}"] += 1
+            arrivals.append((arrived, str(body.get("touser")), "message/send"))
         else:
             await request.read()
         counts["message/send"] += 1
@@ -98,6 +101,8 @@ def run_stub_api(port: int, record: bool = False, latency: float = 0.0) -> None:
         body = await request.json()
         counts["update_template_card"] += 1
         calls[f"update|{','.join(body.get('userids', []))}|{body.get('response_code')}"] += 1
+        if record:
+            arrivals.append((time.time(), ",".join(body.get("userids", [])), "update_template_card"))
         return web.json_response({"errcode": 0, "errmsg": "ok"})
 
     async def stats(request: web.Request) -> web.Response:
@@ -106,12 +111,16 @@ def run_stub_api(port: int, record: bool = False, latency: float = 0.0) -> None:
     async def recorded(request: web.Request) -> web.Response:
         return web.json_response(dict(calls))
 
+    async def arrived(request: web.Request) -> web.Response:
+        return web.json_response(arrivals)
+
     app = web.Application()
     app.router.add_get("/cgi-bin/gettoken", gettoken)
     app.router.add_post("/cgi-bin/message/send", send)
     app.router.add_post("/cgi-bin/message/update_template_card", update)
     app.router.add_get("/healthz", stats)
     app.router.add_get("/calls", recorded)
+    app.router.add_get("/arrivals", arrived)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
@@ -130,6 +139,12 @@ def stub_counts(url: str) -> dict[str, int]:
 def stub_calls(url: str) -> Counter[str]:
     with urllib.request.urlopen(url + "/calls", timeout=10) as response:
         return Counter(json.loads(response.read()))
+
+
+def stub_arrivals(url: str) -> list[tuple[float, str, str]]:
+    """When each call reached a recording stub (``time.time()``), to whom, and which API, in order."""
+    with urllib.request.urlopen(url + "/arrivals", timeout=30) as response:
+        return [(at, to, call) for at, to, call in json.loads(response.read())]
 
 
 def run_bare(port: int, loop: str = "asyncio") -> None:

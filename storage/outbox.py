@@ -109,7 +109,8 @@ _QUEUE = {
 
 
 def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, batch: int = 50,
-          lease: timedelta = LEASE) -> list[Claimed]:
+          lease: timedelta = LEASE, reach: timedelta = timedelta(0),
+          reserved: dict[int, list[tuple[int, str]]] | None = None) -> list[Claimed]:
     """Claim up to ``batch`` due messages for ``owner``, within every rate limit; returns
     the claimed rows (every column of the outbox, by attribute).
 
@@ -118,7 +119,10 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
     budget stay pending (delayed, never dropped): a key found spent is held until its
     next slot frees (``rate_holds``), and its rows are not looked at before then — no
     row is rewritten. Each claimed row spends one slot of its recipient's budget and one
-    of its app's, whether or not the send then succeeds.
+    of its app's, whether or not the send then succeeds. The slot is counted from ``now +
+    reach``: the latest the send can reach the platform (its request timeout), until
+    ``settle`` moves it to when the platform is known to have had it; ``reserved``, when
+    given, gets each claimed row's slots (slot id, rate key) for that.
     """
     pg = session.get_bind().dialect.name == "postgresql"
     if pg:
@@ -161,14 +165,34 @@ def claim(session: Session, owner: str, now: datetime, limits: RateLimits, *, ba
                 in_doubt=or_(_TABLE.c.in_doubt, _TABLE.c.status == "sending"))
         .returning(*_TABLE.c)
     ).all()
-    slots = [{"rate_key": key, "at": now} for row in claimed
-             for key in (row.rate_key, app_key(row.platform)) if key is not None and key in budget]
-    if slots:
-        session.execute(insert(SendSlot), slots)
+    owners = [(row.id, key) for row in claimed
+              for key in (row.rate_key, app_key(row.platform)) if key is not None and key in budget]
+    if owners:
+        slots = [{"rate_key": key, "at": now + reach} for _, key in owners]
+        if reserved is None:
+            session.execute(insert(SendSlot), slots)
+        else:
+            ids = session.execute(insert(SendSlot).returning(col(SendSlot.id), sort_by_parameter_order=True),
+                                  slots).scalars().all()
+            for (row_id, key), slot_id in zip(owners, ids, strict=True):
+                reserved.setdefault(row_id, []).append((slot_id, key))
     for key in spent:  # looked at again when its next slot frees, not at every claim
         _hold(session, key, _free_at(session, now, key, limits(key)), pg)
     # A Row gives the columns by attribute, untyped; these are the outbox's.
     return cast(list[Claimed], sorted(claimed, key=lambda row: row.id))
+
+
+def settle(session: Session, slots: Sequence[tuple[int, str]], at: datetime) -> None:
+    """The platform answered sends by ``at``: their slots (slot id, rate key, as ``claim``
+    reserved them) count from ``at`` instead, which is no earlier than the sends reached
+    the platform, so a window counted from it holds the platform's own — without a margin
+    for how late a send may land (the slot of a send whose answer never came, e.g. a
+    timeout, keeps counting from the latest it could have landed). A key held (spent) is
+    looked at again by the next claim: its next free slot may now come sooner."""
+    if not slots:
+        return
+    session.execute(update(SendSlot).where(col(SendSlot.id).in_([slot_id for slot_id, _ in slots])).values(at=at))
+    session.execute(delete(RateHold).where(col(RateHold.rate_key).in_({key for _, key in slots})))
 
 
 APP = "app"

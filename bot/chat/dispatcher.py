@@ -95,6 +95,10 @@ class Dispatcher:
         self.batch = batch or max(50, 4 * self.concurrency)
         self.poll = poll
         self.lease = outbox.LEASE  # renewed every third of it while a send is under way
+        # How late a claimed send can reach its platform (a sender's request timeout): its rate
+        # slots count from then until its answer shows when it did (``outbox.settle``).
+        self.reach = max((getattr(s, "reach", timedelta(0)) for s in senders), default=timedelta(0))
+        self._reserved: dict[int, list[tuple[int, str]]] = {}  # claimed row → its rate slots (id, key)
         self._wake = asyncio.Event()
         self._freed = asyncio.Event()  # a claimed row was recorded: there is room again
         self._slots = asyncio.Semaphore(self.concurrency)
@@ -228,10 +232,13 @@ class Dispatcher:
     def _claim(self, room: int) -> list[Claimed]:
         with transaction(self.engine) as session:
             now = clock_now()
-            rows = outbox.claim(session, self.owner, now, self.limits, batch=room, lease=self.lease)
+            reserved: dict[int, list[tuple[int, str]]] = {}
+            rows = outbox.claim(session, self.owner, now, self.limits, batch=room, lease=self.lease,
+                                reach=self.reach, reserved=reserved)
             if random.random() < 0.02:  # keep the rate-slot table to the last hour
                 outbox.forget_old_slots(session, now)
-            return rows
+        self._reserved.update(reserved)  # after the commit: a claim that failed reserved nothing
+        return rows
 
     async def _deliver(self, row: Claimed) -> None:
         logs.request_id.set(f"o-{row.id}")  # this task's log lines name the outbox message
@@ -273,8 +280,18 @@ class Dispatcher:
         """Record outcomes in one transaction; for each, what was recorded (sent, retry,
         failed), None if the row was no longer this instance's."""
         now = clock_now()
-        with transaction(self.engine) as session:
-            return [self._record(session, row, outcome, now) for row, outcome in outcomes]
+        try:
+            with transaction(self.engine) as session:
+                recorded = [self._record(session, row, outcome, now) for row, outcome in outcomes]
+                # The platform answered these (or was never asked) by now: their slots count from
+                # now, not from the latest they could have landed. A send in doubt (a timeout) may
+                # land later still: its slots keep counting from the claim's reach.
+                outbox.settle(session, [slot for row, outcome in outcomes if not _in_doubt(outcome)
+                                        for slot in self._reserved.get(row.id, ())], now)
+        finally:
+            for row, _ in outcomes:
+                self._reserved.pop(row.id, None)
+        return recorded
 
     def _record(self, session: Session, row: Claimed, outcome: Outcome, now: datetime) -> str | None:
         if isinstance(outcome, Sent):
@@ -307,6 +324,11 @@ class Dispatcher:
         for admin in recipients.admins(self.settings, row.platform):
             to = Destination(row.platform, USER, admin)
             outbox.queue(session, to, notice, outbox_keys.send_failed(row.id, admin))
+
+
+def _in_doubt(outcome: Outcome) -> bool:
+    """The send may still reach the platform after its outcome is known (it timed out)."""
+    return isinstance(outcome, Retry) and outcome.in_doubt
 
 
 def _summary(row: Claimed) -> str:

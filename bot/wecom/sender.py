@@ -30,9 +30,12 @@ from storage.outbox import APP, RateLimit
 log = logging.getLogger(__name__)
 
 # B.2: per app per member 30 a minute and 1000 an hour, the excess silently dropped;
-# B.8: a group robot 20 a minute. A claimed send reaches WeCom at most a request
-# timeout later, so each window is counted that much longer than WeCom's own.
-_LATE = timedelta(seconds=15)
+# B.8: a group robot 20 a minute. A send's slot counts from the latest it can reach WeCom
+# (``REACH``, a request timeout after its claim) until WeCom's answer shows it had it
+# (``storage.outbox.settle``): then from the moment the answer came, never earlier than
+# WeCom counted it. So the windows are WeCom's own, with a second to spare.
+REACH = timedelta(seconds=wecom_api.TIMEOUT.total or 10)
+_LATE = timedelta(seconds=1)
 MEMBER_LIMITS = (RateLimit(30, timedelta(minutes=1) + _LATE), RateLimit(1000, timedelta(hours=1) + _LATE))
 ROBOT_LIMITS = (RateLimit(20, timedelta(minutes=1) + _LATE),)
 # B.2: per corp 10,000 calls a minute and 150,000 an hour per API; every call is counted
@@ -51,6 +54,7 @@ BUSY_WAIT = 60.0
 
 class WeComSender:
     platform = "wecom"
+    reach = REACH  # how late a claimed send may reach WeCom (the dispatcher's rate slots)
 
     def __init__(self, settings: Settings, api: WeComAPI) -> None:
         self.settings, self.api = settings, api
