@@ -18,8 +18,8 @@ ids are given in that order), and an assignment's task is looked up by the uniqu
 so assignments get their ids in the same order too (tests/storage/test_drawrows.py
 compares every column, ids included, with the rows ``insert_tuples`` stores).
 
-On a machine with no core to spare (``bot.bulkwork.spare_core``) the same statements run
-in the draw's own thread as each chunk comes. PostgreSQL: the rows are gathered and
+Without a second thread (``threaded=False``: the draw asks ``bot.bulkwork.spare_core``)
+the same statements run in the draw's own thread as each chunk comes. PostgreSQL: the rows are gathered and
 stored by ``insert_tuples`` (``COPY``) when the draw's matching is done.
 """
 
@@ -34,7 +34,6 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from bot.bulkwork import spare_core
 from storage.bulk import _memoised, insert_tuples
 from storage.models import Assignment, Task, table_of
 
@@ -55,14 +54,14 @@ class DrawRows:
     caller rolls the transaction back)."""
 
     def __init__(self, connection: Connection, batch_id: str, at: datetime, *, chunk: int | None = None,
-                 threaded: bool | None = None) -> None:
+                 threaded: bool = True) -> None:
         self._connection, self._batch_id, self._at = connection, batch_id, at
         self._chunk = CHUNK if chunk is None else chunk
         self._pending: list[Row] = []
         self._sqlite = connection.dialect.name == "sqlite"
         # On a machine with no core to spare, the chunks are stored by the caller's thread
         # as they come: the same statements, without hand-overs of Python's lock.
-        self._threaded = spare_core() if threaded is None else threaded
+        self._threaded = threaded
         self._thread: threading.Thread | None = None
         self._queue: queue.SimpleQueue[list[Row] | None] = queue.SimpleQueue()
         self._failure: BaseException | None = None

@@ -21,7 +21,7 @@ from bot.batches import options, roster
 from bot.batches.notices import queue_draw_notices
 from bot.batches.records import find_batch, strata_of
 from bot.batches.selection import select_lines
-from bot.bulkwork import without_collections
+from bot.bulkwork import spare_core, without_collections
 from bot.clock import bureau_date
 from bot.refusal import Refusal
 from bot.rules import matching, ssr1
@@ -106,7 +106,7 @@ def draw(session: Session, settings: Settings, actor: str, args: Arguments, now:
     draw_date = bureau_date(now, settings.bureau.timezone)
     inputs = matching_inputs(session, batch, selection.tasks, draw_date)
     tasks = selection.tasks
-    rows = DrawRows(session.connection(), batch.id, now)
+    rows = DrawRows(session.connection(), batch.id, now, threaded=spare_core())
     try:
         if (prepared is not None and prepared.selection is selection and prepared.draw_date == draw_date
                 and prepared.inputs == inputs):

@@ -115,7 +115,7 @@ def test_a_draw_stored_in_chunks_stores_what_the_serial_draw_stores(engine, tmp_
     for chunk, threaded in ((10**9, False), (2, True), (2, False)):
         monkeypatch.setattr(draw, "STORE_CHUNK", chunk)
         monkeypatch.setattr(drawrows, "CHUNK", chunk)
-        monkeypatch.setattr(drawrows, "spare_core", lambda threaded=threaded: threaded)
+        monkeypatch.setattr(draw, "spare_core", lambda threaded=threaded: threaded)
         with transaction(engine) as session:
             drawn = draw.draw(session, settings, "admin", parse_arguments(f"批次={batch_id}", draw.DRAW_KEYS), NOW)
             session.flush()
@@ -149,7 +149,7 @@ def test_a_draw_refused_after_chunks_were_stored_stores_nothing(engine, tmp_path
     batch_id = _new_batch(engine, settings)
     monkeypatch.setattr(draw, "STORE_CHUNK", 2)
     monkeypatch.setattr(drawrows, "CHUNK", 2)
-    monkeypatch.setattr(drawrows, "spare_core", lambda: True)
+    monkeypatch.setattr(draw, "spare_core", lambda: True)
     real = draw.staff_recorded
 
     def staff_then_fail(seed, inputs):
